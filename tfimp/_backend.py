@@ -1,0 +1,41 @@
+"""The one place where tfimp selects the Keras 2 stack.
+
+tfmot only wraps Keras 2 (``tf_keras``) models, and TensorFlow >= 2.16 routes
+``tf.keras`` to Keras 3 unless ``TF_USE_LEGACY_KERAS`` is set *before*
+``tf.keras`` is first resolved. Every tfimp module imports ``tf`` and
+``keras`` from here, so the variable is set exactly once, first.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_LEGACY_KERAS_VALUES = ("1", "true", "True")
+
+if os.environ.get("TF_USE_LEGACY_KERAS") not in _LEGACY_KERAS_VALUES:
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+_tf_was_imported = "tensorflow" in sys.modules
+
+import tensorflow as tf  # noqa: E402  (must follow the environment variable)
+import tf_keras as keras  # noqa: E402
+
+
+def _check_tf_keras_is_keras2() -> None:
+    """Fails when TensorFlow already bound ``tf.keras`` to Keras 3."""
+    version_fn = getattr(tf.keras, "version", None)
+    version = version_fn() if callable(version_fn) else getattr(tf.keras, "__version__", "")
+    if str(version).startswith("3."):
+        raise ImportError(
+            "tfimp needs the Keras 2 stack (tf_keras), but TensorFlow was imported "
+            f"earlier with Keras {version} active for tf.keras. Import tfimp before "
+            "tensorflow, or set TF_USE_LEGACY_KERAS=1 in the environment before "
+            "starting Python."
+        )
+
+
+if _tf_was_imported:
+    _check_tf_keras_is_keras2()
+
+__all__ = ["tf", "keras"]

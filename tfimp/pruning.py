@@ -1,0 +1,213 @@
+"""Setting masks by a policy across all layers: exact, monotone, fast.
+
+``prune`` reads every wrapped kernel and its mask, asks a criterion (see
+``tfimp.criteria``) for scores and, for layer-wise criteria, per-layer counts,
+and then selects exactly that many weights:
+
+* already-pruned weights are always selected first (IMP never revives);
+* among equal scores, the weight that comes first in model order (layer
+  order, then row-major position) is pruned first;
+* selection uses ``np.partition`` (linear time), never a full sort.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from tfimp import criteria as _criteria
+from tfimp import tfmot_glue
+from tfimp._backend import keras
+
+
+def lowest_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of the ``k`` lowest entries of the 1-D ``scores``.
+
+    Ties at the threshold are resolved by position (lowest index first), so
+    exactly ``k`` entries are selected. Linear time (``np.partition``).
+    """
+    n = scores.size
+    if k <= 0:
+        return np.zeros(n, dtype=bool)
+    if k >= n:
+        return np.ones(n, dtype=bool)
+    threshold = np.partition(scores, k - 1)[k - 1]
+    if np.isnan(threshold):
+        raise ValueError("pruning scores contain NaN (are the weights NaN? the run may have diverged)")
+    selected = scores < threshold
+    missing = k - int(np.count_nonzero(selected))
+    if missing > 0:
+        ties = np.flatnonzero(scores == threshold)[:missing]
+        selected[ties] = True
+    return selected
+
+
+def _validate_sparsity(sparsity: float) -> float:
+    try:
+        value = float(sparsity)
+    except (TypeError, ValueError):
+        raise TypeError(f"sparsity must be a number in [0, 1), got {sparsity!r}") from None
+    if not 0.0 <= value < 1.0 or math.isnan(value):
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
+    return value
+
+
+def _kernels_or_raise(model) -> list[tfmot_glue.PrunableKernel]:
+    tfmot_glue.check_tf_keras_model(model)
+    unbuilt = tfmot_glue.unbuilt_wrappers(model)
+    if unbuilt:
+        raise ValueError(
+            f"model {model.name!r} is not built ({len(unbuilt)} wrappers without weights, e.g. "
+            f"{unbuilt[0]!r}); call it on a batch or `model.build(input_shape)` first"
+        )
+    kernels = tfmot_glue.prunable_kernels(model)
+    if kernels:
+        return kernels
+    if tfmot_glue.kernel_variables(model):
+        raise ValueError(
+            f"model {model.name!r} is not wrapped for pruning; call `model = tfimp.wrap(model)` first"
+        )
+    raise ValueError(f"model {model.name!r} has nothing to prune: no Conv or Dense kernel")
+
+
+def prune(model: keras.Model, sparsity: float, criterion: str = "global") -> dict[str, float]:
+    """Prunes a wrapped model to an overall ``sparsity`` with ``criterion``.
+
+    Sets the masks of all wrapped kernels and zeroes the pruned weights at
+    once. With ``global`` and ``lamp`` exactly ``round(sparsity * total)``
+    weights are pruned; with layer-wise criteria each layer loses exactly its
+    allocated count. Weights pruned before stay pruned.
+
+    Example:
+      >>> model = tfimp.wrap(model)
+      >>> tfimp.prune(model, 0.9, criterion="global")
+      {'conv1': 0.41, 'conv2': 0.93, 'dense': 0.95}
+
+    Args:
+      model: a model returned by :func:`tfimp.wrap`.
+      sparsity: target fraction of pruned weights over all wrapped kernels,
+        in [0, 1).
+      criterion: a name from ``tfimp.criteria.known()``.
+
+    Returns:
+      Each wrapped kernel's sparsity, by layer name.
+
+    Raises:
+      ValueError: sparsity outside [0, 1); unknown criterion; the model is not
+        wrapped or has nothing to prune; the target is below the sparsity
+        already reached; the criterion cannot reach the target.
+      TypeError: ``model`` is not a tf_keras model.
+    """
+    sparsity = _validate_sparsity(sparsity)
+    criterion_fn = _criteria.get(criterion)
+    kernels = _kernels_or_raise(model)
+
+    weights = [k.weight.numpy() for k in kernels]
+    alive = [k.mask.numpy() != 0 for k in kernels]
+    sizes = [w.size for w in weights]
+    already = [a.size - int(np.count_nonzero(a)) for a in alive]
+    total = sum(sizes)
+    target = _criteria.round_count(sparsity, total)
+    if target < sum(already):
+        raise ValueError(
+            f"cannot prune to sparsity {sparsity}: the model is already "
+            f"{sum(already) / total:.6f} sparse, and IMP never revives pruned weights"
+        )
+
+    effective = [np.where(a, w, 0).astype(w.dtype, copy=False) for w, a in zip(weights, alive)]
+    selection = criterion_fn(effective, sparsity)
+    _check_selection(selection, kernels, criterion)
+    if selection.layer_counts is None:
+        pruned = _split(lowest_k(_ranked(selection.scores, alive), target), sizes)
+    else:
+        for kernel, count, done in zip(kernels, selection.layer_counts, already):
+            if count < done:
+                raise ValueError(
+                    f"criterion {criterion!r} allots {count} pruned weights to layer "
+                    f"{kernel.name!r}, which already has {done}; IMP never revives weights. "
+                    "Keep one criterion for all pruning steps of a model."
+                )
+        pruned = [
+            lowest_k(_ranked([s], [a]), count)
+            for s, a, count in zip(selection.scores, alive, selection.layer_counts)
+        ]
+
+    for kernel, weight, pruned_flat in zip(kernels, weights, pruned):
+        keep = (~pruned_flat).reshape(weight.shape)
+        kernel.mask.assign(keep.astype(kernel.mask.dtype.as_numpy_dtype))
+        kernel.weight.assign(np.where(keep, weight, 0).astype(weight.dtype, copy=False))
+    return {k.name: float(np.count_nonzero(p)) / p.size for k, p in zip(kernels, pruned)}
+
+
+def _ranked(scores: Sequence[np.ndarray], alive: Sequence[np.ndarray]) -> np.ndarray:
+    """Flat scores of all kernels, already-pruned weights forced to -inf."""
+    total = sum(s.size for s in scores)
+    flat = np.empty(total, dtype=np.result_type(*[s.dtype for s in scores], np.float32))
+    start = 0
+    for score, keep in zip(scores, alive):
+        segment = flat[start : start + score.size]
+        segment[...] = score.ravel()
+        if not keep.all():
+            segment[~keep.ravel()] = -np.inf
+        start += score.size
+    return flat
+
+
+def _split(flat: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
+    return np.split(flat, np.cumsum(sizes)[:-1])
+
+
+def _check_selection(selection, kernels, criterion: str) -> None:
+    if not isinstance(selection, _criteria.Selection):
+        raise TypeError(f"criterion {criterion!r} returned {type(selection).__name__}, expected Selection")
+    if len(selection.scores) != len(kernels):
+        raise ValueError(
+            f"criterion {criterion!r} returned {len(selection.scores)} score arrays for {len(kernels)} kernels"
+        )
+    for kernel, score in zip(kernels, selection.scores):
+        if tuple(np.shape(score)) != kernel.shape:
+            raise ValueError(
+                f"criterion {criterion!r} returned scores of shape {np.shape(score)} for layer "
+                f"{kernel.name!r} of shape {kernel.shape}"
+            )
+    if selection.layer_counts is not None:
+        if len(selection.layer_counts) != len(kernels):
+            raise ValueError(f"criterion {criterion!r} returned {len(selection.layer_counts)} layer counts")
+        for kernel, count in zip(kernels, selection.layer_counts):
+            if not 0 <= count <= kernel.size:
+                raise ValueError(
+                    f"criterion {criterion!r} allots {count} pruned weights to layer {kernel.name!r} "
+                    f"of size {kernel.size}"
+                )
+
+
+def layer_sparsity(model: keras.Model) -> dict[str, float]:
+    """Sparsity of each prunable kernel, by layer name.
+
+    For a wrapped model: the fraction of masked-out weights. For a stripped or
+    unwrapped model: the fraction of exact zeros in each Conv/Dense kernel.
+    """
+    tfmot_glue.check_tf_keras_model(model)
+    kernels = tfmot_glue.prunable_kernels(model)
+    if kernels:
+        return {k.name: 1.0 - float(np.count_nonzero(k.mask.numpy())) / k.size for k in kernels}
+    variables = tfmot_glue.kernel_variables(model)
+    if not variables:
+        raise ValueError(f"model {model.name!r} has no Conv or Dense kernel")
+    return {name: 1.0 - float(np.count_nonzero(v.numpy())) / int(np.prod(v.shape)) for name, v in variables}
+
+
+def sparsity(model: keras.Model) -> float:
+    """Overall sparsity over all prunable kernels (see :func:`layer_sparsity`)."""
+    tfmot_glue.check_tf_keras_model(model)
+    kernels = tfmot_glue.prunable_kernels(model)
+    if kernels:
+        arrays = [k.mask.numpy() for k in kernels]
+    else:
+        arrays = [v.numpy() for _, v in tfmot_glue.kernel_variables(model)]
+        if not arrays:
+            raise ValueError(f"model {model.name!r} has no Conv or Dense kernel")
+    total = sum(a.size for a in arrays)
+    return 1.0 - sum(np.count_nonzero(a) for a in arrays) / total
