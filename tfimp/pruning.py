@@ -113,7 +113,8 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global") -> dic
     if target < sum(already):
         raise ValueError(
             f"cannot prune to sparsity {sparsity}: the model is already "
-            f"{sum(already) / total:.6f} sparse, and IMP never revives pruned weights"
+            f"{sum(already) / total:.4f} sparse ({sum(already)} of {total} weights pruned), "
+            "and IMP never revives pruned weights"
         )
 
     effective = [np.where(a, w, 0).astype(w.dtype, copy=False) for w, a in zip(weights, alive)]

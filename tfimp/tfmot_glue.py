@@ -273,7 +273,7 @@ def wrap(model: keras.Model, *, exclude: Exclude = None) -> keras.Model:
     wrapped = _wrap_layer_tree(model, should_wrap)
     if skipped:
         _log.info("tfimp.wrap: tfmot has no prunable weight for %s; left dense", ", ".join(skipped))
-    if not prunable_kernels(wrapped):
+    if not wrappers(wrapped):
         raise ValueError(
             f"model {model.name!r} has nothing to prune: no Conv or Dense kernel "
             "that tfmot can wrap" + (" outside `exclude`" if exclude is not None else "") + "."

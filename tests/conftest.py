@@ -1,0 +1,34 @@
+"""Shared test set-up: the Keras 2 stack and two logical CPU devices.
+
+The logical devices must be configured before TensorFlow initialises its
+runtime, so it happens here, at collection time, for the whole session.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+import tfimp  # noqa: F401  (selects tf_keras before anything touches tf.keras)
+from tfimp import keras, tf
+
+import helpers
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    yield
+
+
+@pytest.fixture
+def wrapped_cnn():
+    return tfimp.wrap(helpers.small_cnn())

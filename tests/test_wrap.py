@@ -1,0 +1,185 @@
+"""tfimp.wrap on every model style, exclusions, and bad input."""
+
+import numpy as np
+import pytest
+
+import tfimp
+from tfimp import keras, tfmot_glue
+
+import helpers
+
+
+def _wrapped_names(model):
+    return [k.name for k in tfmot_glue.prunable_kernels(model)]
+
+
+def test_functional_model_wraps_conv_and_dense_only(wrapped_cnn):
+    assert _wrapped_names(wrapped_cnn) == ["conv1", "conv2", "fc1", "logits"]
+    for _, wrapper in tfmot_glue.wrappers(wrapped_cnn):
+        assert isinstance(wrapper, tfmot_glue.PruneLowMagnitude)
+        assert isinstance(wrapper.pruning_schedule, tfmot_glue.NeverPrune)
+        weight, mask, threshold = wrapper.pruning_vars[0]
+        assert "kernel" in weight.name and mask.shape == weight.shape
+    # biases and BatchNorm stay out of the masks
+    masked = {id(k.weight) for k in tfmot_glue.prunable_kernels(wrapped_cnn)}
+    bn = wrapped_cnn.get_layer("bn1")
+    assert all(id(v) not in masked for v in bn.weights)
+
+
+def test_wrap_keeps_weights_and_predictions():
+    model = helpers.small_cnn()
+    x, _ = helpers.random_data(8)
+    before = model.predict(x, verbose=0)
+    wrapped = tfimp.wrap(model)
+    np.testing.assert_allclose(wrapped.predict(x, verbose=0), before, rtol=1e-6, atol=1e-6)
+
+
+def test_sequential_with_nested_functional_and_unwrappable_layers():
+    inner_in = keras.Input((6, 6, 4))
+    inner_out = keras.layers.Conv2D(4, 3, padding="same", name="inner_conv")(inner_in)
+    inner = keras.Model(inner_in, inner_out, name="inner")
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 3)),
+            keras.layers.Rescaling(1 / 255.0, name="rescale"),
+            keras.layers.Conv2D(4, 3, padding="same", name="stem"),
+            keras.layers.DepthwiseConv2D(3, padding="same", name="dw"),
+            keras.layers.SeparableConv2D(4, 3, padding="same", name="sep"),
+            inner,
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, name="head"),
+        ]
+    )
+    wrapped = tfimp.wrap(model)
+    names = _wrapped_names(wrapped)
+    assert names == ["stem", "sep", "inner/inner_conv", "head"]
+    assert isinstance(wrapped.get_layer("rescale"), keras.layers.Rescaling)
+    # depthwise kernels have no prunable weight in tfmot's registry
+    assert isinstance(wrapped.get_layer("dw"), keras.layers.DepthwiseConv2D)
+    tfimp.prune(wrapped, 0.5)
+    assert tfimp.sparsity(wrapped) == pytest.approx(0.5, abs=1e-3)
+
+
+class _Block(keras.layers.Layer):
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(filters, 3, padding="same")
+        self.norm = keras.layers.BatchNormalization()
+
+    def call(self, x, training=None):
+        return keras.activations.relu(self.norm(self.conv(x), training=training))
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__(name="subclassed")
+        self.stem = keras.layers.Conv2D(4, 3, padding="same")
+        self.blocks = [_Block(4, name="block_a"), _Block(4, name="block_b")]
+        self.pool = keras.layers.GlobalAveragePooling2D()
+        self.head = keras.layers.Dense(3)
+
+    def call(self, x, training=None):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x, training=training)
+        return self.head(self.pool(x))
+
+
+def test_subclassed_model_with_layer_lists_is_wrapped_in_place_and_trains():
+    model = _Subclassed()
+    x, y = helpers.random_data(32, (6, 6, 3), classes=3)
+    before = model(x[:4]).numpy()
+    wrapped = tfimp.wrap(model)
+    assert wrapped is model
+    assert len(_wrapped_names(wrapped)) == 4
+    np.testing.assert_allclose(wrapped(x[:4]).numpy(), before, rtol=1e-5, atol=1e-6)
+    tfimp.prune(wrapped, 0.7)
+    wrapped.compile(keras.optimizers.SGD(0.05, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(True))
+    wrapped.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert tfimp.sparsity(wrapped) == pytest.approx(0.7, abs=1e-3)
+    for k in tfmot_glue.prunable_kernels(wrapped):
+        assert not np.any(k.weight.numpy()[k.mask.numpy() == 0])
+    stripped = tfimp.strip(wrapped)
+    assert not tfmot_glue.wrappers(stripped)
+    assert tfimp.sparsity(stripped) == pytest.approx(0.7, abs=1e-3)
+
+
+def test_unbuilt_subclassed_model_needs_a_build_before_prune():
+    model = tfimp.wrap(_Subclassed())
+    with pytest.raises(ValueError, match="not built"):
+        tfimp.prune(model, 0.5)
+    model(np.zeros((1, 6, 6, 3), "float32"))
+    tfimp.prune(model, 0.5)
+    assert tfimp.sparsity(model) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_keras_cv_backbone_from_config():
+    import keras_cv
+
+    backbone = keras_cv.models.ResNetBackbone(
+        stackwise_filters=[4, 8],
+        stackwise_blocks=[1, 1],
+        stackwise_strides=[1, 2],
+        input_shape=(16, 16, 3),
+        include_rescaling=True,
+    )
+    inputs = keras.Input((16, 16, 3))
+    features = backbone(inputs)
+    outputs = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling2D()(features))
+    model = keras.Model(inputs, outputs)
+    convs = [l for l in backbone.layers if isinstance(l, keras.layers.Conv2D)]
+    wrapped = tfimp.wrap(model)
+    names = _wrapped_names(wrapped)
+    assert len(names) == len(convs) + 1 and names[-1] == "head"
+    tfimp.prune(wrapped, 0.8)
+    assert tfimp.sparsity(wrapped) == pytest.approx(0.8, abs=1e-3)
+
+
+def test_exclude_by_names_and_by_predicate():
+    by_name = tfimp.wrap(helpers.small_cnn(), exclude=["conv1", "logits"])
+    assert _wrapped_names(by_name) == ["conv2", "fc1"]
+    by_predicate = tfimp.wrap(helpers.small_cnn(), exclude=lambda layer: isinstance(layer, keras.layers.Dense))
+    assert _wrapped_names(by_predicate) == ["conv1", "conv2"]
+    with pytest.raises(ValueError, match=r"not in the model: \['nope'\]"):
+        tfimp.wrap(helpers.small_cnn(), exclude=["nope"])
+
+
+def test_nothing_to_prune_is_an_error():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(), keras.layers.ReLU()])
+    with pytest.raises(ValueError, match="nothing to prune"):
+        tfimp.wrap(model)
+    with pytest.raises(ValueError, match="nothing to prune"):
+        tfimp.prune(model, 0.5)
+    with pytest.raises(ValueError, match="nothing to prune"):
+        tfimp.wrap(helpers.small_cnn(), exclude=lambda layer: True)
+
+
+def test_keras3_model_is_rejected_with_a_clear_message():
+    import keras as keras3
+
+    assert keras3.__version__.startswith("3.")
+    model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+    for call in (lambda: tfimp.wrap(model), lambda: tfimp.prune(model, 0.5), lambda: tfimp.sparsity(model)):
+        with pytest.raises(TypeError, match="tf_keras"):
+            call()
+
+
+def test_pruning_an_unwrapped_model_says_to_wrap_it():
+    with pytest.raises(ValueError, match=r"tfimp.wrap\(model\)"):
+        tfimp.prune(helpers.small_cnn(), 0.5)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan")])
+def test_sparsity_outside_unit_interval_is_an_error(wrapped_cnn, bad):
+    with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\)"):
+        tfimp.prune(wrapped_cnn, bad)
+
+
+def test_lower_sparsity_than_reached_is_an_error(wrapped_cnn):
+    tfimp.prune(wrapped_cnn, 0.6)
+    for criterion in ("global", "uniform"):
+        with pytest.raises(ValueError, match=r"already 0.5999 sparse \(\d+ of \d+ weights pruned\)"):
+            tfimp.prune(wrapped_cnn, 0.4, criterion=criterion)
+    assert tfimp.sparsity(wrapped_cnn) == pytest.approx(0.6, abs=1e-3)
+    tfimp.prune(wrapped_cnn, 0.6)  # the same target again is a no-op
+    assert tfimp.sparsity(wrapped_cnn) == pytest.approx(0.6, abs=1e-3)
