@@ -7,7 +7,7 @@ and then selects exactly that many weights:
 * already-pruned weights are always selected first (IMP never revives);
 * among equal scores, the weight that comes first in model order (layer
   order, then row-major position) is pruned first;
-* selection uses ``np.partition`` (linear time), never a full sort.
+* selection is linear time, never a full sort (see ``tfimp.selection``).
 """
 
 from __future__ import annotations
@@ -19,29 +19,8 @@ import numpy as np
 
 from tfimp import criteria as _criteria
 from tfimp import tfmot_glue
+from tfimp.selection import select_lowest
 from tfimp._backend import keras
-
-
-def lowest_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Boolean mask of the ``k`` lowest entries of the 1-D ``scores``.
-
-    Ties at the threshold are resolved by position (lowest index first), so
-    exactly ``k`` entries are selected. Linear time (``np.partition``).
-    """
-    n = scores.size
-    if k <= 0:
-        return np.zeros(n, dtype=bool)
-    if k >= n:
-        return np.ones(n, dtype=bool)
-    threshold = np.partition(scores, k - 1)[k - 1]
-    if np.isnan(threshold):
-        raise ValueError("pruning scores contain NaN (are the weights NaN? the run may have diverged)")
-    selected = scores < threshold
-    missing = k - int(np.count_nonzero(selected))
-    if missing > 0:
-        ties = np.flatnonzero(scores == threshold)[:missing]
-        selected[ties] = True
-    return selected
 
 
 def _validate_sparsity(sparsity: float) -> float:
@@ -105,10 +84,9 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global") -> dic
     kernels = _kernels_or_raise(model)
 
     weights = [k.weight.numpy() for k in kernels]
-    alive = [k.mask.numpy() != 0 for k in kernels]
-    sizes = [w.size for w in weights]
-    already = [a.size - int(np.count_nonzero(a)) for a in alive]
-    total = sum(sizes)
+    masks = [k.mask.numpy() for k in kernels]
+    already = [m.size - int(np.count_nonzero(m)) for m in masks]
+    total = sum(m.size for m in masks)
     target = _criteria.round_count(sparsity, total)
     if target < sum(already):
         raise ValueError(
@@ -117,11 +95,12 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global") -> dic
             "and IMP never revives pruned weights"
         )
 
-    effective = [np.where(a, w, 0).astype(w.dtype, copy=False) for w, a in zip(weights, alive)]
+    effective = [w * m.astype(w.dtype, copy=False) for w, m in zip(weights, masks)]
     selection = criterion_fn(effective, sparsity)
     _check_selection(selection, kernels, criterion)
+    ranked = [_rank_pruned_first(s, m, n) for s, m, n in zip(selection.scores, masks, already)]
     if selection.layer_counts is None:
-        pruned = _split(lowest_k(_ranked(selection.scores, alive), target), sizes)
+        pruned = select_lowest(ranked, target)
     else:
         for kernel, count, done in zip(kernels, selection.layer_counts, already):
             if count < done:
@@ -130,34 +109,25 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global") -> dic
                     f"{kernel.name!r}, which already has {done}; IMP never revives weights. "
                     "Keep one criterion for all pruning steps of a model."
                 )
-        pruned = [
-            lowest_k(_ranked([s], [a]), count)
-            for s, a, count in zip(selection.scores, alive, selection.layer_counts)
-        ]
+        pruned = [select_lowest([r], count)[0] for r, count in zip(ranked, selection.layer_counts)]
 
-    for kernel, weight, pruned_flat in zip(kernels, weights, pruned):
-        keep = (~pruned_flat).reshape(weight.shape)
-        kernel.mask.assign(keep.astype(kernel.mask.dtype.as_numpy_dtype))
-        kernel.weight.assign(np.where(keep, weight, 0).astype(weight.dtype, copy=False))
+    for kernel, weight, selected in zip(kernels, weights, pruned):
+        keep = np.logical_not(selected).astype(weight.dtype)
+        kernel.mask.assign(keep.astype(kernel.mask.dtype.as_numpy_dtype, copy=False))
+        kernel.weight.assign(np.multiply(weight, keep, out=keep))
     return {k.name: float(np.count_nonzero(p)) / p.size for k, p in zip(kernels, pruned)}
 
 
-def _ranked(scores: Sequence[np.ndarray], alive: Sequence[np.ndarray]) -> np.ndarray:
-    """Flat scores of all kernels, already-pruned weights forced to -inf."""
-    total = sum(s.size for s in scores)
-    flat = np.empty(total, dtype=np.result_type(*[s.dtype for s in scores], np.float32))
-    start = 0
-    for score, keep in zip(scores, alive):
-        segment = flat[start : start + score.size]
-        segment[...] = score.ravel()
-        if not keep.all():
-            segment[~keep.ravel()] = -np.inf
-        start += score.size
-    return flat
-
-
-def _split(flat: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
-    return np.split(flat, np.cumsum(sizes)[:-1])
+def _rank_pruned_first(scores, mask: np.ndarray, pruned: int) -> np.ndarray:
+    """Float scores with already-pruned weights set to -inf (may reuse ``scores``)."""
+    ranked = np.asarray(scores)
+    if not np.issubdtype(ranked.dtype, np.floating):
+        ranked = ranked.astype(np.float64)
+    if pruned:
+        if not ranked.flags.writeable:
+            ranked = ranked.copy()
+        np.copyto(ranked, -np.inf, where=mask == 0)
+    return ranked
 
 
 def _check_selection(selection, kernels, criterion: str) -> None:
