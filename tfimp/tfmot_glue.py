@@ -97,21 +97,14 @@ def _variable_components(variable) -> Iterator[tf.Variable]:
 def _install_mask_constraint(weight, mask) -> None:
     # Private TF attribute: the public API cannot attach a constraint to a
     # variable after creation, and the layer's `kernel_constraint` would leak
-    # into the config of stripped models.
-    for component, mask_component in zip(_variable_components(weight), _mirror(mask, weight)):
+    # into the config of stripped models. The constraint holds the whole
+    # (possibly mirrored) mask, which reads as the local replica's copy when
+    # the optimizer applies it in a replica context.
+    for component in _variable_components(weight):
         inner = getattr(component, "_constraint", None)
         if isinstance(inner, _KeepPrunedConstraint):
             inner = inner._inner
-        component._constraint = _KeepPrunedConstraint(mask_component, inner)
-
-
-def _mirror(mask, weight) -> list:
-    """Per-replica mask components aligned with the weight's components."""
-    weights = list(_variable_components(weight))
-    masks = list(_variable_components(mask))
-    if len(masks) == len(weights):
-        return masks
-    return [mask] * len(weights)
+        component._constraint = _KeepPrunedConstraint(mask, inner)
 
 
 @keras.utils.register_keras_serializable(package="tfimp")
@@ -313,6 +306,15 @@ def _wrap_in_place(container: keras.layers.Layer, should_wrap: Callable) -> None
             _wrap_in_place(layer, should_wrap)
         return layer
 
+    _replace_sublayers(container, replacement)
+
+
+def _replace_sublayers(container: keras.layers.Layer, replacement: Callable) -> None:
+    """Replaces each layer held as a public attribute or in a list attribute.
+
+    Keras tracks layers assigned to attributes and list items; deleting the
+    attribute first also drops the old layer from the container's tracking.
+    """
     for attribute, value in list(vars(container).items()):
         if attribute.startswith("_"):
             continue
@@ -405,18 +407,7 @@ def _strip_in_place(container: keras.layers.Layer) -> None:
         _strip_in_place(layer)
         return layer
 
-    for attribute, value in list(vars(container).items()):
-        if attribute.startswith("_"):
-            continue
-        if isinstance(value, keras.layers.Layer):
-            new = replacement(value)
-            if new is not value:
-                delattr(container, attribute)
-                setattr(container, attribute, new)
-        elif isinstance(value, list):
-            for index, item in enumerate(list(value)):
-                if isinstance(item, keras.layers.Layer):
-                    value[index] = replacement(item)
+    _replace_sublayers(container, replacement)
 
 
 def custom_objects() -> dict:
