@@ -12,16 +12,22 @@ build models with ``tfimp.keras``.
 """
 
 from tfimp._backend import keras, tf
-from tfimp import criteria
+from tfimp import callbacks, criteria, lr
+from tfimp.imp import IMP
+from tfimp.plan import Plan
 from tfimp.pruning import layer_sparsity, prune, sparsity
 from tfimp.tfmot_glue import load_model, strip, wrap
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "IMP",
+    "Plan",
+    "callbacks",
     "criteria",
     "keras",
     "layer_sparsity",
+    "lr",
     "load_model",
     "prune",
     "sparsity",

@@ -1,0 +1,333 @@
+"""Keras callbacks that run IMP inside an ordinary ``model.fit``.
+
+:class:`IMP` drives a whole IMP/BIMP run from one ``fit`` call: it prunes at
+cycle boundaries, owns the optimizer's learning rate (the dense schedule,
+then each cycle's retraining schedule), resets or keeps the optimizer state,
+records one row per cycle, checkpoints every epoch and resumes.
+
+Example::
+
+    plan = tfimp.Plan(target_sparsity=0.9, cycles=3, dense_epochs=10, retrain_epochs=2)
+    imp = tfimp.callbacks.IMP(plan, schedule=tfimp.lr.StepDecay(0.1, [500, 750]), workdir="run")
+    model = tfimp.wrap(model)
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), loss, metrics=["accuracy"])
+    model.fit(train, epochs=plan.total_epochs, initial_epoch=imp.restore(model),
+              validation_data=val, callbacks=[imp])
+    imp.rows   # one dict per cycle
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Optional
+
+import numpy as np
+
+from tfimp import checkpoint as _checkpoint
+from tfimp import lr as _lr
+from tfimp import pruning as _pruning
+from tfimp import tfmot_glue
+from tfimp._backend import keras, tf
+from tfimp.plan import Plan
+
+#: Columns of the progress table printed at the end of a run.
+_TABLE_COLUMNS = (
+    ("cycle", "{:>5}"), ("target_sparsity", "{:>8.4f}"), ("sparsity", "{:>8.4f}"),
+    ("retrain_schedule", "{:>6}"), ("initial_lr", "{:>9.4g}"), ("epochs", "{:>6}"),
+    ("train_accuracy", "{:>9.4f}"), ("val_accuracy", "{:>9.4f}"), ("test_accuracy", "{:>9.4f}"),
+    ("wall_s", "{:>8.1f}"),
+)
+
+
+def format_table(rows: list[dict]) -> str:
+    """The per-cycle rows as a fixed-width text table."""
+    columns = [(name, fmt) for name, fmt in _TABLE_COLUMNS if any(row.get(name) is not None for row in rows)]
+    widths = [max(len(name), len(fmt.format(0 if "s}" not in fmt else ""))) for name, fmt in columns]
+    lines = [" ".join(name.rjust(width) for (name, _), width in zip(columns, widths))]
+    for row in rows:
+        cells = []
+        for (name, fmt), width in zip(columns, widths):
+            value = row.get(name)
+            cells.append(("-" if value is None else fmt.format(value)).rjust(width))
+        lines.append(" ".join(cells))
+    return "\n".join(lines)
+
+
+def _accuracy_key(logs: dict) -> Optional[str]:
+    for key in logs:
+        if "acc" in key and not key.startswith("val_"):
+            return key
+    return None
+
+
+class IMP(keras.callbacks.Callback):
+    """Runs an IMP (or BIMP, or one-shot) plan inside ``model.fit``.
+
+    Args:
+      plan: the :class:`tfimp.Plan`; ``fit`` must run ``plan.total_epochs`` epochs.
+      schedule: the original (dense) learning-rate schedule, in steps: a Keras
+        schedule, a callable of the step, or a constant. The dense phase
+        follows it; the retraining schedules are built from it over
+        ``plan.reference_epochs`` epochs.
+      steps_per_epoch: needed only when ``fit`` cannot tell it (data of
+        unknown length).
+      test_data: evaluated at the end of each cycle (``test_*`` columns).
+      recalibration_data: batches passed through the model in training mode
+        after each pruning step when ``plan.recalibrate_bn`` is set.
+      workdir: where to checkpoint every epoch and write ``results.json``
+        and ``results.csv``; ``None`` keeps everything in memory.
+      overwrite: start over in a workdir written by a different plan.
+      verbose: 0 silent, 1 one header line per cycle and a final table.
+
+    The optimizer must have a plain (float) learning rate, which this callback
+    sets before every step; use it as the only learning-rate mechanism.
+    """
+
+    def __init__(self, plan: Plan, *, schedule: _lr.Schedule, steps_per_epoch: Optional[int] = None,
+                 test_data=None, recalibration_data=None, workdir: Optional[str] = None,
+                 overwrite: bool = False, verbose: int = 1):
+        super().__init__()
+        if not isinstance(plan, Plan):
+            raise TypeError(f"plan must be a tfimp.Plan, got {type(plan).__name__}")
+        self.plan = plan
+        self.schedule = schedule
+        self.steps_per_epoch = steps_per_epoch
+        self.test_data = test_data
+        self.recalibration_data = recalibration_data
+        self.workdir = workdir
+        self.overwrite = overwrite
+        self.verbose = verbose
+        self.rows: list[dict] = []
+        self._cycles: dict[int, dict] = {}  # per pruned cycle: target, initial_lr, ...
+        self._phase_wall = 0.0
+        self._restored_epoch: Optional[int] = None
+        self._epoch_start = 0.0
+        self._table: Optional[np.ndarray] = None
+        self._phase = 0
+        self._phase_start_epoch = 0
+        self._epoch = 0
+        if workdir is not None:
+            _checkpoint.check_plan(workdir, self._description(), overwrite)
+
+    # -- resume ---------------------------------------------------------------
+
+    def _description(self) -> dict:
+        return {"plan": self.plan.to_dict(), "schedule": _describe_schedule(self.schedule)}
+
+    def restore(self, model: keras.Model) -> int:
+        """Loads the workdir's checkpoint into ``model`` (compiled) and this callback.
+
+        Returns:
+          The epoch to pass to ``fit`` as ``initial_epoch`` (0 without a checkpoint;
+          ``plan.total_epochs`` for a finished run, so ``fit`` does nothing).
+        """
+        if self.workdir is None:
+            return 0
+        _build_optimizer(model)
+        state = _checkpoint.restore(self.workdir, model)
+        if state is None:
+            self._restored_epoch = 0
+            return 0
+        self.rows = list(state["rows"])
+        self._cycles = {int(k): v for k, v in state["cycles"].items()}
+        self._phase_wall = float(state["phase_wall_s"])
+        self._restored_epoch = int(state["next_epoch"])
+        if self.verbose and not self.finished:
+            print(f"[tfimp] resuming from {self.workdir!r} at epoch {self._restored_epoch + 1}"
+                  f"/{self.plan.total_epochs} ({len(self.rows)} cycle rows done)", flush=True)
+        return self._restored_epoch
+
+    @property
+    def finished(self) -> bool:
+        return self._restored_epoch is not None and self._restored_epoch >= self.plan.total_epochs
+
+    # -- fit hooks --------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        epochs = self.params.get("epochs")
+        if epochs != self.plan.total_epochs:
+            raise ValueError(
+                f"the IMP plan takes {self.plan.total_epochs} epochs (dense {self.plan.dense_epochs} + "
+                f"retraining {self.plan.cycle_epochs()}), but fit was called with epochs={epochs}"
+            )
+        steps = self.params.get("steps") or self.steps_per_epoch
+        if not steps:
+            raise ValueError("cannot tell the steps per epoch from the data; pass steps_per_epoch to IMP")
+        self.steps_per_epoch = int(steps)
+        optimizer = self.model.optimizer
+        if optimizer is None or not isinstance(getattr(optimizer, "_learning_rate", None), tf.Variable):
+            raise ValueError(
+                "IMP sets the learning rate itself: compile with an optimizer whose learning_rate "
+                "is a number, not a LearningRateSchedule"
+            )
+        if not tfmot_glue.prunable_kernels(self.model):
+            raise ValueError("IMP needs a wrapped model: call `model = tfimp.wrap(model)` before compile")
+        if self.workdir is not None and self._restored_epoch is None:
+            saved = _checkpoint.load_state(self.workdir)
+            if saved is not None:
+                raise ValueError(
+                    f"workdir {self.workdir!r} holds a checkpoint at epoch {saved['next_epoch']}; "
+                    "call `initial_epoch = imp.restore(model)` and pass it to fit to resume"
+                )
+        self._original = _lr.Original(
+            _lr.tabulate(self.schedule, max(1, self.plan.reference_epochs) * self.steps_per_epoch),
+            _lr.warmup_steps_of(self.schedule),
+        )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_start = time.perf_counter()
+        phase = self.plan.phase_of(epoch)
+        start, _ = self.plan.phase_bounds(phase)
+        if phase > 0 and epoch == start and phase not in self._cycles:
+            self._prune(phase)
+        self._phase, self._phase_start_epoch = phase, start
+        self._table = self._phase_table(phase)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = (self._epoch - self._phase_start_epoch) * self.steps_per_epoch + batch
+        value = self._table[min(step, self._table.size - 1)]
+        keras.backend.set_value(self.model.optimizer._learning_rate, value)
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
+            where = (f"the last good checkpoint (epoch {self._epoch}) stays in {self.workdir!r}"
+                     if self.workdir else "no workdir, nothing was saved")
+            raise FloatingPointError(
+                f"loss became {loss} at epoch {self._epoch + 1}, step {batch + 1} (cycle {self._phase}); "
+                f"training stopped, {where}. Lower the learning rate or check the data."
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        self._phase_wall += time.perf_counter() - self._epoch_start
+        start, length = self.plan.phase_bounds(self._phase)
+        if epoch == start + length - 1:
+            self.rows.append(self._row(self._phase, logs))
+            self._phase_wall = 0.0
+        if self.workdir is not None:
+            _checkpoint.save(self.workdir, self.model, self._state(next_epoch=epoch + 1))
+            if epoch == start + length - 1:
+                _checkpoint.write_results(self.workdir, self.rows, {"plan": self.plan.to_dict()})
+
+    def on_train_end(self, logs=None):
+        if self.verbose and self.rows and len(self.rows) == self.plan.cycles + (self.plan.dense_epochs > 0):
+            print("[tfimp] IMP finished:\n" + format_table(self.rows), flush=True)
+
+    # -- the work ---------------------------------------------------------------
+
+    def _prune(self, cycle: int) -> None:
+        kernels = tfmot_glue.prunable_kernels(self.model)
+        before = [k.weight.numpy() * (k.mask.numpy() != 0) for k in kernels]
+        alive_before = sum(int(np.count_nonzero(k.mask.numpy())) for k in kernels)
+        all_norm_sq = sum(float(np.sum(np.square(v.numpy(), dtype=np.float64))) for v in self.model.trainable_variables)
+        target = self.plan.sparsity_after(cycle)
+        _pruning.prune(self.model, target, criterion=self.plan.criterion)
+
+        removed_sq = sum(float(np.sum(np.square(b[k.mask.numpy() == 0], dtype=np.float64)))
+                         for b, k in zip(before, kernels))
+        alive_after = sum(int(np.count_nonzero(k.mask.numpy())) for k in kernels)
+        pruned_fraction = (alive_before - alive_after) / alive_before if alive_before else 0.0
+        norm_drop = math.sqrt(removed_sq / all_norm_sq) if all_norm_sq > 0 else 0.0
+        epochs = self.plan.cycle_epochs()[cycle - 1]
+        options: dict[str, Any] = {}
+        initial_lr = self._original.eta_max
+        if self.plan.retrain_schedule == "allr" and pruned_fraction > 0:
+            initial_lr = _lr.allr_initial_lr(self._original.eta_max, norm_drop, pruned_fraction,
+                                             epochs, self.plan.reference_epochs)
+            options["initial_lr"] = initial_lr
+        elif self.plan.retrain_schedule in ("ft", "lrw"):
+            initial_lr = None  # filled from the table below
+        self._cycles[cycle] = {"target": target, "options": options, "norm_drop": norm_drop,
+                               "pruned_fraction": pruned_fraction}
+        if self.plan.optimizer_state == "reset_each_cycle" or (
+                self.plan.optimizer_state == "fresh_then_keep" and cycle == 1 and self.plan.dense_epochs > 0):
+            _reset_optimizer_state(self.model.optimizer)
+        if self.plan.recalibrate_bn and self.recalibration_data is not None:
+            _recalibrate_batch_norm(self.model, self.recalibration_data)
+        table = self._phase_table(cycle)
+        self._cycles[cycle]["initial_lr"] = float(table[0] if initial_lr is None else initial_lr)
+        if self.verbose:
+            print(f"[tfimp] cycle {cycle}/{self.plan.cycles}: pruned to {target:.4%} ({self.plan.criterion}), "
+                  f"retraining {epochs} epochs with {self.plan.retrain_schedule} "
+                  f"(initial lr {self._cycles[cycle]['initial_lr']:.4g})", flush=True)
+
+    def _phase_table(self, phase: int) -> np.ndarray:
+        if phase == 0:
+            return self._original.values
+        _, epochs = self.plan.phase_bounds(phase)
+        return _lr.retrain_values(self.plan.retrain_schedule, self._original, epochs * self.steps_per_epoch,
+                                  **self._cycles[phase]["options"])
+
+    def _row(self, phase: int, logs: dict) -> dict:
+        start, epochs = self.plan.phase_bounds(phase)
+        accuracy = _accuracy_key(logs)
+        cycle = self._cycles.get(phase, {})
+        row = {
+            "cycle": phase,
+            "target_sparsity": cycle.get("target", 0.0),
+            "sparsity": _pruning.sparsity(self.model),
+            "criterion": self.plan.criterion if phase else None,
+            "retrain_schedule": self.plan.retrain_schedule if phase else "dense",
+            "initial_lr": cycle.get("initial_lr", float(self._original.values[0]) if not phase else None),
+            "epochs": epochs,
+            "steps": epochs * self.steps_per_epoch,
+            "train_loss": logs.get("loss"),
+            "train_accuracy": logs.get(accuracy) if accuracy else None,
+            "val_loss": logs.get("val_loss"),
+            "val_accuracy": logs.get(f"val_{accuracy}") if accuracy else None,
+            "test_loss": None,
+            "test_accuracy": None,
+            "wall_s": self._phase_wall,
+        }
+        if self.test_data is not None:
+            results = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
+            row["test_loss"] = results.get("loss")
+            test_accuracy = _accuracy_key(results)
+            row["test_accuracy"] = results.get(test_accuracy) if test_accuracy else None
+        return {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()}
+
+    def _state(self, next_epoch: int) -> dict:
+        return {"next_epoch": next_epoch, "rows": self.rows, "cycles": self._cycles,
+                "phase_wall_s": self._phase_wall, "finished": next_epoch >= self.plan.total_epochs}
+
+
+def _describe_schedule(schedule) -> Any:
+    if isinstance(schedule, (int, float)):
+        return float(schedule)
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return {"class": type(schedule).__name__, "config": schedule.get_config()}
+    return getattr(schedule, "__name__", type(schedule).__name__)
+
+
+def _build_optimizer(model: keras.Model) -> None:
+    """Creates the optimizer's slot variables so a checkpoint restores them at once."""
+    optimizer = model.optimizer
+    if optimizer is None:
+        raise ValueError("compile the model before restoring an IMP checkpoint")
+    if hasattr(optimizer, "build") and not getattr(optimizer, "_built", False):
+        with model.distribute_strategy.scope():
+            optimizer.build(model.trainable_variables)
+
+
+def _reset_optimizer_state(optimizer) -> None:
+    """Zeroes the optimizer's slot variables (momentum, ...); keeps its step counter."""
+    variables = optimizer.variables() if callable(optimizer.variables) else optimizer.variables
+    keep = {id(optimizer.iterations), id(getattr(optimizer, "_learning_rate", None))}
+    for variable in variables:
+        if id(variable) not in keep:
+            variable.assign(tf.zeros_like(variable))
+
+
+def _recalibrate_batch_norm(model: keras.Model, data) -> None:
+    """Re-estimates BatchNorm statistics: forward passes in training mode, no gradients."""
+
+    @tf.function
+    def forward(x):
+        model(x, training=True)
+
+    for batch in data:
+        forward(batch[0] if isinstance(batch, (tuple, list)) else batch)

@@ -1,0 +1,361 @@
+"""Learning-rate schedules: dense training, and retraining after pruning.
+
+Dense-phase schedules are Keras ``LearningRateSchedule``s with a flat,
+round-tripping ``get_config``: :class:`StepDecay`, :class:`Cosine` and
+:class:`LinearToZero` (the budgeted schedule), each with an optional linear
+warm-up, all computed with elementwise ops so a whole run can be tabulated
+at once.
+
+Retraining schedules (FT, LRW, SLR, CLR, LLR, ALLR; see
+``shared/reference/ALGORITHMS.md``) are built from the original training
+schedule and its length ``M`` in steps, plus the retraining length ``N`` in
+steps, by :func:`retrain_schedule`. Each is a small function registered by
+name that maps the tabulated original schedule to ``N`` values; the result
+is a :class:`Tabulated` schedule whose value at step ``t`` (counted from the
+start of the cycle) is the retraining learning rate.
+
+Notation: ``eta_max`` = max of the original schedule, ``eta_min`` = its min
+after warm-up, ``W = floor(0.1 * N)`` the warm-up of SLR/CLR/LLR/ALLR (a
+half-cosine ramp from 0), ``j = t - W``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Sequence, Union
+
+import numpy as np
+
+from tfimp._backend import keras, tf
+
+Schedule = Union[keras.optimizers.schedules.LearningRateSchedule, Callable[[int], float], float]
+
+
+# --------------------------------------------------------------------------
+# Dense-phase schedules
+# --------------------------------------------------------------------------
+
+
+def _warmup(step, warmup_steps: int, value):
+    """Linear warm-up from ``value / warmup_steps`` to ``value`` over the first steps."""
+    if warmup_steps <= 0:
+        return value
+    ramp = (step + 1.0) / float(warmup_steps)
+    return tf.where(step < warmup_steps, value * ramp, value)
+
+
+@keras.utils.register_keras_serializable(package="tfimp")
+class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Piecewise-constant decay: ``initial * factor**(number of boundaries passed)``.
+
+    Args:
+      initial_learning_rate: the rate before the first boundary.
+      boundaries: increasing steps at which the rate is multiplied by ``factor``.
+      factor: the decay factor (0.1 in the paper's CIFAR runs).
+      warmup_steps: linear warm-up length (0 = none).
+    """
+
+    def __init__(self, initial_learning_rate: float, boundaries: Sequence[int], factor: float = 0.1,
+                 warmup_steps: int = 0):
+        boundaries = [int(b) for b in boundaries]
+        if any(b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:])):
+            raise ValueError(f"StepDecay boundaries must increase strictly, got {boundaries}")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.boundaries = boundaries
+        self.factor = float(factor)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        passed = tf.zeros_like(step)
+        for boundary in self.boundaries:
+            passed += tf.cast(step >= boundary, tf.float32)
+        value = self.initial_learning_rate * tf.pow(self.factor, passed)
+        return _warmup(step, self.warmup_steps, value)
+
+    def get_config(self) -> dict:
+        return {"initial_learning_rate": self.initial_learning_rate, "boundaries": self.boundaries,
+                "factor": self.factor, "warmup_steps": self.warmup_steps}
+
+
+@keras.utils.register_keras_serializable(package="tfimp")
+class Cosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Cosine decay from ``initial`` to ``final`` over ``decay_steps`` (after warm-up)."""
+
+    def __init__(self, initial_learning_rate: float, decay_steps: int, final_learning_rate: float = 0.0,
+                 warmup_steps: int = 0):
+        if decay_steps < 1:
+            raise ValueError(f"Cosine decay_steps must be >= 1, got {decay_steps}")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay_steps = int(decay_steps)
+        self.final_learning_rate = float(final_learning_rate)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        progress = tf.clip_by_value((step - self.warmup_steps) / self.decay_steps, 0.0, 1.0)
+        value = self.final_learning_rate + (self.initial_learning_rate - self.final_learning_rate) * 0.5 * (
+            1.0 + tf.cos(math.pi * progress))
+        return _warmup(step, self.warmup_steps, value)
+
+    def get_config(self) -> dict:
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
+                "final_learning_rate": self.final_learning_rate, "warmup_steps": self.warmup_steps}
+
+
+@keras.utils.register_keras_serializable(package="tfimp")
+class LinearToZero(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear decay from ``initial`` to 0 over ``decay_steps`` (after warm-up): the budgeted schedule."""
+
+    def __init__(self, initial_learning_rate: float, decay_steps: int, warmup_steps: int = 0):
+        if decay_steps < 1:
+            raise ValueError(f"LinearToZero decay_steps must be >= 1, got {decay_steps}")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay_steps = int(decay_steps)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        progress = tf.clip_by_value((step - self.warmup_steps) / self.decay_steps, 0.0, 1.0)
+        return _warmup(step, self.warmup_steps, self.initial_learning_rate * (1.0 - progress))
+
+    def get_config(self) -> dict:
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
+                "warmup_steps": self.warmup_steps}
+
+
+@keras.utils.register_keras_serializable(package="tfimp")
+class Tabulated(keras.optimizers.schedules.LearningRateSchedule):
+    """A schedule given by its values at steps 0..len-1; the last value holds after."""
+
+    def __init__(self, values: Sequence[float], name: str = "tabulated"):
+        if len(values) == 0:
+            raise ValueError("Tabulated needs at least one value")
+        self.values = [float(v) for v in values]
+        self.name = name
+        self._table = tf.constant(self.values, dtype=tf.float32)
+
+    def __call__(self, step):
+        index = tf.clip_by_value(tf.cast(step, tf.int64), 0, len(self.values) - 1)
+        return tf.gather(self._table, index)
+
+    def get_config(self) -> dict:
+        return {"values": self.values, "name": self.name}
+
+
+def tabulate(schedule: Schedule, steps: int) -> np.ndarray:
+    """Values of ``schedule`` at steps ``0..steps-1`` as float64.
+
+    Accepts a Keras schedule, a callable of the step, or a constant. Tries one
+    vectorised call first, then falls back to one call per step.
+    """
+    if steps < 1:
+        raise ValueError(f"cannot tabulate a schedule over {steps} steps")
+    if isinstance(schedule, (int, float)):
+        return np.full(steps, float(schedule))
+    if not callable(schedule):
+        raise TypeError(f"expected a LearningRateSchedule, a callable of the step or a number, got {schedule!r}")
+    try:
+        values = np.asarray(_to_numpy(schedule(tf.range(steps, dtype=tf.int64))), dtype=np.float64)
+        if values.shape == (steps,):
+            return values
+    except Exception:  # not vectorisable: evaluate step by step below
+        pass
+    return np.array([float(_to_numpy(schedule(step))) for step in range(steps)], dtype=np.float64)
+
+
+def _to_numpy(value):
+    return value.numpy() if hasattr(value, "numpy") else value
+
+
+def warmup_steps_of(schedule: Schedule) -> int:
+    """The warm-up length a tfimp or Keras schedule declares (0 when unknown)."""
+    for attribute in ("warmup_steps",):
+        value = getattr(schedule, attribute, None)
+        if value:
+            return int(value)
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Retraining schedules
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Original:
+    """The original (dense) schedule, tabulated over its ``M`` steps."""
+
+    values: np.ndarray
+    warmup_steps: int = 0
+
+    @property
+    def steps(self) -> int:
+        return int(self.values.size)
+
+    @property
+    def eta_max(self) -> float:
+        return float(self.values.max())
+
+    @property
+    def eta_min(self) -> float:
+        tail = self.values[min(self.warmup_steps, self.steps - 1):]
+        return float(tail.min())
+
+
+RetrainFn = Callable[..., np.ndarray]
+_RETRAIN: dict[str, RetrainFn] = {}
+
+
+def register(name: str, fn: RetrainFn | None = None):
+    """Registers a retraining schedule ``fn(original: Original, steps: int, **options) -> values``.
+
+    Usable as a decorator. ``values`` has one learning rate per retraining step.
+    """
+
+    def add(schedule_fn: RetrainFn) -> RetrainFn:
+        if name in _RETRAIN:
+            raise ValueError(f"retraining schedule {name!r} is already registered; known: {known()}")
+        _RETRAIN[name] = schedule_fn
+        return schedule_fn
+
+    return add(fn) if fn is not None else add
+
+
+def known() -> list[str]:
+    """Names of the registered retraining schedules, sorted."""
+    return sorted(_RETRAIN)
+
+
+def check_name(name: str) -> str:
+    """Returns ``name`` if it is a registered retraining schedule.
+
+    Raises:
+      ValueError: unknown name (the message lists the known ones).
+    """
+    if name not in _RETRAIN:
+        raise ValueError(f"unknown retraining schedule {name!r}; known: {known()}")
+    return name
+
+
+def retrain_schedule(name: str, *, original: Schedule, original_steps: int, retrain_steps: int,
+                     original_warmup_steps: int | None = None, **options) -> Tabulated:
+    """The learning-rate schedule of one retraining cycle.
+
+    Args:
+      name: ``ft``, ``lrw``, ``slr``, ``clr``, ``llr``, ``allr`` or a registered name.
+      original: the original training schedule (Keras schedule, callable of the
+        step, or a constant).
+      original_steps: its length ``M`` in steps.
+      retrain_steps: the cycle's length ``N`` in steps.
+      original_warmup_steps: warm-up length of ``original`` (default: what the
+        schedule declares as ``warmup_steps``, else 0).
+      **options: schedule options, e.g. ``initial_lr`` for ALLR.
+
+    Returns:
+      A :class:`Tabulated` schedule; its value at step ``t`` of the cycle is
+      the learning rate.
+
+    Raises:
+      ValueError: unknown name (listing the known ones) or lengths < 1.
+    """
+    warmup = warmup_steps_of(original) if original_warmup_steps is None else int(original_warmup_steps)
+    table = Original(tabulate(original, int(original_steps)), warmup)
+    return Tabulated(retrain_values(name, table, retrain_steps, **options), name=name)
+
+
+def retrain_values(name: str, original: Original, retrain_steps: int, **options) -> np.ndarray:
+    """The ``retrain_steps`` learning rates of schedule ``name`` for a tabulated original."""
+    fn = _RETRAIN[check_name(name)]
+    if retrain_steps < 1:
+        raise ValueError(f"retrain_steps must be >= 1, got {retrain_steps}")
+    values = np.asarray(fn(original, int(retrain_steps), **options), dtype=np.float64)
+    if values.shape != (retrain_steps,):
+        raise ValueError(f"retraining schedule {name!r} returned {values.shape} values for {retrain_steps} steps")
+    return values
+
+
+def _warmup_then(eta0: float, steps: int, after: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """Half-cosine warm-up from 0 to ``eta0`` over W = floor(0.1 N), then ``after(j, N - W)``."""
+    warmup = int(math.floor(0.1 * steps))
+    t = np.arange(warmup, dtype=np.float64)
+    ramp = eta0 * (1.0 - np.cos(np.pi * t / warmup)) / 2.0 if warmup else np.zeros(0)
+    span = steps - warmup
+    return np.concatenate([ramp, after(np.arange(span, dtype=np.float64), span)])
+
+
+@register("ft")
+def fine_tuning(original: Original, steps: int) -> np.ndarray:
+    """FT (Han et al. 2015): the original schedule's last (smallest) rate, constant."""
+    return np.full(steps, original.eta_min)
+
+
+@register("lrw")
+def lr_rewinding(original: Original, steps: int) -> np.ndarray:
+    """LRW (Renda et al. 2020, arXiv:2003.02389): the last N steps of the original schedule."""
+    index = np.clip(original.steps - steps + np.arange(steps), 0, original.steps - 1)
+    return original.values[index]
+
+
+@register("slr")
+def scaled_lr_restarting(original: Original, steps: int) -> np.ndarray:
+    """SLR (Le & Hua 2021, arXiv:2105.03193): the original schedule compressed into N - W steps.
+
+    The original's warm-up part is replaced by ``eta_max``, so a step schedule
+    keeps its relative milestones.
+    """
+    flattened = original.values.copy()
+    flattened[: original.warmup_steps] = original.eta_max
+
+    def compressed(j, span):
+        index = np.floor(j * original.steps / span).astype(np.int64)
+        return flattened[np.clip(index, 0, original.steps - 1)]
+
+    return _warmup_then(original.eta_max, steps, compressed)
+
+
+@register("clr")
+def cyclic_lr_restarting(original: Original, steps: int) -> np.ndarray:
+    """CLR (Le & Hua 2021): one cosine cycle from ``eta_max`` to ``eta_min`` after the warm-up."""
+    eta_max, eta_min = original.eta_max, original.eta_min
+    return _warmup_then(eta_max, steps, lambda j, span: eta_min + (eta_max - eta_min) * (1 + np.cos(np.pi * j / span)) / 2)
+
+
+@register("llr")
+def linear_lr_restarting(original: Original, steps: int) -> np.ndarray:
+    """LLR (Zimmer et al.): linear from ``eta_max`` to 0 after the warm-up."""
+    eta_max = original.eta_max
+    return _warmup_then(eta_max, steps, lambda j, span: eta_max * (1 - j / span))
+
+
+@register("allr")
+def adaptive_linear_lr_restarting(original: Original, steps: int, initial_lr: float | None = None) -> np.ndarray:
+    """ALLR (Zimmer et al., ICLR 2023): linear from ``initial_lr`` to 0 after the warm-up.
+
+    ``initial_lr`` is chosen per cycle with :func:`allr_initial_lr`; without it
+    ALLR starts at ``eta_max`` (and equals LLR).
+    """
+    eta0 = original.eta_max if initial_lr is None else float(initial_lr)
+    return _warmup_then(eta0, steps, lambda j, span: eta0 * (1 - j / span))
+
+
+def allr_initial_lr(eta_max: float, norm_drop: float, pruned_fraction: float, retrain_epochs: float,
+                    train_epochs: float) -> float:
+    """ALLR's initial learning rate for one cycle.
+
+    ``clip(eta_max * d / sqrt(s), min(T_rt / T, 1) * eta_max, eta_max)`` with
+    ``d`` the relative L2 norm removed by this cycle's pruning and ``s`` the
+    fraction of the still-alive weights it pruned.
+
+    Raises:
+      ValueError: a fraction outside (0, 1], negative norm drop, or epochs < 1.
+    """
+    if not 0.0 < pruned_fraction <= 1.0:
+        raise ValueError(f"pruned_fraction must be in (0, 1], got {pruned_fraction}")
+    if norm_drop < 0:
+        raise ValueError(f"norm_drop must be >= 0, got {norm_drop}")
+    if train_epochs <= 0 or retrain_epochs <= 0:
+        raise ValueError(f"epochs must be positive, got retrain {retrain_epochs}, train {train_epochs}")
+    lower = min(retrain_epochs / train_epochs, 1.0) * eta_max
+    return float(np.clip(eta_max * norm_drop / math.sqrt(pruned_fraction), lower, eta_max))

@@ -1,0 +1,161 @@
+"""The IMP plan: how many epochs, cycles and which sparsity after each.
+
+A plan is plain, serialisable data. It resolves the paper's notions (dense
+phase of T epochs, J cycles removing the same fraction of the remaining
+weights each, retraining epochs per cycle or a total split evenly with the
+remainder on the last cycle) into epoch boundaries once, here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+from tfimp import criteria as _criteria
+from tfimp import lr as _lr
+
+OPTIMIZER_STATES = ("fresh_then_keep", "reset_each_cycle", "keep")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """An IMP run: dense phase, then ``cycles`` prune-retrain cycles.
+
+    Attributes:
+      target_sparsity: final sparsity S, in (0, 1).
+      cycles: J >= 1 (1 = one-shot pruning).
+      dense_epochs: epochs of dense training before the first pruning (0 when
+        starting from an already trained model).
+      retrain_epochs: epochs of retraining per cycle; or
+      retrain_epochs_total: a total split evenly over the cycles, the
+        remainder going to the last cycle. Give exactly one of the two.
+      criterion: selection criterion (``tfimp.criteria.known()``).
+      retrain_schedule: retraining LR schedule (``tfimp.lr.known()``).
+      original_epochs: length T of the original training, the reference of
+        LRW/SLR/FT and of ALLR's floor; defaults to ``dense_epochs``.
+      optimizer_state: ``fresh_then_keep`` (optimizer slots reset once when
+        retraining starts, then kept across cycles: the authors' later code),
+        ``reset_each_cycle`` (their earlier code) or ``keep``.
+      recalibrate_bn: after each pruning step, pass the training data through
+        the model in training mode (no gradients) to re-estimate BatchNorm
+        statistics before the post-pruning accuracy is measured.
+    """
+
+    target_sparsity: float
+    cycles: int
+    dense_epochs: int = 0
+    retrain_epochs: Optional[int] = None
+    retrain_epochs_total: Optional[int] = None
+    criterion: str = "global"
+    retrain_schedule: str = "slr"
+    original_epochs: Optional[int] = None
+    optimizer_state: str = "fresh_then_keep"
+    recalibrate_bn: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.cycles, int) or self.cycles < 1:
+            raise ValueError(f"cycles must be an integer >= 1, got {self.cycles!r}")
+        if not 0.0 < float(self.target_sparsity) < 1.0:
+            raise ValueError(f"target_sparsity must be in (0, 1), got {self.target_sparsity!r}")
+        if (self.retrain_epochs is None) == (self.retrain_epochs_total is None):
+            raise ValueError(
+                "give exactly one of retrain_epochs (per cycle) and retrain_epochs_total, got "
+                f"retrain_epochs={self.retrain_epochs!r}, retrain_epochs_total={self.retrain_epochs_total!r}"
+            )
+        if self.retrain_epochs is not None and self.retrain_epochs < 1:
+            raise ValueError(f"retrain_epochs must be >= 1, got {self.retrain_epochs!r}")
+        if self.retrain_epochs_total is not None and self.retrain_epochs_total < self.cycles:
+            raise ValueError(
+                f"retrain_epochs_total={self.retrain_epochs_total!r} leaves a cycle without retraining: "
+                f"it must be >= cycles ({self.cycles})"
+            )
+        if self.dense_epochs < 0:
+            raise ValueError(f"dense_epochs must be >= 0, got {self.dense_epochs!r}")
+        if self.original_epochs is not None and self.original_epochs < 1:
+            raise ValueError(f"original_epochs must be >= 1, got {self.original_epochs!r}")
+        if self.dense_epochs == 0 and self.original_epochs is None:
+            raise ValueError(
+                "without a dense phase, give original_epochs: the length of the training that "
+                "produced the model, which the retraining schedules refer to"
+            )
+        if self.optimizer_state not in OPTIMIZER_STATES:
+            raise ValueError(f"optimizer_state must be one of {OPTIMIZER_STATES}, got {self.optimizer_state!r}")
+        _criteria.get(self.criterion)
+        _lr.check_name(self.retrain_schedule)
+
+    @property
+    def reference_epochs(self) -> int:
+        """T: the original training length the retraining schedules refer to."""
+        return self.original_epochs if self.original_epochs is not None else self.dense_epochs
+
+    @property
+    def pruning_rate(self) -> float:
+        """q: the fraction of the remaining weights each cycle removes."""
+        return 1.0 - (1.0 - self.target_sparsity) ** (1.0 / self.cycles)
+
+    def sparsity_after(self, cycle: int) -> float:
+        """Target sparsity after cycle ``cycle`` (1-based): ``1 - (1 - q)**cycle``."""
+        if cycle == self.cycles:
+            return float(self.target_sparsity)  # exact, free of rounding in q
+        return 1.0 - (1.0 - self.pruning_rate) ** cycle
+
+    def cycle_epochs(self) -> list[int]:
+        """Retraining epochs of each cycle."""
+        if self.retrain_epochs is not None:
+            return [self.retrain_epochs] * self.cycles
+        share, remainder = divmod(self.retrain_epochs_total, self.cycles)
+        return [share] * (self.cycles - 1) + [share + remainder]
+
+    def cycle_start_epochs(self) -> list[int]:
+        """The epoch (0-based) at which each cycle prunes and starts retraining."""
+        starts, epoch = [], self.dense_epochs
+        for epochs in self.cycle_epochs():
+            starts.append(epoch)
+            epoch += epochs
+        return starts
+
+    @property
+    def total_epochs(self) -> int:
+        return self.dense_epochs + sum(self.cycle_epochs())
+
+    def phase_of(self, epoch: int) -> int:
+        """0 for the dense phase, else the cycle (1-based) that ``epoch`` belongs to."""
+        phase = 0
+        for cycle, start in enumerate(self.cycle_start_epochs(), start=1):
+            if epoch >= start:
+                phase = cycle
+        return phase
+
+    def phase_bounds(self, phase: int) -> tuple[int, int]:
+        """First epoch and number of epochs of a phase (0 = dense)."""
+        if phase == 0:
+            return 0, self.dense_epochs
+        return self.cycle_start_epochs()[phase - 1], self.cycle_epochs()[phase - 1]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Plan":
+        return cls(**values)
+
+    @classmethod
+    def renda(cls, target_sparsity: float, **kwargs) -> "Plan":
+        """Renda-style plan: 20% of the remaining weights per cycle, J = ceil(log(1-S)/log(0.8))."""
+        cycles = int(math.ceil(math.log(1.0 - target_sparsity) / math.log(0.8) - 1e-12))
+        return cls(target_sparsity=target_sparsity, cycles=cycles, **kwargs)
+
+    @classmethod
+    def bimp(cls, target_sparsity: float, cycles: int, *, total_epochs: int, dense_epochs: int,
+             criterion: str = "global", **kwargs) -> "Plan":
+        """BIMP: dense for T_d epochs (linear-to-zero schedule), J cycles share the rest, ALLR.
+
+        The whole run takes ``total_epochs``, the budget of a pruning-during-training
+        method; ALLR's floor uses ``dense_epochs`` as T.
+        """
+        if not 0 < dense_epochs < total_epochs:
+            raise ValueError(f"BIMP needs 0 < dense_epochs < total_epochs, got {dense_epochs} and {total_epochs}")
+        return cls(target_sparsity=target_sparsity, cycles=cycles, dense_epochs=dense_epochs,
+                   retrain_epochs_total=total_epochs - dense_epochs, criterion=criterion,
+                   retrain_schedule="allr", original_epochs=dense_epochs, **kwargs)
