@@ -28,6 +28,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from tfimp.registry import Registry
+
 
 @dataclasses.dataclass
 class Selection:
@@ -46,40 +48,14 @@ class Selection:
 
 Criterion = Callable[[Sequence[np.ndarray], float], Selection]
 
-_REGISTRY: dict[str, Criterion] = {}
+_REGISTRY: Registry[Criterion] = Registry("criterion")
 
-
-def register(name: str, fn: Criterion | None = None):
-    """Registers ``fn`` as criterion ``name``; usable as a decorator.
-
-    Raises:
-      ValueError: ``name`` is already registered.
-    """
-
-    def add(criterion: Criterion) -> Criterion:
-        if name in _REGISTRY:
-            raise ValueError(f"criterion {name!r} is already registered; known: {known()}")
-        _REGISTRY[name] = criterion
-        return criterion
-
-    return add(fn) if fn is not None else add
-
-
-def get(name: str) -> Criterion:
-    """The criterion registered as ``name``.
-
-    Raises:
-      ValueError: unknown name (the message lists the known ones).
-    """
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown criterion {name!r}; known criteria: {known()}") from None
-
-
-def known() -> list[str]:
-    """Names of all registered criteria, sorted."""
-    return sorted(_REGISTRY)
+#: ``@register("name")`` or ``register("name", fn)``: adds a criterion.
+register = _REGISTRY.register
+#: The criterion registered under a name (ValueError listing the known ones).
+get = _REGISTRY.get
+#: Names of all registered criteria, sorted.
+known = _REGISTRY.known
 
 
 def round_count(fraction: float, size: int) -> int:

@@ -28,6 +28,7 @@ from typing import Callable, Sequence, Union
 import numpy as np
 
 from tfimp._backend import keras, tf
+from tfimp.registry import Registry
 
 Schedule = Union[keras.optimizers.schedules.LearningRateSchedule, Callable[[int], float], float]
 
@@ -205,37 +206,18 @@ class Original:
 
 
 RetrainFn = Callable[..., np.ndarray]
-_RETRAIN: dict[str, RetrainFn] = {}
+_RETRAIN: Registry[RetrainFn] = Registry("retraining schedule")
 
-
-def register(name: str, fn: RetrainFn | None = None):
-    """Registers a retraining schedule ``fn(original: Original, steps: int, **options) -> values``.
-
-    Usable as a decorator. ``values`` has one learning rate per retraining step.
-    """
-
-    def add(schedule_fn: RetrainFn) -> RetrainFn:
-        if name in _RETRAIN:
-            raise ValueError(f"retraining schedule {name!r} is already registered; known: {known()}")
-        _RETRAIN[name] = schedule_fn
-        return schedule_fn
-
-    return add(fn) if fn is not None else add
-
-
-def known() -> list[str]:
-    """Names of the registered retraining schedules, sorted."""
-    return sorted(_RETRAIN)
+#: ``@register("name")``: adds a retraining schedule
+#: ``fn(original: Original, steps: int, **options) -> values`` (one rate per step).
+register = _RETRAIN.register
+#: Names of the registered retraining schedules, sorted.
+known = _RETRAIN.known
 
 
 def check_name(name: str) -> str:
-    """Returns ``name`` if it is a registered retraining schedule.
-
-    Raises:
-      ValueError: unknown name (the message lists the known ones).
-    """
-    if name not in _RETRAIN:
-        raise ValueError(f"unknown retraining schedule {name!r}; known: {known()}")
+    """Returns ``name`` if it is a registered retraining schedule (else ValueError listing them)."""
+    _RETRAIN.get(name)
     return name
 
 
@@ -267,7 +249,7 @@ def retrain_schedule(name: str, *, original: Schedule, original_steps: int, retr
 
 def retrain_values(name: str, original: Original, retrain_steps: int, **options) -> np.ndarray:
     """The ``retrain_steps`` learning rates of schedule ``name`` for a tabulated original."""
-    fn = _RETRAIN[check_name(name)]
+    fn = _RETRAIN.get(name)
     if retrain_steps < 1:
         raise ValueError(f"retrain_steps must be >= 1, got {retrain_steps}")
     values = np.asarray(fn(original, int(retrain_steps), **options), dtype=np.float64)

@@ -10,24 +10,14 @@ from __future__ import annotations
 from typing import Callable
 
 from tfimp._backend import keras
+from tfimp.registry import Registry
 
-_REGISTRY: dict[str, Callable[..., keras.Model]] = {}
+_REGISTRY: Registry[Callable[..., keras.Model]] = Registry("model")
 
-
-def register(name: str):
-    """Registers a model builder ``fn(num_classes, input_shape) -> Model``."""
-
-    def add(fn):
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
-
-    return add
-
-
-def known() -> list[str]:
-    return sorted(_REGISTRY)
+#: ``@register("name")``: adds a builder ``fn(num_classes, input_shape) -> Model``.
+register = _REGISTRY.register
+#: Names of the registered models, sorted.
+known = _REGISTRY.known
 
 
 def build(name: str, *, num_classes: int, input_shape: tuple[int, ...]) -> keras.Model:
@@ -36,9 +26,7 @@ def build(name: str, *, num_classes: int, input_shape: tuple[int, ...]) -> keras
     Raises:
       ValueError: unknown name (the message lists the known ones).
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; known models: {known()}")
-    return _REGISTRY[name](num_classes=num_classes, input_shape=tuple(input_shape))
+    return _REGISTRY.get(name)(num_classes=num_classes, input_shape=tuple(input_shape))
 
 
 def _conv_bn(x, filters: int, kernel_size: int, strides: int, name: str):
