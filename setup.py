@@ -22,7 +22,12 @@ setup(
         "absl-py<2",  # forced by tensorflow-model-optimization 0.8.1
         "keras-cv==0.9.0",
         "numpy>=1.26",
+        "tensorboard>=2.21,<2.22",
+        "tensorflow-datasets>=4.9",
+        "ml-collections>=1.0",
+        "matplotlib>=3.7",
     ],
+    entry_points={"console_scripts": ["tfimp=tfimp.main:console_main"]},
     extras_require={
         "test": ["pytest>=8"],
     },

@@ -240,7 +240,7 @@ def test_bimp_and_one_shot():
     x, y = _data()
     bimp = tfimp.IMP.bimp(0.8, 2, total_epochs=5, dense_epochs=2, batch_size=BATCH, learning_rate=0.05)
     assert bimp.plan.cycle_epochs() == [1, 2] and bimp.plan.retrain_schedule == "allr"
-    assert isinstance(bimp._schedule(STEPS), lr.LinearToZero)
+    assert isinstance(bimp._schedule(bimp.plan.reference_epochs, STEPS), lr.LinearToZero)
     rows = bimp.run(helpers.small_cnn(), (x, y), verbose=0)
     assert [r["cycle"] for r in rows] == [0, 1, 2] and sum(r["epochs"] for r in rows) == 5
     one_shot = _imp(target_sparsity=0.8, cycles=1, dense_epochs=1, retrain_epochs=1).run(

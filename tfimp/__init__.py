@@ -13,7 +13,7 @@ build models with ``tfimp.keras``.
 
 from tfimp._backend import keras, tf
 from tfimp import callbacks, criteria, lr
-from tfimp.imp import IMP
+from tfimp.imp import IMP, Dense
 from tfimp.plan import Plan
 from tfimp.pruning import layer_sparsity, prune, sparsity
 from tfimp.tfmot_glue import load_model, strip, wrap
@@ -21,6 +21,7 @@ from tfimp.tfmot_glue import load_model, strip, wrap
 __version__ = "0.1.0"
 
 __all__ = [
+    "Dense",
     "IMP",
     "Plan",
     "callbacks",

@@ -202,6 +202,9 @@ class IMP(keras.callbacks.Callback):
             )
 
     def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:  # later callbacks (TensorBoard, CSVLogger) see these too
+            logs["sparsity"] = _pruning.sparsity(self.model)
+            logs["learning_rate"] = float(keras.backend.get_value(self.model.optimizer._learning_rate))
         logs = dict(logs or {})
         self._phase_wall += time.perf_counter() - self._epoch_start
         start, length = self.plan.phase_bounds(self._phase)
@@ -263,36 +266,50 @@ class IMP(keras.callbacks.Callback):
                                   **self._cycles[phase]["options"])
 
     def _row(self, phase: int, logs: dict) -> dict:
-        start, epochs = self.plan.phase_bounds(phase)
-        accuracy = _accuracy_key(logs)
+        _, epochs = self.plan.phase_bounds(phase)
         cycle = self._cycles.get(phase, {})
-        row = {
-            "cycle": phase,
-            "target_sparsity": cycle.get("target", 0.0),
-            "sparsity": _pruning.sparsity(self.model),
-            "criterion": self.plan.criterion if phase else None,
-            "retrain_schedule": self.plan.retrain_schedule if phase else "dense",
-            "initial_lr": cycle.get("initial_lr", float(self._original.values[0]) if not phase else None),
-            "epochs": epochs,
-            "steps": epochs * self.steps_per_epoch,
-            "train_loss": logs.get("loss"),
-            "train_accuracy": logs.get(accuracy) if accuracy else None,
-            "val_loss": logs.get("val_loss"),
-            "val_accuracy": logs.get(f"val_{accuracy}") if accuracy else None,
-            "test_loss": None,
-            "test_accuracy": None,
-            "wall_s": self._phase_wall,
-        }
-        if self.test_data is not None:
-            results = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
-            row["test_loss"] = results.get("loss")
-            test_accuracy = _accuracy_key(results)
-            row["test_accuracy"] = results.get(test_accuracy) if test_accuracy else None
-        return {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()}
+        return row_from_logs(
+            self.model, logs, self.test_data, cycle=phase, target=cycle.get("target", 0.0),
+            schedule=self.plan.retrain_schedule if phase else "dense",
+            initial_lr=cycle["initial_lr"] if phase else float(self._original.values[0]),
+            epochs=epochs, steps=epochs * self.steps_per_epoch, wall_s=self._phase_wall,
+            criterion=self.plan.criterion if phase else None,
+        )
 
     def _state(self, next_epoch: int) -> dict:
         return {"next_epoch": next_epoch, "rows": self.rows, "cycles": self._cycles,
                 "phase_wall_s": self._phase_wall, "finished": next_epoch >= self.plan.total_epochs}
+
+
+def row_from_logs(model: keras.Model, logs: dict, test_data, *, cycle: int, target: float, schedule: str,
+                  initial_lr: Optional[float], epochs: int, steps: int, wall_s: float,
+                  criterion: Optional[str] = None) -> dict:
+    """One results row: the phase's settings, its last epoch's logs and, if given, the test metrics."""
+    accuracy = _accuracy_key(logs)
+    wrapped = bool(tfmot_glue.wrappers(model))
+    row = {
+        "cycle": cycle,
+        "target_sparsity": target,
+        "sparsity": _pruning.sparsity(model) if wrapped else 0.0,
+        "criterion": criterion,
+        "retrain_schedule": schedule,
+        "initial_lr": initial_lr,
+        "epochs": epochs,
+        "steps": steps,
+        "train_loss": logs.get("loss"),
+        "train_accuracy": logs.get(accuracy) if accuracy else None,
+        "val_loss": logs.get("val_loss"),
+        "val_accuracy": logs.get(f"val_{accuracy}") if accuracy else None,
+        "test_loss": None,
+        "test_accuracy": None,
+        "wall_s": wall_s,
+    }
+    if test_data is not None:
+        results = model.evaluate(test_data, verbose=0, return_dict=True)
+        row["test_loss"] = results.get("loss")
+        test_accuracy = _accuracy_key(results)
+        row["test_accuracy"] = results.get(test_accuracy) if test_accuracy else None
+    return {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()}
 
 
 def _describe_schedule(schedule) -> Any:

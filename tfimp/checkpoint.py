@@ -62,6 +62,15 @@ def write_results(workdir: str, rows: Sequence[dict], extra: dict | None = None)
     atomic_write_text(os.path.join(workdir, "results.csv"), buffer.getvalue())
 
 
+def load_results(workdir: str) -> list[dict] | None:
+    """The rows of ``results.json`` in ``workdir``, or ``None`` if there is none."""
+    path = os.path.join(workdir, "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)["rows"]
+
+
 def check_plan(workdir: str, description: dict, overwrite: bool) -> None:
     """Claims ``workdir`` for ``description``; refuses one written by another plan.
 
@@ -91,7 +100,8 @@ def clear(workdir: str) -> None:
     """Removes a run's state and results from ``workdir``."""
     for name in (_CHECKPOINT, f"{_CHECKPOINT}.new", f"{_CHECKPOINT}.old"):
         shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
-    for name in ("results.json", "results.csv", "plan.json"):
+    shutil.rmtree(os.path.join(workdir, "backup"), ignore_errors=True)
+    for name in ("results.json", "results.csv", "plan.json", "final.weights.h5"):
         if os.path.exists(os.path.join(workdir, name)):
             os.remove(os.path.join(workdir, name))
 

@@ -10,11 +10,14 @@ not redone.
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from tfimp import callbacks as _callbacks
+from tfimp import checkpoint as _checkpoint
 from tfimp import lr as _lr
 from tfimp import tfmot_glue
 from tfimp._backend import keras, tf
@@ -62,16 +65,10 @@ def _steps_per_epoch(dataset) -> Optional[int]:
     return cardinality if cardinality > 0 else None
 
 
-class IMP:
-    """Prune-retrain with one call.
-
-    Example:
-      >>> imp = tfimp.IMP(target_sparsity=0.9, cycles=3, dense_epochs=10, retrain_epochs=2)
-      >>> rows = imp.run(model, (x_train, y_train), test=(x_test, y_test), workdir="runs/imp")
-      >>> imp.model    # the trained, wrapped model
+class _Trainer:
+    """Optimizer, loss, dense schedule and data handling shared by the runners.
 
     Args:
-      plan: a :class:`tfimp.Plan`; or give its fields as keyword arguments.
       learning_rate: eta_max of the dense schedule.
       dense_schedule: ``step``, ``cosine``, ``linear``, ``constant`` or a Keras
         schedule in steps (then ``learning_rate`` is unused).
@@ -85,18 +82,12 @@ class IMP:
       seed: shuffling seed for data given as arrays.
     """
 
-    def __init__(self, plan: Optional[Plan] = None, *, learning_rate: float = 0.1,
-                 dense_schedule: Union[str, _lr.Schedule] = "step", warmup_epochs: int = 0,
-                 momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: Optional[bool] = None,
-                 loss=None, metrics: Sequence = ("accuracy",), batch_size: int = 128,
-                 steps_per_epoch: Optional[int] = None, seed: int = 0, **plan_fields):
-        if plan is None:
-            plan = Plan(**plan_fields)
-        elif plan_fields:
-            raise TypeError(f"give a plan or plan fields, not both (got {sorted(plan_fields)})")
+    def __init__(self, *, learning_rate: float = 0.1, dense_schedule: Union[str, _lr.Schedule] = "step",
+                 warmup_epochs: int = 0, momentum: float = 0.9, weight_decay: float = 5e-4,
+                 nesterov: Optional[bool] = None, loss=None, metrics: Sequence = ("accuracy",),
+                 batch_size: int = 128, steps_per_epoch: Optional[int] = None, seed: int = 0):
         if isinstance(dense_schedule, str) and dense_schedule not in DENSE_SCHEDULES:
             raise ValueError(f"unknown dense schedule {dense_schedule!r}; known: {list(DENSE_SCHEDULES)}")
-        self.plan = plan
         self.learning_rate = float(learning_rate)
         self.dense_schedule = dense_schedule
         self.warmup_epochs = int(warmup_epochs)
@@ -109,6 +100,59 @@ class IMP:
         self.steps_per_epoch = steps_per_epoch
         self.seed = seed
         self.model: Optional[keras.Model] = None
+
+    def _schedule(self, epochs: int, steps_per_epoch: int):
+        if not isinstance(self.dense_schedule, str):
+            return self.dense_schedule
+        return dense_schedule(self.dense_schedule, self.learning_rate, epochs * steps_per_epoch,
+                              self.warmup_epochs * steps_per_epoch)
+
+    def _datasets(self, train, validation, test):
+        train = _as_dataset(train, self.batch_size, shuffle=True, seed=self.seed)
+        validation = _as_dataset(validation, self.batch_size, shuffle=False, seed=self.seed)
+        test = _as_dataset(test, self.batch_size, shuffle=False, seed=self.seed)
+        steps = self.steps_per_epoch or _steps_per_epoch(train)
+        if not steps:
+            raise ValueError("the training data has unknown length; pass steps_per_epoch")
+        return train, validation, test, steps
+
+    def _compile(self, model: keras.Model, learning_rate) -> None:
+        with model.distribute_strategy.scope():
+            model.compile(
+                optimizer=keras.optimizers.SGD(learning_rate, momentum=self.momentum, nesterov=self.nesterov,
+                                               weight_decay=self.weight_decay or None),
+                loss=self.loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=self.metrics,
+            )
+
+
+class IMP(_Trainer):
+    """Prune-retrain with one call.
+
+    Example:
+      >>> imp = tfimp.IMP(target_sparsity=0.9, cycles=3, dense_epochs=10, retrain_epochs=2)
+      >>> rows = imp.run(model, (x_train, y_train), test=(x_test, y_test), workdir="runs/imp")
+      >>> imp.model    # the trained, wrapped model
+
+    Args:
+      plan: a :class:`tfimp.Plan`; or give its fields as keyword arguments.
+      **settings: optimizer, schedule and data settings (see ``_Trainer``):
+        ``learning_rate``, ``dense_schedule``, ``warmup_epochs``, ``momentum``,
+        ``weight_decay``, ``nesterov``, ``loss``, ``metrics``, ``batch_size``,
+        ``steps_per_epoch``, ``seed``.
+    """
+
+    _SETTINGS = ("learning_rate", "dense_schedule", "warmup_epochs", "momentum", "weight_decay", "nesterov",
+                 "loss", "metrics", "batch_size", "steps_per_epoch", "seed")
+
+    def __init__(self, plan: Optional[Plan] = None, **kwargs):
+        settings = {k: kwargs.pop(k) for k in list(kwargs) if k in self._SETTINGS}
+        super().__init__(**settings)
+        if plan is None:
+            plan = Plan(**kwargs)
+        elif kwargs:
+            raise TypeError(f"give a plan or plan fields, not both (got {sorted(kwargs)})")
+        self.plan = plan
         self.callback: Optional[_callbacks.IMP] = None
 
     @classmethod
@@ -121,41 +165,25 @@ class IMP:
         settings.setdefault("dense_schedule", "linear")
         return cls(plan, **settings)
 
-    def _schedule(self, steps_per_epoch: int):
-        if not isinstance(self.dense_schedule, str):
-            return self.dense_schedule
-        total = self.plan.reference_epochs * steps_per_epoch
-        return dense_schedule(self.dense_schedule, self.learning_rate, total, self.warmup_epochs * steps_per_epoch)
-
     def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
-            overwrite: bool = False, verbose: int = 1) -> list[dict]:
+            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict]:
         """Runs the plan on ``model``; returns one row per cycle (cycle 0 = dense phase).
 
         ``model`` is wrapped with :func:`tfimp.wrap` unless it already is; the
-        trained, wrapped model is ``self.model`` afterwards.
+        trained, wrapped model is ``self.model`` afterwards. ``callbacks`` run
+        after the IMP callback (they see its ``sparsity`` and
+        ``learning_rate`` epoch logs, e.g. TensorBoard).
         """
         tfmot_glue.check_tf_keras_model(model)
-        train = _as_dataset(train, self.batch_size, shuffle=True, seed=self.seed)
-        validation = _as_dataset(validation, self.batch_size, shuffle=False, seed=self.seed)
-        test = _as_dataset(test, self.batch_size, shuffle=False, seed=self.seed)
-        steps = self.steps_per_epoch or _steps_per_epoch(train)
-        if not steps:
-            raise ValueError("the training data has unknown length; pass steps_per_epoch to IMP")
-
+        train, validation, test, steps = self._datasets(train, validation, test)
         if not tfmot_glue.wrappers(model):
             with model.distribute_strategy.scope():
                 model = tfmot_glue.wrap(model)
-        with model.distribute_strategy.scope():
-            model.compile(
-                optimizer=keras.optimizers.SGD(self.learning_rate, momentum=self.momentum, nesterov=self.nesterov,
-                                               weight_decay=self.weight_decay or None),
-                loss=self.loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=self.metrics,
-            )
+        self._compile(model, self.learning_rate)
         self.model = model
         self.callback = _callbacks.IMP(
-            self.plan, schedule=self._schedule(steps), steps_per_epoch=steps, test_data=test,
-            recalibration_data=train if self.plan.recalibrate_bn else None, workdir=workdir,
+            self.plan, schedule=self._schedule(self.plan.reference_epochs, steps), steps_per_epoch=steps,
+            test_data=test, recalibration_data=train if self.plan.recalibrate_bn else None, workdir=workdir,
             overwrite=overwrite, verbose=verbose,
         )
         initial_epoch = self.callback.restore(model)
@@ -166,5 +194,59 @@ class IMP:
             return list(self.callback.rows)
         model.fit(train, epochs=self.plan.total_epochs, initial_epoch=initial_epoch,
                   steps_per_epoch=self.steps_per_epoch, validation_data=validation,
-                  callbacks=[self.callback], verbose=verbose)
+                  callbacks=[self.callback, *callbacks], verbose=verbose)
         return list(self.callback.rows)
+
+
+class Dense(_Trainer):
+    """Dense training (the baseline), with the same rows and workdir files as IMP.
+
+    Resumes from the workdir through Keras' ``BackupAndRestore``.
+    """
+
+    def __init__(self, epochs: int, **settings):
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        super().__init__(**settings)
+        self.epochs = int(epochs)
+
+    def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
+            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict]:
+        """Trains ``model`` for ``epochs``; returns one row (cycle 0)."""
+        tfmot_glue.check_tf_keras_model(model)
+        train, validation, test, steps = self._datasets(train, validation, test)
+        self._compile(model, self._schedule(self.epochs, steps))
+        self.model = model
+        extra = list(callbacks)
+        if workdir is not None:
+            description = {"method": "dense", "epochs": self.epochs, "learning_rate": self.learning_rate,
+                           "dense_schedule": str(self.dense_schedule)}
+            _checkpoint.check_plan(workdir, description, overwrite)
+            finished = _checkpoint.load_results(workdir)
+            if finished is not None:
+                if verbose:
+                    print(f"[tfimp] {workdir!r} holds a finished run; not redoing it:\n"
+                          + _callbacks.format_table(finished), flush=True)
+                self._restore_final(workdir, model)
+                return finished
+            extra.insert(0, keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")))
+        start = time.perf_counter()
+        history = model.fit(train, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
+                            validation_data=validation, callbacks=extra, verbose=verbose)
+        logs = {k: v[-1] for k, v in history.history.items()}
+        row = _callbacks.row_from_logs(model, logs, test, cycle=0, target=0.0, schedule="dense",
+                                       initial_lr=float(_lr.tabulate(self._schedule(self.epochs, steps), 1)[0]),
+                                       epochs=self.epochs, steps=self.epochs * steps,
+                                       wall_s=time.perf_counter() - start)
+        if workdir is not None:
+            model.save_weights(os.path.join(workdir, "final.weights.h5"))
+            _checkpoint.write_results(workdir, [row], {"method": "dense"})
+        if verbose:
+            print("[tfimp] dense training finished:\n" + _callbacks.format_table([row]), flush=True)
+        return [row]
+
+    @staticmethod
+    def _restore_final(workdir: str, model: keras.Model) -> None:
+        path = os.path.join(workdir, "final.weights.h5")
+        if os.path.exists(path):
+            model.load_weights(path)

@@ -1,8 +1,17 @@
 """Model builders (Keras 2 functional), found by name.
 
-So far: the CIFAR ResNets of He et al. 2016 (arXiv:1512.03385, Sec. 4.2):
-depth 6n+2, three stages of n basic blocks with 16/32/64 filters, identity
-shortcuts, and a 1x1 convolution shortcut where the shape changes (option B).
+| name | model | parameters |
+|---|---|---|
+| resnet20/32/44/56/110 | CIFAR ResNets (He et al. 2016, arXiv:1512.03385) | 0.27M ... 1.7M |
+| resnet18 | ResNet-18 for 32x32 inputs | 11.2M |
+| wrn28_10 | WideResNet-28-10, dropout 0.3 | 36.5M |
+| vgg16_bn | VGG-16 with BatchNorm for 32x32 inputs | 14.7M |
+| resnet50 | ResNet-50 for ImageNet (keras.applications, random weights) | 25.6M |
+| small_cnn | two conv blocks + two dense layers for 28x28 grey images | 0.12M |
+
+Each builder is ``fn(num_classes, input_shape) -> Model`` and outputs logits.
+Weight decay is applied by the optimizer (SGD ``weight_decay``), as in the
+paper's code (all parameters), not by kernel regularisers.
 """
 
 from __future__ import annotations
@@ -38,7 +47,11 @@ def _conv_bn(x, filters: int, kernel_size: int, strides: int, name: str):
 
 
 def cifar_resnet(depth: int, *, num_classes: int = 10, input_shape=(32, 32, 3)) -> keras.Model:
-    """CIFAR ResNet-``depth`` (depth = 6n + 2: 20, 32, 44, 56, 110)."""
+    """CIFAR ResNet-``depth`` (depth = 6n + 2: 20, 32, 44, 56, 110).
+
+    Three stages of n basic blocks with 16/32/64 filters, identity shortcuts,
+    and a 1x1 convolution shortcut where the shape changes (option B).
+    """
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, 110, ...), got {depth}")
     blocks = (depth - 2) // 6
@@ -48,10 +61,7 @@ def cifar_resnet(depth: int, *, num_classes: int = 10, input_shape=(32, 32, 3)) 
         for block in range(blocks):
             strides = 2 if stage > 0 and block == 0 else 1
             name = f"stage{stage + 1}_block{block + 1}"
-            y = keras.layers.ReLU()(_conv_bn(x, filters, 3, strides, f"{name}_a"))
-            y = _conv_bn(y, filters, 3, 1, f"{name}_b")
-            shortcut = x if strides == 1 and x.shape[-1] == filters else _conv_bn(x, filters, 1, strides, f"{name}_proj")
-            x = keras.layers.ReLU()(keras.layers.Add()([shortcut, y]))
+            x = _basic_block(x, filters, strides, name)
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, outputs, name=f"resnet{depth}")
@@ -59,3 +69,90 @@ def cifar_resnet(depth: int, *, num_classes: int = 10, input_shape=(32, 32, 3)) 
 
 for _depth in (20, 32, 44, 56, 110):
     register(f"resnet{_depth}")(lambda num_classes, input_shape, _d=_depth: cifar_resnet(_d, num_classes=num_classes, input_shape=input_shape))
+
+
+def _basic_block(x, filters: int, strides: int, name: str):
+    """Post-activation basic block (two 3x3 convs) with a 1x1 projection where shapes change."""
+    y = keras.layers.ReLU()(_conv_bn(x, filters, 3, strides, f"{name}_a"))
+    y = _conv_bn(y, filters, 3, 1, f"{name}_b")
+    shortcut = x if strides == 1 and x.shape[-1] == filters else _conv_bn(x, filters, 1, strides, f"{name}_proj")
+    return keras.layers.ReLU()(keras.layers.Add()([shortcut, y]))
+
+
+def resnet18_cifar(*, num_classes: int = 10, input_shape=(32, 32, 3)) -> keras.Model:
+    """ResNet-18 for 32x32 inputs: 3x3 stem without max-pool, [2, 2, 2, 2] basic blocks (~11.2M)."""
+    inputs = keras.Input(input_shape)
+    x = keras.layers.ReLU()(_conv_bn(inputs, 64, 3, 1, "stem"))
+    for stage, filters in enumerate((64, 128, 256, 512)):
+        for block in range(2):
+            x = _basic_block(x, filters, 2 if stage > 0 and block == 0 else 1, f"stage{stage + 1}_block{block + 1}")
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="resnet18")
+
+
+def wide_resnet(depth: int = 28, width: int = 10, dropout: float = 0.3, *, num_classes: int = 100,
+                input_shape=(32, 32, 3)) -> keras.Model:
+    """WideResNet-depth-width (Zagoruyko & Komodakis 2016, arXiv:1605.07146), pre-activation blocks."""
+    if (depth - 4) % 6:
+        raise ValueError(f"WideResNet depth must be 6n + 4 (16, 22, 28, 40, ...), got {depth}")
+    blocks = (depth - 4) // 6
+    conv = lambda filters, size, strides, name: keras.layers.Conv2D(  # noqa: E731
+        filters, size, strides=strides, padding="same", use_bias=False, kernel_initializer="he_normal", name=name)
+    inputs = keras.Input(input_shape)
+    x = conv(16, 3, 1, "stem_conv")(inputs)
+    for stage, filters in enumerate((16 * width, 32 * width, 64 * width)):
+        for block in range(blocks):
+            name = f"stage{stage + 1}_block{block + 1}"
+            strides = 2 if stage > 0 and block == 0 else 1
+            pre = keras.layers.ReLU()(keras.layers.BatchNormalization(name=f"{name}_bn_a")(x))
+            y = conv(filters, 3, strides, f"{name}_conv_a")(pre)
+            y = keras.layers.ReLU()(keras.layers.BatchNormalization(name=f"{name}_bn_b")(y))
+            y = keras.layers.Dropout(dropout)(y) if dropout else y
+            y = conv(filters, 3, 1, f"{name}_conv_b")(y)
+            shortcut = x if strides == 1 and x.shape[-1] == filters else conv(filters, 1, strides, f"{name}_proj")(pre)
+            x = keras.layers.Add()([shortcut, y])
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization(name="final_bn")(x))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name=f"wrn{depth}_{width}")
+
+
+def vgg16_bn_cifar(*, num_classes: int = 10, input_shape=(32, 32, 3)) -> keras.Model:
+    """VGG-16 with BatchNorm for 32x32 inputs: 13 conv layers, one linear classifier (~14.7M)."""
+    plan = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+    inputs = keras.Input(input_shape)
+    x, index = inputs, 0
+    for item in plan:
+        if item == "M":
+            x = keras.layers.MaxPooling2D()(x)
+            continue
+        index += 1
+        x = keras.layers.ReLU()(_conv_bn(x, item, 3, 1, f"conv{index}"))
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="vgg16_bn")
+
+
+def resnet50_imagenet(*, num_classes: int = 1000, input_shape=(224, 224, 3)) -> keras.Model:
+    """ResNet-50 (He et al. 2016) from ``keras.applications`` with random weights: nothing downloads."""
+    return keras.applications.ResNet50(weights=None, input_shape=input_shape, classes=num_classes,
+                                       classifier_activation=None)
+
+
+def small_cnn(*, num_classes: int = 10, input_shape=(28, 28, 1)) -> keras.Model:
+    """A small CNN for 28x28 grey images: two conv blocks and two dense layers (~0.1M)."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for index, filters in enumerate((32, 64), start=1):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{index}")(x)
+        x = keras.layers.ReLU()(keras.layers.BatchNormalization(name=f"bn{index}")(x))
+        x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(32, activation="relu", name="fc1")(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="small_cnn")
+
+
+register("resnet18")(resnet18_cifar)
+register("wrn28_10")(lambda num_classes, input_shape: wide_resnet(28, 10, 0.3, num_classes=num_classes,
+                                                                  input_shape=input_shape))
+register("vgg16_bn")(vgg16_bn_cifar)
+register("resnet50")(resnet50_imagenet)
+register("small_cnn")(small_cnn)

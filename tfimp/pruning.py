@@ -181,4 +181,4 @@ def sparsity(model: keras.Model) -> float:
         if not arrays:
             raise ValueError(f"model {model.name!r} has no Conv or Dense kernel")
     total = sum(a.size for a in arrays)
-    return 1.0 - sum(np.count_nonzero(a) for a in arrays) / total
+    return float(1.0 - sum(np.count_nonzero(a) for a in arrays) / total)

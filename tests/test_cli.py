@@ -1,0 +1,117 @@
+"""The absl/ml_collections CLI end to end on a tiny train_subset."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tfimp
+from tfimp import data, keras, main
+
+from test_data import make_idx_dataset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(REPO, "configs", "fashion_mnist_imp.py")
+
+
+@pytest.fixture(scope="module")
+def fashion_dir(tmp_path_factory):
+    """Real Fashion-MNIST when Debian's package is installed, else small idx files."""
+    if os.path.isdir(data.DEBIAN_FASHION_MNIST):
+        return ""
+    directory = str(tmp_path_factory.mktemp("fashion"))
+    make_idx_dataset(directory, n_train=600, n_test=200)
+    return directory
+
+
+def _cli(workdir, *overrides, env_extra=None):
+    env = {**os.environ, "TFIMP_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "tfimp.main", f"--config={CONFIG}", f"--workdir={workdir}", *overrides],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=600,
+    )
+
+
+def _tiny(fashion_dir):
+    return ["--config.train_subset=512", "--config.dense_epochs=1", "--config.retrain_epochs=1",
+            "--config.cycles=2", "--config.batch_size=64", "--config.verbose=0", f"--config.data_dir={fashion_dir}"]
+
+
+def test_cli_end_to_end_then_resume_is_a_no_op(tmp_path, fashion_dir):
+    workdir = str(tmp_path / "run")
+    result = _cli(workdir, *_tiny(fashion_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[tfimp] config:" in result.stdout and "target_sparsity: 0.9" in result.stdout
+    assert "IMP finished" in result.stdout
+
+    with open(os.path.join(workdir, "results.json")) as handle:
+        rows = json.load(handle)["rows"]
+    assert [r["cycle"] for r in rows] == [0, 1, 2]
+    assert rows[-1]["sparsity"] == pytest.approx(0.9, abs=1e-4)
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in rows)
+    with open(os.path.join(workdir, "results.csv")) as handle:
+        assert len(handle.read().strip().splitlines()) == 4
+    assert os.path.getsize(os.path.join(workdir, "accuracy_vs_sparsity.png")) > 1000
+    events = [f for _, _, files in os.walk(os.path.join(workdir, "tensorboard")) for f in files if "tfevents" in f]
+    assert events
+    stripped = keras.models.load_model(os.path.join(workdir, "model_stripped.keras"))  # plain Keras
+    assert tfimp.sparsity(stripped) == pytest.approx(0.9, abs=1e-4)
+
+    again = _cli(workdir, *_tiny(fashion_dir))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "holds a finished run; not redoing it" in again.stdout
+    with open(os.path.join(workdir, "results.json")) as handle:
+        assert json.load(handle)["rows"] == rows
+
+    other = _cli(workdir, *_tiny(fashion_dir), "--config.target_sparsity=0.8")
+    assert other.returncode == 2 and "holds a run of a different plan" in other.stderr and "--overwrite" in other.stderr
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    result = _cli(str(tmp_path / "x"), "--config.target_sparstiy=0.5")
+    assert result.returncode != 0 and "target_sparstiy" in result.stderr
+
+
+def test_unknown_method_lists_the_known_ones(tmp_path):
+    result = _cli(str(tmp_path / "x"), "--config.method=snip")
+    assert result.returncode == 2
+    assert "config.method='snip' is unknown; known methods: ['dense', 'imp', 'bimp', 'oneshot']" in result.stderr
+
+
+def test_missing_dataset_fails_fast_with_instructions(tmp_path):
+    result = _cli(str(tmp_path / "x"), "--config.dataset=cifar10", "--config.model=resnet20",
+                  f"--config.data_dir={tmp_path / 'empty'}")
+    assert result.returncode == 2
+    assert "dataset 'cifar10' is not on disk" in result.stderr and "download_and_prepare" in result.stderr
+
+
+def _config(**values):
+    config = tfimp.config.base()
+    config.update(values)
+    return config
+
+
+def test_model_and_dataset_shapes_must_fit(tmp_path, fashion_dir):
+    config = _config(dataset="fashion_mnist", model="resnet20", data_dir=fashion_dir, train_subset=64, verbose=0)
+    with pytest.raises(ValueError, match=r"model 'resnet20' takes inputs of shape \(32, 32, 3\), but dataset "
+                                         r"'fashion_mnist' gives \(28, 28, 1\)"):
+        main.run(config, str(tmp_path / "x"))
+
+
+@pytest.mark.parametrize("method, extra", [
+    ("dense", dict(dense_epochs=1)),
+    ("oneshot", dict(dense_epochs=1, retrain_epochs=1, target_sparsity=0.8)),
+    ("bimp", dict(dense_epochs=1, epochs=3, cycles=2)),
+])
+def test_other_methods_run_in_process(tmp_path, fashion_dir, method, extra):
+    config = _config(method=method, data_dir=fashion_dir, train_subset=256, batch_size=64, verbose=0, **extra)
+    rows = main.run(config, str(tmp_path / method))
+    expected_cycles = {"dense": [0], "oneshot": [0, 1], "bimp": [0, 1, 2]}[method]
+    assert [r["cycle"] for r in rows] == expected_cycles
+    if method == "bimp":
+        assert sum(r["epochs"] for r in rows) == 3 and rows[-1]["retrain_schedule"] == "allr"
+    stripped = keras.models.load_model(str(tmp_path / method / "model_stripped.keras"))
+    assert tfimp.sparsity(stripped) == pytest.approx(rows[-1]["target_sparsity"], abs=1e-3)

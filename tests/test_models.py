@@ -1,0 +1,48 @@
+"""Model builders: published parameter counts, and each one wraps and prunes."""
+
+import math
+
+import pytest
+
+import tfimp
+from tfimp import models
+
+# (name, classes, input shape, published parameters, relative tolerance)
+PUBLISHED = [
+    ("resnet20", 10, (32, 32, 3), 0.27e6, 0.03),
+    ("resnet56", 10, (32, 32, 3), 0.85e6, 0.03),
+    ("resnet110", 10, (32, 32, 3), 1.7e6, 0.03),
+    ("resnet18", 10, (32, 32, 3), 11.2e6, 0.01),
+    ("wrn28_10", 100, (32, 32, 3), 36.5e6, 0.01),
+    ("vgg16_bn", 10, (32, 32, 3), 14.7e6, 0.01),
+    ("resnet50", 1000, (224, 224, 3), 25.6e6, 0.01),
+    ("small_cnn", 10, (28, 28, 1), 0.12e6, 0.05),
+]
+
+
+@pytest.mark.parametrize("name, classes, shape, published, tolerance", PUBLISHED, ids=[p[0] for p in PUBLISHED])
+def test_parameter_counts_match_published_figures(name, classes, shape, published, tolerance):
+    model = models.build(name, num_classes=classes, input_shape=shape)
+    assert model.count_params() == pytest.approx(published, rel=tolerance)
+    assert model.output_shape == (None, classes)
+
+
+@pytest.mark.parametrize("name, classes, shape", [(p[0], p[1], p[2]) for p in PUBLISHED], ids=[p[0] for p in PUBLISHED])
+def test_every_model_wraps_and_prunes(name, classes, shape):
+    wrapped = tfimp.wrap(models.build(name, num_classes=classes, input_shape=shape))
+    layers = tfimp.prune(wrapped, 0.9)
+    assert len(layers) >= 3
+    total = sum(k.size for k in tfimp.tfmot_glue.prunable_kernels(wrapped))
+    assert tfimp.sparsity(wrapped) == math.floor(0.9 * total + 0.5) / total
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown model 'resnet57'; known: \[.*'resnet56'.*'wrn28_10'\]"):
+        models.build("resnet57", num_classes=10, input_shape=(32, 32, 3))
+
+
+def test_bad_depths_are_errors():
+    with pytest.raises(ValueError, match="6n \\+ 2"):
+        models.cifar_resnet(21)
+    with pytest.raises(ValueError, match="6n \\+ 4"):
+        models.wide_resnet(27)

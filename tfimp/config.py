@@ -1,0 +1,47 @@
+"""The config keys every experiment has, with their defaults.
+
+Config files (``configs/*.py``) start from :func:`base` and change what
+their experiment needs; the CLI locks the config, so a misspelt
+``--config.KEY`` is an error that names it.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base() -> ml_collections.ConfigDict:
+    """A config with every key the CLI reads."""
+    config = ml_collections.ConfigDict()
+    # Data
+    config.dataset = "fashion_mnist"      # mnist, fashion_mnist, cifar10, cifar100, imagenet2012
+    config.data_dir = ""                  # idx files or a tfds data_dir; "" = defaults
+    config.validation_fraction = 0.1      # seeded split of the official training set (0 = none)
+    config.train_subset = 0               # use only the first N training examples (0 = all)
+    config.augmentation = ""              # "" = the dataset's default; none, crop_flip, crop_flip_rotate, imagenet
+    config.batch_size = 128
+    # Model
+    config.model = "small_cnn"
+    # Method
+    config.method = "imp"                 # dense, imp, bimp, oneshot
+    config.target_sparsity = 0.9
+    config.cycles = 3
+    config.criterion = "global"           # global, uniform, uniform_plus, erk, lamp
+    config.dense_epochs = 10              # T (IMP) or T_d (BIMP)
+    config.retrain_epochs = 2             # per cycle (imp, oneshot)
+    config.epochs = 0                     # the whole budget (bimp)
+    config.retrain_schedule = "slr"       # ft, lrw, slr, clr, llr, allr
+    config.original_epochs = ml_collections.config_dict.placeholder(int)  # T when dense_epochs = 0
+    config.optimizer_state = "fresh_then_keep"
+    config.recalibrate_bn = False
+    # Optimisation
+    config.learning_rate = 0.1
+    config.dense_schedule = "step"        # step (x0.1 at 50%, 75%), cosine, linear, constant
+    config.warmup_epochs = 0
+    config.momentum = 0.9
+    config.weight_decay = 5e-4
+    # Run
+    config.seed = 0
+    config.verbose = 1
+    config.log_every_steps = 100          # TensorBoard step-level logging
+    return config

@@ -1,0 +1,401 @@
+"""Datasets and input pipelines, following the paper's setup.
+
+* ``fashion_mnist`` and ``mnist`` come from local idx files (``data_dir``, or
+  for Fashion-MNIST the files Debian's ``dataset-fashion-mnist`` package
+  installs), with tensorflow-datasets as the fallback;
+* ``cifar10``, ``cifar100`` and ``imagenet2012`` come through
+  tensorflow-datasets (``data_dir``; ImageNet needs the manual download tfds
+  documents).
+
+When the data is not on disk and the network is unreachable, loading fails
+within seconds with a message that says how to get the data (``tfds.load``
+alone retries for minutes). Nothing ever falls back to synthetic data.
+
+Pipelines: a seeded 90/10 train/validation split of the official training
+set (optional), the official test set for reporting; augmentation per the
+paper (random crop with 4-pixel padding and horizontal flip; CIFAR-100 also
+rotation by up to 15 degrees; ImageNet random resized crop 224 and flip,
+test resize 256 and centre crop 224), per-channel normalisation, shuffling,
+batching, prefetching. Augmentation uses TensorFlow's *stateless* random
+image ops keyed by a per-example seed from ``tf.data.Dataset.random``, so a
+pipeline is deterministic given its seed even with a parallel ``map``
+(Keras' random preprocessing layers draw from stateful generators, whose
+order a parallel map does not fix).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import math
+import os
+import socket
+import struct
+import threading
+from typing import Optional
+
+import numpy as np
+
+from tfimp._backend import tf
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+_PROBE_HOST = ("storage.googleapis.com", 443)  # where tfds fetches prepared datasets from
+_PROBE_TIMEOUT_S = 5.0
+
+
+class DataUnavailableError(RuntimeError):
+    """The dataset is not on disk and cannot be downloaded now."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """What a model needs to know about a dataset."""
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augmentation: str  # "none", "crop_flip", "crop_flip_rotate", "imagenet"
+    tfds_name: str
+    idx_prefix: Optional[str] = None  # for idx files: "" (train-images-idx3-ubyte, ...)
+
+
+SPECS = {
+    "mnist": DatasetSpec("mnist", 10, (28, 28, 1), (0.1307,), (0.3081,), "none", "mnist", ""),
+    "fashion_mnist": DatasetSpec("fashion_mnist", 10, (28, 28, 1), (0.2860,), (0.3530,), "none",
+                                 "fashion_mnist", ""),
+    "cifar10": DatasetSpec("cifar10", 10, (32, 32, 3), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                           "crop_flip", "cifar10"),
+    "cifar100": DatasetSpec("cifar100", 100, (32, 32, 3), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+                            "crop_flip_rotate", "cifar100"),
+    "imagenet2012": DatasetSpec("imagenet2012", 1000, (224, 224, 3), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                                "imagenet", "imagenet2012"),
+}
+AUGMENTATIONS = ("none", "crop_flip", "crop_flip_rotate", "imagenet")
+
+
+def spec(name: str) -> DatasetSpec:
+    """The spec of dataset ``name``.
+
+    Raises:
+      ValueError: unknown name (the message lists the known ones).
+    """
+    if name not in SPECS:
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(SPECS)}")
+    return SPECS[name]
+
+
+@dataclasses.dataclass
+class Data:
+    """Ready-to-use pipelines of one dataset."""
+
+    spec: DatasetSpec
+    train: tf.data.Dataset
+    validation: Optional[tf.data.Dataset]
+    test: tf.data.Dataset
+    train_examples: int
+    batch_size: int
+    source: str
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.train_examples / self.batch_size)
+
+
+# --------------------------------------------------------------------------
+# Loading raw splits
+# --------------------------------------------------------------------------
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Reads an idx file (optionally gzipped) as used by MNIST and Fashion-MNIST."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path} is not an idx file of unsigned bytes (header {raw[:4]!r})")
+    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header says {shape} but holds {data.size} values")
+    return data.reshape(shape)
+
+
+def _find_idx(directory: str, stem: str) -> Optional[str]:
+    for name in (stem, f"{stem}.gz"):
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def _idx_dirs(name: str, data_dir: Optional[str]) -> list[str]:
+    dirs = []
+    if data_dir:
+        dirs += [data_dir, os.path.join(data_dir, name), os.path.join(data_dir, name.replace("_", "-"))]
+    if name == "fashion_mnist":
+        dirs.append(DEBIAN_FASHION_MNIST)
+    return dirs
+
+
+def _load_idx(name: str, data_dir: Optional[str]):
+    """(x_train, y_train, x_test, y_test, source) from idx files, or None if absent."""
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    for directory in _idx_dirs(name, data_dir):
+        paths = [_find_idx(directory, stem) for stem in stems]
+        if all(paths):
+            x_train, y_train, x_test, y_test = (read_idx(p) for p in paths)
+            if len(x_train) != len(y_train) or len(x_test) != len(y_test):
+                raise ValueError(f"idx files in {directory} disagree on the number of examples")
+            return x_train[..., None], y_train, x_test[..., None], y_test, f"idx files in {directory}"
+    return None
+
+
+def network_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
+    """Whether the host tfds downloads from answers within ``timeout`` seconds (DNS included).
+
+    ``TFIMP_OFFLINE=1`` in the environment answers ``False`` without probing.
+    """
+    if os.environ.get("TFIMP_OFFLINE", "") not in ("", "0"):
+        return False
+    result = []
+
+    def probe():
+        try:
+            with socket.create_connection(_PROBE_HOST, timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(result and result[0])
+
+
+def _how_to_get(name: str, data_dir: Optional[str]) -> str:
+    where = data_dir or "~/tensorflow_datasets"
+    if name == "fashion_mnist":
+        return ("install Debian's package (as root: `apt-get install dataset-fashion-mnist`, files in "
+                f"{DEBIAN_FASHION_MNIST}), or put the four idx files (train-images-idx3-ubyte.gz, ...) in "
+                "--config.data_dir, or connect to the internet so tensorflow-datasets can download it")
+    if name == "mnist":
+        return ("put the four idx files (train-images-idx3-ubyte.gz, ...) in --config.data_dir, or connect "
+                "to the internet so tensorflow-datasets can download it")
+    if name == "imagenet2012":
+        return ("download ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from image-net.org (free "
+                f"registration), put them in {where}/downloads/manual/, and run tfds.builder('imagenet2012', "
+                f"data_dir={where!r}).download_and_prepare() once")
+    return (f"on a machine with internet run `python -c \"import tensorflow_datasets as tfds; "
+            f"tfds.builder('{name}', data_dir='{where}').download_and_prepare()\"` and copy {where} "
+            "here (pass it as --config.data_dir)")
+
+
+def _tfds_builder(name: str, data_dir: Optional[str]):
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(spec(name).tfds_name, data_dir=data_dir)
+    if not builder.is_prepared():
+        if not network_reachable():
+            raise DataUnavailableError(
+                f"dataset {name!r} is not on disk (looked in {data_dir or 'the tfds default data_dir'}"
+                f"{' and for idx files' if spec(name).idx_prefix is not None else ''}) and the network is "
+                f"unreachable. To get it: {_how_to_get(name, data_dir)}."
+            )
+        builder.download_and_prepare()
+    return builder
+
+
+def _load_tfds_arrays(name: str, data_dir: Optional[str]):
+    import tensorflow_datasets as tfds
+
+    builder = _tfds_builder(name, data_dir)
+    arrays = []
+    for split in ("train", "test"):
+        batches = list(tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True).batch(8192)))
+        arrays += [np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])]
+    return (*arrays, f"tensorflow-datasets ({builder.data_dir})")
+
+
+def load_arrays(name: str, data_dir: Optional[str] = None):
+    """(x_train, y_train, x_test, y_test, source) of an in-memory dataset (all but ImageNet)."""
+    if spec(name).idx_prefix is not None:
+        found = _load_idx(name, data_dir)
+        if found is not None:
+            return found
+    return _load_tfds_arrays(name, data_dir)
+
+
+def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random split of ``range(n)`` into train and validation indices."""
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_validation = int(round(validation_fraction * n))
+    return np.sort(order[n_validation:]), np.sort(order[:n_validation])
+
+
+# --------------------------------------------------------------------------
+# Augmentation (stateless, per-example seeds)
+# --------------------------------------------------------------------------
+
+
+def _crop_flip(image, seed, padding: int = 4):
+    height, width, channels = image.shape
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    padded = tf.image.pad_to_bounding_box(image, padding, padding, height + 2 * padding, width + 2 * padding)
+    cropped = tf.image.stateless_random_crop(padded, [height, width, channels], seeds[0])
+    return tf.image.stateless_random_flip_left_right(cropped, seeds[1])
+
+
+def _rotate(image, seed, max_degrees: float = 15.0):
+    """Rotation by a uniform angle in [-max, max] degrees about the centre, zero fill."""
+    angle = tf.random.stateless_uniform([], seed, -max_degrees, max_degrees) * math.pi / 180.0
+    height, width = float(image.shape[0]), float(image.shape[1])
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2.0
+    y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2.0
+    transform = tf.stack([cos, -sin, x_offset, sin, cos, y_offset, 0.0, 0.0])[None]
+    rotated = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=transform, output_shape=tf.shape(image)[:2], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="CONSTANT")
+    return rotated[0]
+
+
+def _imagenet_train(image, seed, size: int = 224):
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seeds[0],
+        min_object_covered=0.0, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0), max_attempts=10,
+        use_image_if_no_bounding_boxes=True)
+    cropped = tf.slice(image, begin, crop_size)
+    resized = tf.image.resize(cropped, (size, size))
+    return tf.image.stateless_random_flip_left_right(resized, seeds[1])
+
+
+def _imagenet_eval(image, size: int = 224, resize: int = 256):
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = resize / tf.reduce_min(shape)
+    resized = tf.image.resize(image, tf.cast(tf.round(shape * scale), tf.int32))
+    return tf.image.resize_with_crop_or_pad(resized, size, size)
+
+
+def _preprocess(augmentation: str, data_spec: DatasetSpec, training: bool):
+    mean = tf.constant(data_spec.mean, tf.float32)
+    std = tf.constant(data_spec.std, tf.float32)
+
+    def apply(image, label, seed=None):
+        image = tf.cast(image, tf.float32) / 255.0
+        if augmentation == "imagenet":
+            image = _imagenet_train(image, seed) if training else _imagenet_eval(image)
+        elif training and augmentation in ("crop_flip", "crop_flip_rotate"):
+            seeds = tf.random.experimental.stateless_split(seed, 2)
+            image = _crop_flip(image, seeds[0])
+            if augmentation == "crop_flip_rotate":
+                image = _rotate(image, seeds[1])
+        return (image - mean) / std, tf.cast(label, tf.int64)
+
+    return apply
+
+
+def pipeline(dataset: tf.data.Dataset, data_spec: DatasetSpec, *, batch_size: int, training: bool,
+             augmentation: Optional[str] = None, seed: int = 0, shuffle_buffer: int = 10_000) -> tf.data.Dataset:
+    """Shuffle (training), augment, normalise, batch and prefetch ``(image, label)`` pairs.
+
+    Deterministic given ``seed``: per-epoch shuffling and augmentation are
+    seeded, and a parallel map keeps its order.
+    """
+    augmentation = data_spec.augmentation if augmentation is None else augmentation
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augmentation!r}; known: {list(AUGMENTATIONS)}")
+    options = tf.data.Options()
+    options.deterministic = True
+    dataset = dataset.with_options(options)
+    preprocess = _preprocess(augmentation, data_spec, training)
+    if training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        per_example = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, per_example)).map(
+            lambda pair, seeds: preprocess(pair[0], pair[1], seeds), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = dataset.map(lambda image, label: preprocess(image, label), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------
+# The one entry point
+# --------------------------------------------------------------------------
+
+
+def load(name: str, *, data_dir: Optional[str] = None, batch_size: int = 128, validation_fraction: float = 0.1,
+         seed: int = 0, train_subset: Optional[int] = None, augmentation: Optional[str] = None) -> Data:
+    """Loads dataset ``name`` as train/validation/test pipelines.
+
+    Args:
+      name: ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100`` or ``imagenet2012``.
+      data_dir: where the data lives (idx files, or a tfds data_dir).
+      batch_size: examples per batch.
+      validation_fraction: seeded fraction of the official training set held
+        out for validation (0 = none; ImageNet uses the last percent slice).
+      seed: seeds the split, shuffling and augmentation.
+      train_subset: use only the first N examples of the official training
+        set (before the split), for quick runs.
+      augmentation: override the dataset's default (``none`` to disable).
+
+    Raises:
+      ValueError: unknown dataset or bad option.
+      DataUnavailableError: the data is not on disk and cannot be downloaded.
+    """
+    data_spec = spec(name)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if train_subset is not None and train_subset < 1:
+        raise ValueError(f"train_subset must be >= 1, got {train_subset}")
+    if name == "imagenet2012":
+        return _load_imagenet(data_spec, data_dir, batch_size, validation_fraction, seed, train_subset, augmentation)
+
+    x_train, y_train, x_test, y_test, source = load_arrays(name, data_dir)
+    if train_subset is not None:
+        x_train, y_train = x_train[:train_subset], y_train[:train_subset]
+    train_index, validation_index = split_indices(len(x_train), validation_fraction, seed)
+
+    def arrays(x, y):
+        return tf.data.Dataset.from_tensor_slices((x, y.astype(np.int64)))
+
+    make = lambda x, y, training: pipeline(arrays(x, y), data_spec, batch_size=batch_size, training=training,  # noqa: E731
+                                           augmentation=augmentation, seed=seed)
+    return Data(
+        spec=data_spec,
+        train=make(x_train[train_index], y_train[train_index], True),
+        validation=make(x_train[validation_index], y_train[validation_index], False) if len(validation_index) else None,
+        test=make(x_test, y_test, False),
+        train_examples=len(train_index),
+        batch_size=batch_size,
+        source=source,
+    )
+
+
+def _load_imagenet(data_spec, data_dir, batch_size, validation_fraction, seed, train_subset, augmentation) -> Data:
+    builder = _tfds_builder("imagenet2012", data_dir)
+    # With train_subset, the split's size need not be known (tfds' mock data has none).
+    used = train_subset if train_subset else builder.info.splits["train"].num_examples
+    n_validation = int(round(validation_fraction * used))
+    train_split = f"train[:{used - n_validation}]"
+    validation_split = f"train[{used - n_validation}:{used}]" if n_validation else None
+
+    def read(split):
+        return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+
+    make = lambda split, training: pipeline(read(split), data_spec, batch_size=batch_size, training=training,  # noqa: E731
+                                            augmentation=augmentation, seed=seed)
+    return Data(
+        spec=data_spec,
+        train=make(train_split, True),
+        validation=make(validation_split, False) if validation_split else None,
+        test=make("validation", False),  # ImageNet's labelled test set is its validation split
+        train_examples=used - n_validation,
+        batch_size=batch_size,
+        source=f"tensorflow-datasets ({builder.data_dir})",
+    )

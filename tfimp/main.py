@@ -1,0 +1,145 @@
+"""The tfimp command line: one experiment from a config file.
+
+    python -m tfimp.main --config=configs/fashion_mnist_imp.py --workdir=runs/fmnist [--config.KEY=VALUE ...]
+    tfimp --config=configs/cifar10_resnet56_imp.py --workdir=runs/r56 --config.data_dir=/data/tfds
+
+Methods (``--config.method``): ``dense``, ``imp``, ``bimp``, ``oneshot``.
+Rerunning with the same workdir resumes; a workdir of another config is
+refused unless ``--overwrite``.
+
+Writes into the workdir: ``config.json``, ``results.json``, ``results.csv``,
+``accuracy_vs_sparsity.png``, TensorBoard logs in ``tensorboard/``
+(``tensorboard --logdir WORKDIR/tensorboard``), and the final stripped model
+``model_stripped.keras``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+import tfimp
+from tfimp import checkpoint, data, models, plots
+from tfimp._backend import keras
+
+METHODS = ("dense", "imp", "bimp", "oneshot")
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Start over in a workdir that holds another config's run.")
+
+
+def check_config(config) -> None:
+    """Fails before any work on a config that cannot run.
+
+    Raises:
+      ValueError: an unknown method, dataset, model, criterion or schedule, or
+        a bad number; the message names the key and what is allowed.
+    """
+    if config.method not in METHODS:
+        raise ValueError(f"config.method={config.method!r} is unknown; known methods: {list(METHODS)}")
+    data.spec(config.dataset)
+    if config.model not in models.known():
+        raise ValueError(f"config.model={config.model!r} is unknown; known models: {models.known()}")
+    if config.method != "dense":
+        tfimp.criteria.get(config.criterion)
+        if config.method in ("imp", "oneshot"):
+            tfimp.lr.check_name(config.retrain_schedule)
+    for key in ("batch_size", "retrain_epochs", "cycles"):
+        if config.get(key) is not None and config[key] < 1:
+            raise ValueError(f"config.{key} must be >= 1, got {config[key]}")
+
+
+def check_model_fits_data(model: keras.Model, spec: data.DatasetSpec, model_name: str) -> None:
+    """Raises ValueError when the model's input or output does not match the dataset."""
+    expected_input = tuple(model.input_shape[1:])
+    if expected_input != tuple(spec.input_shape):
+        raise ValueError(
+            f"model {model_name!r} takes inputs of shape {expected_input}, but dataset {spec.name!r} "
+            f"gives {tuple(spec.input_shape)}; pick a model built for this dataset"
+        )
+    outputs = model.output_shape[-1]
+    if outputs != spec.num_classes:
+        raise ValueError(f"model {model_name!r} has {outputs} outputs, dataset {spec.name!r} has {spec.num_classes} classes")
+
+
+def make_runner(config):
+    """The runner (``tfimp.IMP`` or ``tfimp.Dense``) the config asks for."""
+    settings = dict(learning_rate=config.learning_rate, dense_schedule=config.dense_schedule,
+                    warmup_epochs=config.warmup_epochs, momentum=config.momentum,
+                    weight_decay=config.weight_decay, batch_size=config.batch_size, seed=config.seed)
+    if config.method == "dense":
+        return tfimp.Dense(config.dense_epochs, **settings)
+    plan_options = dict(criterion=config.criterion, optimizer_state=config.optimizer_state,
+                        recalibrate_bn=config.recalibrate_bn)
+    if config.method == "bimp":
+        return tfimp.IMP.bimp(config.target_sparsity, config.cycles, total_epochs=config.epochs,
+                              dense_epochs=config.dense_epochs, **plan_options,
+                              **{**settings, "dense_schedule": "linear"})
+    cycles = 1 if config.method == "oneshot" else config.cycles
+    plan = tfimp.Plan(target_sparsity=config.target_sparsity, cycles=cycles, dense_epochs=config.dense_epochs,
+                      retrain_epochs=config.retrain_epochs, retrain_schedule=config.retrain_schedule,
+                      original_epochs=config.get("original_epochs"), **plan_options)
+    return tfimp.IMP(plan, **settings)
+
+
+def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
+    """Runs the experiment ``config`` into ``workdir``; returns the per-cycle rows."""
+    # -- Check everything that can be checked before touching data ----------
+    check_config(config)
+    runner = make_runner(config)
+    keras.utils.set_random_seed(config.seed)
+    print(f"[tfimp] config:\n{config}", flush=True)
+
+    # -- Data ---------------------------------------------------------------
+    dataset = data.load(config.dataset, data_dir=config.data_dir or None, batch_size=config.batch_size,
+                        validation_fraction=config.validation_fraction, seed=config.seed,
+                        train_subset=config.train_subset or None,
+                        augmentation=config.augmentation or None)
+    print(f"[tfimp] {config.dataset}: {dataset.train_examples} training examples from {dataset.source}", flush=True)
+
+    # -- Model --------------------------------------------------------------
+    model = models.build(config.model, num_classes=dataset.spec.num_classes, input_shape=dataset.spec.input_shape)
+    check_model_fits_data(model, dataset.spec, config.model)
+
+    # -- Train (resumable) --------------------------------------------------
+    os.makedirs(workdir, exist_ok=True)
+    checkpoint.atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+    tensorboard = keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), update_freq=config.log_every_steps)
+    rows = runner.run(model, dataset.train, dataset.validation, dataset.test, workdir=workdir,
+                      overwrite=overwrite, callbacks=[tensorboard], verbose=config.verbose)
+
+    # -- Outputs ------------------------------------------------------------
+    plots.accuracy_vs_sparsity(rows, os.path.join(workdir, "accuracy_vs_sparsity.png"),
+                               title=f"{config.method} {config.model} on {config.dataset}")
+    final = tfimp.strip(runner.model) if tfimp.tfmot_glue.wrappers(runner.model) else runner.model
+    final.save(os.path.join(workdir, "model_stripped.keras"))
+    print(f"[tfimp] results in {workdir}: results.json, results.csv, accuracy_vs_sparsity.png, "
+          "tensorboard/, model_stripped.keras", flush=True)
+    return rows
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _CONFIG.value is None or not _WORKDIR.value:
+        raise app.UsageError("--config and --workdir are required")
+    if not flags.FLAGS["verbosity"].present:  # TensorFlow's INFO lines would drown the progress bars
+        logging.set_verbosity(logging.WARNING)
+    try:
+        run(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value)
+    except (ValueError, data.DataUnavailableError) as error:
+        print(f"tfimp: error: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def console_main() -> None:
+    """Entry point of the ``tfimp`` console script."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    console_main()
