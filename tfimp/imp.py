@@ -65,6 +65,12 @@ def _steps_per_epoch(dataset) -> Optional[int]:
     return cardinality if cardinality > 0 else None
 
 
+def _say_finished(workdir: str, rows: Sequence[dict], verbose: int) -> None:
+    """Says, whatever the verbosity, that a finished run is not redone."""
+    table = ":\n" + _callbacks.format_table(list(rows)) if verbose else ""
+    print(f"[tfimp] {workdir!r} holds a finished run; not redoing it{table}", flush=True)
+
+
 class _Trainer:
     """Optimizer, loss, dense schedule and data handling shared by the runners.
 
@@ -188,9 +194,7 @@ class IMP(_Trainer):
         )
         initial_epoch = self.callback.restore(model)
         if self.callback.finished:
-            if verbose:
-                print(f"[tfimp] {workdir!r} holds a finished run; not redoing it:\n"
-                      + _callbacks.format_table(self.callback.rows), flush=True)
+            _say_finished(workdir, self.callback.rows, verbose)
             return list(self.callback.rows)
         model.fit(train, epochs=self.plan.total_epochs, initial_epoch=initial_epoch,
                   steps_per_epoch=self.steps_per_epoch, validation_data=validation,
@@ -224,9 +228,7 @@ class Dense(_Trainer):
             _checkpoint.check_plan(workdir, description, overwrite)
             finished = _checkpoint.load_results(workdir)
             if finished is not None:
-                if verbose:
-                    print(f"[tfimp] {workdir!r} holds a finished run; not redoing it:\n"
-                          + _callbacks.format_table(finished), flush=True)
+                _say_finished(workdir, finished, verbose)
                 self._restore_final(workdir, model)
                 return finished
             extra.insert(0, keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")))

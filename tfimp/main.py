@@ -53,17 +53,11 @@ def check_config(config) -> None:
             raise ValueError(f"config.{key} must be >= 1, got {config[key]}")
 
 
-def check_model_fits_data(model: keras.Model, spec: data.DatasetSpec, model_name: str) -> None:
-    """Raises ValueError when the model's input or output does not match the dataset."""
-    expected_input = tuple(model.input_shape[1:])
-    if expected_input != tuple(spec.input_shape):
-        raise ValueError(
-            f"model {model_name!r} takes inputs of shape {expected_input}, but dataset {spec.name!r} "
-            f"gives {tuple(spec.input_shape)}; pick a model built for this dataset"
-        )
+def check_model_fits_data(model: keras.Model, spec: data.DatasetSpec) -> None:
+    """Raises ValueError when the built model's output does not match the dataset's classes."""
     outputs = model.output_shape[-1]
     if outputs != spec.num_classes:
-        raise ValueError(f"model {model_name!r} has {outputs} outputs, dataset {spec.name!r} has {spec.num_classes} classes")
+        raise ValueError(f"model {model.name!r} has {outputs} outputs, dataset {spec.name!r} has {spec.num_classes} classes")
 
 
 def make_runner(config):
@@ -94,6 +88,8 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     keras.utils.set_random_seed(config.seed)
     print(f"[tfimp] config:\n{config}", flush=True)
 
+    models.check_fits(config.model, data.spec(config.dataset).input_shape, f"dataset {config.dataset!r}")
+
     # -- Data ---------------------------------------------------------------
     dataset = data.load(config.dataset, data_dir=config.data_dir or None, batch_size=config.batch_size,
                         validation_fraction=config.validation_fraction, seed=config.seed,
@@ -103,7 +99,7 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
 
     # -- Model --------------------------------------------------------------
     model = models.build(config.model, num_classes=dataset.spec.num_classes, input_shape=dataset.spec.input_shape)
-    check_model_fits_data(model, dataset.spec, config.model)
+    check_model_fits_data(model, dataset.spec)
 
     # -- Train (resumable) --------------------------------------------------
     os.makedirs(workdir, exist_ok=True)
@@ -117,6 +113,8 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
                                title=f"{config.method} {config.model} on {config.dataset}")
     final = tfimp.strip(runner.model) if tfimp.tfmot_glue.wrappers(runner.model) else runner.model
     final.save(os.path.join(workdir, "model_stripped.keras"))
+    if not config.verbose:  # with progress output on, the runner has printed this table already
+        print("[tfimp] per-cycle results:\n" + tfimp.callbacks.format_table(rows), flush=True)
     print(f"[tfimp] results in {workdir}: results.json, results.csv, accuracy_vs_sparsity.png, "
           "tensorboard/, model_stripped.keras", flush=True)
     return rows

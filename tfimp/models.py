@@ -29,6 +29,24 @@ register = _REGISTRY.register
 known = _REGISTRY.known
 
 
+#: The input shape each built-in model is designed for (channels included).
+DESIGNED_FOR: dict[str, tuple[int, ...]] = {}
+
+
+def check_fits(name: str, input_shape: tuple[int, ...], dataset: str = "the dataset") -> None:
+    """Raises ValueError when model ``name`` is not designed for ``input_shape``.
+
+    Models registered without a designed shape are not checked.
+    """
+    designed = DESIGNED_FOR.get(name)
+    if designed is not None and tuple(designed) != tuple(input_shape):
+        raise ValueError(
+            f"model {name!r} takes inputs of shape {tuple(designed)}, but {dataset} gives "
+            f"{tuple(input_shape)}; pick a model built for this dataset "
+            f"(for {tuple(input_shape)}: {[n for n, s in sorted(DESIGNED_FOR.items()) if tuple(s) == tuple(input_shape)]})"
+        )
+
+
 def build(name: str, *, num_classes: int, input_shape: tuple[int, ...]) -> keras.Model:
     """Builds model ``name``.
 
@@ -69,6 +87,7 @@ def cifar_resnet(depth: int, *, num_classes: int = 10, input_shape=(32, 32, 3)) 
 
 for _depth in (20, 32, 44, 56, 110):
     register(f"resnet{_depth}")(lambda num_classes, input_shape, _d=_depth: cifar_resnet(_d, num_classes=num_classes, input_shape=input_shape))
+    DESIGNED_FOR[f"resnet{_depth}"] = (32, 32, 3)
 
 
 def _basic_block(x, filters: int, strides: int, name: str):
@@ -156,3 +175,5 @@ register("wrn28_10")(lambda num_classes, input_shape: wide_resnet(28, 10, 0.3, n
 register("vgg16_bn")(vgg16_bn_cifar)
 register("resnet50")(resnet50_imagenet)
 register("small_cnn")(small_cnn)
+DESIGNED_FOR.update(resnet18=(32, 32, 3), wrn28_10=(32, 32, 3), vgg16_bn=(32, 32, 3), resnet50=(224, 224, 3),
+                    small_cnn=(28, 28, 1))
