@@ -10,7 +10,7 @@ import pytest
 
 import tfimp
 from tfimp import config as tfimp_config
-from tfimp import data, keras, main
+from tfimp import data, keras, main, models
 
 from test_data import make_idx_dataset
 
@@ -116,3 +116,18 @@ def test_other_methods_run_in_process(tmp_path, fashion_dir, method, extra):
         assert sum(r["epochs"] for r in rows) == 3 and rows[-1]["retrain_schedule"] == "allr"
     stripped = keras.models.load_model(str(tmp_path / method / "model_stripped.keras"))
     assert tfimp.sparsity(stripped) == pytest.approx(rows[-1]["target_sparsity"], abs=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(os.path.join(REPO, "configs")) if f.endswith(".py")))
+def test_every_shipped_config_is_valid(name):
+    import importlib.util
+
+    module_spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(REPO, "configs", name))
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config()
+    assert set(config.keys()) == set(tfimp_config.base().keys())  # no stray keys
+    assert "tfimp --config=configs/" + name in module.__doc__  # the docstring holds the command
+    main.check_config(config)
+    models.check_fits(config.model, data.spec(config.dataset).input_shape)
+    main.make_runner(config)
