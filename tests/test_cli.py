@@ -79,7 +79,8 @@ def test_unknown_config_key_is_named(tmp_path):
 def test_unknown_method_lists_the_known_ones(tmp_path):
     result = _cli(str(tmp_path / "x"), "--config.method=snip")
     assert result.returncode == 2
-    assert "config.method='snip' is unknown; known methods: ['dense', 'imp', 'bimp', 'oneshot']" in result.stderr
+    assert ("config.method='snip' is unknown; known methods: ['dense', 'imp', 'bimp', 'oneshot', 'gmp', "
+            "'tfmot_gmp', 'dpf', 'str']") in result.stderr
 
 
 def test_missing_dataset_fails_fast_with_instructions(tmp_path):
@@ -106,11 +107,13 @@ def test_model_and_dataset_shapes_must_fit(tmp_path, fashion_dir):
     ("dense", dict(dense_epochs=1)),
     ("oneshot", dict(dense_epochs=1, retrain_epochs=1, target_sparsity=0.8)),
     ("bimp", dict(dense_epochs=1, epochs=3, cycles=2)),
+    ("gmp", dict(epochs=2, prune_frequency=2)),
+    ("dpf", dict(epochs=2)),
 ])
 def test_other_methods_run_in_process(tmp_path, fashion_dir, method, extra):
     config = _config(method=method, data_dir=fashion_dir, train_subset=256, batch_size=64, verbose=0, **extra)
     rows = main.run(config, str(tmp_path / method))
-    expected_cycles = {"dense": [0], "oneshot": [0, 1], "bimp": [0, 1, 2]}[method]
+    expected_cycles = {"dense": [0], "oneshot": [0, 1], "bimp": [0, 1, 2], "gmp": [1, 2], "dpf": [1, 2]}[method]
     assert [r["cycle"] for r in rows] == expected_cycles
     if method == "bimp":
         assert sum(r["epochs"] for r in rows) == 3 and rows[-1]["retrain_schedule"] == "allr"

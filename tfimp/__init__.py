@@ -14,6 +14,7 @@ build models with ``tfimp.keras``.
 from tfimp._backend import keras, tf
 from tfimp import callbacks, criteria, lr
 from tfimp.imp import IMP, Dense
+from tfimp.baselines import DuringTraining
 from tfimp.plan import Plan
 from tfimp.pruning import layer_sparsity, prune, sparsity
 from tfimp.tfmot_glue import load_model, strip, wrap
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Dense",
+    "DuringTraining",
     "IMP",
     "Plan",
     "callbacks",

@@ -23,17 +23,22 @@ def base() -> ml_collections.ConfigDict:
     # Model
     config.model = "small_cnn"
     # Method
-    config.method = "imp"                 # dense, imp, bimp, oneshot
+    config.method = "imp"                 # dense, imp, bimp, oneshot, gmp, tfmot_gmp, dpf, str
     config.target_sparsity = 0.9
     config.cycles = 3
     config.criterion = "global"           # global, uniform, uniform_plus, erk, lamp
     config.dense_epochs = 10              # T (IMP) or T_d (BIMP)
     config.retrain_epochs = 2             # per cycle (imp, oneshot)
-    config.epochs = 0                     # the whole budget (bimp)
+    config.epochs = 0                     # the whole budget (bimp and the during-training methods)
     config.retrain_schedule = "slr"       # ft, lrw, slr, clr, llr, allr
     config.original_epochs = ml_collections.config_dict.placeholder(int)  # T when dense_epochs = 0
     config.optimizer_state = "fresh_then_keep"
     config.recalibrate_bn = False
+    # Pruning during training (gmp, tfmot_gmp, dpf, str)
+    config.prune_begin_fraction = 0.1     # the cubic ramp starts at this fraction of the budget ...
+    config.prune_end_fraction = 0.75      # ... and reaches target_sparsity here
+    config.prune_frequency = 0            # steps between mask updates; 0 = method default (100; DPF 16)
+    config.str_init = -5.0                # STR: initial threshold parameter, threshold = sigmoid(str_init)
     # Optimisation
     config.learning_rate = 0.1
     config.dense_schedule = "step"        # step (x0.1 at 50%, 75%), cosine, linear, constant

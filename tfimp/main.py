@@ -3,7 +3,8 @@
     python -m tfimp.main --config=configs/fashion_mnist_imp.py --workdir=runs/fmnist [--config.KEY=VALUE ...]
     tfimp --config=configs/cifar10_resnet56_imp.py --workdir=runs/r56 --config.data_dir=/data/tfds
 
-Methods (``--config.method``): ``dense``, ``imp``, ``bimp``, ``oneshot``.
+Methods (``--config.method``): ``dense``, ``imp``, ``bimp``, ``oneshot``, and the
+pruning-during-training baselines ``gmp``, ``tfmot_gmp``, ``dpf``, ``str``.
 Rerunning with the same workdir resumes; a workdir of another config is
 refused unless ``--overwrite``.
 
@@ -25,7 +26,8 @@ import tfimp
 from tfimp import checkpoint, data, models, plots
 from tfimp._backend import keras
 
-METHODS = ("dense", "imp", "bimp", "oneshot")
+METHODS = ("dense", "imp", "bimp", "oneshot", "gmp", "tfmot_gmp", "dpf", "str")
+DURING_TRAINING = ("gmp", "tfmot_gmp", "dpf", "str")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
@@ -48,6 +50,9 @@ def check_config(config) -> None:
         tfimp.criteria.get(config.criterion)
         if config.method in ("imp", "oneshot"):
             tfimp.lr.check_name(config.retrain_schedule)
+    if config.method in DURING_TRAINING + ("bimp",) and config.epochs < 1:
+        raise ValueError(f"config.epochs (the whole budget) must be >= 1 for method {config.method!r}, "
+                         f"got {config.epochs}")
     for key in ("batch_size", "retrain_epochs", "cycles"):
         if config.get(key) is not None and config[key] < 1:
             raise ValueError(f"config.{key} must be >= 1, got {config[key]}")
@@ -67,6 +72,11 @@ def make_runner(config):
                     weight_decay=config.weight_decay, batch_size=config.batch_size, seed=config.seed)
     if config.method == "dense":
         return tfimp.Dense(config.dense_epochs, **settings)
+    if config.method in DURING_TRAINING:
+        return tfimp.DuringTraining(config.method, config.target_sparsity, config.epochs,
+                                    criterion=config.criterion, begin_fraction=config.prune_begin_fraction,
+                                    end_fraction=config.prune_end_fraction,
+                                    frequency=config.prune_frequency or None, str_init=config.str_init, **settings)
     plan_options = dict(criterion=config.criterion, optimizer_state=config.optimizer_state,
                         recalibrate_bn=config.recalibrate_bn)
     if config.method == "bimp":

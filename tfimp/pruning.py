@@ -51,7 +51,8 @@ def _kernels_or_raise(model) -> list[tfmot_glue.PrunableKernel]:
     raise ValueError(f"model {model.name!r} has nothing to prune: no Conv or Dense kernel")
 
 
-def prune(model: keras.Model, sparsity: float, criterion: str = "global") -> dict[str, float]:
+def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, allow_revival: bool = False,
+          zero_pruned: bool = True) -> dict[str, float]:
     """Prunes a wrapped model to an overall ``sparsity`` with ``criterion``.
 
     Sets the masks of all wrapped kernels and zeroes the pruned weights at
@@ -69,6 +70,10 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global") -> dic
       sparsity: target fraction of pruned weights over all wrapped kernels,
         in [0, 1).
       criterion: a name from ``tfimp.criteria.known()``.
+      allow_revival: choose the mask afresh from the dense weights, so weights
+        pruned before may return (DPF-style methods); IMP never does this.
+      zero_pruned: zero the pruned weights at once (off for methods that keep
+        dense weights behind the mask).
 
     Returns:
       Each wrapped kernel's sparsity, by layer name.
@@ -84,7 +89,7 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global") -> dic
     kernels = _kernels_or_raise(model)
 
     weights = [k.weight.numpy() for k in kernels]
-    masks = [k.mask.numpy() for k in kernels]
+    masks = [np.ones_like(w) if allow_revival else k.mask.numpy() for k, w in zip(kernels, weights)]
     already = [m.size - int(np.count_nonzero(m)) for m in masks]
     total = sum(m.size for m in masks)
     target = _criteria.round_count(sparsity, total)
@@ -114,7 +119,8 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global") -> dic
     for kernel, weight, selected in zip(kernels, weights, pruned):
         keep = np.logical_not(selected).astype(weight.dtype)
         kernel.mask.assign(keep.astype(kernel.mask.dtype.as_numpy_dtype, copy=False))
-        kernel.weight.assign(np.multiply(weight, keep, out=keep))
+        if zero_pruned:
+            kernel.weight.assign(np.multiply(weight, keep, out=keep))
     return {k.name: float(np.count_nonzero(p)) / p.size for k, p in zip(kernels, pruned)}
 
 

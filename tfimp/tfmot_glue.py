@@ -142,6 +142,132 @@ class PolicyPruneLowMagnitude(PruneLowMagnitude):
         return cls(layer, **config)
 
 
+@keras.utils.register_keras_serializable(package="tfimp")
+class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
+    """A wrapper whose forward pass uses a transform of the *dense* kernel.
+
+    Used by the pruning-during-training baselines that keep dense weights:
+
+    * ``dpf`` (Lin et al. 2020, arXiv:2006.07253): the forward pass uses
+      ``kernel * mask``; the gradient reaches the dense kernel unchanged
+      (straight-through), so pruned weights keep learning and may return
+      when the mask is recomputed (error feedback).
+    * ``str`` (Kusupati et al. 2020, arXiv:2002.03231): the forward pass uses
+      ``sign(w) * relu(|w| - sigmoid(s))`` with one learnable ``s`` per layer.
+
+    :meth:`finalize` turns the wrapper into a plain policy wrapper with exact
+    masks and zeroed weights (``reparam`` becomes ``"none"``).
+    """
+
+    REPARAMS = ("dpf", "str", "none")
+
+    def __init__(self, layer: keras.layers.Layer, reparam: str = "dpf", str_init: float = -5.0, **kwargs):
+        if reparam not in self.REPARAMS:
+            raise ValueError(f"reparam must be one of {self.REPARAMS}, got {reparam!r}")
+        super().__init__(layer, **kwargs)
+        self.reparam = reparam
+        self.str_init = float(str_init)
+        self.str_threshold = None
+
+    def build(self, input_shape):
+        if self.reparam == "none":
+            super().build(input_shape)
+            return
+        PruneLowMagnitude.build(self, input_shape)  # masks, but no mask constraint: weights stay dense
+        if self.reparam == "str":
+            self.str_threshold = self.add_weight(
+                "str_threshold", shape=(), initializer=keras.initializers.Constant(self.str_init), trainable=True)
+
+    @property
+    def trainable_weights(self):
+        extra = [self.str_threshold] if self.str_threshold is not None and self.trainable else []
+        return self.layer.trainable_weights + extra
+
+    @property
+    def non_trainable_weights(self):
+        own = [w for w in self._non_trainable_weights]
+        if self.str_threshold is not None and not self.trainable:
+            own.append(self.str_threshold)
+        return self.layer.non_trainable_weights + own
+
+    def effective_kernels(self) -> list:
+        """The kernels the forward pass uses now."""
+        return [self._effective(weight, mask) for weight, mask, _ in self.pruning_vars]
+
+    def _effective(self, weight, mask):
+        if self.reparam == "dpf":
+            masked = weight * tf.cast(mask, weight.dtype)
+            return weight + tf.stop_gradient(masked - weight)  # value: masked; gradient: to all of weight
+        if self.reparam == "str":
+            threshold = tf.sigmoid(tf.cast(self.str_threshold, weight.dtype))
+            return tf.sign(weight) * tf.nn.relu(tf.abs(weight) - threshold)
+        return weight * tf.cast(mask, weight.dtype)
+
+    def call(self, inputs, training=None, **kwargs):
+        if self.reparam == "none":
+            return super().call(inputs, training=training, **kwargs)
+        names = _prunable_weight_names(self.layer) or ["kernel"]
+        originals = {name: getattr(self.layer, name) for name in names}
+        try:
+            for (name, _), effective in zip(originals.items(), self.effective_kernels()):
+                object.__setattr__(self.layer, name, effective)  # bypass Keras tracking for the swap
+            if "training" in inspect.getfullargspec(self.layer.call).args:
+                return self.layer.call(inputs, training=training, **kwargs)
+            return self.layer.call(inputs, **kwargs)
+        finally:
+            for name, variable in originals.items():
+                object.__setattr__(self.layer, name, variable)
+
+    def finalize(self) -> None:
+        """Bakes the transform into the weights and masks; afterwards a plain policy wrapper."""
+        if self.reparam == "none":
+            return
+        for (weight, mask, _), effective in zip(self.pruning_vars, self.effective_kernels()):
+            value = tf.convert_to_tensor(effective)
+            if self.reparam == "str":
+                mask.assign(tf.cast(tf.not_equal(value, 0), mask.dtype))
+            weight.assign(value * tf.cast(mask, value.dtype))
+            _install_mask_constraint(weight, mask)
+        self.reparam = "none"
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "reparam": self.reparam, "str_init": self.str_init}
+
+
+def tfmot_polynomial_wrapper(target_sparsity: float, begin_step: int, end_step: int, frequency: int):
+    """A factory of plain tfmot wrappers with tfmot's per-layer ``PolynomialDecay`` (cubic).
+
+    ``end_step`` is moved up to the next multiple of ``frequency`` after
+    ``begin_step``: tfmot's schedule stops short of its target otherwise.
+    """
+    if frequency < 1 or end_step < begin_step:
+        raise ValueError(f"need frequency >= 1 and end_step >= begin_step, got {frequency}, {begin_step}, {end_step}")
+    end_step = begin_step + -(-(end_step - begin_step) // frequency) * frequency
+    schedule = _tfmot_schedule.PolynomialDecay(0.0, float(target_sparsity), int(begin_step), int(end_step),
+                                               power=3, frequency=int(frequency))
+    return lambda layer: PruneLowMagnitude(layer, pruning_schedule=schedule)
+
+
+def tfmot_step_callback() -> keras.callbacks.Callback:
+    """tfmot's ``UpdatePruningStep``, which its own schedules need."""
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_callbacks
+
+    return pruning_callbacks.UpdatePruningStep()
+
+
+def finalize_reparams(model: keras.Model) -> None:
+    """Finalizes every :class:`ReparamPruneLowMagnitude` of ``model``."""
+    for _, wrapper in wrappers(model):
+        if isinstance(wrapper, ReparamPruneLowMagnitude):
+            wrapper.finalize()
+
+
+def str_thresholds(model: keras.Model) -> list:
+    """The learnable STR threshold variables of ``model``."""
+    return [w.str_threshold for _, w in wrappers(model)
+            if isinstance(w, ReparamPruneLowMagnitude) and w.str_threshold is not None]
+
+
 @dataclasses.dataclass(frozen=True)
 class PrunableKernel:
     """One wrapped kernel: its readable name, weight and mask variables."""
@@ -224,7 +350,8 @@ def _exclusion_predicate(exclude: Exclude) -> Callable[[keras.layers.Layer], boo
     return lambda layer: layer.name in names
 
 
-def wrap(model: keras.Model, *, exclude: Exclude = None) -> keras.Model:
+def wrap(model: keras.Model, *, exclude: Exclude = None,
+         wrapper: Callable[[keras.layers.Layer], PruneLowMagnitude] | None = None) -> keras.Model:
     """Wraps every Conv/Dense kernel of ``model`` for policy-owned masks.
 
     Sequential and functional models (also nested ones) are cloned with the
@@ -236,6 +363,8 @@ def wrap(model: keras.Model, *, exclude: Exclude = None) -> keras.Model:
       model: a tf_keras model.
       exclude: layer names, or a predicate ``layer -> bool``; excluded layers
         stay dense and unwrapped.
+      wrapper: makes the wrapper of one layer (default
+        :class:`PolicyPruneLowMagnitude`); baselines use other tfmot wrappers.
 
     Returns:
       The wrapped model.
@@ -263,7 +392,8 @@ def wrap(model: keras.Model, *, exclude: Exclude = None) -> keras.Model:
             return False
         return True
 
-    wrapped = _wrap_layer_tree(model, should_wrap)
+    make = wrapper or PolicyPruneLowMagnitude
+    wrapped = _wrap_layer_tree(model, lambda layer: make(layer) if should_wrap(layer) else None)
     if skipped:
         _log.info("tfimp.wrap: tfmot has no prunable weight for %s; left dense", ", ".join(skipped))
     if not wrappers(wrapped):
@@ -274,36 +404,38 @@ def wrap(model: keras.Model, *, exclude: Exclude = None) -> keras.Model:
     return wrapped
 
 
-def _wrap_layer_tree(model: keras.Model, should_wrap: Callable) -> keras.Model:
+def _wrap_layer_tree(model: keras.Model, wrapper_for: Callable) -> keras.Model:
+    """Wraps the layers for which ``wrapper_for(layer)`` returns a wrapper (else ``None``)."""
     if _is_graph_model(model):
 
         def clone_function(layer):
             if isinstance(layer, keras.Model):
-                return _wrap_layer_tree(layer, should_wrap)
-            if should_wrap(layer):
-                return PolicyPruneLowMagnitude(layer)
+                return _wrap_layer_tree(layer, wrapper_for)
+            wrapper = wrapper_for(layer)
+            if wrapper is not None:
+                return wrapper
             if _direct_sublayers(layer) and not isinstance(layer, PruneLowMagnitude):
-                _wrap_in_place(layer, should_wrap)
+                _wrap_in_place(layer, wrapper_for)
             return layer
 
         return keras.models.clone_model(model, input_tensors=None, clone_function=clone_function)
-    _wrap_in_place(model, should_wrap)
+    _wrap_in_place(model, wrapper_for)
     return model
 
 
-def _wrap_in_place(container: keras.layers.Layer, should_wrap: Callable) -> None:
+def _wrap_in_place(container: keras.layers.Layer, wrapper_for: Callable) -> None:
     """Replaces wrapped-to-be layers held as attributes or in lists."""
 
     def replacement(layer):
         if isinstance(layer, keras.Model) and _is_graph_model(layer):
-            return _wrap_layer_tree(layer, should_wrap)
-        if should_wrap(layer):
-            wrapper = PolicyPruneLowMagnitude(layer)
+            return _wrap_layer_tree(layer, wrapper_for)
+        wrapper = wrapper_for(layer)
+        if wrapper is not None:
             if layer.built:
                 wrapper.build(None)  # the inner layer is built: no shape needed
             return wrapper
         if not isinstance(layer, PruneLowMagnitude):
-            _wrap_in_place(layer, should_wrap)
+            _wrap_in_place(layer, wrapper_for)
         return layer
 
     _replace_sublayers(container, replacement)
@@ -417,6 +549,8 @@ def custom_objects() -> dict:
         "PolicyPruneLowMagnitude": PolicyPruneLowMagnitude,
         "tfimp>PolicyPruneLowMagnitude": PolicyPruneLowMagnitude,
         "NeverPrune": NeverPrune,
+        "ReparamPruneLowMagnitude": ReparamPruneLowMagnitude,
+        "tfimp>ReparamPruneLowMagnitude": ReparamPruneLowMagnitude,
         "tfimp>NeverPrune": NeverPrune,
     }
 

@@ -1,0 +1,93 @@
+"""Pruning-during-training baselines: targets, zeros, rows, errors."""
+
+import math
+
+import numpy as np
+import pytest
+
+import tfimp
+from tfimp import baselines, keras, tfmot_glue
+
+import helpers
+
+
+def _run(method, sparsity=0.8, epochs=3, **options):
+    x, y = helpers.random_data(128)
+    xt, yt = helpers.random_data(32, seed=1)
+    runner = tfimp.DuringTraining(method, sparsity, epochs, batch_size=32, learning_rate=0.05, **options)
+    rows = runner.run(helpers.small_cnn(), (x, y), test=(xt, yt), verbose=0)
+    return runner, rows
+
+
+def _pruned_weights_are_zero(model):
+    for kernel in tfmot_glue.prunable_kernels(model):
+        assert not np.any(kernel.weight.numpy()[kernel.mask.numpy() == 0]), kernel.name
+
+
+def test_cubic_ramp():
+    assert baselines.cubic_sparsity(0, 0.9, 10, 110) == 0.0
+    assert baselines.cubic_sparsity(60, 0.9, 10, 110) == pytest.approx(0.9 - 0.9 * 0.5 ** 3)
+    assert baselines.cubic_sparsity(110, 0.9, 10, 110) == 0.9
+    assert baselines.cubic_sparsity(500, 0.9, 10, 110) == 0.9
+
+
+@pytest.mark.parametrize("method", ["gmp", "dpf"])
+def test_gmp_and_dpf_reach_the_target_exactly(method):
+    runner, rows = _run(method, frequency=2)
+    total = sum(k.size for k in tfmot_glue.prunable_kernels(runner.model))
+    exact = math.floor(0.8 * total + 0.5) / total
+    assert tfimp.sparsity(runner.model) == exact and rows[-1]["sparsity"] == pytest.approx(exact)
+    assert [r["cycle"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["test_accuracy"] is not None
+    _pruned_weights_are_zero(runner.model)
+    assert tfimp.sparsity(tfimp.strip(runner.model)) == pytest.approx(exact)
+
+
+def test_gmp_sparsity_rises_along_the_ramp_and_never_revives():
+    runner, rows = _run("gmp", epochs=4, frequency=1)
+    sparsities = [r["sparsity"] for r in rows]
+    assert sparsities == sorted(sparsities) and 0 < sparsities[0] < sparsities[-1]
+
+
+def test_dpf_keeps_dense_weights_behind_the_mask_during_training():
+    x, y = helpers.random_data(64)
+    model = tfmot_glue.wrap(helpers.small_cnn(),
+                            wrapper=lambda layer: tfmot_glue.ReparamPruneLowMagnitude(layer, reparam="dpf"))
+    tfimp.prune(model, 0.5, allow_revival=True, zero_pruned=False)
+    kernel = tfmot_glue.prunable_kernels(model)[-1]
+    before = kernel.weight.numpy().copy()
+    pruned = kernel.mask.numpy() == 0
+    model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(True))
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    after = kernel.weight.numpy()
+    assert np.all(after[pruned] != 0) and not np.allclose(after[pruned], before[pruned])  # error feedback
+    # The forward pass uses the masked kernel.
+    wrapper = kernel.wrapper
+    np.testing.assert_array_equal(np.asarray(wrapper.effective_kernels()[0]), after * kernel.mask.numpy())
+
+
+def test_tfmot_gmp_prunes_each_layer_to_the_target():
+    runner, rows = _run("tfmot_gmp", frequency=2)
+    assert all(type(w) is tfmot_glue.PruneLowMagnitude for _, w in tfmot_glue.wrappers(runner.model))
+    for name, value in tfimp.layer_sparsity(runner.model).items():
+        size = [k.size for k in tfmot_glue.prunable_kernels(runner.model) if k.name == name][0]
+        assert value == pytest.approx(0.8, abs=1.5 / size), name
+    _pruned_weights_are_zero(runner.model)
+
+
+def test_str_reports_the_sparsity_it_reaches():
+    runner, rows = _run("str", str_init=-2.5)
+    stripped = tfimp.strip(runner.model)
+    reached = tfimp.sparsity(stripped)
+    assert reached > 0.05
+    assert rows[-1]["sparsity"] == pytest.approx(reached)
+    _pruned_weights_are_zero(runner.model)
+
+
+def test_bad_baseline_settings():
+    with pytest.raises(ValueError, match=r"unknown during-training method 'snip'; known: \['gmp', 'tfmot_gmp', 'dpf', 'str'\]"):
+        tfimp.DuringTraining("snip", 0.9, 3)
+    with pytest.raises(ValueError, match="unknown criterion 'abs'"):
+        tfimp.DuringTraining("gmp", 0.9, 3, criterion="abs")
+    with pytest.raises(ValueError, match=r"target_sparsity must be in \(0, 1\)"):
+        tfimp.DuringTraining("gmp", 1.2, 3)
