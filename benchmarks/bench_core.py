@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -28,6 +29,16 @@ def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def _peak_bytes(fn) -> int:
+    """Peak of Python-heap allocations (numpy's included, TensorFlow's not) while ``fn`` runs."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def bench_global_prune(model: keras.Model, repeats: int) -> dict:
@@ -42,7 +53,11 @@ def bench_global_prune(model: keras.Model, repeats: int) -> dict:
     steps = np.linspace(0.6, 0.95, repeats)  # IMP-like increasing targets
     prune = [_timed(lambda s=s: tfimp.prune(wrapped, float(s))) for s in steps]
     assert tfimp.sparsity(wrapped) == round(0.95 * total) / total
+    partition_peak = _peak_bytes(lambda: np.partition(magnitudes, kth))
+    prune_peak = _peak_bytes(lambda: tfimp.prune(wrapped, 0.97))
     return {
+        "partition_peak_mb": partition_peak / 2**20,
+        "prune_peak_mb": prune_peak / 2**20,
         "weights": total,
         "partition_s": statistics.median(partition),
         "prune_first_s": first,
@@ -118,6 +133,8 @@ def main() -> None:
     print(f"  np.partition (baseline)      {prune['partition_s'] * 1e3:8.1f} ms")
     print(f"  tfimp.prune, first call      {prune['prune_first_s'] * 1e3:8.1f} ms")
     print(f"  tfimp.prune, median          {prune['prune_s'] * 1e3:8.1f} ms   ratio {prune['ratio']:.2f}x (goal <= 2x)")
+    print(f"  peak numpy memory: np.partition {prune['partition_peak_mb']:.0f} MB, "
+          f"tfimp.prune {prune['prune_peak_mb']:.0f} MB (tracemalloc; TensorFlow's own buffers not counted)")
     print("training step, ResNet-20 CIFAR-sized" if not args.quick else "training step (quick)")
     print(f"  unwrapped (baseline)         {step['dense_step_s'] * 1e3:8.1f} ms")
     print(f"  wrapped, 90% pruned          {step['masked_step_s'] * 1e3:8.1f} ms   ratio {step['ratio']:.3f}x (goal <= 1.05x)")

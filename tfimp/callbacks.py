@@ -237,13 +237,9 @@ class IMP(keras.callbacks.Callback):
         norm_drop = math.sqrt(removed_sq / all_norm_sq) if all_norm_sq > 0 else 0.0
         epochs = self.plan.cycle_epochs()[cycle - 1]
         options: dict[str, Any] = {}
-        initial_lr = self._original.eta_max
         if self.plan.retrain_schedule == "allr" and pruned_fraction > 0:
-            initial_lr = _lr.allr_initial_lr(self._original.eta_max, norm_drop, pruned_fraction,
-                                             epochs, self.plan.reference_epochs)
-            options["initial_lr"] = initial_lr
-        elif self.plan.retrain_schedule in ("ft", "lrw"):
-            initial_lr = None  # filled from the table below
+            options["initial_lr"] = _lr.allr_initial_lr(self._original.eta_max, norm_drop, pruned_fraction,
+                                                        epochs, self.plan.reference_epochs)
         self._cycles[cycle] = {"target": target, "options": options, "norm_drop": norm_drop,
                                "pruned_fraction": pruned_fraction}
         if self.plan.optimizer_state == "reset_each_cycle" or (
@@ -251,8 +247,8 @@ class IMP(keras.callbacks.Callback):
             _reset_optimizer_state(self.model.optimizer)
         if self.plan.recalibrate_bn and self.recalibration_data is not None:
             _recalibrate_batch_norm(self.model, self.recalibration_data)
-        table = self._phase_table(cycle)
-        self._cycles[cycle]["initial_lr"] = float(table[0] if initial_lr is None else initial_lr)
+        # The rate the cycle starts from after its warm-up: its peak, for every built-in schedule.
+        self._cycles[cycle]["initial_lr"] = float(self._phase_table(cycle).max())
         if self.verbose:
             print(f"[tfimp] cycle {cycle}/{self.plan.cycles}: pruned to {target:.4%} ({self.plan.criterion}), "
                   f"retraining {epochs} epochs with {self.plan.retrain_schedule} "
@@ -271,7 +267,7 @@ class IMP(keras.callbacks.Callback):
         return row_from_logs(
             self.model, logs, self.test_data, cycle=phase, target=cycle.get("target", 0.0),
             schedule=self.plan.retrain_schedule if phase else "dense",
-            initial_lr=cycle["initial_lr"] if phase else float(self._original.values[0]),
+            initial_lr=cycle["initial_lr"] if phase else float(self._original.values.max()),
             epochs=epochs, steps=epochs * self.steps_per_epoch, wall_s=self._phase_wall,
             criterion=self.plan.criterion if phase else None,
         )

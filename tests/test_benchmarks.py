@@ -1,0 +1,58 @@
+"""The benchmark scripts run end to end on tiny settings (no timings asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TFIMP_OFFLINE": "1"}
+
+
+def _bench(script, *args):
+    return subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", script), *args], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def fashion_dir(tmp_path_factory):
+    from tfimp import data
+    from test_data import make_idx_dataset
+
+    if os.path.isdir(data.DEBIAN_FASHION_MNIST):
+        return ""
+    directory = str(tmp_path_factory.mktemp("fashion"))
+    make_idx_dataset(directory, n_train=300, n_test=100)
+    return directory
+
+
+def test_methods_benchmark_tiny(tmp_path, fashion_dir):
+    out = str(tmp_path / "bench")
+    result = _bench("bench_methods.py", "--methods", "dense,tfmot_gmp,gmp,imp_slr,bimp,dpf,str", "--sparsities",
+                    "0.9", "--seeds", "0", "--epochs", "3", "--imp_cycles", "2", "--train_subset", "256",
+                    "--str_inits=-5", "--data_dir", fashion_dir, "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(out, "methods.json")) as handle:
+        results = json.load(handle)["results"]
+    assert {r["method"] for r in results} == {"dense", "tfmot_gmp", "gmp", "imp_slr", "bimp", "dpf", "str"}
+    assert all(r["epochs"] == 3 for r in results)  # equal budget
+    for r in results:
+        if r["method"] in ("gmp", "imp_slr", "bimp", "dpf"):
+            assert r["sparsity"] == pytest.approx(0.9, abs=1e-4), r
+    assert "wall / dense" in result.stdout and os.path.getsize(os.path.join(out, "accuracy_vs_sparsity.png")) > 1000
+
+
+def test_methods_benchmark_rejects_bad_grids(tmp_path):
+    result = _bench("bench_methods.py", "--sparsities", "0.9,1.2", "--out", str(tmp_path))
+    assert result.returncode != 0 and "sparsities must lie in (0, 1)" in result.stderr
+    result = _bench("bench_methods.py", "--methods", "dense,snip", "--seeds", "0", "--train_subset", "64",
+                    "--epochs", "4", "--out", str(tmp_path))
+    assert result.returncode != 0 and "unknown benchmark method 'snip'" in result.stderr
+
+
+def test_core_benchmark_quick():
+    result = _bench("bench_core.py", "--quick")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ratio" in result.stdout and "peak numpy memory" in result.stdout
