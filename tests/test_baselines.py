@@ -91,3 +91,42 @@ def test_bad_baseline_settings():
         tfimp.DuringTraining("gmp", 0.9, 3, criterion="abs")
     with pytest.raises(ValueError, match=r"target_sparsity must be in \(0, 1\)"):
         tfimp.DuringTraining("gmp", 1.2, 3)
+
+
+def test_during_training_resumes_after_a_crash(tmp_path, monkeypatch):
+    workdir = str(tmp_path / "gmp")
+    x, y = helpers.random_data(128)
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt("simulated kill")
+
+    original_fit = keras.Model.fit
+
+    def crashing_fit(self, *args, **kwargs):
+        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [Crash()]
+        return original_fit(self, *args, **kwargs)
+
+    def runner():
+        return tfimp.DuringTraining("gmp", 0.8, 4, batch_size=32, learning_rate=0.05, frequency=2)
+
+    monkeypatch.setattr(keras.Model, "fit", crashing_fit)
+    with pytest.raises(KeyboardInterrupt):
+        runner().run(helpers.small_cnn(), (x, y), workdir=workdir, verbose=0)
+    monkeypatch.setattr(keras.Model, "fit", original_fit)
+
+    class FirstEpoch(keras.callbacks.Callback):
+        epochs = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epochs.append(epoch)
+
+    resumed = runner()
+    rows = resumed.run(helpers.small_cnn(), (x, y), workdir=workdir, verbose=0, callbacks=[FirstEpoch()])
+    assert FirstEpoch.epochs == [2, 3]  # resumed after the two completed epochs
+    assert [r["cycle"] for r in rows] == [1, 2, 3, 4]
+    total = sum(k.size for k in tfmot_glue.prunable_kernels(resumed.model))
+    assert tfimp.sparsity(resumed.model) == math.floor(0.8 * total + 0.5) / total
+    again = runner().run(helpers.small_cnn(), (x, y), workdir=workdir, verbose=0)
+    assert again == rows  # finished: not redone
