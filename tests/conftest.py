@@ -32,3 +32,15 @@ def _fresh_keras_session():
 @pytest.fixture
 def wrapped_cnn():
     return tfimp.wrap(helpers.small_cnn())
+
+
+@pytest.fixture(scope="session")
+def fashion_dir(tmp_path_factory):
+    """Real Fashion-MNIST when Debian's package is installed (data_dir ""), else small idx files."""
+    from tfimp import data
+
+    if os.path.isdir(data.DEBIAN_FASHION_MNIST):
+        return ""
+    directory = str(tmp_path_factory.mktemp("fashion"))
+    helpers.make_idx_dataset(directory, n_train=600, n_test=200)
+    return directory

@@ -16,18 +16,6 @@ def _bench(script, *args):
                           capture_output=True, text=True, timeout=900)
 
 
-@pytest.fixture(scope="module")
-def fashion_dir(tmp_path_factory):
-    from tfimp import data
-    from test_data import make_idx_dataset
-
-    if os.path.isdir(data.DEBIAN_FASHION_MNIST):
-        return ""
-    directory = str(tmp_path_factory.mktemp("fashion"))
-    make_idx_dataset(directory, n_train=300, n_test=100)
-    return directory
-
-
 def test_methods_benchmark_tiny(tmp_path, fashion_dir):
     out = str(tmp_path / "bench")
     result = _bench("bench_methods.py", "--methods", "dense,tfmot_gmp,gmp,imp_slr,bimp,dpf,str", "--sparsities",

@@ -12,20 +12,9 @@ import tfimp
 from tfimp import config as tfimp_config
 from tfimp import data, keras, main, models
 
-from test_data import make_idx_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "fashion_mnist_imp.py")
-
-
-@pytest.fixture(scope="module")
-def fashion_dir(tmp_path_factory):
-    """Real Fashion-MNIST when Debian's package is installed, else small idx files."""
-    if os.path.isdir(data.DEBIAN_FASHION_MNIST):
-        return ""
-    directory = str(tmp_path_factory.mktemp("fashion"))
-    make_idx_dataset(directory, n_train=600, n_test=200)
-    return directory
 
 
 def _cli(workdir, *overrides, env_extra=None):
