@@ -61,9 +61,13 @@ def test_dpf_keeps_dense_weights_behind_the_mask_during_training():
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
     after = kernel.weight.numpy()
     assert np.all(after[pruned] != 0) and not np.allclose(after[pruned], before[pruned])  # error feedback
-    # The forward pass uses the masked kernel.
+    # The forward pass uses the masked kernel: baking the masks in changes no prediction.
     wrapper = kernel.wrapper
     np.testing.assert_array_equal(np.asarray(wrapper.effective_kernels()[0]), after * kernel.mask.numpy())
+    before_bake = model.predict(x, verbose=0)
+    tfmot_glue.finalize_reparams(model)
+    assert not np.any(kernel.weight.numpy()[pruned])
+    np.testing.assert_array_equal(model.predict(x, verbose=0), before_bake)
 
 
 def test_tfmot_gmp_prunes_each_layer_to_the_target():
