@@ -12,7 +12,7 @@ build models with ``tfimp.keras``.
 """
 
 from tfimp._backend import keras, tf
-from tfimp import callbacks, criteria, lr
+from tfimp import baselines, callbacks, criteria, data, lr, models
 from tfimp.imp import IMP, Dense
 from tfimp.baselines import DuringTraining
 from tfimp.plan import Plan
@@ -26,12 +26,15 @@ __all__ = [
     "DuringTraining",
     "IMP",
     "Plan",
+    "baselines",
     "callbacks",
     "criteria",
+    "data",
     "keras",
     "layer_sparsity",
     "lr",
     "load_model",
+    "models",
     "prune",
     "sparsity",
     "strip",
