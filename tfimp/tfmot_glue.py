@@ -493,6 +493,20 @@ def unbuilt_wrappers(model: keras.Model) -> list[str]:
     return [path for path, wrapper in wrappers(model) if not wrapper.built]
 
 
+def kernel_layers(model: keras.Model) -> list[tuple[str, keras.layers.Layer, keras.layers.Layer]]:
+    """(name, kernel layer, outermost layer) for every built Conv/Dense layer, wrapped or not.
+
+    The outermost layer is the wrapper when there is one; it has the layer's output shape.
+    """
+    found = []
+    for path, layer in _walk(model, "", set()):
+        if isinstance(layer, PruneLowMagnitude) and _is_kernel_layer(layer.layer):
+            found.append((_readable_name(path, layer), layer.layer, layer))
+        elif _is_kernel_layer(layer) and layer.built:
+            found.append((path, layer, layer))
+    return found
+
+
 def kernel_variables(model: keras.Model) -> list[tuple[str, tf.Variable]]:
     """(name, kernel) of every Conv/Dense kernel tfmot could prune, wrapped or not."""
     found = []

@@ -1,0 +1,43 @@
+"""FLOPs and parameter report against a hand count."""
+
+import numpy as np
+import pytest
+
+import tfimp
+from tfimp import keras, report
+
+
+def _net():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv_a")(inputs)           # 8x8 out
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="valid", name="conv_b")(x)     # 3x3 out
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(5, name="fc")(x)                                    # 54 -> 5
+    return keras.Model(inputs, outputs)
+
+
+def test_macs_and_parameters_match_a_hand_count():
+    model = tfimp.wrap(_net())
+    dense = report.model_report(model)
+    # conv_a: 3*3*3*4 = 108 weights x 64 positions; conv_b: 3*3*4*6 = 216 x 9; fc: 54*5 = 270 x 1
+    assert [l.dense_macs for l in dense.layers] == [108 * 64, 216 * 9, 270]
+    assert dense.total_parameters == 108 + 4 + 216 + 6 + 270 + 5
+    assert dense.speedup == 1.0 and dense.compression == 1.0
+
+    tfimp.prune(model, 0.5, criterion="uniform")
+    sparse = report.model_report(model)
+    nonzero = [54, 108, 135]  # half of each layer (uniform)
+    assert [l.sparse_macs for l in sparse.layers] == [54 * 64, 108 * 9, 135]
+    assert sparse.speedup == pytest.approx((108 * 64 + 216 * 9 + 270) / (54 * 64 + 108 * 9 + 135))
+    assert sparse.compression == pytest.approx(609 / (609 - (108 + 216 + 270) + sum(nonzero)))
+    # The stripped model reports the same.
+    stripped = report.model_report(tfimp.strip(model))
+    assert stripped.sparse_macs == sparse.sparse_macs and stripped.compression == pytest.approx(sparse.compression)
+    assert "theoretical speed-up" in sparse.table()
+    assert '"speedup"' in sparse.to_json()
+
+
+def test_unbuilt_model_is_an_error():
+    model = keras.Sequential([keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="not built"):
+        report.model_report(model)

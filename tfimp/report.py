@@ -1,0 +1,148 @@
+"""Model report: parameters, sparsity and FLOPs per layer, speed-up and compression.
+
+Per layer with a kernel (Conv1D/2D/3D, depthwise and separable convolutions,
+Dense): kernel shape, parameters, sparsity, and multiply-accumulates (MACs)
+per example, dense and sparse. A convolution costs one MAC per kernel weight
+per output position, so ``dense MACs = kernel size * output positions`` and
+``sparse MACs = non-zero kernel weights * output positions`` (a Dense layer
+has one output position per example, or one per step of a sequence).
+
+Totals follow the paper's metrics: theoretical speed-up = dense MACs /
+sparse MACs, and compression ratio = all parameters / non-zero parameters
+(all trainable parameters; biases and BatchNorm count as dense).
+Transposed convolutions are counted like convolutions (by output size),
+which overstates their cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Optional
+
+import numpy as np
+
+from tfimp import tfmot_glue
+from tfimp._backend import keras
+
+
+@dataclasses.dataclass
+class LayerReport:
+    name: str
+    kernel_shape: tuple
+    parameters: int
+    nonzero: int
+    positions: int  # output positions per example
+    dense_macs: int
+    sparse_macs: int
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.nonzero / self.parameters if self.parameters else 0.0
+
+
+@dataclasses.dataclass
+class ModelReport:
+    layers: list
+    total_parameters: int
+    total_nonzero: int
+
+    @property
+    def dense_macs(self) -> int:
+        return sum(layer.dense_macs for layer in self.layers)
+
+    @property
+    def sparse_macs(self) -> int:
+        return sum(layer.sparse_macs for layer in self.layers)
+
+    @property
+    def speedup(self) -> float:
+        """Theoretical speed-up: dense MACs / sparse MACs."""
+        return self.dense_macs / self.sparse_macs if self.sparse_macs else float("inf")
+
+    @property
+    def compression(self) -> float:
+        """Compression ratio: all parameters / non-zero parameters."""
+        return self.total_parameters / self.total_nonzero if self.total_nonzero else float("inf")
+
+    def to_dict(self) -> dict:
+        return {
+            "layers": [{**dataclasses.asdict(layer), "sparsity": layer.sparsity} for layer in self.layers],
+            "total_parameters": self.total_parameters, "total_nonzero": self.total_nonzero,
+            "dense_macs": self.dense_macs, "sparse_macs": self.sparse_macs,
+            "speedup": self.speedup, "compression": self.compression,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=list)
+
+    def table(self) -> str:
+        """A fixed-width text table, one line per layer and a total line."""
+        header = f"{'layer':28s} {'kernel':>18s} {'params':>10s} {'sparsity':>9s} {'dense MACs':>13s} {'sparse MACs':>13s}"
+        lines = [header]
+        for layer in self.layers:
+            lines.append(f"{layer.name[:28]:28s} {'x'.join(map(str, layer.kernel_shape)):>18s} {layer.parameters:>10d} "
+                         f"{layer.sparsity:>9.2%} {layer.dense_macs:>13,d} {layer.sparse_macs:>13,d}")
+        lines.append(f"{'total (all parameters)':28s} {'':>18s} {self.total_parameters:>10d} "
+                     f"{1 - self.total_nonzero / self.total_parameters:>9.2%} {self.dense_macs:>13,d} "
+                     f"{self.sparse_macs:>13,d}")
+        lines.append(f"theoretical speed-up {self.speedup:.2f}x, compression ratio {self.compression:.2f}x")
+        return "\n".join(lines)
+
+
+def _output_positions(layer: keras.layers.Layer) -> int:
+    shape = layer.output_shape
+    if isinstance(shape, list):
+        shape = shape[0]
+    inner = [int(d) for d in shape[1:-1] if d is not None]
+    if len(inner) != len(shape) - 2:
+        raise ValueError(f"layer {layer.name!r} has an unknown output size {shape}; build the model with a "
+                         "fixed input shape to count FLOPs")
+    return int(np.prod(inner)) if inner else 1
+
+
+def _kernels(layer) -> list:
+    """(attribute, kernel variable) pairs that cost MACs in ``layer``."""
+    kernels = []
+    for attribute in ("depthwise_kernel", "pointwise_kernel", "kernel"):
+        variable = getattr(layer, attribute, None)
+        if variable is not None:
+            kernels.append((attribute, variable))
+    return kernels
+
+
+def model_report(model: keras.Model) -> ModelReport:
+    """Counts parameters, sparsity and MACs of every kernel layer of ``model`` (wrapped or not).
+
+    Raises:
+      ValueError: the model is not built, or a layer's output size is unknown.
+    """
+    tfmot_glue.check_tf_keras_model(model)
+    if not model.built:
+        raise ValueError(f"model {model.name!r} is not built; call it on a batch or build it first")
+    masks = {id(k.weight): k.mask.numpy() for k in tfmot_glue.prunable_kernels(model)}
+    layers = []
+    for path, layer, outer in tfmot_glue.kernel_layers(model):
+        positions = _output_positions(outer)
+        kernels = _kernels(layer)
+        for attribute, variable in kernels:
+            values = variable.numpy()
+            mask = masks.get(id(variable))
+            nonzero = int(np.count_nonzero(values if mask is None else values * (mask != 0)))
+            name = path if len(kernels) == 1 else f"{path}/{attribute}"
+            layers.append(LayerReport(name, tuple(int(d) for d in values.shape), int(values.size), nonzero,
+                                      positions, int(values.size) * positions, nonzero * positions))
+    total = int(sum(np.prod(v.shape) for v in model.trainable_weights))
+    pruned = sum(layer.parameters - layer.nonzero for layer in layers)
+    return ModelReport(layers, total, total - pruned)
+
+
+def print_report(model: keras.Model, path: Optional[str] = None) -> ModelReport:
+    """Prints :func:`model_report`'s table and, with ``path``, writes its JSON there."""
+    report = model_report(model)
+    print(report.table(), flush=True)
+    if path:
+        from tfimp import checkpoint
+
+        checkpoint.atomic_write_text(path, report.to_json())
+    return report
