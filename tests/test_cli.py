@@ -49,6 +49,17 @@ def test_cli_end_to_end_then_resume_is_a_no_op(tmp_path, fashion_dir):
     assert events
     stripped = keras.models.load_model(os.path.join(workdir, "model_stripped.keras"))  # plain Keras
     assert tfimp.sparsity(stripped) == pytest.approx(0.9, abs=1e-4)
+    # Model report after each cycle, per-cycle TensorBoard scalars, checked exports with sizes.
+    assert sorted(os.listdir(os.path.join(workdir, "reports"))) == ["cycle_0.json", "cycle_1.json", "cycle_2.json"]
+    with open(os.path.join(workdir, "reports", "cycle_2.json")) as handle:
+        assert json.load(handle)["speedup"] > 1.0
+    assert "theoretical speed-up" in result.stdout
+    assert any("tfevents" in f for f in os.listdir(os.path.join(workdir, "tensorboard", "cycles")))
+    with open(os.path.join(workdir, "export", "sizes.json")) as handle:
+        sizes = json.load(handle)
+    assert [f["format"] for f in sizes] == ["keras", "savedmodel", "tflite"]
+    assert all(f["max_abs_error"] <= f["tolerance"] for f in sizes)
+    assert os.path.exists(os.path.join(workdir, "export", "model.tflite"))
 
     again = _cli(workdir, *_tiny(fashion_dir))
     assert again.returncode == 0, again.stderr[-3000:]

@@ -12,7 +12,7 @@ build models with ``tfimp.keras``.
 """
 
 from tfimp._backend import keras, tf
-from tfimp import baselines, callbacks, criteria, data, lr, models, report
+from tfimp import baselines, callbacks, criteria, data, export, lr, models, report
 from tfimp.imp import IMP, Dense
 from tfimp.baselines import DuringTraining
 from tfimp.plan import Plan
@@ -30,6 +30,7 @@ __all__ = [
     "callbacks",
     "criteria",
     "data",
+    "export",
     "keras",
     "layer_sparsity",
     "lr",

@@ -194,8 +194,8 @@ class DuringTraining(_Trainer):
         return None  # gmp: tfimp's policy wrapper
 
     def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
-            overwrite: bool = False, verbose: int = 1,
-            callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict]:
+            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
+            cycle_end_hooks: Sequence = ()) -> list[dict]:
         """Trains and prunes ``model``; returns one row per epoch. The wrapped model is ``self.model``."""
         tfmot_glue.check_tf_keras_model(model)
         train, validation, test, steps = self._datasets(train, validation, test)
@@ -228,6 +228,8 @@ class DuringTraining(_Trainer):
                          self.criterion if self.method in ("gmp", "dpf") else None)
         model.fit(train, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch, validation_data=validation,
                   callbacks=[*extra, rows, *callbacks], verbose=verbose)
+        for hook in cycle_end_hooks:  # no cycles: once, for the final model
+            hook(model, rows.rows[-1])
         if workdir is not None:
             model.save_weights(_final(workdir))
         if verbose:

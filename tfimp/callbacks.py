@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -79,6 +79,8 @@ class IMP(keras.callbacks.Callback):
         and ``results.csv``; ``None`` keeps everything in memory.
       overwrite: start over in a workdir written by a different plan.
       verbose: 0 silent, 1 one header line per cycle and a final table.
+      cycle_end_hooks: functions ``hook(model, row)`` called after each
+        cycle's row (e.g. the CLI's model report and TensorBoard scalars).
 
     The optimizer must have a plain (float) learning rate, which this callback
     sets before every step; use it as the only learning-rate mechanism.
@@ -86,7 +88,7 @@ class IMP(keras.callbacks.Callback):
 
     def __init__(self, plan: Plan, *, schedule: _lr.Schedule, steps_per_epoch: Optional[int] = None,
                  test_data=None, recalibration_data=None, workdir: Optional[str] = None,
-                 overwrite: bool = False, verbose: int = 1):
+                 overwrite: bool = False, verbose: int = 1, cycle_end_hooks: Sequence[Callable] = ()):
         super().__init__()
         if not isinstance(plan, Plan):
             raise TypeError(f"plan must be a tfimp.Plan, got {type(plan).__name__}")
@@ -98,6 +100,7 @@ class IMP(keras.callbacks.Callback):
         self.workdir = workdir
         self.overwrite = overwrite
         self.verbose = verbose
+        self.cycle_end_hooks = list(cycle_end_hooks)
         self.rows: list[dict] = []
         self._cycles: dict[int, dict] = {}  # per pruned cycle: target, initial_lr, ...
         self._phase_wall = 0.0
@@ -211,6 +214,8 @@ class IMP(keras.callbacks.Callback):
         if epoch == start + length - 1:
             self.rows.append(self._row(self._phase, logs))
             self._phase_wall = 0.0
+            for hook in self.cycle_end_hooks:
+                hook(self.model, self.rows[-1])
         if self.workdir is not None:
             _checkpoint.save(self.workdir, self.model, self._state(next_epoch=epoch + 1))
             if epoch == start + length - 1:

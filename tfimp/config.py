@@ -49,4 +49,5 @@ def base() -> ml_collections.ConfigDict:
     config.seed = 0
     config.verbose = 1
     config.log_every_steps = 100          # TensorBoard step-level logging
+    config.export_formats = "keras,savedmodel,tflite"  # also: tflite_dynamic; "" = no exports
     return config

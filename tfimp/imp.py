@@ -172,7 +172,8 @@ class IMP(_Trainer):
         return cls(plan, **settings)
 
     def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
-            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict]:
+            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
+            cycle_end_hooks: Sequence = ()) -> list[dict]:
         """Runs the plan on ``model``; returns one row per cycle (cycle 0 = dense phase).
 
         ``model`` is wrapped with :func:`tfimp.wrap` unless it already is; the
@@ -190,7 +191,7 @@ class IMP(_Trainer):
         self.callback = _callbacks.IMP(
             self.plan, schedule=self._schedule(self.plan.reference_epochs, steps), steps_per_epoch=steps,
             test_data=test, recalibration_data=train if self.plan.recalibrate_bn else None, workdir=workdir,
-            overwrite=overwrite, verbose=verbose,
+            overwrite=overwrite, verbose=verbose, cycle_end_hooks=cycle_end_hooks,
         )
         initial_epoch = self.callback.restore(model)
         if self.callback.finished:
@@ -215,7 +216,8 @@ class Dense(_Trainer):
         self.epochs = int(epochs)
 
     def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
-            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict]:
+            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
+            cycle_end_hooks: Sequence = ()) -> list[dict]:
         """Trains ``model`` for ``epochs``; returns one row (cycle 0)."""
         tfmot_glue.check_tf_keras_model(model)
         train, validation, test, steps = self._datasets(train, validation, test)
@@ -240,6 +242,8 @@ class Dense(_Trainer):
                                        initial_lr=float(_lr.tabulate(self._schedule(self.epochs, steps), 1)[0]),
                                        epochs=self.epochs, steps=self.epochs * steps,
                                        wall_s=time.perf_counter() - start)
+        for hook in cycle_end_hooks:
+            hook(model, row)
         if workdir is not None:
             model.save_weights(os.path.join(workdir, "final.weights.h5"))
             _checkpoint.write_results(workdir, [row], {"method": "dense"})

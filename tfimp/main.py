@@ -10,12 +10,15 @@ refused unless ``--overwrite``.
 
 Writes into the workdir: ``config.json``, ``results.json``, ``results.csv``,
 ``accuracy_vs_sparsity.png``, TensorBoard logs in ``tensorboard/``
-(``tensorboard --logdir WORKDIR/tensorboard``), and the final stripped model
-``model_stripped.keras``.
+(``tensorboard --logdir WORKDIR/tensorboard``; per-cycle scalars and per-layer
+sparsity under ``tensorboard/cycles``), the model report after each cycle in
+``reports/``, checked exports and their size table in ``export/``, and the
+final stripped model ``model_stripped.keras``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -23,7 +26,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import tfimp
-from tfimp import checkpoint, data, models, plots
+from tfimp import checkpoint, data, export, models, plots, report
 from tfimp._backend import keras
 
 METHODS = ("dense", "imp", "bimp", "oneshot", "gmp", "tfmot_gmp", "dpf", "str")
@@ -116,11 +119,22 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     checkpoint.atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
     tensorboard = keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), update_freq=config.log_every_steps)
     rows = runner.run(model, dataset.train, dataset.validation, dataset.test, workdir=workdir,
-                      overwrite=overwrite, callbacks=[tensorboard], verbose=config.verbose)
+                      overwrite=overwrite, callbacks=[tensorboard], verbose=config.verbose,
+                      cycle_end_hooks=[report.CycleReporter(workdir, verbose=1)])
 
     # -- Outputs ------------------------------------------------------------
     plots.accuracy_vs_sparsity(rows, os.path.join(workdir, "accuracy_vs_sparsity.png"),
                                title=f"{config.method} {config.model} on {config.dataset}")
+    pruned = bool(tfimp.tfmot_glue.wrappers(runner.model)) and tfimp.sparsity(runner.model) > 0
+    if pruned and config.export_formats:
+        check = next(iter(dataset.test))[0].numpy()
+        files = export.export(runner.model, os.path.join(workdir, "export"),
+                              formats=config.export_formats.split(","), check_inputs=check)
+        table = export.size_table(files)
+        checkpoint.atomic_write_text(os.path.join(workdir, "export", "sizes.txt"), table + "\n")
+        checkpoint.atomic_write_text(os.path.join(workdir, "export", "sizes.json"),
+                                     checkpoint.to_json([dataclasses.asdict(f) for f in files]))
+        print(f"[tfimp] exports (checked against the Keras model):\n{table}", flush=True)
     final = tfimp.strip(runner.model) if tfimp.tfmot_glue.wrappers(runner.model) else runner.model
     final.save(os.path.join(workdir, "model_stripped.keras"))
     if not config.verbose:  # with progress output on, the runner has printed this table already

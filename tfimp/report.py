@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Optional
 
 import numpy as np
@@ -146,3 +147,41 @@ def print_report(model: keras.Model, path: Optional[str] = None) -> ModelReport:
 
         checkpoint.atomic_write_text(path, report.to_json())
     return report
+
+
+class CycleReporter:
+    """A ``cycle_end_hooks`` entry: after each cycle, the model report and TensorBoard scalars.
+
+    Prints the report table, writes ``reports/cycle_N.json`` and logs per-cycle
+    scalars (sparsity, learning rate, accuracy, theoretical speed-up) and each
+    layer's sparsity to ``tensorboard/cycles`` (step = cycle) in ``workdir``.
+    """
+
+    def __init__(self, workdir: str, verbose: int = 1):
+        from tfimp._backend import tf
+
+        self.workdir = workdir
+        self.verbose = verbose
+        os.makedirs(os.path.join(workdir, "reports"), exist_ok=True)
+        self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "cycles"))
+
+    def __call__(self, model: keras.Model, row: dict) -> None:
+        from tfimp import checkpoint
+        from tfimp._backend import tf
+
+        report = model_report(model)
+        cycle = int(row["cycle"])
+        checkpoint.atomic_write_text(os.path.join(self.workdir, "reports", f"cycle_{cycle}.json"), report.to_json())
+        if self.verbose:
+            print(f"[tfimp] model after cycle {cycle}:\n{report.table()}", flush=True)
+        accuracy = row.get("test_accuracy") if row.get("test_accuracy") is not None else row.get("val_accuracy")
+        with self._writer.as_default(step=cycle):
+            tf.summary.scalar("cycle/sparsity", row["sparsity"])
+            if row.get("initial_lr") is not None:
+                tf.summary.scalar("cycle/learning_rate", row["initial_lr"])
+            if accuracy is not None:
+                tf.summary.scalar("cycle/accuracy", accuracy)
+            tf.summary.scalar("cycle/theoretical_speedup", report.speedup)
+            for layer in report.layers:
+                tf.summary.scalar(f"layer_sparsity/{layer.name}", layer.sparsity)
+        self._writer.flush()
