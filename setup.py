@@ -29,7 +29,8 @@ setup(
     ],
     entry_points={"console_scripts": ["tfimp=tfimp.main:console_main"]},
     extras_require={
-        "test": ["pytest>=8"],
+        # nbclient + ipykernel execute the Colab tutorials in the tests.
+        "test": ["pytest>=8", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",
