@@ -30,7 +30,6 @@ import os
 import statistics
 import time
 
-import tfimp
 from tfimp import config as tfimp_config
 from tfimp import keras, main
 

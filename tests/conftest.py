@@ -8,7 +8,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np
 import pytest
 
 import tfimp  # noqa: F401  (selects tf_keras before anything touches tf.keras)

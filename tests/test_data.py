@@ -1,6 +1,5 @@
 """Data loading and pipelines on small idx files and a mocked tfds dataset."""
 
-import os
 import time
 
 import numpy as np

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 
-import tfimp
 from tfimp import keras, lr
 
 M = 400  # original schedule length in steps

@@ -1,6 +1,5 @@
 """FLOPs and parameter report against a hand count."""
 
-import numpy as np
 import pytest
 
 import tfimp

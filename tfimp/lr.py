@@ -171,12 +171,8 @@ def _to_numpy(value):
 
 
 def warmup_steps_of(schedule: Schedule) -> int:
-    """The warm-up length a tfimp or Keras schedule declares (0 when unknown)."""
-    for attribute in ("warmup_steps",):
-        value = getattr(schedule, attribute, None)
-        if value:
-            return int(value)
-    return 0
+    """The warm-up length a schedule declares as ``warmup_steps`` (0 when it declares none)."""
+    return int(getattr(schedule, "warmup_steps", 0) or 0)
 
 
 # --------------------------------------------------------------------------

@@ -13,7 +13,6 @@ and then selects exactly that many weights:
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import numpy as np
 
