@@ -173,7 +173,7 @@ class CycleReporter:
         cycle = int(row["cycle"])
         checkpoint.atomic_write_text(os.path.join(self.workdir, "reports", f"cycle_{cycle}.json"), report.to_json())
         if self.verbose:
-            print(f"[tfimp] model after cycle {cycle}:\n{report.table()}", flush=True)
+            print(f"\n[tfimp] model after cycle {cycle}:\n{report.table()}", flush=True)  # below the progress bar
         accuracy = row.get("test_accuracy") if row.get("test_accuracy") is not None else row.get("val_accuracy")
         with self._writer.as_default(step=cycle):
             tf.summary.scalar("cycle/sparsity", row["sparsity"])
