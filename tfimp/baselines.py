@@ -33,7 +33,7 @@ from tfimp import criteria as _criteria
 from tfimp import pruning as _pruning
 from tfimp import tfmot_glue
 from tfimp._backend import keras
-from tfimp.imp import _say_finished, _Trainer
+from tfimp.imp import _Trainer, final_weights_path
 
 METHODS = ("gmp", "tfmot_gmp", "dpf", "str")
 
@@ -216,12 +216,10 @@ class DuringTraining(_Trainer):
             description = {"method": self.method, "target_sparsity": self.target_sparsity, "epochs": self.epochs,
                            "criterion": self.criterion, "begin": begin, "end": end, "frequency": self.frequency,
                            "learning_rate": self.learning_rate, "dense_schedule": str(self.dense_schedule)}
-            _checkpoint.check_plan(workdir, description, overwrite)
-            finished = _checkpoint.load_results(workdir)
-            if finished is not None and len(finished) == self.epochs and os.path.exists(_final(workdir)):
-                _say_finished(workdir, finished, verbose)
-                tfmot_glue.finalize_reparams(model)
-                model.load_weights(_final(workdir))
+            # Finalize first: the saved weights are the finalized model's.
+            finished = self._finished_run(model, workdir, description, overwrite, verbose, expected_rows=self.epochs,
+                                          before_restore=tfmot_glue.finalize_reparams)
+            if finished is not None:
                 return finished
             extra.insert(0, keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")))
         rows = EpochRows(self.method, self.target_sparsity, self.epochs, test, workdir,
@@ -231,11 +229,7 @@ class DuringTraining(_Trainer):
         for hook in cycle_end_hooks:  # no cycles: once, for the final model
             hook(model, rows.rows[-1])
         if workdir is not None:
-            model.save_weights(_final(workdir))
+            model.save_weights(final_weights_path(workdir))
         if verbose:
             print(f"[tfimp] {self.method} finished:\n" + _callbacks.format_table(rows.rows[-1:]), flush=True)
         return list(rows.rows)
-
-
-def _final(workdir: str) -> str:
-    return os.path.join(workdir, "final.weights.h5")

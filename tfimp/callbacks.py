@@ -182,11 +182,16 @@ class IMP(keras.callbacks.Callback):
         self._epoch = epoch
         self._epoch_start = time.perf_counter()
         phase = self.plan.phase_of(epoch)
+        if self._table is not None and phase == self._phase:
+            return  # same phase, same learning-rate table
         start, _ = self.plan.phase_bounds(phase)
-        if phase > 0 and epoch == start and phase not in self._cycles:
+        pruned_now = phase > 0 and epoch == start and phase not in self._cycles
+        if pruned_now:
             self._prune(phase)
         self._phase, self._phase_start_epoch = phase, start
         self._table = self._phase_table(phase)
+        if pruned_now:
+            self._announce(phase)
 
     def on_train_batch_begin(self, batch, logs=None):
         step = (self._epoch - self._phase_start_epoch) * self.steps_per_epoch + batch
@@ -228,23 +233,24 @@ class IMP(keras.callbacks.Callback):
     # -- the work ---------------------------------------------------------------
 
     def _prune(self, cycle: int) -> None:
+        """Prunes to the cycle's target and records what ALLR and the rows need."""
         kernels = tfmot_glue.prunable_kernels(self.model)
-        before = [k.weight.numpy() * (k.mask.numpy() != 0) for k in kernels]
-        alive_before = sum(int(np.count_nonzero(k.mask.numpy())) for k in kernels)
+        alive_before = [k.mask.numpy() != 0 for k in kernels]
+        weights_before = [k.weight.numpy() for k in kernels]
         all_norm_sq = sum(float(np.sum(np.square(v.numpy(), dtype=np.float64))) for v in self.model.trainable_variables)
         target = self.plan.sparsity_after(cycle)
         _pruning.prune(self.model, target, criterion=self.plan.criterion)
 
-        removed_sq = sum(float(np.sum(np.square(b[k.mask.numpy() == 0], dtype=np.float64)))
-                         for b, k in zip(before, kernels))
-        alive_after = sum(int(np.count_nonzero(k.mask.numpy())) for k in kernels)
-        pruned_fraction = (alive_before - alive_after) / alive_before if alive_before else 0.0
+        alive_after = [k.mask.numpy() != 0 for k in kernels]
+        newly_pruned = [before & ~after for before, after in zip(alive_before, alive_after)]
+        removed_sq = sum(float(np.sum(np.square(w[n], dtype=np.float64))) for w, n in zip(weights_before, newly_pruned))
+        alive_count = sum(int(np.count_nonzero(a)) for a in alive_before)
+        pruned_fraction = sum(int(np.count_nonzero(n)) for n in newly_pruned) / alive_count if alive_count else 0.0
         norm_drop = math.sqrt(removed_sq / all_norm_sq) if all_norm_sq > 0 else 0.0
-        epochs = self.plan.cycle_epochs()[cycle - 1]
         options: dict[str, Any] = {}
         if self.plan.retrain_schedule == "allr" and pruned_fraction > 0:
             options["initial_lr"] = _lr.allr_initial_lr(self._original.eta_max, norm_drop, pruned_fraction,
-                                                        epochs, self.plan.reference_epochs)
+                                                        self.plan.cycle_epochs()[cycle - 1], self.plan.reference_epochs)
         self._cycles[cycle] = {"target": target, "options": options, "norm_drop": norm_drop,
                                "pruned_fraction": pruned_fraction}
         if self.plan.optimizer_state == "reset_each_cycle" or (
@@ -252,12 +258,14 @@ class IMP(keras.callbacks.Callback):
             _reset_optimizer_state(self.model.optimizer)
         if self.plan.recalibrate_bn and self.recalibration_data is not None:
             _recalibrate_batch_norm(self.model, self.recalibration_data)
+
+    def _announce(self, cycle: int) -> None:
         # The rate the cycle starts from after its warm-up: its peak, for every built-in schedule.
-        self._cycles[cycle]["initial_lr"] = float(self._phase_table(cycle).max())
+        self._cycles[cycle]["initial_lr"] = float(self._table.max())
         if self.verbose:
-            print(f"[tfimp] cycle {cycle}/{self.plan.cycles}: pruned to {target:.4%} ({self.plan.criterion}), "
-                  f"retraining {epochs} epochs with {self.plan.retrain_schedule} "
-                  f"(initial lr {self._cycles[cycle]['initial_lr']:.4g})", flush=True)
+            print(f"[tfimp] cycle {cycle}/{self.plan.cycles}: pruned to {self._cycles[cycle]['target']:.4%} "
+                  f"({self.plan.criterion}), retraining {self.plan.cycle_epochs()[cycle - 1]} epochs with "
+                  f"{self.plan.retrain_schedule} (initial lr {self._cycles[cycle]['initial_lr']:.4g})", flush=True)
 
     def _phase_table(self, phase: int) -> np.ndarray:
         if phase == 0:

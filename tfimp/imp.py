@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -63,6 +63,11 @@ def _as_dataset(data, batch_size: int, shuffle: bool, seed: int):
 def _steps_per_epoch(dataset) -> Optional[int]:
     cardinality = int(tf.data.experimental.cardinality(dataset))
     return cardinality if cardinality > 0 else None
+
+
+def final_weights_path(workdir: str) -> str:
+    """Where runners that resume through ``BackupAndRestore`` keep the finished model's weights."""
+    return os.path.join(workdir, "final.weights.h5")
 
 
 def _say_finished(workdir: str, rows: Sequence[dict], verbose: int) -> None:
@@ -121,6 +126,22 @@ class _Trainer:
         if not steps:
             raise ValueError("the training data has unknown length; pass steps_per_epoch")
         return train, validation, test, steps
+
+    def _finished_run(self, model: keras.Model, workdir: str, description: dict, overwrite: bool, verbose: int,
+                      expected_rows: int, before_restore: Callable[[keras.Model], None] = lambda model: None):
+        """Claims ``workdir`` for this run; for a finished run, restores its final weights and returns its rows.
+
+        Runners that resume through Keras' ``BackupAndRestore`` (dense, the
+        baselines) use this; IMP keeps its own per-epoch checkpoint.
+        """
+        _checkpoint.check_plan(workdir, description, overwrite)
+        rows = _checkpoint.load_results(workdir)
+        if rows is None or len(rows) != expected_rows or not os.path.exists(final_weights_path(workdir)):
+            return None
+        _say_finished(workdir, rows, verbose)
+        before_restore(model)
+        model.load_weights(final_weights_path(workdir))
+        return rows
 
     def _compile(self, model: keras.Model, learning_rate) -> None:
         with model.distribute_strategy.scope():
@@ -227,11 +248,8 @@ class Dense(_Trainer):
         if workdir is not None:
             description = {"method": "dense", "epochs": self.epochs, "learning_rate": self.learning_rate,
                            "dense_schedule": str(self.dense_schedule)}
-            _checkpoint.check_plan(workdir, description, overwrite)
-            finished = _checkpoint.load_results(workdir)
+            finished = self._finished_run(model, workdir, description, overwrite, verbose, expected_rows=1)
             if finished is not None:
-                _say_finished(workdir, finished, verbose)
-                self._restore_final(workdir, model)
                 return finished
             extra.insert(0, keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")))
         start = time.perf_counter()
@@ -245,14 +263,8 @@ class Dense(_Trainer):
         for hook in cycle_end_hooks:
             hook(model, row)
         if workdir is not None:
-            model.save_weights(os.path.join(workdir, "final.weights.h5"))
+            model.save_weights(final_weights_path(workdir))
             _checkpoint.write_results(workdir, [row], {"method": "dense"})
         if verbose:
             print("[tfimp] dense training finished:\n" + _callbacks.format_table([row]), flush=True)
         return [row]
-
-    @staticmethod
-    def _restore_final(workdir: str, model: keras.Model) -> None:
-        path = os.path.join(workdir, "final.weights.h5")
-        if os.path.exists(path):
-            model.load_weights(path)

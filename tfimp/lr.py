@@ -46,6 +46,11 @@ def _warmup(step, warmup_steps: int, value):
     return tf.where(step < warmup_steps, value * ramp, value)
 
 
+def _decay_progress(step, warmup_steps: int, decay_steps: int):
+    """Fraction of the decay done at ``step`` (0 during warm-up, 1 at the end and after)."""
+    return tf.clip_by_value((step - warmup_steps) / decay_steps, 0.0, 1.0)
+
+
 @keras.utils.register_keras_serializable(package="tfimp")
 class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Piecewise-constant decay: ``initial * factor**(number of boundaries passed)``.
@@ -95,7 +100,7 @@ class Cosine(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
-        progress = tf.clip_by_value((step - self.warmup_steps) / self.decay_steps, 0.0, 1.0)
+        progress = _decay_progress(step, self.warmup_steps, self.decay_steps)
         value = self.final_learning_rate + (self.initial_learning_rate - self.final_learning_rate) * 0.5 * (
             1.0 + tf.cos(math.pi * progress))
         return _warmup(step, self.warmup_steps, value)
@@ -118,7 +123,7 @@ class LinearToZero(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
-        progress = tf.clip_by_value((step - self.warmup_steps) / self.decay_steps, 0.0, 1.0)
+        progress = _decay_progress(step, self.warmup_steps, self.decay_steps)
         return _warmup(step, self.warmup_steps, self.initial_learning_rate * (1.0 - progress))
 
     def get_config(self) -> dict:

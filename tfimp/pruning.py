@@ -159,31 +159,28 @@ def _check_selection(selection, kernels, criterion: str) -> None:
                 )
 
 
+def _zero_counting_arrays(model: keras.Model) -> list[tuple[str, np.ndarray]]:
+    """What sparsity counts: the masks of a wrapped model, else its Conv/Dense kernels."""
+    tfmot_glue.check_tf_keras_model(model)
+    kernels = tfmot_glue.prunable_kernels(model)
+    if kernels:
+        return [(k.name, k.mask.numpy()) for k in kernels]
+    arrays = [(name, v.numpy()) for name, v in tfmot_glue.kernel_variables(model)]
+    if not arrays:
+        raise ValueError(f"model {model.name!r} has no Conv or Dense kernel")
+    return arrays
+
+
 def layer_sparsity(model: keras.Model) -> dict[str, float]:
     """Sparsity of each prunable kernel, by layer name.
 
     For a wrapped model: the fraction of masked-out weights. For a stripped or
     unwrapped model: the fraction of exact zeros in each Conv/Dense kernel.
     """
-    tfmot_glue.check_tf_keras_model(model)
-    kernels = tfmot_glue.prunable_kernels(model)
-    if kernels:
-        return {k.name: 1.0 - float(np.count_nonzero(k.mask.numpy())) / k.size for k in kernels}
-    variables = tfmot_glue.kernel_variables(model)
-    if not variables:
-        raise ValueError(f"model {model.name!r} has no Conv or Dense kernel")
-    return {name: 1.0 - float(np.count_nonzero(v.numpy())) / int(np.prod(v.shape)) for name, v in variables}
+    return {name: 1.0 - float(np.count_nonzero(a)) / a.size for name, a in _zero_counting_arrays(model)}
 
 
 def sparsity(model: keras.Model) -> float:
     """Overall sparsity over all prunable kernels (see :func:`layer_sparsity`)."""
-    tfmot_glue.check_tf_keras_model(model)
-    kernels = tfmot_glue.prunable_kernels(model)
-    if kernels:
-        arrays = [k.mask.numpy() for k in kernels]
-    else:
-        arrays = [v.numpy() for _, v in tfmot_glue.kernel_variables(model)]
-        if not arrays:
-            raise ValueError(f"model {model.name!r} has no Conv or Dense kernel")
-    total = sum(a.size for a in arrays)
-    return float(1.0 - sum(np.count_nonzero(a) for a in arrays) / total)
+    arrays = [a for _, a in _zero_counting_arrays(model)]
+    return float(1.0 - sum(np.count_nonzero(a) for a in arrays) / sum(a.size for a in arrays))
