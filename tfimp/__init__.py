@@ -12,7 +12,7 @@ build models with ``tfimp.keras``.
 """
 
 from tfimp._backend import keras, tf
-from tfimp import baselines, callbacks, criteria, data, export, lr, models, plots, report
+from tfimp import baselines, callbacks, criteria, data, export, lr, models, optimizers, plots, report
 from tfimp.imp import IMP, Dense
 from tfimp.baselines import DuringTraining
 from tfimp.plan import Plan
@@ -36,6 +36,7 @@ __all__ = [
     "lr",
     "load_model",
     "models",
+    "optimizers",
     "plots",
     "prune",
     "report",

@@ -43,6 +43,7 @@ def base() -> ml_collections.ConfigDict:
     config.learning_rate = 0.1
     config.dense_schedule = "step"        # step (x0.1 at 50%, 75%), cosine, linear, constant
     config.warmup_epochs = 0
+    config.optimizer = "torch_sgd"        # torch_sgd (coupled L2, as the authors' PyTorch runs), keras_sgd_decoupled
     config.momentum = 0.9
     config.weight_decay = 5e-4
     # Run

@@ -1,8 +1,9 @@
 """The IMP driver for users who do not want to write the ``fit`` call.
 
 ``IMP(...).run(model, train, validation, test, workdir=...)`` wraps the model
-if needed, compiles it with SGD (momentum, Nesterov when weight decay is
-used, weight decay), builds the dense learning-rate schedule, and runs the
+if needed, compiles it with SGD as PyTorch defines it (momentum, Nesterov when
+weight decay is used, coupled weight decay on every variable: see
+:mod:`tfimp.optimizers`), builds the dense learning-rate schedule, and runs the
 whole plan through one ``model.fit`` with :class:`tfimp.callbacks.IMP`.
 Rerunning the same call with the same workdir resumes; a finished run is
 not redone.
@@ -19,6 +20,7 @@ import numpy as np
 from tfimp import callbacks as _callbacks
 from tfimp import checkpoint as _checkpoint
 from tfimp import lr as _lr
+from tfimp import optimizers as _optimizers
 from tfimp import tfmot_glue
 from tfimp._backend import keras, tf
 from tfimp.plan import Plan
@@ -84,6 +86,10 @@ class _Trainer:
       dense_schedule: ``step``, ``cosine``, ``linear``, ``constant`` or a Keras
         schedule in steps (then ``learning_rate`` is unused).
       warmup_epochs: linear warm-up of the named dense schedules.
+      optimizer: ``torch_sgd`` (default: ``torch.optim.SGD``'s update, coupled
+        L2 decay on every variable through the momentum buffer, as in the
+        authors' runs) or ``keras_sgd_decoupled`` (tf_keras' SGD, decay
+        outside the buffer); see :mod:`tfimp.optimizers`.
       momentum, weight_decay, nesterov: SGD settings; Nesterov defaults to
         ``weight_decay > 0`` as in the paper's code.
       loss, metrics: compile arguments (default: sparse categorical
@@ -94,17 +100,21 @@ class _Trainer:
     """
 
     def __init__(self, *, learning_rate: float = 0.1, dense_schedule: Union[str, _lr.Schedule] = "step",
-                 warmup_epochs: int = 0, momentum: float = 0.9, weight_decay: float = 5e-4,
+                 warmup_epochs: int = 0, optimizer: str = "torch_sgd", momentum: float = 0.9,
+                 weight_decay: float = 5e-4,
                  nesterov: Optional[bool] = None, loss=None, metrics: Sequence = ("accuracy",),
                  batch_size: int = 128, steps_per_epoch: Optional[int] = None, seed: int = 0):
         if isinstance(dense_schedule, str) and dense_schedule not in DENSE_SCHEDULES:
             raise ValueError(f"unknown dense schedule {dense_schedule!r}; known: {list(DENSE_SCHEDULES)}")
+        if optimizer not in _optimizers.known():
+            raise ValueError(f"unknown optimizer {optimizer!r}; known: {_optimizers.known()}")
+        self.optimizer = optimizer
         self.learning_rate = float(learning_rate)
         self.dense_schedule = dense_schedule
         self.warmup_epochs = int(warmup_epochs)
         self.momentum = float(momentum)
         self.weight_decay = float(weight_decay)
-        self.nesterov = bool(weight_decay > 0) if nesterov is None else bool(nesterov)
+        self.nesterov = bool(weight_decay > 0 and momentum > 0) if nesterov is None else bool(nesterov)
         self.loss = loss
         self.metrics = list(metrics)
         self.batch_size = int(batch_size)
@@ -146,8 +156,8 @@ class _Trainer:
     def _compile(self, model: keras.Model, learning_rate) -> None:
         with model.distribute_strategy.scope():
             model.compile(
-                optimizer=keras.optimizers.SGD(learning_rate, momentum=self.momentum, nesterov=self.nesterov,
-                                               weight_decay=self.weight_decay or None),
+                optimizer=_optimizers.make(self.optimizer, learning_rate, momentum=self.momentum,
+                                           nesterov=self.nesterov, weight_decay=self.weight_decay),
                 loss=self.loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=self.metrics,
             )
@@ -164,13 +174,13 @@ class IMP(_Trainer):
     Args:
       plan: a :class:`tfimp.Plan`; or give its fields as keyword arguments.
       **settings: optimizer, schedule and data settings (see ``_Trainer``):
-        ``learning_rate``, ``dense_schedule``, ``warmup_epochs``, ``momentum``,
+        ``learning_rate``, ``dense_schedule``, ``warmup_epochs``, ``optimizer``, ``momentum``,
         ``weight_decay``, ``nesterov``, ``loss``, ``metrics``, ``batch_size``,
         ``steps_per_epoch``, ``seed``.
     """
 
-    _SETTINGS = ("learning_rate", "dense_schedule", "warmup_epochs", "momentum", "weight_decay", "nesterov",
-                 "loss", "metrics", "batch_size", "steps_per_epoch", "seed")
+    _SETTINGS = ("learning_rate", "dense_schedule", "warmup_epochs", "optimizer", "momentum", "weight_decay",
+                 "nesterov", "loss", "metrics", "batch_size", "steps_per_epoch", "seed")
 
     def __init__(self, plan: Optional[Plan] = None, **kwargs):
         settings = {k: kwargs.pop(k) for k in list(kwargs) if k in self._SETTINGS}

@@ -47,6 +47,8 @@ def check_config(config) -> None:
     if config.method not in METHODS:
         raise ValueError(f"config.method={config.method!r} is unknown; known methods: {list(METHODS)}")
     data.spec(config.dataset)
+    if config.optimizer not in tfimp.optimizers.known():
+        raise ValueError(f"config.optimizer={config.optimizer!r} is unknown; known: {tfimp.optimizers.known()}")
     if config.model not in models.known():
         raise ValueError(f"config.model={config.model!r} is unknown; known models: {models.known()}")
     if config.method != "dense":
@@ -71,7 +73,7 @@ def check_model_fits_data(model: keras.Model, spec: data.DatasetSpec) -> None:
 def make_runner(config):
     """The runner (``tfimp.IMP`` or ``tfimp.Dense``) the config asks for."""
     settings = dict(learning_rate=config.learning_rate, dense_schedule=config.dense_schedule,
-                    warmup_epochs=config.warmup_epochs, momentum=config.momentum,
+                    warmup_epochs=config.warmup_epochs, optimizer=config.optimizer, momentum=config.momentum,
                     weight_decay=config.weight_decay, batch_size=config.batch_size, seed=config.seed)
     if config.method == "dense":
         return tfimp.Dense(config.dense_epochs, **settings)

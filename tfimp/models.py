@@ -10,8 +10,9 @@
 | small_cnn | two conv blocks + two dense layers for 28x28 grey images | 0.12M |
 
 Each builder is ``fn(num_classes, input_shape) -> Model`` and outputs logits.
-Weight decay is applied by the optimizer (SGD ``weight_decay``), as in the
-paper's code (all parameters), not by kernel regularisers.
+Weight decay is applied by the optimizer (``tfimp.optimizers.TorchSGD``:
+coupled L2 on all parameters), as in the paper's code, not by kernel
+regularisers.
 """
 
 from __future__ import annotations

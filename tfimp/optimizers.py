@@ -1,0 +1,131 @@
+"""Optimizers with the training semantics of the paper's runs.
+
+The authors trained with ``torch.optim.SGD(lr, momentum=mu, nesterov=True,
+weight_decay=wd)`` on every parameter. Per step, with gradient ``g`` of the
+loss and learning rate ``lr_t``::
+
+    d = g + wd * w                 # coupled L2: the decay goes through momentum
+    b = mu * b + d                 # the buffer holds gradients, not lr * gradients
+    w = w - lr_t * (d + mu * b)    # Nesterov as PyTorch defines it (else w - lr_t * b)
+
+tf_keras' ``SGD(weight_decay=wd)`` is a different optimizer: it shrinks
+``w`` by ``lr_t * wd * w`` outside the momentum buffer (about 10x weaker at
+mu = 0.9 once the buffer is in steady state) and keeps ``lr_t * g`` in its
+buffer, so a learning-rate change (warm-up, a step drop, a retraining
+schedule's restart) acts on the buffer differently. :class:`TorchSGD`
+reproduces PyTorch's update step for step; it is the runners' default
+(``optimizer="torch_sgd"``). ``optimizer="keras_sgd_decoupled"`` selects
+tf_keras' own SGD with its decoupled decay.
+
+Pruned weights: the mask constraint installed by :func:`tfimp.wrap` runs
+after every update (tf_keras applies variable constraints right after
+``update_step``), so pruned weights stay exactly zero with this optimizer
+too; their buffer entries never reach the masked model.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from tfimp._backend import keras, tf
+from tfimp.registry import Registry
+
+
+@keras.utils.register_keras_serializable(package="tfimp")
+class TorchSGD(keras.optimizers.Optimizer):
+    """SGD that matches ``torch.optim.SGD`` step for step (dampening 0).
+
+    Example:
+      >>> opt = tfimp.optimizers.TorchSGD(0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+      >>> model.compile(opt, loss, metrics=["accuracy"])
+
+    Args:
+      learning_rate: a float or a Keras ``LearningRateSchedule``.
+      momentum: mu in [0, 1); 0 is plain SGD (no buffer).
+      nesterov: PyTorch's Nesterov form ``w -= lr * (d + mu * b)``; needs momentum > 0.
+      weight_decay: coupled L2 coefficient added to the gradient of every
+        variable the optimizer updates (biases and BatchNorm included, as in
+        the authors' runs).
+      **kwargs: passed to ``keras.optimizers.Optimizer`` (``clipnorm``,
+        ``jit_compile``, ...). Its own decoupled ``weight_decay`` is not used.
+
+    Resetting the optimizer state (zeroing the ``momentums``) is PyTorch's
+    "fresh optimizer": the next step starts the buffer at ``d``.
+    """
+
+    def __init__(self, learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, name: str = "TorchSGD", **kwargs):
+        super().__init__(name=name, weight_decay=None, **kwargs)
+        if not 0.0 <= float(momentum) < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if nesterov and float(momentum) == 0.0:
+            raise ValueError("nesterov=True needs momentum > 0 (as in torch.optim.SGD)")
+        if float(weight_decay) < 0.0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        self._learning_rate = self._build_learning_rate(learning_rate)
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.coupled_weight_decay = float(weight_decay)
+
+    def build(self, var_list):
+        super().build(var_list)
+        if getattr(self, "_built", False):
+            return
+        self.momentums = [self.add_variable_from_reference(model_variable=var, variable_name="momentum_buffer")
+                          for var in var_list] if self.momentum else []
+        self._built = True
+
+    def update_step(self, gradient, variable):
+        if isinstance(gradient, tf.IndexedSlices):  # PyTorch's dense SGD sees a dense gradient too
+            gradient = tf.convert_to_tensor(gradient)
+        lr = tf.cast(self.learning_rate, variable.dtype)
+        direction = gradient
+        if self.coupled_weight_decay:
+            direction = direction + tf.cast(self.coupled_weight_decay, variable.dtype) * variable
+        if self.momentum:
+            mu = tf.cast(self.momentum, variable.dtype)
+            buffer = self.momentums[self._index_dict[self._var_key(variable)]]
+            buffer.assign(mu * buffer + direction)
+            direction = direction + mu * buffer if self.nesterov else tf.convert_to_tensor(buffer)
+        variable.assign_sub(lr * direction)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({
+            "learning_rate": self._serialize_hyperparameter(self._learning_rate),
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "weight_decay": self.coupled_weight_decay,
+        })
+        return config
+
+
+_OPTIMIZERS: Registry[Callable[..., keras.optimizers.Optimizer]] = Registry("optimizer")
+register = _OPTIMIZERS.register
+known = _OPTIMIZERS.known
+
+
+@register("torch_sgd")
+def torch_sgd(learning_rate, *, momentum: float, nesterov: bool, weight_decay: float) -> keras.optimizers.Optimizer:
+    """The authors' optimizer: coupled L2 through a gradient momentum buffer (:class:`TorchSGD`)."""
+    return TorchSGD(learning_rate, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+
+
+@register("keras_sgd_decoupled")
+def keras_sgd_decoupled(learning_rate, *, momentum: float, nesterov: bool,
+                        weight_decay: float) -> keras.optimizers.Optimizer:
+    """tf_keras' ``SGD``: decay ``w -= lr * wd * w`` outside its (lr-scaled) momentum buffer."""
+    return keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=nesterov,
+                                weight_decay=weight_decay or None)
+
+
+def make(name: str, learning_rate, *, momentum: float = 0.9, nesterov: Optional[bool] = None,
+         weight_decay: float = 5e-4) -> keras.optimizers.Optimizer:
+    """The optimizer ``name`` (``known()``); Nesterov defaults to ``weight_decay > 0`` as in the paper's code.
+
+    Raises:
+      ValueError: unknown name (the message lists the known ones).
+    """
+    factory = _OPTIMIZERS.get(name)
+    nesterov = bool(weight_decay > 0 and momentum > 0) if nesterov is None else bool(nesterov)
+    return factory(learning_rate, momentum=float(momentum), nesterov=nesterov, weight_decay=float(weight_decay))
