@@ -339,3 +339,32 @@ def test_a_checkpoint_is_not_silently_ignored(tmp_path):
         else:
             with pytest.raises(ValueError, match=r"holds a checkpoint at epoch 2; call `initial_epoch = imp.restore\(model\)`"):
                 model.fit(x, y, epochs=plan.total_epochs, verbose=0, callbacks=[imp])
+
+
+def test_run_reestimates_batch_norm_after_each_pruning_and_records_pruned_accuracy(monkeypatch):
+    calls = []
+    original = tfimp.batchnorm.reestimate
+
+    def spy(model, data, steps=None):
+        calls.append((tfimp.sparsity(model), int(tf.data.experimental.cardinality(data))))
+        return original(model, data, steps)
+
+    monkeypatch.setattr(tfimp.batchnorm, "reestimate", spy)
+    x, y = _data()
+    imp = _imp(target_sparsity=0.75, cycles=2, dense_epochs=1, retrain_epochs=1)
+    assert imp.plan.recalibrate_bn  # the default, as in the authors' runs
+    rows = imp.run(helpers.small_cnn(), (x, y), test=_data(seed=1), verbose=0)
+    assert isinstance(imp.model.optimizer, tfimp.optimizers.TorchSGD)
+    # Once per pruning step, right after it, over the whole training set (4 batches).
+    total = sum(k.size for k in tfmot_glue.prunable_kernels(imp.model))
+    assert [s for s, _ in calls] == [round(0.5 * total) / total, round(0.75 * total) / total]
+    assert all(n == STEPS for _, n in calls)
+    assert rows[0]["test_accuracy_pruned"] is None and rows[0]["test_accuracy_bn_reestimated"] is None
+    for row in rows[1:]:
+        assert 0.0 <= row["test_accuracy_pruned"] <= 1.0 and 0.0 <= row["test_accuracy_bn_reestimated"] <= 1.0
+
+    calls.clear()
+    rows = _imp(target_sparsity=0.75, cycles=2, dense_epochs=1, retrain_epochs=1,
+                recalibrate_bn=False).run(helpers.small_cnn(), (x, y), test=_data(seed=1), verbose=0)
+    assert calls == [] and rows[1]["test_accuracy_bn_reestimated"] is None
+    assert 0.0 <= rows[1]["test_accuracy_pruned"] <= 1.0

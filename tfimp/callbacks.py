@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from tfimp import batchnorm as _batchnorm
 from tfimp import checkpoint as _checkpoint
 from tfimp import lr as _lr
 from tfimp import pruning as _pruning
@@ -73,8 +74,10 @@ class IMP(keras.callbacks.Callback):
       steps_per_epoch: needed only when ``fit`` cannot tell it (data of
         unknown length).
       test_data: evaluated at the end of each cycle (``test_*`` columns).
-      recalibration_data: batches passed through the model in training mode
-        after each pruning step when ``plan.recalibrate_bn`` is set.
+      recalibration_data: the training batches from which BatchNorm
+        statistics are re-estimated (:func:`tfimp.batchnorm.reestimate`)
+        right after each pruning step when ``plan.recalibrate_bn`` is set
+        (the default, as in the authors' runs).
       workdir: where to checkpoint every epoch and write ``results.json``
         and ``results.csv``; ``None`` keeps everything in memory.
       overwrite: start over in a workdir written by a different plan.
@@ -166,6 +169,10 @@ class IMP(keras.callbacks.Callback):
             )
         if not tfmot_glue.prunable_kernels(self.model):
             raise ValueError("IMP needs a wrapped model: call `model = tfimp.wrap(model)` before compile")
+        if (self.verbose and self.plan.recalibrate_bn and self.recalibration_data is None
+                and _batchnorm.batch_norm_layers(self.model)):
+            print("[tfimp] note: the plan re-estimates BatchNorm statistics after pruning, but no "
+                  "recalibration_data was given; pass the training data as recalibration_data", flush=True)
         if self.workdir is not None and self._restored_epoch is None:
             saved = _checkpoint.load_state(self.workdir)
             if saved is not None:
@@ -256,8 +263,18 @@ class IMP(keras.callbacks.Callback):
         if self.plan.optimizer_state == "reset_each_cycle" or (
                 self.plan.optimizer_state == "fresh_then_keep" and cycle == 1 and self.plan.dense_epochs > 0):
             _reset_optimizer_state(self.model.optimizer)
-        if self.plan.recalibrate_bn and self.recalibration_data is not None:
-            _recalibrate_batch_norm(self.model, self.recalibration_data)
+        self._measure_after_pruning(cycle)
+
+    def _measure_after_pruning(self, cycle: int) -> None:
+        """Test accuracy right after pruning and after BatchNorm re-estimation (the paper's pruned-accuracy curves)."""
+        record = self._cycles[cycle]
+        reestimate = self.plan.recalibrate_bn and self.recalibration_data is not None
+        if self.test_data is not None:
+            record["test_accuracy_pruned"] = _test_loss_and_accuracy(self.model, self.test_data)[1]
+        if reestimate:
+            _batchnorm.reestimate(self.model, self.recalibration_data)
+            if self.test_data is not None:
+                record["test_accuracy_bn_reestimated"] = _test_loss_and_accuracy(self.model, self.test_data)[1]
 
     def _announce(self, cycle: int) -> None:
         # The rate the cycle starts from after its warm-up: its peak, for every built-in schedule.
@@ -277,13 +294,17 @@ class IMP(keras.callbacks.Callback):
     def _row(self, phase: int, logs: dict) -> dict:
         _, epochs = self.plan.phase_bounds(phase)
         cycle = self._cycles.get(phase, {})
-        return row_from_logs(
+        row = row_from_logs(
             self.model, logs, self.test_data, cycle=phase, target=cycle.get("target", 0.0),
             schedule=self.plan.retrain_schedule if phase else "dense",
             initial_lr=cycle["initial_lr"] if phase else float(self._original.values.max()),
             epochs=epochs, steps=epochs * self.steps_per_epoch, wall_s=self._phase_wall,
             criterion=self.plan.criterion if phase else None,
         )
+        # Right after this cycle's pruning, before retraining (None for the dense phase).
+        row["test_accuracy_pruned"] = cycle.get("test_accuracy_pruned")
+        row["test_accuracy_bn_reestimated"] = cycle.get("test_accuracy_bn_reestimated")
+        return row
 
     def _state(self, next_epoch: int) -> dict:
         return {"next_epoch": next_epoch, "rows": self.rows, "cycles": self._cycles,
@@ -314,10 +335,7 @@ def row_from_logs(model: keras.Model, logs: dict, test_data, *, cycle: int, targ
         "wall_s": wall_s,
     }
     if test_data is not None:
-        results = model.evaluate(test_data, verbose=0, return_dict=True)
-        row["test_loss"] = results.get("loss")
-        test_accuracy = _accuracy_key(results)
-        row["test_accuracy"] = results.get(test_accuracy) if test_accuracy else None
+        row["test_loss"], row["test_accuracy"] = _test_loss_and_accuracy(model, test_data)
     return {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()}
 
 
@@ -348,12 +366,7 @@ def _reset_optimizer_state(optimizer) -> None:
             variable.assign(tf.zeros_like(variable))
 
 
-def _recalibrate_batch_norm(model: keras.Model, data) -> None:
-    """Re-estimates BatchNorm statistics: forward passes in training mode, no gradients."""
-
-    @tf.function
-    def forward(x):
-        model(x, training=True)
-
-    for batch in data:
-        forward(batch[0] if isinstance(batch, (tuple, list)) else batch)
+def _test_loss_and_accuracy(model: keras.Model, data) -> tuple[Optional[float], Optional[float]]:
+    results = model.evaluate(data, verbose=0, return_dict=True)
+    key = _accuracy_key(results)
+    return results.get("loss"), (float(results[key]) if key else None)

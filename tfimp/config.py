@@ -33,7 +33,7 @@ def base() -> ml_collections.ConfigDict:
     config.retrain_schedule = "slr"       # ft, lrw, slr, clr, llr, allr
     config.original_epochs = ml_collections.config_dict.placeholder(int)  # T when dense_epochs = 0
     config.optimizer_state = "fresh_then_keep"
-    config.recalibrate_bn = False
+    config.recalibrate_bn = True          # re-estimate BatchNorm statistics after each pruning (authors' runs)
     # Pruning during training (gmp, tfmot_gmp, dpf, str)
     config.prune_begin_fraction = 0.1     # the cubic ramp starts at this fraction of the budget ...
     config.prune_end_fraction = 0.75      # ... and reaches target_sparsity here

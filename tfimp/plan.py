@@ -51,7 +51,7 @@ class Plan:
     retrain_schedule: str = "slr"
     original_epochs: Optional[int] = None
     optimizer_state: str = "fresh_then_keep"
-    recalibrate_bn: bool = False
+    recalibrate_bn: bool = True
 
     def __post_init__(self):
         if not isinstance(self.cycles, int) or self.cycles < 1:
