@@ -134,3 +134,73 @@ def test_during_training_resumes_after_a_crash(tmp_path, monkeypatch):
     assert tfimp.sparsity(resumed.model) == math.floor(0.8 * total + 0.5) / total
     again = runner().run(helpers.small_cnn(), (x, y), workdir=workdir, verbose=0)
     assert again == rows  # finished: not redone
+
+
+def test_dpf_recomputes_masks_every_16_steps_for_the_whole_run(monkeypatch):
+    calls = []
+    original = baselines._pruning.prune
+
+    def spy(model, sparsity, criterion="global", **options):
+        calls.append((int(keras.backend.get_value(model.optimizer.iterations)), sparsity,
+                      options.get("allow_revival", False)))
+        return original(model, sparsity, criterion, **options)
+
+    monkeypatch.setattr(baselines._pruning, "prune", spy)
+    x, y = helpers.random_data(512)
+    epochs, steps = 3, 512 // 32
+    runner = tfimp.DuringTraining("dpf", 0.8, epochs, batch_size=32, learning_rate=0.05)
+    assert runner.ramp(steps) == (0, (epochs - 1) * steps, 16)  # target one epoch before the end
+    runner.run(helpers.small_cnn(), (x, y), verbose=0)
+    revivals = [(step, s) for step, s, revival in calls if revival]
+    # Every 16 steps once the ramp's level (raised at epoch ends) is above 0, through the last epoch.
+    assert [step for step, _ in revivals] == list(range(steps, epochs * steps, 16))
+    level_after_epoch_1 = baselines.cubic_sparsity(steps, 0.8, 0, 2 * steps)
+    assert [s for _, s in revivals] == [level_after_epoch_1] + [0.8]
+    assert tfimp.sparsity(runner.model) == pytest.approx(0.8, abs=1e-3)
+
+
+def test_dpf_in_your_own_fit_keeps_the_mask_it_trained_with():
+    model = tfimp.wrap(helpers.small_cnn(), wrapper=lambda layer: tfmot_glue.ReparamPruneLowMagnitude(layer, "dpf"))
+    model.compile(tfimp.optimizers.make("torch_sgd", 0.05), keras.losses.SparseCategoricalCrossentropy(True))
+    x, y = helpers.random_data(256)
+    last_masks = {}
+
+    class LastMasks(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            last_masks["masks"] = [k.mask.numpy().copy() for k in tfmot_glue.prunable_kernels(self.model)]
+
+    # 24 steps; the mask is computed at step 16 only (level 0 before): the dense weights drift after it.
+    pruning = baselines.GradualPruning(0.7, 0, 16, frequency=16, dpf=True)
+    model.fit(x, y, batch_size=32, epochs=3, callbacks=[pruning, LastMasks()], verbose=0, shuffle=False)
+    for kernel, mask in zip(tfmot_glue.prunable_kernels(model), last_masks["masks"]):
+        np.testing.assert_array_equal(kernel.mask.numpy(), mask)
+    _pruned_weights_are_zero(model)
+    assert tfimp.sparsity(model) == pytest.approx(0.7, abs=1e-3)
+
+
+def test_gmp_mask_update_frequency_follows_the_budget():
+    runner = tfimp.DuringTraining("gmp", 0.9, 8)
+    begin, end, frequency = runner.ramp(70)  # 8 epochs of 70 steps
+    assert (end - begin) // frequency >= 30 and frequency < 100
+    assert tfimp.DuringTraining("tfmot_gmp", 0.9, 200).ramp(391)[2] == 100  # long runs: Zhu & Gupta's 100
+    assert tfimp.DuringTraining("gmp", 0.9, 8, frequency=7).ramp(70)[2] == 7
+    with pytest.raises(ValueError, match="frequency must be >= 1"):
+        tfimp.DuringTraining("gmp", 0.9, 8, frequency=0)
+
+
+def test_str_decay_on_threshold_raises_sparsity_and_calibration_hits_the_target():
+    x, y = helpers.random_data(128)
+    reached = {}
+    for decay in (0.0, 5.0):
+        keras.utils.set_random_seed(0)
+        rows = tfimp.DuringTraining("str", 0.5, 2, str_init=-3.0, str_weight_decay=decay, batch_size=32,
+                                    learning_rate=0.05).run(helpers.small_cnn(), (x, y), verbose=0)
+        reached[decay] = rows[-1]["sparsity"]
+    assert reached[5.0] > reached[0.0]
+    s_init, sparsity = baselines.calibrate_str_init(helpers.small_cnn, (x, y), 0.6, 2, tolerance=0.03, max_runs=8,
+                                                    verbose=0, batch_size=32, learning_rate=0.05)
+    assert abs(sparsity - 0.6) <= 0.03
+    keras.utils.set_random_seed(0)
+    rows = tfimp.DuringTraining("str", 0.6, 2, str_init=s_init, batch_size=32, learning_rate=0.05,
+                                seed=0).run(helpers.small_cnn(), (x, y), verbose=0)
+    assert rows[-1]["sparsity"] == pytest.approx(sparsity, abs=1e-6)  # the same run, the same sparsity

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -47,51 +47,82 @@ def cubic_sparsity(step: int, target: float, begin: int, end: int) -> float:
     return float(target - target * (1.0 - (step - begin) / (end - begin)) ** 3)
 
 
+def auto_frequency(ramp_steps: int, updates: int = 30, most: int = 100) -> int:
+    """Steps between mask updates for a ramp of ``ramp_steps``: at least ``updates`` updates, never rarer than ``most``.
+
+    Zhu & Gupta prune every 100 steps over ramps of tens of thousands of
+    steps; a short budget needs proportionally more frequent updates, or the
+    ramp degenerates into a few large one-shot prunings.
+    """
+    return max(1, min(most, ramp_steps // updates))
+
+
 class GradualPruning(keras.callbacks.Callback):
-    """Prunes along the cubic ramp every ``frequency`` steps (GMP; DPF with ``dpf=True``).
+    """Prunes along the cubic ramp (GMP), or recomputes DPF's masks, inside ``fit``.
+
+    GMP: every ``frequency`` steps between ``begin_step`` and ``end_step`` the
+    masks grow (monotone) to the ramp's sparsity; at the end of training the
+    model holds exactly ``target_sparsity``.
+
+    DPF (``dpf=True``, Lin et al. 2020, as in the authors' code): the mask is
+    recomputed from the *dense* weights every ``frequency`` (16) steps for the
+    whole run, at the ramp's current sparsity; pruned weights keep learning
+    and may come back. At the end of training the mask the model was last
+    trained with is kept (a final recomputation from the drifted dense weights
+    would give the model a mask it never saw); if the ramp had not reached the
+    target, the remaining weights are pruned by magnitude on top of it.
 
     Args:
       target_sparsity: S, reached at ``end_step`` and exactly at the end of training.
       begin_step, end_step: the ramp, in optimizer steps.
-      frequency: steps between mask updates (Zhu & Gupta: 100; DPF: 16).
+      frequency: steps between mask updates (Zhu & Gupta: 100; DPF: 16;
+        :func:`auto_frequency` for short budgets).
       criterion: tfimp criterion for each mask update.
-      dpf: recompute masks from the dense weights (pruned weights may return)
-        without zeroing them; the model must be wrapped with
+      dpf: DPF's dense-weight recomputation; the model must be wrapped with
         ``ReparamPruneLowMagnitude(reparam="dpf")``.
+      level_every: the ramp's sparsity is updated every ``level_every`` steps
+        (piecewise constant in between; the authors' DPF and GMP update it at
+        epoch ends); 1 = a continuous ramp.
     """
 
     def __init__(self, target_sparsity: float, begin_step: int, end_step: int, frequency: int = 100,
-                 criterion: str = "global", dpf: bool = False):
+                 criterion: str = "global", dpf: bool = False, level_every: int = 1):
         super().__init__()
         if not 0.0 < target_sparsity < 1.0:
             raise ValueError(f"target_sparsity must be in (0, 1), got {target_sparsity}")
-        if frequency < 1 or not 0 <= begin_step <= end_step:
-            raise ValueError(f"need frequency >= 1 and 0 <= begin_step <= end_step, got {frequency}, "
-                             f"{begin_step}, {end_step}")
+        if frequency < 1 or level_every < 1 or not 0 <= begin_step <= end_step:
+            raise ValueError(f"need frequency >= 1, level_every >= 1 and 0 <= begin_step <= end_step, got "
+                             f"{frequency}, {level_every}, {begin_step}, {end_step}")
         _criteria.get(criterion)
         self.target_sparsity = float(target_sparsity)
         self.begin_step, self.end_step, self.frequency = int(begin_step), int(end_step), int(frequency)
+        self.level_every = int(level_every)
         self.criterion = criterion
         self.dpf = dpf
         self._step = 0
+
+    def level(self, step: int) -> float:
+        """The ramp's sparsity at ``step`` (piecewise constant over ``level_every`` steps)."""
+        return cubic_sparsity(step - step % self.level_every, self.target_sparsity, self.begin_step, self.end_step)
 
     def on_train_begin(self, logs=None):
         self._step = int(keras.backend.get_value(self.model.optimizer.iterations))
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self._step
-        due = (step - self.begin_step) % self.frequency == 0 or step == self.end_step
-        if self.begin_step <= step <= self.end_step and due:
-            self._prune(cubic_sparsity(step, self.target_sparsity, self.begin_step, self.end_step))
         self._step += 1
+        if self.dpf:  # the whole run, from the dense weights
+            if step % self.frequency == 0 and self.level(step) > 0:
+                _pruning.prune(self.model, self.level(step), self.criterion, allow_revival=True, zero_pruned=False)
+            return
+        due = (step - self.begin_step) % self.frequency == 0 or step == self.end_step
+        if self.begin_step <= step <= self.end_step and due and self.level(step) > 0:
+            _pruning.prune(self.model, self.level(step), self.criterion)
 
     def on_train_end(self, logs=None):
-        self._prune(self.target_sparsity, final=True)
-        tfmot_glue.finalize_reparams(self.model)
-
-    def _prune(self, sparsity: float, final: bool = False) -> None:
-        _pruning.prune(self.model, sparsity, self.criterion, allow_revival=self.dpf,
-                       zero_pruned=final or not self.dpf)
+        tfmot_glue.finalize_reparams(self.model)  # DPF: keep the mask it trained with, zero the rest
+        if _pruning.sparsity(self.model) < self.target_sparsity:
+            _pruning.prune(self.model, self.target_sparsity, self.criterion)
 
 
 def current_sparsity(model: keras.Model) -> float:
@@ -156,41 +187,67 @@ class DuringTraining(_Trainer):
 
     Args:
       method: ``gmp``, ``tfmot_gmp``, ``dpf`` or ``str``.
-      target_sparsity: S (STR reports what it reaches instead).
+      target_sparsity: S (STR reports what it reaches instead; see
+        :func:`calibrate_str_init` to aim it at S).
       epochs: the whole budget.
       criterion: for ``gmp`` and ``dpf``.
       begin_fraction, end_fraction: the ramp, as fractions of the budget.
-      frequency: steps between mask updates (default 100; DPF 16).
+        Defaults: GMP 0.1 to 0.75 (Zhu & Gupta); DPF from 0 to one epoch
+        before the end, its sparsity raised at epoch ends, as in the authors'
+        code (which never freezes DPF's mask).
+      frequency: steps between mask updates. Defaults: DPF 16 (its paper);
+        GMP and tfmot GMP :func:`auto_frequency` of the ramp (at least 30
+        updates along it, at most every 100 steps).
       str_init: initial value of STR's threshold parameters (threshold =
         sigmoid(str_init)); more negative means less sparsity.
+      str_weight_decay: extra L2 on STR's threshold parameters, on top of
+        the optimizer's weight decay; more means more sparsity over time.
       **settings: optimizer and data settings, as for :class:`tfimp.IMP`.
     """
 
     def __init__(self, method: str, target_sparsity: float, epochs: int, *, criterion: str = "global",
-                 begin_fraction: float = 0.1, end_fraction: float = 0.75, frequency: Optional[int] = None,
-                 str_init: float = -5.0, **settings):
+                 begin_fraction: Optional[float] = None, end_fraction: Optional[float] = None,
+                 frequency: Optional[int] = None, str_init: float = -5.0, str_weight_decay: float = 0.0, **settings):
         if method not in METHODS:
             raise ValueError(f"unknown during-training method {method!r}; known: {list(METHODS)}")
         if not 0.0 < target_sparsity < 1.0:
             raise ValueError(f"target_sparsity must be in (0, 1), got {target_sparsity}")
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
+        if method == "dpf":
+            begin_default, end_default = 0.0, (epochs - 1) / epochs if epochs > 1 else 1.0
+        else:
+            begin_default, end_default = 0.1, 0.75
+        begin_fraction = begin_default if begin_fraction is None else begin_fraction
+        end_fraction = end_default if end_fraction is None else end_fraction
         if not 0.0 <= begin_fraction <= end_fraction <= 1.0:
             raise ValueError(f"need 0 <= begin_fraction <= end_fraction <= 1, got {begin_fraction}, {end_fraction}")
+        if frequency is not None and frequency < 1:
+            raise ValueError(f"frequency must be >= 1 (or None for the method's default), got {frequency}")
+        if str_weight_decay < 0:
+            raise ValueError(f"str_weight_decay must be >= 0, got {str_weight_decay}")
         _criteria.get(criterion)
         super().__init__(**settings)
         self.method, self.target_sparsity, self.epochs = method, float(target_sparsity), int(epochs)
         self.criterion = criterion
         self.begin_fraction, self.end_fraction = begin_fraction, end_fraction
-        self.frequency = frequency or (16 if method == "dpf" else 100)
-        self.str_init = str_init
+        self.frequency = frequency
+        self.str_init, self.str_weight_decay = float(str_init), float(str_weight_decay)
 
-    def _wrapper_factory(self, begin: int, end: int):
+    def ramp(self, steps_per_epoch: int) -> tuple[int, int, int]:
+        """(begin step, end step, steps between mask updates) for this budget."""
+        begin = int(round(self.begin_fraction * self.epochs * steps_per_epoch))
+        end = max(begin, int(round(self.end_fraction * self.epochs * steps_per_epoch)))
+        if self.frequency is not None:
+            return begin, end, self.frequency
+        return begin, end, 16 if self.method == "dpf" else auto_frequency(end - begin)
+
+    def _wrapper_factory(self, begin: int, end: int, frequency: int):
         if self.method == "tfmot_gmp":
-            return tfmot_glue.tfmot_polynomial_wrapper(self.target_sparsity, begin, end, self.frequency)
+            return tfmot_glue.tfmot_polynomial_wrapper(self.target_sparsity, begin, end, frequency)
         if self.method in ("dpf", "str"):
-            return lambda layer: tfmot_glue.ReparamPruneLowMagnitude(layer, reparam=self.method,
-                                                                     str_init=self.str_init)
+            return lambda layer: tfmot_glue.ReparamPruneLowMagnitude(
+                layer, reparam=self.method, str_init=self.str_init, str_weight_decay=self.str_weight_decay)
         return None  # gmp: tfimp's policy wrapper
 
     def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
@@ -199,22 +256,23 @@ class DuringTraining(_Trainer):
         """Trains and prunes ``model``; returns one row per epoch. The wrapped model is ``self.model``."""
         tfmot_glue.check_tf_keras_model(model)
         train, validation, test, steps = self._datasets(train, validation, test)
-        begin = int(round(self.begin_fraction * self.epochs * steps))
-        end = max(begin, int(round(self.end_fraction * self.epochs * steps)))
+        begin, end, frequency = self.ramp(steps)
         with model.distribute_strategy.scope():
-            model = tfmot_glue.wrap(model, wrapper=self._wrapper_factory(begin, end))
+            model = tfmot_glue.wrap(model, wrapper=self._wrapper_factory(begin, end, frequency))
         self._compile(model, self._schedule(self.epochs, steps))
         self.model = model
 
         extra: list[keras.callbacks.Callback] = []
         if self.method in ("gmp", "dpf"):
-            extra.append(GradualPruning(self.target_sparsity, begin, end, self.frequency, self.criterion,
-                                        dpf=self.method == "dpf"))
+            extra.append(GradualPruning(self.target_sparsity, begin, end, frequency, self.criterion,
+                                        dpf=self.method == "dpf", level_every=steps if self.method == "dpf" else 1))
         if self.method == "tfmot_gmp":
             extra.append(tfmot_glue.tfmot_step_callback())
         if workdir is not None:
             description = {"method": self.method, "target_sparsity": self.target_sparsity, "epochs": self.epochs,
-                           "criterion": self.criterion, "begin": begin, "end": end, "frequency": self.frequency,
+                           "criterion": self.criterion, "begin": begin, "end": end, "frequency": frequency,
+                           "str_init": self.str_init, "str_weight_decay": self.str_weight_decay,
+                           "optimizer": self.optimizer, "weight_decay": self.weight_decay,
                            "learning_rate": self.learning_rate, "dense_schedule": str(self.dense_schedule)}
             # Finalize first: the saved weights are the finalized model's.
             finished = self._finished_run(model, workdir, description, overwrite, verbose, expected_rows=self.epochs,
@@ -233,3 +291,61 @@ class DuringTraining(_Trainer):
         if verbose:
             print(f"[tfimp] {self.method} finished:\n" + _callbacks.format_table(rows.rows[-1:]), flush=True)
         return list(rows.rows)
+
+
+def calibrate_str_init(build_model: Callable[[], keras.Model], train, target_sparsity: float, epochs: int, *,
+                       low: float = -12.0, high: float = 2.0, tolerance: float = 0.01, max_runs: int = 8,
+                       seed: int = 0, verbose: int = 1, **settings) -> tuple[float, float]:
+    """Finds STR's ``str_init`` whose run reaches ``target_sparsity``, by bisection on short runs.
+
+    STR's reached sparsity grows with its threshold initialisation (and the
+    decay on the threshold), and its authors tune both per target. This runs
+    STR for ``epochs`` on ``train`` with ``str_init`` bisected in
+    ``[low, high]`` until the reached sparsity is within ``tolerance`` of the
+    target (or ``max_runs`` runs), and returns the best ``(str_init, reached
+    sparsity)``. Use the budget of the real run: the threshold keeps moving
+    during training.
+
+    Example:
+      >>> s_init, reached = tfimp.baselines.calibrate_str_init(build, (x, y), 0.9, epochs=8)
+      >>> tfimp.DuringTraining("str", 0.9, 8, str_init=s_init).run(build(), (x, y))
+
+    Args:
+      build_model: returns a fresh, unwrapped model (called once per run).
+      train: the training data, as for :meth:`DuringTraining.run`.
+      target_sparsity: the sparsity to aim at, in (0, 1).
+      epochs: the budget of each calibration run.
+      low, high: the bracket of ``str_init``.
+      tolerance: stop when the reached sparsity is this close to the target.
+      max_runs: at most this many runs.
+      seed: the random seed of every run.
+      verbose: 1 prints one line per run.
+      **settings: passed to :class:`DuringTraining` (``str_weight_decay``,
+        optimizer and data settings).
+
+    Raises:
+      ValueError: a bad target or bracket.
+    """
+    if not 0.0 < target_sparsity < 1.0:
+        raise ValueError(f"target_sparsity must be in (0, 1), got {target_sparsity}")
+    if not low < high or max_runs < 1:
+        raise ValueError(f"need low < high and max_runs >= 1, got {low}, {high}, {max_runs}")
+    best: Optional[tuple[float, float]] = None
+    for run in range(max_runs):
+        middle = (low + high) / 2
+        keras.utils.set_random_seed(seed)
+        rows = DuringTraining("str", target_sparsity, epochs, str_init=middle, seed=seed,
+                              **settings).run(build_model(), train, verbose=0)
+        reached = float(rows[-1]["sparsity"])
+        if verbose:
+            print(f"[tfimp] STR calibration run {run + 1}: str_init {middle:+.4f} reaches {reached:.4f} "
+                  f"(target {target_sparsity:.4f})", flush=True)
+        if best is None or abs(reached - target_sparsity) < abs(best[1] - target_sparsity):
+            best = (middle, reached)
+        if abs(reached - target_sparsity) <= tolerance:
+            break
+        if reached < target_sparsity:
+            low = middle
+        else:
+            high = middle
+    return best

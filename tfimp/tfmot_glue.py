@@ -153,7 +153,9 @@ class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
       (straight-through), so pruned weights keep learning and may return
       when the mask is recomputed (error feedback).
     * ``str`` (Kusupati et al. 2020, arXiv:2002.03231): the forward pass uses
-      ``sign(w) * relu(|w| - sigmoid(s))`` with one learnable ``s`` per layer.
+      ``sign(w) * relu(|w| - sigmoid(s))`` with one learnable ``s`` per layer,
+      initialised to ``str_init``; ``str_weight_decay`` adds L2 on ``s``
+      (its authors set both per target sparsity).
 
     :meth:`finalize` turns the wrapper into a plain policy wrapper with exact
     masks and zeroed weights (``reparam`` becomes ``"none"``).
@@ -161,12 +163,14 @@ class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
 
     REPARAMS = ("dpf", "str", "none")
 
-    def __init__(self, layer: keras.layers.Layer, reparam: str = "dpf", str_init: float = -5.0, **kwargs):
+    def __init__(self, layer: keras.layers.Layer, reparam: str = "dpf", str_init: float = -5.0,
+                 str_weight_decay: float = 0.0, **kwargs):
         if reparam not in self.REPARAMS:
             raise ValueError(f"reparam must be one of {self.REPARAMS}, got {reparam!r}")
         super().__init__(layer, **kwargs)
         self.reparam = reparam
         self.str_init = float(str_init)
+        self.str_weight_decay = float(str_weight_decay)
         self.str_threshold = None
 
     def build(self, input_shape):
@@ -176,7 +180,9 @@ class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
         PruneLowMagnitude.build(self, input_shape)  # masks, but no mask constraint: weights stay dense
         if self.reparam == "str":
             self.str_threshold = self.add_weight(
-                "str_threshold", shape=(), initializer=keras.initializers.Constant(self.str_init), trainable=True)
+                "str_threshold", shape=(), initializer=keras.initializers.Constant(self.str_init), trainable=True,
+                # Extra coupled L2 on s (gradient str_weight_decay * s), on top of the optimizer's own decay.
+                regularizer=keras.regularizers.L2(self.str_weight_decay / 2) if self.str_weight_decay else None)
 
     @property
     def trainable_weights(self):
@@ -231,7 +237,8 @@ class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
         self.reparam = "none"
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "reparam": self.reparam, "str_init": self.str_init}
+        return {**super().get_config(), "reparam": self.reparam, "str_init": self.str_init,
+                "str_weight_decay": self.str_weight_decay}
 
 
 def tfmot_polynomial_wrapper(target_sparsity: float, begin_step: int, end_step: int, frequency: int):
