@@ -1,25 +1,35 @@
-"""Accuracy at equal budget: IMP (with each retraining schedule), BIMP and the
-pruning-during-training baselines, side by side.
+"""Accuracy at equal budget: the paper's three claims on one small task.
 
-Every sparse method gets the same total number of epochs (``--epochs``):
-during-training methods train for all of it; IMP spends
-``epochs - cycles * retrain_epochs`` dense and ``retrain_epochs`` per cycle;
-BIMP splits the same total with its linear dense schedule and ALLR. Dense
-training for the same budget is the reference. STR does not take a target:
-it runs once per ``--str_inits`` value and reports the sparsity it reaches.
+(a) IMP with each retraining schedule, BIMP and the pruning-during-training
+    baselines (tfmot's per-layer GMP, global GMP, DPF) at the same total
+    budget (``--epochs``): during-training methods train for all of it; IMP
+    spends ``epochs - imp_cycles * imp_retrain_epochs`` dense and
+    ``imp_retrain_epochs`` per cycle; BIMP splits the same total with its
+    linear dense schedule and ALLR. Dense training for the budget is the
+    reference.
+(b) IMP + SLR with each selection criterion (global, uniform, uniform+, ERK,
+    LAMP) at the same budget and sparsities, with the per-layer sparsities
+    each one chose.
+(c) IMP + SLR at ``--c_sparsity`` with a budget of ``--split_budget``
+    epochs split dense/retraining as ``--splits`` (e.g. 50/50 and 75/25), with
+    1, 2 or 4 retraining epochs per cycle (the number of cycles fills the
+    retraining share).
+STR takes no target: ``str_init`` is calibrated per target on the first seed
+(``tfimp.baselines.calibrate_str_init``, same budget), STR runs with it on
+every seed, and IMP + SLR is run again at exactly the sparsity STR reached.
 
-Prints mean ± std of test accuracy per method and sparsity, wall time per
-method relative to dense, and writes ``methods.json`` and
-``accuracy_vs_sparsity.png`` into ``--out``.
+Every run goes through the CLI's ``tfimp.main.run`` (no exports). Prints
+mean ± std of test accuracy over seeds, writes ``methods.json`` (every run,
+with per-layer sparsities) and ``accuracy_vs_sparsity.png`` into ``--out``.
 
-The measured README table came from (about 30 minutes on 2 CPU cores):
+The README's table came from (about an hour on 2 CPU cores):
 
     python benchmarks/bench_methods.py --out bench_out/methods
 
 On a GPU, CIFAR-10 with ResNet-56 (data from tfds):
 
     python benchmarks/bench_methods.py --dataset cifar10 --model resnet56 --train_subset 0 \
-        --epochs 200 --imp_retrain_epochs 10 --learning_rate 0.1 --data_dir ~/tensorflow_datasets
+        --epochs 200 --imp_retrain_epochs 10 --split_budget 200 --learning_rate 0.1 --data_dir ~/tensorflow_datasets
 """
 
 from __future__ import annotations
@@ -30,21 +40,28 @@ import os
 import statistics
 import time
 
+from tfimp import baselines, data, keras, main, models
 from tfimp import config as tfimp_config
-from tfimp import keras, main
 
 IMP_SCHEDULES = {"imp_ft": "ft", "imp_lrw": "lrw", "imp_slr": "slr", "imp_clr": "clr", "imp_llr": "llr",
                  "imp_allr": "allr"}
-DEFAULT_METHODS = "dense,tfmot_gmp,gmp,imp_ft,imp_lrw,imp_slr,imp_clr,imp_allr,bimp,dpf,str"
+DEFAULT_METHODS = "dense,tfmot_gmp,gmp,dpf,imp_ft,imp_lrw,imp_slr,imp_clr,imp_allr,bimp"
+DURING = ("gmp", "tfmot_gmp", "dpf", "str")
+GROUPS = ("a", "b", "c", "str")
 
 
-def method_config(method: str, sparsity: float, seed: int, args) -> tuple:
-    """The CLI config of one run (``method`` as named in this benchmark)."""
+def base_config(args, seed: int, sparsity: float):
     config = tfimp_config.base()
     config.update(dataset=args.dataset, model=args.model, data_dir=args.data_dir, train_subset=args.train_subset,
                   batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-                  seed=seed, verbose=0, target_sparsity=sparsity, criterion="global",
-                  cycles=args.imp_cycles, retrain_epochs=args.imp_retrain_epochs)
+                  seed=seed, verbose=0, target_sparsity=sparsity, criterion="global", cycles=args.imp_cycles,
+                  retrain_epochs=args.imp_retrain_epochs, export_formats="")
+    return config
+
+
+def method_config(method: str, sparsity: float, seed: int, args):
+    """The CLI config of one group-(a) run (``method`` as named in this benchmark)."""
+    config = base_config(args, seed, sparsity)
     dense_part = args.epochs - args.imp_cycles * args.imp_retrain_epochs
     if method == "dense":
         config.update(method="dense", dense_epochs=args.epochs)
@@ -52,14 +69,72 @@ def method_config(method: str, sparsity: float, seed: int, args) -> tuple:
         config.update(method="imp", dense_epochs=dense_part, retrain_schedule=IMP_SCHEDULES[method])
     elif method == "bimp":
         config.update(method="bimp", epochs=args.epochs, dense_epochs=dense_part)
-    elif method in main.DURING_TRAINING:
+    elif method in DURING:
         config.update(method=method, epochs=args.epochs)
-        if method == "str":
-            config.str_init = sparsity  # here `sparsity` carries the STR init value
-            config.target_sparsity = 0.5  # unused by STR
     else:
         raise ValueError(f"unknown benchmark method {method!r}")
     return config
+
+
+def split_configs(args, seed: int) -> list[tuple[str, dict, object]]:
+    """Group (c): (label, facts, config) for each budget split and retraining epochs per cycle."""
+    entries = []
+    for fraction in args.splits:
+        dense = int(round(fraction * args.split_budget))
+        retraining = args.split_budget - dense
+        for per_cycle in args.retrain_per_cycle:
+            if dense < 1 or retraining % per_cycle or retraining // per_cycle < 1:
+                continue
+            config = base_config(args, seed, args.c_sparsity)
+            config.update(method="imp", dense_epochs=dense, cycles=retraining // per_cycle, retrain_epochs=per_cycle,
+                          retrain_schedule="slr")
+            facts = {"dense_epochs": dense, "cycles": retraining // per_cycle, "retrain_epochs": per_cycle,
+                     "dense_fraction": fraction}
+            entries.append((f"split{round(100 * fraction)}_e{per_cycle}", facts, config))
+    return entries
+
+
+def _layer_sparsity(workdir: str, rows: list[dict]) -> dict:
+    path = os.path.join(workdir, "reports", f"cycle_{rows[-1]['cycle']}.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return {layer["name"]: layer["sparsity"] for layer in json.load(handle)["layers"]}
+
+
+class Runner:
+    """Runs configs through the CLI and collects one result dict per run."""
+
+    def __init__(self, args):
+        self.args = args
+        self.results: list[dict] = []
+
+    def run(self, group: str, method: str, target, seed: int, config, **facts) -> dict:
+        workdir = os.path.join(self.args.out, "runs", f"{group}_{method}_{target}_{seed}")
+        keras.backend.clear_session()
+        start = time.perf_counter()
+        rows = main.run(config, workdir, overwrite=True)
+        wall = time.perf_counter() - start
+        final = rows[-1]
+        result = {"group": group, "method": method, "target": target, "seed": seed, "sparsity": final["sparsity"],
+                  "test_accuracy": final["test_accuracy"], "wall_s": wall,
+                  "epochs": sum(r["epochs"] for r in rows), "layer_sparsity": _layer_sparsity(workdir, rows),
+                  **facts}
+        self.results.append(result)
+        print(f"[bench] ({group}) {method:16s} {str(target):>8s} seed {seed}: sparsity {final['sparsity']:.4f} "
+              f"test acc {final['test_accuracy']:.4f} ({wall:.0f} s)", flush=True)
+        return result
+
+
+def calibrate_str(args, target: float, seed: int) -> tuple[float, float]:
+    """STR's ``str_init`` for ``target`` on this benchmark's data and budget."""
+    spec = data.spec(args.dataset)
+    loaded = data.load(args.dataset, data_dir=args.data_dir or None, batch_size=args.batch_size, seed=seed,
+                       train_subset=args.train_subset or None)
+    build = lambda: models.build(args.model, num_classes=spec.num_classes, input_shape=spec.input_shape)  # noqa: E731
+    return baselines.calibrate_str_init(build, loaded.train, target, args.epochs, tolerance=args.str_tolerance,
+                                        max_runs=args.str_calibration_runs, seed=seed, learning_rate=args.learning_rate,
+                                        weight_decay=args.weight_decay, batch_size=args.batch_size)
 
 
 def run_grid(args) -> list[dict]:
@@ -68,54 +143,94 @@ def run_grid(args) -> list[dict]:
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise ValueError(f"unknown benchmark method {unknown[0]!r}; known: {known}")
-    sparsities = [float(s) for s in args.sparsities.split(",")]
-    if any(not 0.0 < s < 1.0 for s in sparsities):
-        raise ValueError(f"sparsities must lie in (0, 1), got {sparsities}")
-    seeds = [int(s) for s in args.seeds.split(",")]
-    results = []
-    for method in methods:
-        grid = [0.0] if method == "dense" else [float(v) for v in args.str_inits.split(",")] if method == "str" \
-            else sparsities
-        for value in grid:
+    groups = args.groups.split(",")
+    if any(g not in GROUPS for g in groups):
+        raise ValueError(f"unknown group in {groups}; known: {list(GROUPS)}")
+    sparsities, seeds = args.sparsities, [int(s) for s in args.seeds.split(",")]
+    runner = Runner(args)
+    if "a" in groups:
+        for method in methods:
+            for sparsity in [0.0] if method == "dense" else sparsities:
+                for seed in seeds:
+                    runner.run("a", method, sparsity, seed, method_config(method, sparsity, seed, args))
+    if "b" in groups:
+        for criterion in args.criteria.split(","):
+            for sparsity in sparsities:
+                for seed in seeds:
+                    config = method_config("imp_slr", sparsity, seed, args)
+                    config.criterion = criterion
+                    runner.run("b", f"imp_slr_{criterion}", sparsity, seed, config, criterion=criterion)
+    if "c" in groups:
+        for seed in seeds:
+            for label, facts, config in split_configs(args, seed):
+                runner.run("c", label, args.c_sparsity, seed, config, **facts)
+    if "str" in groups:
+        for target in sparsities:
+            str_init, reached = calibrate_str(args, target, seeds[0])
+            print(f"[bench] STR for {target:.0%}: str_init {str_init:+.4f} (calibration run reached {reached:.4f})",
+                  flush=True)
+            runs = []
             for seed in seeds:
-                config = method_config(method, value, seed, args)
-                workdir = os.path.join(args.out, "runs", f"{method}_{value}_{seed}")
-                keras.backend.clear_session()
-                start = time.perf_counter()
-                rows = main.run(config, workdir, overwrite=True)
-                wall = time.perf_counter() - start
-                final = rows[-1]
-                results.append({"method": method, "target": value if method != "str" else None,
-                                "str_init": value if method == "str" else None, "seed": seed,
-                                "sparsity": final["sparsity"], "test_accuracy": final["test_accuracy"],
-                                "wall_s": wall, "epochs": sum(r["epochs"] for r in rows)})
-                print(f"[bench] {method:10s} {value:>6} seed {seed}: sparsity {final['sparsity']:.4f} "
-                      f"test acc {final['test_accuracy']:.4f} ({wall:.0f} s)", flush=True)
-    return results
+                config = method_config("str", target, seed, args)
+                config.str_init = str_init
+                runs.append(runner.run("str", "str", target, seed, config, str_init=str_init))
+            at = round(statistics.mean(r["sparsity"] for r in runs), 4)
+            for seed in seeds:  # IMP at exactly the sparsity STR reached
+                runner.run("str", "imp_slr_at_str", target, seed, method_config("imp_slr", at, seed, args),
+                           str_sparsity=at)
+    return runner.results
 
 
 def summarise(results: list[dict]) -> str:
-    """mean ± std test accuracy per method and target sparsity, and wall time relative to dense."""
-    dense_wall = statistics.mean(r["wall_s"] for r in results if r["method"] == "dense") if any(
-        r["method"] == "dense" for r in results) else None
-    targets = sorted({r["target"] for r in results if r["target"] not in (None, 0.0)})
-    header = f"{'method':11s}" + "".join(f"{t:>17.0%}" for t in targets) + f"{'wall / dense':>14s}"
-    lines = [header]
-    for method in dict.fromkeys(r["method"] for r in results):
-        runs = [r for r in results if r["method"] == method]
-        cells = []
-        for target in targets:
-            accuracies = [r["test_accuracy"] for r in runs if r["target"] == target]
-            cells.append(_mean_std(accuracies) if accuracies else "")
-        if method == "dense":
-            cells = [_mean_std([r["test_accuracy"] for r in runs])] + [""] * (len(targets) - 1)
-        if method == "str":
-            cells = ["; ".join(f"{_mean([r['sparsity'] for r in runs if r['str_init'] == v]):.1%}: "
-                               f"{_mean([r['test_accuracy'] for r in runs if r['str_init'] == v]):.2%}"
-                               for v in dict.fromkeys(r["str_init"] for r in runs))]
-        wall = f"{_mean([r['wall_s'] for r in runs]) / dense_wall:.2f}x" if dense_wall else ""
-        lines.append(f"{method:11s}" + "".join(f"{c:>17s}" for c in cells) + f"{wall:>14s}")
-    return "\n".join(lines)
+    """The tables of the three claims and of STR."""
+    out = []
+    dense = [r for r in results if r["method"] == "dense"]
+    dense_wall = _mean([r["wall_s"] for r in dense]) if dense else None
+    targeted = [r for r in results if r["group"] in ("a", "b")]
+    targets = sorted({r["target"] for r in targeted if r["target"]})
+    if targeted:
+        out.append("(a, b) test accuracy (%) at equal budget\n" + f"{'method':22s}"
+                   + "".join(f"{t:>17.0%}" for t in targets) + f"{'wall / dense':>14s}")
+        for method in dict.fromkeys(r["method"] for r in targeted):
+            runs = [r for r in targeted if r["method"] == method]
+            if method == "dense":
+                cells = [_mean_std([r["test_accuracy"] for r in runs])] + [""] * (len(targets) - 1)
+            else:
+                cells = [_mean_std([r["test_accuracy"] for r in runs if r["target"] == t]) for t in targets]
+            wall = f"{_mean([r['wall_s'] for r in runs]) / dense_wall:.2f}x" if dense_wall else ""
+            out.append(f"{method:22s}" + "".join(f"{c:>17s}" for c in cells) + f"{wall:>14s}")
+        criteria = [r for r in results if r["group"] == "b"] + [r for r in results if r["method"] == "imp_slr"]
+        if criteria and targets:
+            top = targets[-1]
+            out.append(f"\n(b) per-layer sparsity (%) chosen at {top:.0%}, mean over seeds")
+            for method in dict.fromkeys(r["method"] for r in criteria):
+                runs = [r for r in criteria if r["method"] == method and r["target"] == top and r["layer_sparsity"]]
+                if runs:
+                    layers = runs[0]["layer_sparsity"]
+                    cells = ", ".join(f"{name} {100 * _mean([r['layer_sparsity'][name] for r in runs]):.1f}"
+                                      for name in layers)
+                    out.append(f"{method:22s} {cells}")
+    splits = [r for r in results if r["group"] == "c"]
+    if splits:
+        out.append(f"\n(c) IMP + SLR at {splits[0]['target']:.0%}, budget {splits[0]['epochs']} epochs\n"
+                   f"{'dense/retraining':>17s} {'epochs/cycle':>13s} {'cycles':>7s} {'test accuracy':>16s}")
+        for method in dict.fromkeys(r["method"] for r in splits):
+            runs = [r for r in splits if r["method"] == method]
+            fraction = runs[0]["dense_fraction"]
+            out.append(f"{f'{fraction:.0%}/{1 - fraction:.0%}':>17s} {runs[0]['retrain_epochs']:>13d} "
+                       f"{runs[0]['cycles']:>7d} {_mean_std([r['test_accuracy'] for r in runs]):>16s}")
+    strs = [r for r in results if r["group"] == "str"]
+    if strs:
+        out.append(f"\nSTR and IMP + SLR at the sparsity STR reached\n"
+                   f"{'target':>7s} {'str_init':>9s} {'STR reached':>12s} {'STR acc':>14s} {'IMP+SLR acc':>14s}")
+        for target in dict.fromkeys(r["target"] for r in strs):
+            str_runs = [r for r in strs if r["target"] == target and r["method"] == "str"]
+            imp_runs = [r for r in strs if r["target"] == target and r["method"] == "imp_slr_at_str"]
+            out.append(f"{target:>7.0%} {str_runs[0]['str_init']:>+9.3f} "
+                       f"{100 * _mean([r['sparsity'] for r in str_runs]):>11.2f}% "
+                       f"{_mean_std([r['test_accuracy'] for r in str_runs]):>14s} "
+                       f"{_mean_std([r['test_accuracy'] for r in imp_runs]):>14s}")
+    return "\n".join(out)
 
 
 def _mean(values):
@@ -123,52 +238,87 @@ def _mean(values):
 
 
 def _mean_std(values) -> str:
+    if not values:
+        return ""
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{100 * statistics.mean(values):.2f} ± {100 * std:.2f}"
 
 
+def _curve(axis, runs: list[dict], label: str, **style) -> None:
+    points = []
+    for target in dict.fromkeys(r["target"] for r in runs):
+        group = [r for r in runs if r["target"] == target]
+        accuracies = [100 * r["test_accuracy"] for r in group]
+        points.append((100 * _mean([r["sparsity"] for r in group]), _mean(accuracies),
+                       statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0))
+    points.sort()
+    axis.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], marker="o",
+                  capsize=3, label=label, **style)
+
+
 def plot(results: list[dict], path: str) -> None:
+    """Left: (a, b) against sparsity; middle: STR and IMP at STR's sparsity; right: (c)."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # a script: no display
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(8, 5), dpi=120)
-    for method in dict.fromkeys(r["method"] for r in results):
-        runs = [r for r in results if r["method"] == method]
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(17, 5), dpi=110)
+    for method in dict.fromkeys(r["method"] for r in results if r["group"] in ("a", "b")):
+        runs = [r for r in results if r["group"] in ("a", "b") and r["method"] == method]
         if method == "dense":
-            axis.axhline(100 * _mean([r["test_accuracy"] for r in runs]), color="black", linestyle="--",
-                         label="dense")
+            for axis in (left, middle):
+                axis.axhline(100 * _mean([r["test_accuracy"] for r in runs]), color="black", linestyle="--",
+                             label="dense")
             continue
-        key = "str_init" if method == "str" else "target"
-        points = []
-        for value in dict.fromkeys(r[key] for r in runs):
-            group = [r for r in runs if r[key] == value]
-            accuracies = [100 * r["test_accuracy"] for r in group]
-            points.append((100 * _mean([r["sparsity"] for r in group]), _mean(accuracies),
-                           statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0))
-        points.sort()
-        axis.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
-                      marker="o", capsize=3, label=method)
-    axis.set_xlabel("sparsity (%)")
-    axis.set_ylabel("test accuracy (%)")
-    axis.set_title("accuracy at equal budget")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, ncol=2)
+        _curve(left, runs, method, linestyle="-" if runs[0]["group"] == "a" else ":")
+    for method in ("str", "imp_slr_at_str"):
+        runs = [r for r in results if r["group"] == "str" and r["method"] == method]
+        if runs:
+            _curve(middle, runs, method)
+    for fraction in dict.fromkeys(r.get("dense_fraction") for r in results if r["group"] == "c"):
+        runs = [r for r in results if r["group"] == "c" and r["dense_fraction"] == fraction]
+        per_cycle = sorted({r["retrain_epochs"] for r in runs})
+        accuracies = [[100 * r["test_accuracy"] for r in runs if r["retrain_epochs"] == e] for e in per_cycle]
+        right.errorbar(per_cycle, [_mean(a) for a in accuracies],
+                       yerr=[statistics.stdev(a) if len(a) > 1 else 0.0 for a in accuracies], marker="o", capsize=3,
+                       label=f"dense {fraction:.0%} / retraining {1 - fraction:.0%}")
+    titles = ("(a, b) accuracy at equal budget", "STR at the sparsity it reaches, IMP + SLR there",
+              "(c) IMP + SLR: retraining epochs per cycle")
+    for axis, title in zip((left, middle, right), titles):
+        axis.set_title(title, fontsize=10)
+        axis.set_ylabel("test accuracy (%)")
+        axis.grid(alpha=0.3)
+        if axis.has_data():
+            axis.legend(fontsize=7, ncol=2)
+    left.set_xlabel("sparsity (%)")
+    middle.set_xlabel("sparsity (%)")
+    right.set_xlabel("retraining epochs per cycle (cycles fill the retraining share)")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
 
 
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",")]
+
+
 def main_cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", default=DEFAULT_METHODS)
-    parser.add_argument("--sparsities", default="0.9,0.95,0.98")
+    parser.add_argument("--groups", default=",".join(GROUPS), help="which of a, b, c, str to run")
+    parser.add_argument("--methods", default=DEFAULT_METHODS, help="group (a)")
+    parser.add_argument("--criteria", default="uniform,uniform_plus,erk,lamp", help="group (b); global is (a)'s imp_slr")
+    parser.add_argument("--sparsities", default="0.9,0.95,0.98", type=_floats)
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--epochs", type=int, default=8, help="the budget of every method")
+    parser.add_argument("--epochs", type=int, default=8, help="the budget of every method in (a), (b) and STR")
     parser.add_argument("--imp_cycles", type=int, default=3)
     parser.add_argument("--imp_retrain_epochs", type=int, default=1)
-    parser.add_argument("--str_inits", default="-5.0,-4.0", help="STR threshold initialisations to run")
+    parser.add_argument("--split_budget", type=int, default=16, help="group (c)'s budget")
+    parser.add_argument("--splits", default="0.5,0.75", type=_floats, help="group (c)'s dense fractions")
+    parser.add_argument("--retrain_per_cycle", default="1,2,4", type=lambda t: [int(v) for v in t.split(",")])
+    parser.add_argument("--c_sparsity", type=float, default=0.95)
+    parser.add_argument("--str_tolerance", type=float, default=0.015)
+    parser.add_argument("--str_calibration_runs", type=int, default=7)
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--model", default="small_cnn")
     parser.add_argument("--data_dir", default="")
@@ -178,16 +328,21 @@ def main_cli() -> None:
     parser.add_argument("--weight_decay", type=float, default=5e-4)
     parser.add_argument("--out", default="bench_out/methods")
     args = parser.parse_args()
+    if any(not 0.0 < s < 1.0 for s in args.sparsities + [args.c_sparsity]):
+        parser.error(f"sparsities must lie in (0, 1), got {args.sparsities} and {args.c_sparsity}")
     if args.epochs <= args.imp_cycles * args.imp_retrain_epochs:
         parser.error(f"--epochs must exceed imp_cycles * imp_retrain_epochs "
                      f"({args.imp_cycles * args.imp_retrain_epochs}) to leave a dense phase")
     os.makedirs(args.out, exist_ok=True)
-    results = run_grid(args)
+    try:
+        results = run_grid(args)
+    except ValueError as error:
+        parser.error(str(error))
     with open(os.path.join(args.out, "methods.json"), "w", encoding="utf-8") as handle:
         json.dump({"args": vars(args), "results": results}, handle, indent=2)
     plot(results, os.path.join(args.out, "accuracy_vs_sparsity.png"))
-    print(f"\ntest accuracy (%), mean ± std over seeds {args.seeds}, budget {args.epochs} epochs, "
-          f"{args.model} on {args.dataset} (train_subset {args.train_subset or 'all'})")
+    print(f"\nmean ± std over seeds {args.seeds}; {args.model} on {args.dataset} "
+          f"(train_subset {args.train_subset or 'all'}); budget {args.epochs} epochs\n")
     print(summarise(results))
     print(f"\nwrote {args.out}/methods.json and {args.out}/accuracy_vs_sparsity.png")
 

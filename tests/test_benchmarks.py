@@ -18,18 +18,31 @@ def _bench(script, *args):
 
 def test_methods_benchmark_tiny(tmp_path, fashion_dir):
     out = str(tmp_path / "bench")
-    result = _bench("bench_methods.py", "--methods", "dense,tfmot_gmp,gmp,imp_slr,bimp,dpf,str", "--sparsities",
-                    "0.9", "--seeds", "0", "--epochs", "3", "--imp_cycles", "2", "--train_subset", "256",
-                    "--str_inits=-5", "--data_dir", fashion_dir, "--out", out)
+    result = _bench("bench_methods.py", "--methods", "dense,tfmot_gmp,gmp,imp_slr,bimp,dpf", "--criteria", "erk",
+                    "--sparsities", "0.9", "--seeds", "0", "--epochs", "3", "--imp_cycles", "2",
+                    "--split_budget", "4", "--splits", "0.5", "--retrain_per_cycle", "1,2", "--c_sparsity", "0.8",
+                    "--str_calibration_runs", "2", "--train_subset", "256", "--data_dir", fashion_dir, "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(out, "methods.json")) as handle:
         results = json.load(handle)["results"]
-    assert {r["method"] for r in results} == {"dense", "tfmot_gmp", "gmp", "imp_slr", "bimp", "dpf", "str"}
-    assert all(r["epochs"] == 3 for r in results)  # equal budget
+    by_method = {r["method"]: r for r in results}
+    assert set(by_method) == {"dense", "tfmot_gmp", "gmp", "imp_slr", "bimp", "dpf", "imp_slr_erk", "split50_e1",
+                              "split50_e2", "str", "imp_slr_at_str"}
+    assert all(r["epochs"] == 3 for r in results if r["group"] in ("a", "b", "str"))  # equal budget
     for r in results:
-        if r["method"] in ("gmp", "imp_slr", "bimp", "dpf"):
+        if r["method"] in ("gmp", "imp_slr", "bimp", "dpf", "imp_slr_erk"):
             assert r["sparsity"] == pytest.approx(0.9, abs=1e-4), r
-    assert "wall / dense" in result.stdout and os.path.getsize(os.path.join(out, "accuracy_vs_sparsity.png")) > 1000
+    # (b): ERK chose other per-layer sparsities than global, over the same layers.
+    assert set(by_method["imp_slr_erk"]["layer_sparsity"]) == set(by_method["imp_slr"]["layer_sparsity"])
+    assert by_method["imp_slr_erk"]["layer_sparsity"] != by_method["imp_slr"]["layer_sparsity"]
+    # (c): a 4-epoch budget split 2 dense + 2 retraining, as 2 cycles of 1 or 1 cycle of 2.
+    assert (by_method["split50_e1"]["cycles"], by_method["split50_e2"]["cycles"]) == (2, 1)
+    assert by_method["split50_e1"]["epochs"] == by_method["split50_e2"]["epochs"] == 4
+    assert by_method["split50_e1"]["sparsity"] == pytest.approx(0.8, abs=1e-4)
+    # STR: IMP is rerun at the sparsity STR reached.
+    assert by_method["imp_slr_at_str"]["sparsity"] == pytest.approx(round(by_method["str"]["sparsity"], 4), abs=1e-3)
+    assert "(c) IMP + SLR" in result.stdout and "STR and IMP + SLR" in result.stdout
+    assert os.path.getsize(os.path.join(out, "accuracy_vs_sparsity.png")) > 1000
 
 
 def test_methods_benchmark_rejects_bad_grids(tmp_path):

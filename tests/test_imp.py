@@ -368,3 +368,38 @@ def test_run_reestimates_batch_norm_after_each_pruning_and_records_pruned_accura
                 recalibrate_bn=False).run(helpers.small_cnn(), (x, y), test=_data(seed=1), verbose=0)
     assert calls == [] and rows[1]["test_accuracy_bn_reestimated"] is None
     assert 0.0 <= rows[1]["test_accuracy_pruned"] <= 1.0
+
+
+@pytest.mark.parametrize("norm_drop", ["since_dense", "this_cycle"])
+def test_allr_norm_drop_in_later_cycles(norm_drop):
+    plan = tfimp.Plan(target_sparsity=0.9, cycles=2, dense_epochs=1, retrain_epochs=1, retrain_schedule="allr",
+                      original_epochs=40, allr_norm_drop=norm_drop)
+    eta_max = 0.05
+
+    class Norms(keras.callbacks.Callback):  # runs after the IMP callback: sees each cycle's pruned model
+        norms, alive = {}, {}
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.norms[epoch] = sum(float(np.sum(v.numpy().astype(np.float64) ** 2))
+                                    for v in self.model.trainable_variables)
+            self.alive[epoch] = sum(int(np.count_nonzero(k.mask.numpy()))
+                                    for k in tfmot_glue.prunable_kernels(self.model))
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.norms[f"end{epoch}"] = sum(float(np.sum(v.numpy().astype(np.float64) ** 2))
+                                            for v in self.model.trainable_variables)
+
+    model = tfimp.wrap(helpers.small_cnn())
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(True))
+    imp = tfimp.callbacks.IMP(plan, schedule=eta_max, verbose=0)
+    norms = Norms()
+    x, y = _data()
+    model.fit(x, y, batch_size=BATCH, epochs=plan.total_epochs, callbacks=[imp, norms], verbose=0)
+    s = (norms.alive[1] - norms.alive[2]) / norms.alive[1]
+    if norm_drop == "since_dense":  # against the model before the first pruning (end of epoch 0)
+        d = math.sqrt(abs(norms.norms["end0"] - norms.norms[2]) / norms.norms["end0"])
+    else:  # the squared norm this cycle's pruning removed: before it (end of epoch 1) minus after it
+        d = math.sqrt((norms.norms["end1"] - norms.norms[2]) / norms.norms["end1"])
+    expected = eta_max * d / math.sqrt(s)
+    assert 1 / 40 * eta_max < expected < eta_max, "pick a setting where ALLR is not clipped"
+    assert imp.rows[2]["initial_lr"] == pytest.approx(expected, rel=1e-5)

@@ -66,7 +66,8 @@ class GradualPruning(keras.callbacks.Callback):
 
     DPF (``dpf=True``, Lin et al. 2020, as in the authors' code): the mask is
     recomputed from the *dense* weights every ``frequency`` (16) steps for the
-    whole run, at the ramp's current sparsity; pruned weights keep learning
+    whole run, and whenever the ramp's level rises, at the ramp's current
+    sparsity; pruned weights keep learning
     and may come back. At the end of training the mask the model was last
     trained with is kept (a final recomputation from the drifted dense weights
     would give the model a mask it never saw); if the ramp had not reached the
@@ -111,15 +112,24 @@ class GradualPruning(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         step = self._step
         self._step += 1
-        if self.dpf:  # the whole run, from the dense weights
-            if step % self.frequency == 0 and self.level(step) > 0:
-                _pruning.prune(self.model, self.level(step), self.criterion, allow_revival=True, zero_pruned=False)
+        level = self.level(step)
+        if self.dpf:  # the whole run, from the dense weights; also as soon as the level rises
+            if level > 0 and (step % self.frequency == 0 or level != self.level(step - 1)):
+                _pruning.prune(self.model, level, self.criterion, allow_revival=True, zero_pruned=False)
             return
         due = (step - self.begin_step) % self.frequency == 0 or step == self.end_step
-        if self.begin_step <= step <= self.end_step and due and self.level(step) > 0:
-            _pruning.prune(self.model, self.level(step), self.criterion)
+        if self.begin_step <= step <= self.end_step and due and level > 0:
+            _pruning.prune(self.model, level, self.criterion)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.params.get("epochs"):
+            self._finish()  # before later callbacks measure the final model
 
     def on_train_end(self, logs=None):
+        self._finish()
+
+    def _finish(self) -> None:
+        """Exact target at the end (idempotent)."""
         tfmot_glue.finalize_reparams(self.model)  # DPF: keep the mask it trained with, zero the rest
         if _pruning.sparsity(self.model) < self.target_sparsity:
             _pruning.prune(self.model, self.target_sparsity, self.criterion)

@@ -107,6 +107,7 @@ class IMP(keras.callbacks.Callback):
         self.rows: list[dict] = []
         self._cycles: dict[int, dict] = {}  # per pruned cycle: target, initial_lr, ...
         self._phase_wall = 0.0
+        self._dense_norm_sq: Optional[float] = None  # ALLR's reference norm (since_dense)
         self._restored_epoch: Optional[int] = None
         self._epoch_start = 0.0
         self._table: Optional[np.ndarray] = None
@@ -138,6 +139,7 @@ class IMP(keras.callbacks.Callback):
         self.rows = list(state["rows"])
         self._cycles = {int(k): v for k, v in state["cycles"].items()}
         self._phase_wall = float(state["phase_wall_s"])
+        self._dense_norm_sq = state.get("dense_norm_sq")
         self._restored_epoch = int(state["next_epoch"])
         if self.verbose and not self.finished:
             print(f"[tfimp] resuming from {self.workdir!r} at epoch {self._restored_epoch + 1}"
@@ -244,16 +246,24 @@ class IMP(keras.callbacks.Callback):
         kernels = tfmot_glue.prunable_kernels(self.model)
         alive_before = [k.mask.numpy() != 0 for k in kernels]
         weights_before = [k.weight.numpy() for k in kernels]
-        all_norm_sq = sum(float(np.sum(np.square(v.numpy(), dtype=np.float64))) for v in self.model.trainable_variables)
+        norm_sq_before = _squared_norm(self.model.trainable_variables)
+        if self._dense_norm_sq is None:  # theta_0: the model before the first pruning
+            self._dense_norm_sq = norm_sq_before
         target = self.plan.sparsity_after(cycle)
         _pruning.prune(self.model, target, criterion=self.plan.criterion)
 
         alive_after = [k.mask.numpy() != 0 for k in kernels]
         newly_pruned = [before & ~after for before, after in zip(alive_before, alive_after)]
-        removed_sq = sum(float(np.sum(np.square(w[n], dtype=np.float64))) for w, n in zip(weights_before, newly_pruned))
         alive_count = sum(int(np.count_nonzero(a)) for a in alive_before)
         pruned_fraction = sum(int(np.count_nonzero(n)) for n in newly_pruned) / alive_count if alive_count else 0.0
-        norm_drop = math.sqrt(removed_sq / all_norm_sq) if all_norm_sq > 0 else 0.0
+        if self.plan.allr_norm_drop == "since_dense":
+            dropped_sq = abs(self._dense_norm_sq - _squared_norm(self.model.trainable_variables))
+            reference_sq = self._dense_norm_sq
+        else:
+            dropped_sq = sum(float(np.sum(np.square(w[n], dtype=np.float64)))
+                             for w, n in zip(weights_before, newly_pruned))
+            reference_sq = norm_sq_before
+        norm_drop = math.sqrt(dropped_sq / reference_sq) if reference_sq > 0 else 0.0
         options: dict[str, Any] = {}
         if self.plan.retrain_schedule == "allr" and pruned_fraction > 0:
             options["initial_lr"] = _lr.allr_initial_lr(self._original.eta_max, norm_drop, pruned_fraction,
@@ -308,7 +318,8 @@ class IMP(keras.callbacks.Callback):
 
     def _state(self, next_epoch: int) -> dict:
         return {"next_epoch": next_epoch, "rows": self.rows, "cycles": self._cycles,
-                "phase_wall_s": self._phase_wall, "finished": next_epoch >= self.plan.total_epochs}
+                "phase_wall_s": self._phase_wall, "dense_norm_sq": self._dense_norm_sq,
+                "finished": next_epoch >= self.plan.total_epochs}
 
 
 def row_from_logs(model: keras.Model, logs: dict, test_data, *, cycle: int, target: float, schedule: str,
@@ -364,6 +375,10 @@ def _reset_optimizer_state(optimizer) -> None:
     for variable in variables:
         if id(variable) not in keep:
             variable.assign(tf.zeros_like(variable))
+
+
+def _squared_norm(variables) -> float:
+    return sum(float(np.sum(np.square(v.numpy(), dtype=np.float64))) for v in variables)
 
 
 def _test_loss_and_accuracy(model: keras.Model, data) -> tuple[Optional[float], Optional[float]]:

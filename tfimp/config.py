@@ -33,12 +33,16 @@ def base() -> ml_collections.ConfigDict:
     config.retrain_schedule = "slr"       # ft, lrw, slr, clr, llr, allr
     config.original_epochs = ml_collections.config_dict.placeholder(int)  # T when dense_epochs = 0
     config.optimizer_state = "fresh_then_keep"
+    config.allr_norm_drop = "since_dense"  # ALLR's d: since_dense (authors' later code) or this_cycle
     config.recalibrate_bn = True          # re-estimate BatchNorm statistics after each pruning (authors' runs)
     # Pruning during training (gmp, tfmot_gmp, dpf, str)
-    config.prune_begin_fraction = 0.1     # the cubic ramp starts at this fraction of the budget ...
-    config.prune_end_fraction = 0.75      # ... and reaches target_sparsity here
-    config.prune_frequency = 0            # steps between mask updates; 0 = method default (100; DPF 16)
+    # The cubic ramp starts at this fraction of the budget and reaches target_sparsity at the end fraction;
+    # unset = the method's default (GMP 0.1 to 0.75; DPF 0 to one epoch before the end).
+    config.prune_begin_fraction = ml_collections.config_dict.placeholder(float)
+    config.prune_end_fraction = ml_collections.config_dict.placeholder(float)
+    config.prune_frequency = 0            # steps between mask updates; 0 = method default (DPF 16; GMP >= 30 on the ramp)
     config.str_init = -5.0                # STR: initial threshold parameter, threshold = sigmoid(str_init)
+    config.str_weight_decay = 0.0         # STR: extra L2 on the threshold parameters
     # Optimisation
     config.learning_rate = 0.1
     config.dense_schedule = "step"        # step (x0.1 at 50%, 75%), cosine, linear, constant

@@ -196,7 +196,7 @@ class IMP(_Trainer):
     def bimp(cls, target_sparsity: float, cycles: int, *, total_epochs: int, dense_epochs: int,
              criterion: str = "global", **settings) -> "IMP":
         """BIMP with the linear-to-zero dense schedule and ALLR retraining."""
-        plan_keys = {"optimizer_state", "recalibrate_bn"}
+        plan_keys = {"optimizer_state", "recalibrate_bn", "allr_norm_drop"}
         plan = Plan.bimp(target_sparsity, cycles, total_epochs=total_epochs, dense_epochs=dense_epochs,
                          criterion=criterion, **{k: settings.pop(k) for k in list(settings) if k in plan_keys})
         settings.setdefault("dense_schedule", "linear")

@@ -79,10 +79,12 @@ def make_runner(config):
         return tfimp.Dense(config.dense_epochs, **settings)
     if config.method in DURING_TRAINING:
         return tfimp.DuringTraining(config.method, config.target_sparsity, config.epochs,
-                                    criterion=config.criterion, begin_fraction=config.prune_begin_fraction,
-                                    end_fraction=config.prune_end_fraction,
-                                    frequency=config.prune_frequency or None, str_init=config.str_init, **settings)
+                                    criterion=config.criterion, begin_fraction=config.get("prune_begin_fraction"),
+                                    end_fraction=config.get("prune_end_fraction"),
+                                    frequency=config.prune_frequency or None, str_init=config.str_init,
+                                    str_weight_decay=config.str_weight_decay, **settings)
     plan_options = dict(criterion=config.criterion, optimizer_state=config.optimizer_state,
+                        allr_norm_drop=config.allr_norm_drop,
                         recalibrate_bn=config.recalibrate_bn)
     if config.method == "bimp":
         return tfimp.IMP.bimp(config.target_sparsity, config.cycles, total_epochs=config.epochs,

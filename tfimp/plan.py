@@ -16,6 +16,7 @@ from tfimp import criteria as _criteria
 from tfimp import lr as _lr
 
 OPTIMIZER_STATES = ("fresh_then_keep", "reset_each_cycle", "keep")
+ALLR_NORM_DROPS = ("since_dense", "this_cycle")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,13 @@ class Plan:
       optimizer_state: ``fresh_then_keep`` (optimizer slots reset once when
         retraining starts, then kept across cycles: the authors' later code),
         ``reset_each_cycle`` (their earlier code) or ``keep``.
+      allr_norm_drop: the relative norm drop d in ALLR's initial rate.
+        ``since_dense`` (default, the authors' later code): d =
+        sqrt(| ||theta_0||^2 - ||theta_pruned||^2 |) / ||theta_0||, with
+        theta_0 the model before the first pruning and theta_pruned the model
+        right after this cycle's pruning; ``this_cycle``: the norm this
+        cycle's pruning removed, relative to the model just before it. Both
+        are over all trainable parameters and agree in the first cycle.
       recalibrate_bn: after each pruning step, pass the training data through
         the model in training mode (no gradients) to re-estimate BatchNorm
         statistics before the post-pruning accuracy is measured.
@@ -52,6 +60,7 @@ class Plan:
     original_epochs: Optional[int] = None
     optimizer_state: str = "fresh_then_keep"
     recalibrate_bn: bool = True
+    allr_norm_drop: str = "since_dense"
 
     def __post_init__(self):
         if not isinstance(self.cycles, int) or self.cycles < 1:
@@ -81,6 +90,8 @@ class Plan:
             )
         if self.optimizer_state not in OPTIMIZER_STATES:
             raise ValueError(f"optimizer_state must be one of {OPTIMIZER_STATES}, got {self.optimizer_state!r}")
+        if self.allr_norm_drop not in ALLR_NORM_DROPS:
+            raise ValueError(f"allr_norm_drop must be one of {ALLR_NORM_DROPS}, got {self.allr_norm_drop!r}")
         _criteria.get(self.criterion)
         _lr.check_name(self.retrain_schedule)
 
