@@ -31,7 +31,10 @@ writes ``fidelity.json`` into ``--out``. About 40 minutes on 2 CPU cores:
     python benchmarks/fidelity_fashion_mnist.py --out bench_out/fidelity
 
 ``--optimizer keras_sgd_decoupled`` reruns it with tf_keras' own SGD (decay
-outside the momentum buffer) to show what the optimizer semantics change.
+outside the momentum buffer), ``--init keras`` with Keras' default
+initialisation instead of PyTorch's, ``--allr_norm_drop this_cycle`` with
+ALLR's per-cycle norm drop: each shows what that piece of the authors'
+training changes.
 """
 
 from __future__ import annotations
@@ -57,18 +60,31 @@ AUTHORS = {
 DENSE_EPOCHS, CYCLES, RETRAIN_EPOCHS, BATCH = 6, 3, 2, 128
 
 
-def model_h() -> keras.Model:
-    """The protocol's model: four bias-free 3x3 convolutions with BatchNorm and ReLU, then Dense 10."""
+def model_h(init: str = "torch") -> keras.Model:
+    """The protocol's model: four bias-free 3x3 convolutions with BatchNorm and ReLU, then Dense 10.
+
+    ``init="torch"`` initialises as PyTorch's ``Conv2d``/``Linear`` do (uniform
+    within 1/sqrt(fan_in) for kernels and the Dense bias), as in the authors'
+    runs; ``"keras"`` keeps Keras' Glorot-uniform kernels and zero bias.
+    """
+    if init == "torch":
+        kernel_init = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")  # bound 1/sqrt(fan_in)
+        bias_init = keras.initializers.RandomUniform(-128 ** -0.5, 128 ** -0.5)  # fan_in of the Dense layer: 128
+    elif init == "keras":
+        kernel_init, bias_init = "glorot_uniform", "zeros"
+    else:
+        raise ValueError(f"init must be 'torch' or 'keras', got {init!r}")
     inputs = keras.Input((28, 28, 1))
     x = inputs
     for index, (filters, strides) in enumerate([(16, 2), (32, 2), (64, 1), (128, 1)]):
         if index == 3:
             x = keras.layers.MaxPooling2D(2)(x)
-        x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"conv{index + 1}")(x)
+        x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
+                                kernel_initializer=kernel_init, name=f"conv{index + 1}")(x)
         x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"bn{index + 1}")(x)  # PyTorch's values
         x = keras.layers.ReLU()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(10, name="fc")(x)
+    outputs = keras.layers.Dense(10, kernel_initializer=kernel_init, bias_initializer=bias_init, name="fc")(x)
     return keras.Model(inputs, outputs, name="model_h")
 
 
@@ -99,7 +115,7 @@ def run_seed(seed: int, train, test, args) -> list[dict]:
               f"(sparsity {rows[-1]['sparsity']:.4f}, {time.perf_counter() - start:.0f} s)", flush=True)
 
     keras.utils.set_random_seed(seed)
-    dense_model = model_h()
+    dense_model = model_h(args.init)
     start = time.perf_counter()
     record("dense", 0.0, tfimp.Dense(DENSE_EPOCHS, **settings).run(dense_model, train, test=test, verbose=0), start)
     dense_weights = dense_model.get_weights()
@@ -107,11 +123,12 @@ def run_seed(seed: int, train, test, args) -> list[dict]:
     for schedule in args.schedules.split(","):
         for sparsity in args.sparsities:
             keras.utils.set_random_seed(seed)
-            model = model_h()
+            model = model_h(args.init)
             model.set_weights(dense_weights)
             imp = tfimp.IMP(target_sparsity=sparsity, cycles=CYCLES, dense_epochs=0, original_epochs=DENSE_EPOCHS,
                             retrain_epochs=RETRAIN_EPOCHS, retrain_schedule=schedule, criterion="global",
-                            recalibrate_bn=True, optimizer_state="fresh_then_keep", **settings)
+                            recalibrate_bn=True, optimizer_state="fresh_then_keep",
+                            allr_norm_drop=args.allr_norm_drop, **settings)
             start = time.perf_counter()
             record(f"imp_{schedule}", sparsity, imp.run(model, train, test=test, verbose=0), start)
 
@@ -123,7 +140,7 @@ def run_seed(seed: int, train, test, args) -> list[dict]:
             runner = tfimp.DuringTraining("gmp", sparsity, gmp_epochs, begin_fraction=0.0,
                                           end_fraction=(gmp_epochs - 1) / gmp_epochs, frequency=steps, **settings)
             start = time.perf_counter()
-            record("gmp", sparsity, runner.run(model_h(), train, test=test, verbose=0), start)
+            record("gmp", sparsity, runner.run(model_h(args.init), train, test=test, verbose=0), start)
     return results
 
 
@@ -153,6 +170,8 @@ def main() -> None:
     parser.add_argument("--schedules", default="slr,allr")
     parser.add_argument("--sparsities", default="0.9,0.98", type=lambda s: [float(v) for v in s.split(",")])
     parser.add_argument("--optimizer", default="torch_sgd", choices=tfimp.optimizers.known())
+    parser.add_argument("--init", default="torch", choices=("torch", "keras"), help="model H's initialisation")
+    parser.add_argument("--allr_norm_drop", default="since_dense", choices=tfimp.plan.ALLR_NORM_DROPS)
     parser.add_argument("--no_gmp", dest="gmp", action="store_false", help="skip the 12-epoch GMP runs")
     parser.add_argument("--data_dir", default=None, help="idx files (default: Debian's Fashion-MNIST)")
     parser.add_argument("--train_subset", type=int, default=0, help="first N training images (smoke runs only)")
@@ -165,10 +184,12 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         results += run_seed(seed, train, test, args)
     table, summary = summarise(results)
-    print(f"[fidelity] test accuracy (%), optimizer {args.optimizer}:\n{table}", flush=True)
+    print(f"[fidelity] test accuracy (%), optimizer {args.optimizer}, init {args.init}, "
+          f"ALLR norm drop {args.allr_norm_drop}:\n{table}", flush=True)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "fidelity.json"), "w", encoding="utf-8") as handle:
-        json.dump({"optimizer": args.optimizer, "train_examples": len(train[0]), "summary": summary,
+        json.dump({"optimizer": args.optimizer, "init": args.init, "allr_norm_drop": args.allr_norm_drop,
+                   "train_examples": len(train[0]), "summary": summary,
                    "runs": results}, handle, indent=2, default=float)
 
 

@@ -57,3 +57,23 @@ def test_core_benchmark_quick():
     result = _bench("bench_core.py", "--quick")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ratio" in result.stdout and "peak numpy memory" in result.stdout
+
+
+def test_fidelity_benchmark_tiny(tmp_path, fashion_dir):
+    out = str(tmp_path / "fidelity")
+    result = _bench("fidelity_fashion_mnist.py", "--train_subset", "512", "--seeds", "0", "--sparsities", "0.9",
+                    "--schedules", "allr", "--data_dir", fashion_dir, "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(out, "fidelity.json")) as handle:
+        written = json.load(handle)
+    summary = {(s["method"], s["target_sparsity"]): s for s in written["summary"]}
+    assert set(summary) == {("dense", 0.0), ("imp_allr", 0.9), ("gmp", 0.9)}
+    assert summary[("imp_allr", 0.9)]["authors_mean"] == pytest.approx(91.38)  # seed 0 only: its own figure
+    for entry in summary.values():
+        assert entry["difference"] == pytest.approx(entry["tfimp_mean"] - entry["authors_mean"])
+    runs = {(r["method"], r["target_sparsity"]): r for r in written["runs"]}
+    assert runs[("imp_allr", 0.9)]["sparsity"] == pytest.approx(0.9, abs=1e-4)
+    assert [row["cycle"] for row in runs[("imp_allr", 0.9)]["rows"]] == [1, 2, 3]
+    assert runs[("imp_allr", 0.9)]["rows"][0]["test_accuracy_bn_reestimated"] is not None
+    assert len(runs[("gmp", 0.9)]["rows"]) == 12  # one row per epoch of its 12-epoch budget
+    assert "authors mean" in result.stdout

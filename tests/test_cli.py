@@ -133,3 +133,18 @@ def test_every_shipped_config_is_valid(name):
     main.check_config(config)
     models.check_fits(config.model, data.spec(config.dataset).input_shape)
     main.make_runner(config)
+
+
+def test_optimizer_allr_and_str_keys_reach_the_runners():
+    runner = main.make_runner(_config(optimizer="keras_sgd_decoupled", allr_norm_drop="this_cycle",
+                                      recalibrate_bn=False))
+    assert runner.optimizer == "keras_sgd_decoupled"
+    assert (runner.plan.allr_norm_drop, runner.plan.recalibrate_bn) == ("this_cycle", False)
+    assert main.make_runner(_config()).optimizer == "torch_sgd" and main.make_runner(_config()).plan.recalibrate_bn
+    baseline = main.make_runner(_config(method="str", epochs=2, str_init=-3.0, str_weight_decay=1e-3))
+    assert (baseline.str_init, baseline.str_weight_decay) == (-3.0, 1e-3)
+    dpf = main.make_runner(_config(method="dpf", epochs=4))
+    assert (dpf.begin_fraction, dpf.end_fraction) == (0.0, 0.75)  # the method's defaults when unset
+    with pytest.raises(ValueError, match=r"config.optimizer='adam' is unknown; known: \['keras_sgd_decoupled', "
+                                         r"'torch_sgd'\]"):
+        main.check_config(_config(optimizer="adam"))
