@@ -245,7 +245,8 @@ class IMP(keras.callbacks.Callback):
         """Prunes to the cycle's target and records what ALLR and the rows need."""
         kernels = tfmot_glue.prunable_kernels(self.model)
         alive_before = [k.mask.numpy() != 0 for k in kernels]
-        weights_before = [k.weight.numpy() for k in kernels]
+        # Only the per-cycle norm drop needs the pruned values themselves.
+        weights_before = [k.weight.numpy() for k in kernels] if self.plan.allr_norm_drop == "this_cycle" else None
         norm_sq_before = _squared_norm(self.model.trainable_variables)
         if self._dense_norm_sq is None:  # theta_0: the model before the first pruning
             self._dense_norm_sq = norm_sq_before
@@ -278,13 +279,11 @@ class IMP(keras.callbacks.Callback):
     def _measure_after_pruning(self, cycle: int) -> None:
         """Test accuracy right after pruning and after BatchNorm re-estimation (the paper's pruned-accuracy curves)."""
         record = self._cycles[cycle]
-        reestimate = self.plan.recalibrate_bn and self.recalibration_data is not None
+        reestimate = self.plan.recalibrate_bn and self.recalibration_data is not None  # 0 batches: no BatchNorm
         if self.test_data is not None:
             record["test_accuracy_pruned"] = _test_loss_and_accuracy(self.model, self.test_data)[1]
-        if reestimate:
-            _batchnorm.reestimate(self.model, self.recalibration_data)
-            if self.test_data is not None:
-                record["test_accuracy_bn_reestimated"] = _test_loss_and_accuracy(self.model, self.test_data)[1]
+        if reestimate and _batchnorm.reestimate(self.model, self.recalibration_data) and self.test_data is not None:
+            record["test_accuracy_bn_reestimated"] = _test_loss_and_accuracy(self.model, self.test_data)[1]
 
     def _announce(self, cycle: int) -> None:
         # The rate the cycle starts from after its warm-up: its peak, for every built-in schedule.
