@@ -69,8 +69,8 @@ def test_mirrored_strategy_gives_the_same_statistics_on_every_replica():
     with strategy.scope():
         model = _bn_model()
     batchnorm.reestimate(model, tf.data.Dataset.from_tensor_slices(data).batch(8))
-    # 4 global batches of 8 = 8 replica batches of 4; the average of their statistics:
-    mean, variance = _expected_statistics(model, [data[i:i + 4] for i in range(0, 32, 4)])
+    # The pass sees the 4 global batches of 8 whole: the average of their statistics.
+    mean, variance = _expected_statistics(model, [data[i:i + 8] for i in range(0, 32, 8)])
     bn = model.get_layer("bn")
     for component in bn.moving_mean.values:
         np.testing.assert_allclose(component.numpy(), mean, rtol=1e-4, atol=1e-5)

@@ -35,9 +35,9 @@ def reestimate(model: keras.Model, data, steps: Optional[int] = None) -> int:
 
     The moving mean and variance are reset and set to the average of the
     batch statistics over one pass of ``data`` in training mode (no
-    gradients, weights unchanged). Under a distribution strategy each replica
-    averages its share of the batches and the replicas' averages are then
-    averaged, so all replicas hold the same statistics.
+    gradients, weights unchanged). Under a distribution strategy the pass
+    runs in the cross-replica context on whole batches, and every replica
+    receives the same statistics (no collective communication is involved).
 
     Example:
       >>> tfimp.prune(model, 0.9)
@@ -57,16 +57,15 @@ def reestimate(model: keras.Model, data, steps: Optional[int] = None) -> int:
     layers = batch_norm_layers(model)
     if not layers:
         return 0
-    strategy = model.distribute_strategy
-    with strategy.scope():
-        momentum = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="bn_reestimation_momentum")
+    # Created outside any strategy scope: a plain variable the traced pass reads on every batch.
+    momentum = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="bn_reestimation_momentum")
     originals = [layer.momentum for layer in layers]
 
     @tf.function
     def forward(inputs):
-        strategy.run(lambda x: model(x, training=True), args=(inputs,))
+        # Cross-replica context: updates of the (mirrored) statistics reach every replica.
+        model(inputs, training=True)
 
-    distributed = strategy.experimental_distribute_dataset(data) if strategy.num_replicas_in_sync > 1 else data
     batches = 0
     try:
         for layer in layers:
@@ -75,7 +74,7 @@ def reestimate(model: keras.Model, data, steps: Optional[int] = None) -> int:
             # A variable, not a float: Keras then takes its non-fused moving-average
             # update, and the traced function reads the new value at every batch.
             object.__setattr__(layer, "momentum", momentum)  # bypass Keras' variable tracking
-        for batch in distributed:
+        for batch in data:
             if steps is not None and batches >= steps:
                 break
             batches += 1
@@ -86,8 +85,4 @@ def reestimate(model: keras.Model, data, steps: Optional[int] = None) -> int:
             object.__setattr__(layer, "momentum", original)
     if batches == 0:
         raise ValueError("BatchNorm re-estimation got no batch: the data is empty")
-    if strategy.num_replicas_in_sync > 1:
-        for layer in layers:  # replicas' averages -> one value on every replica
-            for variable in (layer.moving_mean, layer.moving_variance):
-                variable.assign(variable.read_value())
     return batches
