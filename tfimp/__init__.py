@@ -12,7 +12,7 @@ build models with ``tfimp.keras``.
 """
 
 from tfimp._backend import keras, tf
-from tfimp import baselines, callbacks, criteria, data, export, lr, models, optimizers, plots, report
+from tfimp import baselines, batchnorm, callbacks, criteria, data, export, lr, models, optimizers, plots, report
 from tfimp.imp import IMP, Dense
 from tfimp.baselines import DuringTraining
 from tfimp.plan import Plan
@@ -27,6 +27,7 @@ __all__ = [
     "IMP",
     "Plan",
     "baselines",
+    "batchnorm",
     "callbacks",
     "criteria",
     "data",
