@@ -5,7 +5,7 @@ import math
 import pytest
 
 import tfimp
-from tfimp import models
+from tfimp import keras, models
 
 # (name, classes, input shape, published parameters, relative tolerance)
 PUBLISHED = [
@@ -46,3 +46,13 @@ def test_bad_depths_are_errors():
         models.cifar_resnet(21)
     with pytest.raises(ValueError, match="6n \\+ 4"):
         models.wide_resnet(27)
+
+
+@pytest.mark.parametrize("name, classes, shape", [("resnet20", 10, (32, 32, 3)), ("wrn28_10", 100, (32, 32, 3)),
+                                                  ("vgg16_bn", 10, (32, 32, 3)), ("resnet50", 1000, (224, 224, 3))])
+def test_paper_models_use_pytorch_batch_norm_settings(name, classes, shape):
+    model = models.build(name, num_classes=classes, input_shape=shape)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(layer.momentum == 0.9 for layer in norms)
+    if name != "resnet50":  # keras.applications fixes its epsilon at 1.001e-5
+        assert all(layer.epsilon == 1e-5 for layer in norms)

@@ -12,7 +12,10 @@
 Each builder is ``fn(num_classes, input_shape) -> Model`` and outputs logits.
 Weight decay is applied by the optimizer (``tfimp.optimizers.TorchSGD``:
 coupled L2 on all parameters), as in the paper's code, not by kernel
-regularisers.
+regularisers. The paper's models use PyTorch's BatchNorm settings (running
+statistics momentum 0.1, i.e. Keras momentum 0.9, and epsilon 1e-5) instead of
+Keras' defaults (0.99, 1e-3); ``small_cnn``, tfimp's own demo model, keeps
+Keras' defaults.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ from tfimp._backend import keras
 from tfimp.registry import Registry
 
 _REGISTRY: Registry[Callable[..., keras.Model]] = Registry("model")
+
+#: PyTorch's BatchNorm defaults in Keras terms: Keras' momentum is 1 - PyTorch's (0.1).
+TORCH_BN_MOMENTUM = 0.9
+TORCH_BN_EPSILON = 1e-5
 
 #: ``@register("name")``: adds a builder ``fn(num_classes, input_shape) -> Model``.
 register = _REGISTRY.register
@@ -57,12 +64,17 @@ def build(name: str, *, num_classes: int, input_shape: tuple[int, ...]) -> keras
     return _REGISTRY.get(name)(num_classes=num_classes, input_shape=tuple(input_shape))
 
 
+def _batch_norm(name: str) -> keras.layers.BatchNormalization:
+    """BatchNorm as PyTorch's default (momentum 0.1 there is 0.9 here; epsilon 1e-5), as in the paper's models."""
+    return keras.layers.BatchNormalization(momentum=TORCH_BN_MOMENTUM, epsilon=TORCH_BN_EPSILON, name=name)
+
+
 def _conv_bn(x, filters: int, kernel_size: int, strides: int, name: str):
     x = keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding="same", use_bias=False,
         kernel_initializer="he_normal", name=f"{name}_conv",
     )(x)
-    return keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return _batch_norm(f"{name}_bn")(x)
 
 
 def cifar_resnet(depth: int, *, num_classes: int = 10, input_shape=(32, 32, 3)) -> keras.Model:
@@ -124,14 +136,14 @@ def wide_resnet(depth: int = 28, width: int = 10, dropout: float = 0.3, *, num_c
         for block in range(blocks):
             name = f"stage{stage + 1}_block{block + 1}"
             strides = 2 if stage > 0 and block == 0 else 1
-            pre = keras.layers.ReLU()(keras.layers.BatchNormalization(name=f"{name}_bn_a")(x))
+            pre = keras.layers.ReLU()(_batch_norm(f"{name}_bn_a")(x))
             y = conv(filters, 3, strides, f"{name}_conv_a")(pre)
-            y = keras.layers.ReLU()(keras.layers.BatchNormalization(name=f"{name}_bn_b")(y))
+            y = keras.layers.ReLU()(_batch_norm(f"{name}_bn_b")(y))
             y = keras.layers.Dropout(dropout)(y) if dropout else y
             y = conv(filters, 3, 1, f"{name}_conv_b")(y)
             shortcut = x if strides == 1 and x.shape[-1] == filters else conv(filters, 1, strides, f"{name}_proj")(pre)
             x = keras.layers.Add()([shortcut, y])
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization(name="final_bn")(x))
+    x = keras.layers.ReLU()(_batch_norm("final_bn")(x))
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name=f"wrn{depth}_{width}")
 
@@ -153,8 +165,12 @@ def vgg16_bn_cifar(*, num_classes: int = 10, input_shape=(32, 32, 3)) -> keras.M
 
 def resnet50_imagenet(*, num_classes: int = 1000, input_shape=(224, 224, 3)) -> keras.Model:
     """ResNet-50 (He et al. 2016) from ``keras.applications`` with random weights: nothing downloads."""
-    return keras.applications.ResNet50(weights=None, input_shape=input_shape, classes=num_classes,
-                                       classifier_activation=None)
+    model = keras.applications.ResNet50(weights=None, input_shape=input_shape, classes=num_classes,
+                                        classifier_activation=None)
+    for layer in model.layers:  # PyTorch's running-statistics momentum; its epsilon (1.001e-5) is kept
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = TORCH_BN_MOMENTUM
+    return model
 
 
 def small_cnn(*, num_classes: int = 10, input_shape=(28, 28, 1)) -> keras.Model:
