@@ -106,15 +106,14 @@ class _Trainer:
                  batch_size: int = 128, steps_per_epoch: Optional[int] = None, seed: int = 0):
         if isinstance(dense_schedule, str) and dense_schedule not in DENSE_SCHEDULES:
             raise ValueError(f"unknown dense schedule {dense_schedule!r}; known: {list(DENSE_SCHEDULES)}")
-        if optimizer not in _optimizers.known():
-            raise ValueError(f"unknown optimizer {optimizer!r}; known: {_optimizers.known()}")
+        _optimizers.get(optimizer)  # fail on a bad name now, not at compile
         self.optimizer = optimizer
         self.learning_rate = float(learning_rate)
         self.dense_schedule = dense_schedule
         self.warmup_epochs = int(warmup_epochs)
         self.momentum = float(momentum)
         self.weight_decay = float(weight_decay)
-        self.nesterov = bool(weight_decay > 0 and momentum > 0) if nesterov is None else bool(nesterov)
+        self.nesterov = nesterov  # None: optimizers.make decides (on with weight decay and momentum)
         self.loss = loss
         self.metrics = list(metrics)
         self.batch_size = int(batch_size)

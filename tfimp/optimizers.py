@@ -102,6 +102,7 @@ class TorchSGD(keras.optimizers.Optimizer):
 
 _OPTIMIZERS: Registry[Callable[..., keras.optimizers.Optimizer]] = Registry("optimizer")
 register = _OPTIMIZERS.register
+get = _OPTIMIZERS.get
 known = _OPTIMIZERS.known
 
 
@@ -121,11 +122,13 @@ def keras_sgd_decoupled(learning_rate, *, momentum: float, nesterov: bool,
 
 def make(name: str, learning_rate, *, momentum: float = 0.9, nesterov: Optional[bool] = None,
          weight_decay: float = 5e-4) -> keras.optimizers.Optimizer:
-    """The optimizer ``name`` (``known()``); Nesterov defaults to ``weight_decay > 0`` as in the paper's code.
+    """The optimizer ``name`` (``known()``); Nesterov defaults to on when there is weight decay and momentum.
+
+    The paper's code uses Nesterov exactly when weight decay is used.
 
     Raises:
       ValueError: unknown name (the message lists the known ones).
     """
-    factory = _OPTIMIZERS.get(name)
+    factory = get(name)
     nesterov = bool(weight_decay > 0 and momentum > 0) if nesterov is None else bool(nesterov)
     return factory(learning_rate, momentum=float(momentum), nesterov=nesterov, weight_decay=float(weight_decay))
