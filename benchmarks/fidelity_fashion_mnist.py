@@ -79,8 +79,8 @@ def model_h(init: str = "torch") -> keras.Model:
     for index, (filters, strides) in enumerate([(16, 2), (32, 2), (64, 1), (128, 1)]):
         if index == 3:
             x = keras.layers.MaxPooling2D(2)(x)
-        x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
-                                kernel_initializer=kernel_init, name=f"conv{index + 1}")(x)
+        x = tfimp.models.torch_conv(filters, 3, strides, use_bias=False, kernel_initializer=kernel_init,
+                                    name=f"conv{index + 1}")(x)  # PyTorch's symmetric padding=1
         x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"bn{index + 1}")(x)  # PyTorch's values
         x = keras.layers.ReLU()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)

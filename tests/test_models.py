@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 
 import tfimp
@@ -56,3 +58,39 @@ def test_paper_models_use_pytorch_batch_norm_settings(name, classes, shape):
     assert norms and all(layer.momentum == 0.9 for layer in norms)
     if name != "resnet50":  # keras.applications fixes its epsilon at 1.001e-5
         assert all(layer.epsilon == 1e-5 for layer in norms)
+
+
+def _torch_conv2d(image, kernel, stride, pad):
+    """PyTorch's Conv2d (cross-correlation, zero padding ``pad`` on every side), one image, no bias, in numpy."""
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+    size = kernel.shape[0]
+    rows = (padded.shape[0] - size) // stride + 1
+    cols = (padded.shape[1] - size) // stride + 1
+    out = np.zeros((rows, cols, kernel.shape[-1]))
+    for i in range(rows):
+        for j in range(cols):
+            patch = padded[i * stride:i * stride + size, j * stride:j * stride + size, :]
+            out[i, j] = np.tensordot(patch, kernel, axes=([0, 1, 2], [0, 1, 2]))
+    return out
+
+
+@pytest.mark.parametrize("size, kernel_size, stride", [(8, 3, 2), (7, 3, 2), (8, 1, 2), (8, 3, 1), (9, 7, 2)])
+def test_torch_conv_pads_as_pytorch_does(size, kernel_size, stride):
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(size, size, 2)).astype(np.float32)
+    inputs = keras.Input((size, size, 2))
+    conv = models.torch_conv(3, kernel_size, stride, use_bias=False, name="conv")
+    model = keras.Model(inputs, conv(inputs))
+    kernel = model.get_layer("conv").kernel.numpy()
+    expected = _torch_conv2d(image, kernel, stride, kernel_size // 2)
+    np.testing.assert_allclose(model(image[None]).numpy()[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_paper_models_pad_strided_convolutions_symmetrically():
+    model = models.build("resnet20", num_classes=10, input_shape=(32, 32, 3))
+    strided = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D) and layer.strides == (2, 2)
+               and layer.kernel_size == (3, 3)]
+    assert len(strided) == 2
+    for layer in strided:  # fed by an explicit symmetric pad, not Keras' asymmetric "same"
+        assert layer.padding == "valid"
+        assert isinstance(layer._inbound_nodes[0].inbound_layers, keras.layers.ZeroPadding2D)

@@ -14,8 +14,9 @@ Weight decay is applied by the optimizer (``tfimp.optimizers.TorchSGD``:
 coupled L2 on all parameters), as in the paper's code, not by kernel
 regularisers. The paper's models use PyTorch's BatchNorm settings (running
 statistics momentum 0.1, i.e. Keras momentum 0.9, and epsilon 1e-5) instead of
-Keras' defaults (0.99, 1e-3); ``small_cnn``, tfimp's own demo model, keeps
-Keras' defaults.
+Keras' defaults (0.99, 1e-3), and pad strided convolutions symmetrically as
+PyTorch does (:func:`torch_conv`); ``small_cnn``, tfimp's own demo model,
+keeps Keras' defaults.
 """
 
 from __future__ import annotations
@@ -69,11 +70,28 @@ def _batch_norm(name: str) -> keras.layers.BatchNormalization:
     return keras.layers.BatchNormalization(momentum=TORCH_BN_MOMENTUM, epsilon=TORCH_BN_EPSILON, name=name)
 
 
+def torch_conv(filters: int, kernel_size: int, strides: int = 1, *, name: str, **conv_kwargs):
+    """A ``Conv2D`` padded as PyTorch's ``Conv2d(padding=kernel_size // 2)``: returns ``fn(x) -> y``.
+
+    Keras' ``padding="same"`` pads a strided convolution asymmetrically (all
+    of an odd total at the bottom/right, none at the top/left when the total
+    is 1), so a stride-2 3x3 convolution on an even-sized input samples the
+    pixels one row and column later than PyTorch's symmetric ``padding=1``.
+    The paper's models are PyTorch models: strided convolutions here get an
+    explicit symmetric ``ZeroPadding2D`` and ``"valid"`` padding. Stride-1
+    convolutions (odd kernels) are already symmetric with ``"same"``.
+    """
+    pad = kernel_size // 2
+    if strides == 1 or pad == 0:
+        return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", name=name, **conv_kwargs)
+    padding = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")
+    conv = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="valid", name=name, **conv_kwargs)
+    return lambda x: conv(padding(x))
+
+
 def _conv_bn(x, filters: int, kernel_size: int, strides: int, name: str):
-    x = keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding="same", use_bias=False,
-        kernel_initializer="he_normal", name=f"{name}_conv",
-    )(x)
+    x = torch_conv(filters, kernel_size, strides, use_bias=False, kernel_initializer="he_normal",
+                   name=f"{name}_conv")(x)
     return _batch_norm(f"{name}_bn")(x)
 
 
@@ -128,8 +146,8 @@ def wide_resnet(depth: int = 28, width: int = 10, dropout: float = 0.3, *, num_c
     if (depth - 4) % 6:
         raise ValueError(f"WideResNet depth must be 6n + 4 (16, 22, 28, 40, ...), got {depth}")
     blocks = (depth - 4) // 6
-    conv = lambda filters, size, strides, name: keras.layers.Conv2D(  # noqa: E731
-        filters, size, strides=strides, padding="same", use_bias=False, kernel_initializer="he_normal", name=name)
+    conv = lambda filters, size, strides, name: torch_conv(  # noqa: E731
+        filters, size, strides, use_bias=False, kernel_initializer="he_normal", name=name)
     inputs = keras.Input(input_shape)
     x = conv(16, 3, 1, "stem_conv")(inputs)
     for stage, filters in enumerate((16 * width, 32 * width, 64 * width)):
