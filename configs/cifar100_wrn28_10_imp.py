@@ -6,7 +6,7 @@
 Where the numbers come from:
 * dataset, model with dropout 0.3, augmentation (crop with padding 4, flip,
   rotation up to 15 degrees), SGD momentum 0.9, global selection: the
-  paper's experimental grid (shared/reference/ALGORITHMS.md);
+  paper's experimental grid (docs/algorithms.md);
 * lr 0.1, weight decay 5e-4, batch 128, x0.1 steps: the WideResNet recipe
   of Zagoruyko & Komodakis 2016 (arXiv:1605.07146), with the step schedule
   tfimp uses for CIFAR;

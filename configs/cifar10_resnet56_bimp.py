@@ -4,7 +4,7 @@
           --config.data_dir=~/tensorflow_datasets
 
 Where the numbers come from:
-* BIMP itself (shared/reference/ALGORITHMS.md): a shortened dense phase with
+* BIMP itself (docs/algorithms.md): a shortened dense phase with
   the linear-to-zero schedule, then J cycles sharing the remaining budget,
   retrained with ALLR whose floor uses the shortened T_d;
 * a total budget of 200 epochs, equal to the dense run of

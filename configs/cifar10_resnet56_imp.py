@@ -6,7 +6,7 @@
 Where the numbers come from:
 * dataset, model, SGD with momentum 0.9, batch 128, random crop (padding 4)
   and flip, the 90/10 split and global magnitude selection: the paper's
-  experimental grid (shared/reference/ALGORITHMS.md);
+  experimental grid (docs/algorithms.md);
 * lr 0.1 with x0.1 at 50% and 75% of training and weight decay 1e-4: the
   standard CIFAR ResNet recipe of He et al. 2016, which the paper's code
   follows; Nesterov because weight decay is used (the authors' code);

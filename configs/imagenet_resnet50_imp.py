@@ -9,7 +9,7 @@ ILSVRC2012_img_val.tar in DATA_DIR/downloads/manual/ (see tfimp.data).
 Where the numbers come from:
 * dataset, model, augmentation (random resized crop 224 and flip; test
   resize 256, centre crop 224), SGD momentum 0.9, global selection: the
-  paper's experimental grid (shared/reference/ALGORITHMS.md);
+  paper's experimental grid (docs/algorithms.md);
 * 90 epochs, lr 0.1 per 256 examples with x0.1 steps, weight decay 1e-4,
   batch 256: the standard ResNet-50 recipe (Goyal et al. 2017,
   arXiv:1706.02677) with tfimp's step schedule at 50% and 75%;

@@ -1,4 +1,4 @@
-"""Learning-rate schedules against their formulas (ALGORITHMS.md), written out here."""
+"""Learning-rate schedules against their formulas (docs/algorithms.md), written out here."""
 
 import math
 

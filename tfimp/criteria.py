@@ -17,7 +17,7 @@ Register a new criterion with one decorator::
     def my_criterion(kernels, sparsity):
         return Selection(scores=[np.abs(k) for k in kernels])
 
-Definitions follow ``shared/reference/ALGORITHMS.md``.
+Definitions, with their papers: ``docs/algorithms.md``.
 """
 
 from __future__ import annotations

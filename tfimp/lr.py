@@ -6,8 +6,8 @@ round-tripping ``get_config``: :class:`StepDecay`, :class:`Cosine` and
 warm-up, all computed with elementwise ops so a whole run can be tabulated
 at once.
 
-Retraining schedules (FT, LRW, SLR, CLR, LLR, ALLR; see
-``shared/reference/ALGORITHMS.md``) are built from the original training
+Retraining schedules (FT, LRW, SLR, CLR, LLR, ALLR; defined in
+``docs/algorithms.md``) are built from the original training
 schedule and its length ``M`` in steps, plus the retraining length ``N`` in
 steps, by :func:`retrain_schedule`. Each is a small function registered by
 name that maps the tabulated original schedule to ``N`` values; the result
