@@ -40,6 +40,7 @@ import os
 import statistics
 import time
 
+import tfimp
 from tfimp import baselines, data, keras, main, models
 from tfimp import config as tfimp_config
 
@@ -95,11 +96,8 @@ def split_configs(args, seed: int) -> list[tuple[str, dict, object]]:
 
 
 def _layer_sparsity(workdir: str, rows: list[dict]) -> dict:
-    path = os.path.join(workdir, "reports", f"cycle_{rows[-1]['cycle']}.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as handle:
-        return {layer["name"]: layer["sparsity"] for layer in json.load(handle)["layers"]}
+    report = tfimp.workdir.read_json(os.path.join(tfimp.workdir.cycle_dir(workdir, rows[-1]["cycle"]), "report.json"))
+    return {layer["name"]: layer["sparsity"] for layer in report["layers"]} if report else {}
 
 
 class Runner:

@@ -215,7 +215,8 @@ def test_a_workdir_of_another_plan_is_refused_unless_overwrite(tmp_path):
     _imp(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1).run(
         helpers.small_cnn(), (x, y), workdir=workdir, verbose=0)
     other = _imp(target_sparsity=0.7, cycles=1, dense_epochs=1, retrain_epochs=1)
-    with pytest.raises(ValueError, match=r"different plan \(differs in \['plan'\]\).*overwrite=True"):
+    with pytest.raises(ValueError, match=r"(?s)holds a different run:\n  plan.target_sparsity: 0.5 \(in the workdir\) "
+                                         r"vs 0.7 \(this run\)\n.*overwrite=True"):
         other.run(helpers.small_cnn(), (x, y), workdir=workdir, verbose=0)
     rows = other.run(helpers.small_cnn(), (x, y), workdir=workdir, overwrite=True, verbose=0)
     assert rows[-1]["target_sparsity"] == 0.7
@@ -293,13 +294,76 @@ def test_fit_epochs_must_match_the_plan():
         model.fit(x, y, epochs=5, verbose=0, callbacks=[tfimp.callbacks.IMP(plan, schedule=0.1, verbose=0)])
 
 
-def test_a_schedule_in_the_optimizer_is_refused():
+def _expected_rates(name, dense, m, n, cycles):
+    expected = [float(dense(t)) for t in range(m)]
+    for _ in range(cycles):
+        expected += list(lr.retrain_schedule(name, original=dense, original_steps=m, retrain_steps=n).values)
+    return expected
+
+
+def test_without_schedule_the_compiled_schedule_is_the_original():
+    plan = tfimp.Plan(target_sparsity=0.8, cycles=2, dense_epochs=3, retrain_epochs=3, retrain_schedule="slr")
+    dense = lr.StepDecay(0.08, [6, 9], 0.1)
+    model = tfimp.wrap(helpers.small_cnn())
+    model.compile(keras.optimizers.SGD(dense, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(True))
+    probe = _Probe()
+    x, y = _data()
+    model.fit(x, y, batch_size=BATCH, epochs=plan.total_epochs, verbose=0, shuffle=False,
+              callbacks=[tfimp.callbacks.IMP(plan, verbose=0), probe])
+    np.testing.assert_allclose([v for _, _, v in probe.lrs], _expected_rates("slr", dense, 3 * STEPS, 3 * STEPS, 2),
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_the_schedule_runs_in_the_graph_with_steps_per_execution():
+    plan = tfimp.Plan(target_sparsity=0.8, cycles=2, dense_epochs=2, retrain_epochs=2, retrain_schedule="clr")
+    dense = lr.StepDecay(0.08, [4], 0.1)
+    model = tfimp.wrap(helpers.small_cnn())
+    model.compile(tfimp.optimizers.TorchSGD(0.1, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(True),
+                  steps_per_execution=2)
+    probe = _Probe()
+    x, y = _data()
+    model.fit(x, y, batch_size=BATCH, epochs=plan.total_epochs, verbose=0, shuffle=False,
+              callbacks=[tfimp.callbacks.IMP(plan, schedule=dense, verbose=0), probe])
+    expected = _expected_rates("clr", dense, 2 * STEPS, 2 * STEPS, 2)
+    # Keras calls batch hooks once per execution of 2 steps; the rate seen is the one of its last step.
+    assert [b for _, b, _ in probe.lrs[:2]] == [1, 3]
+    np.testing.assert_allclose([v for _, _, v in probe.lrs], expected[1::2], rtol=1e-6, atol=1e-9)
+    assert model.optimizer.iterations.numpy() == len(expected)
+
+
+@pytest.mark.parametrize("other", [keras.callbacks.LearningRateScheduler(lambda epoch, rate: rate),
+                                   keras.callbacks.ReduceLROnPlateau(monitor="loss")],
+                         ids=["LearningRateScheduler", "ReduceLROnPlateau"])
+def test_another_learning_rate_callback_is_refused(other):
     plan = tfimp.Plan(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1)
     model = tfimp.wrap(helpers.small_cnn())
-    model.compile(keras.optimizers.SGD(lr.Cosine(0.1, 10)), keras.losses.SparseCategoricalCrossentropy(True))
+    model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(True))
     x, y = _data()
-    with pytest.raises(ValueError, match="IMP sets the learning rate itself"):
-        model.fit(x, y, epochs=2, verbose=0, callbacks=[tfimp.callbacks.IMP(plan, schedule=0.1, verbose=0)])
+    with pytest.raises(ValueError, match=rf"{type(other).__name__} sets the learning rate, and so does the IMP"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[other, tfimp.callbacks.IMP(plan, schedule=0.1, verbose=0)])
+
+
+def test_a_custom_callback_that_writes_the_rate_is_detected():
+    plan = tfimp.Plan(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1)
+
+    class Halve(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            keras.backend.set_value(self.model.optimizer.learning_rate, 0.001)
+
+    model = tfimp.wrap(helpers.small_cnn())
+    model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(True))
+    x, y = _data()
+    with pytest.raises(ValueError, match=r"something else set the learning rate between epochs \(0.05 -> 0.001\)"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[tfimp.callbacks.IMP(plan, schedule=0.05, verbose=0), Halve()])
+
+
+def test_a_legacy_optimizer_gets_a_clear_message():
+    plan = tfimp.Plan(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1)
+    model = tfimp.wrap(helpers.small_cnn())
+    model.compile(keras.optimizers.legacy.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(True))
+    x, y = _data()
+    with pytest.raises(TypeError, match=r"got SGD, a legacy optimizer"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[tfimp.callbacks.IMP(plan, verbose=0)])
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -316,7 +380,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(True))
     imp = tfimp.callbacks.IMP(plan, schedule=0.05, workdir=workdir, verbose=0)
     x, y = _data()
-    with pytest.raises(FloatingPointError, match=r"loss became nan at epoch 4, step 1 \(cycle 1\).*last good checkpoint \(epoch 3\)"):
+    with pytest.raises(FloatingPointError, match=r"loss became nan in epoch 4 \(cycle 1\).*last good checkpoint \(epoch 3\)"):
         model.fit(x, y, batch_size=BATCH, epochs=plan.total_epochs, initial_epoch=imp.restore(model),
                   callbacks=[imp, Poison()], verbose=0)
     assert checkpoint.load_state(workdir)["next_epoch"] == 3

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tfimp
-from tfimp import keras, tfmot_glue
+from tfimp import keras, tf, tfmot_glue
 
 import helpers
 
@@ -183,3 +183,89 @@ def test_lower_sparsity_than_reached_is_an_error(wrapped_cnn):
     assert tfimp.sparsity(wrapped_cnn) == pytest.approx(0.6, abs=1e-3)
     tfimp.prune(wrapped_cnn, 0.6)  # the same target again is a no-op
     assert tfimp.sparsity(wrapped_cnn) == pytest.approx(0.6, abs=1e-3)
+
+
+class _Containers(keras.Model):
+    """Layers in a list, a tuple and a dict: the common subclassing patterns."""
+
+    def __init__(self):
+        super().__init__(name="containers")
+        self.blocks = [keras.layers.Conv2D(4, 3, padding="same"), keras.layers.Conv2D(4, 3, padding="same")]
+        self.pair = (keras.layers.Dense(5), keras.layers.ReLU())
+        self.heads = {"a": keras.layers.Dense(3), "b": keras.layers.Dense(3)}
+        self.pool = keras.layers.GlobalAveragePooling2D()
+
+    def call(self, x):
+        for block in self.blocks:
+            x = block(x)
+        x = self.pair[1](self.pair[0](self.pool(x)))
+        return self.heads["a"](x) + self.heads["b"](x)
+
+
+def test_layers_in_lists_tuples_and_dicts_stay_saveable_after_wrap(tmp_path):
+    x, y = helpers.random_data(16, (6, 6, 3), classes=3)
+    model = _Containers()
+    model(x[:2])
+    wrapped = tfimp.wrap(model)
+    assert len(tfmot_glue.wrappers(wrapped)) == 5
+    assert isinstance(wrapped.pair, tuple) and list(wrapped.heads) == ["a", "b"] and len(wrapped.blocks) == 2
+    tfimp.prune(wrapped, 0.6)
+    expected = wrapped.predict(x, verbose=0)
+    wrapped.save_weights(str(tmp_path / "weights.h5"))
+    tf.train.Checkpoint(model=wrapped).write(str(tmp_path / "ckpt"))
+
+    again = tfimp.wrap(_Containers())
+    again(x[:2])
+    tf.train.Checkpoint(model=again).read(str(tmp_path / "ckpt")).assert_existing_objects_matched()
+    np.testing.assert_allclose(again.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
+    report = tfimp.report.model_report(again)  # subclassed: output sizes traced
+    assert len(report.layers) == 5 and report.layers[0].dense_macs == 6 * 6 * 3 * 3 * 3 * 4
+
+
+def test_imp_run_with_a_workdir_on_a_subclassed_model_and_load_cycle_into_it(tmp_path):
+    x, y = helpers.random_data(32, (6, 6, 3), classes=3)
+    imp = tfimp.IMP(target_sparsity=0.8, cycles=2, dense_epochs=1, retrain_epochs=1, batch_size=8)
+    rows = imp.run(_Containers(), (x, y), workdir=str(tmp_path / "run"), verbose=0)
+    assert [r["cycle"] for r in rows] == [0, 1, 2]
+    with pytest.raises(ValueError, match="subclassed model: pass a built instance"):
+        tfimp.load_cycle(str(tmp_path / "run"), 1)
+    fresh = _Containers()
+    fresh(x[:2])
+    loaded = tfimp.load_cycle(str(tmp_path / "run"), 2, model=fresh)
+    assert tfimp.sparsity(loaded) == rows[-1]["sparsity"]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), imp.model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+
+
+def test_wrap_leaves_the_given_model_as_it_was():
+    model = helpers.small_cnn()
+    x, y = helpers.random_data(32)
+    before = [w.numpy().copy() for w in model.weights]
+    wrapped = tfimp.wrap(model)
+    tfimp.prune(wrapped, 0.9)
+    wrapped.compile(keras.optimizers.SGD(0.05), keras.losses.SparseCategoricalCrossentropy(True))
+    wrapped.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    for value, weight in zip(before, model.weights):  # neither pruned nor trained
+        np.testing.assert_array_equal(weight.numpy(), value)
+    assert all(getattr(w, "_constraint", None) is None for w in model.weights)
+
+
+def test_strip_means_plain():
+    model = _Containers()
+    x, y = helpers.random_data(32, (6, 6, 3), classes=3)
+    model(x[:2])
+    stripped = tfimp.strip(tfimp.prune(tfimp.wrap(model), 0.8) and model)
+    assert not tfmot_glue.wrappers(stripped)
+    leftovers = [w.name for w in stripped.weights
+                 if type(getattr(w, "_constraint", None)).__module__.startswith("tfimp")]
+    assert leftovers == [] and not any("mask" in w.name or "threshold" in w.name for w in stripped.weights)
+    zeros = sum(int(np.sum(w.numpy() == 0)) for w in stripped.weights if "kernel" in w.name)
+    assert zeros > 0
+    stripped.compile(keras.optimizers.SGD(0.5), keras.losses.SparseCategoricalCrossentropy(True))
+    stripped.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    # A plain model: training moves the former zeros.
+    assert sum(int(np.sum(w.numpy() == 0)) for w in stripped.weights if "kernel" in w.name) < zeros
+
+    functional = tfimp.wrap(helpers.small_cnn())
+    tfimp.prune(functional, 0.8)
+    plain = tfimp.strip(functional)
+    assert not any(type(getattr(w, "_constraint", None)).__module__.startswith("tfimp") for w in plain.weights)

@@ -12,7 +12,9 @@ build models with ``tfimp.keras``.
 """
 
 from tfimp._backend import keras, tf
-from tfimp import baselines, batchnorm, callbacks, criteria, data, export, lr, models, optimizers, plots, report
+from tfimp import (baselines, batchnorm, callbacks, criteria, data, export, lr, models, optimizers, plots, report,
+                   workdir)
+from tfimp.checkpoint import load_cycle
 from tfimp.imp import IMP, Dense
 from tfimp.baselines import DuringTraining
 from tfimp.plan import Plan
@@ -35,6 +37,7 @@ __all__ = [
     "keras",
     "layer_sparsity",
     "lr",
+    "load_cycle",
     "load_model",
     "models",
     "optimizers",
@@ -44,5 +47,6 @@ __all__ = [
     "sparsity",
     "strip",
     "tf",
+    "workdir",
     "wrap",
 ]

@@ -32,6 +32,7 @@ from tfimp import checkpoint as _checkpoint
 from tfimp import criteria as _criteria
 from tfimp import pruning as _pruning
 from tfimp import tfmot_glue
+from tfimp import workdir as _workdir
 from tfimp._backend import keras
 from tfimp.imp import _Trainer, final_weights_path
 
@@ -262,13 +263,24 @@ class DuringTraining(_Trainer):
 
     def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
             overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
-            cycle_end_hooks: Sequence = ()) -> list[dict]:
-        """Trains and prunes ``model``; returns one row per epoch. The wrapped model is ``self.model``."""
+            cycle_end_hooks: Sequence = (), identity: Optional[dict] = None) -> list[dict]:
+        """Trains and prunes ``model``; returns one row per epoch. The wrapped model is ``self.model``.
+
+        Workdir as for :meth:`tfimp.IMP.run`; the final model is written as
+        ``cycle_N/`` with N the last row's cycle (its epoch).
+        """
         tfmot_glue.check_tf_keras_model(model)
         train, validation, test, steps = self._datasets(train, validation, test)
+        with _workdir.Locked(workdir, verbose):
+            return self._run(model, train, validation, test, steps, workdir, overwrite, verbose, callbacks,
+                             cycle_end_hooks, identity)
+
+    def _run(self, model, train, validation, test, steps, workdir, overwrite, verbose, callbacks, cycle_end_hooks,
+             identity) -> list[dict]:
         begin, end, frequency = self.ramp(steps)
         with model.distribute_strategy.scope():
             model = tfmot_glue.wrap(model, wrapper=self._wrapper_factory(begin, end, frequency))
+            self._build_on(model, train)
         self._compile(model, self._schedule(self.epochs, steps))
         self.model = model
 
@@ -279,17 +291,16 @@ class DuringTraining(_Trainer):
         if self.method == "tfmot_gmp":
             extra.append(tfmot_glue.tfmot_step_callback())
         if workdir is not None:
-            description = {"method": self.method, "target_sparsity": self.target_sparsity, "epochs": self.epochs,
-                           "criterion": self.criterion, "begin": begin, "end": end, "frequency": frequency,
-                           "str_init": self.str_init, "str_weight_decay": self.str_weight_decay,
-                           "optimizer": self.optimizer, "weight_decay": self.weight_decay,
-                           "learning_rate": self.learning_rate, "dense_schedule": str(self.dense_schedule)}
+            run_identity = self.identity(
+                method=self.method, target_sparsity=self.target_sparsity, epochs=self.epochs,
+                criterion=self.criterion, begin=begin, end=end, frequency=frequency, str_init=self.str_init,
+                str_weight_decay=self.str_weight_decay, steps_per_epoch=steps, user=identity or {})
             # Finalize first: the saved weights are the finalized model's.
-            finished = self._finished_run(model, workdir, description, overwrite, verbose, expected_rows=self.epochs,
+            finished = self._finished_run(model, workdir, run_identity, overwrite, verbose, expected_rows=self.epochs,
                                           before_restore=tfmot_glue.finalize_reparams)
             if finished is not None:
                 return finished
-            extra.insert(0, keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")))
+            extra.insert(0, keras.callbacks.BackupAndRestore(_workdir.path(workdir, _workdir.BACKUP)))
         rows = EpochRows(self.method, self.target_sparsity, self.epochs, test, workdir,
                          self.criterion if self.method in ("gmp", "dpf") else None)
         model.fit(train, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch, validation_data=validation,
@@ -297,6 +308,7 @@ class DuringTraining(_Trainer):
         for hook in cycle_end_hooks:  # no cycles: once, for the final model
             hook(model, rows.rows[-1])
         if workdir is not None:
+            _checkpoint.write_cycle(workdir, model, rows.rows[-1])
             model.save_weights(final_weights_path(workdir))
         if verbose:
             print(f"[tfimp] {self.method} finished:\n" + _callbacks.format_table(rows.rows[-1:]), flush=True)

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Any, Callable, Optional, Sequence
 
@@ -26,7 +27,9 @@ import numpy as np
 
 from tfimp import batchnorm as _batchnorm
 from tfimp import checkpoint as _checkpoint
+from tfimp import workdir as _workdir
 from tfimp import lr as _lr
+from tfimp import optimizers as _optimizers
 from tfimp import pruning as _pruning
 from tfimp import tfmot_glue
 from tfimp._backend import keras, tf
@@ -39,6 +42,11 @@ _TABLE_COLUMNS = (
     ("train_accuracy", "{:>9.4f}"), ("val_accuracy", "{:>9.4f}"), ("test_accuracy", "{:>9.4f}"),
     ("wall_s", "{:>8.1f}"),
 )
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 epoch``, ``3 epochs``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def format_table(rows: list[dict]) -> str:
@@ -70,7 +78,8 @@ class IMP(keras.callbacks.Callback):
       schedule: the original (dense) learning-rate schedule, in steps: a Keras
         schedule, a callable of the step, or a constant. The dense phase
         follows it; the retraining schedules are built from it over
-        ``plan.reference_epochs`` epochs.
+        ``plan.reference_epochs`` epochs. Default: the learning rate the
+        model was compiled with (a schedule or a number).
       steps_per_epoch: needed only when ``fit`` cannot tell it (data of
         unknown length).
       test_data: evaluated at the end of each cycle (``test_*`` columns).
@@ -80,18 +89,30 @@ class IMP(keras.callbacks.Callback):
         (the default, as in the authors' runs).
       workdir: where to checkpoint every epoch and write ``results.json``
         and ``results.csv``; ``None`` keeps everything in memory.
-      overwrite: start over in a workdir written by a different plan.
+      overwrite: remove whatever run ``workdir`` holds and start over.
       verbose: 0 silent, 1 one header line per cycle and a final table.
       cycle_end_hooks: functions ``hook(model, row)`` called after each
         cycle's row (e.g. the CLI's model report and TensorBoard scalars).
+      identity: more of what defines the run (e.g. the optimizer settings,
+        the CLI's whole config), stored with the plan and the schedule in
+        ``identity.json``; a later run in ``workdir`` with any difference is
+        refused (see :mod:`tfimp.workdir`). The callback holds the workdir's
+        lock from construction until training ends.
 
-    The optimizer must have a plain (float) learning rate, which this callback
-    sets before every step; use it as the only learning-rate mechanism.
+    The callback owns the learning rate: it installs an in-graph
+    :class:`tfimp.lr.PhaseSchedule` in the optimizer (a tf_keras optimizer)
+    and loads each phase's rates into it once, when the phase begins; nothing
+    runs in Python per step, so ``steps_per_execution`` and ``jit_compile``
+    work. Another callback that sets the learning rate
+    (``LearningRateScheduler``, ``ReduceLROnPlateau``, your own) is an error.
+    A NaN or infinite loss stops the run at the end of its epoch, before the
+    checkpoint is written.
     """
 
-    def __init__(self, plan: Plan, *, schedule: _lr.Schedule, steps_per_epoch: Optional[int] = None,
+    def __init__(self, plan: Plan, *, schedule: Optional[_lr.Schedule] = None, steps_per_epoch: Optional[int] = None,
                  test_data=None, recalibration_data=None, workdir: Optional[str] = None,
-                 overwrite: bool = False, verbose: int = 1, cycle_end_hooks: Sequence[Callable] = ()):
+                 overwrite: bool = False, verbose: int = 1, cycle_end_hooks: Sequence[Callable] = (),
+                 identity: Optional[dict] = None):
         super().__init__()
         if not isinstance(plan, Plan):
             raise TypeError(f"plan must be a tfimp.Plan, got {type(plan).__name__}")
@@ -114,8 +135,18 @@ class IMP(keras.callbacks.Callback):
         self._phase = 0
         self._phase_start_epoch = 0
         self._epoch = 0
-        if workdir is not None:
-            _checkpoint.check_plan(workdir, self._description(), overwrite)
+        self._phase_schedule: Optional[_lr.PhaseSchedule] = None
+        self._installed_on = None  # the optimizer that runs the phase schedule
+        self._rate_seen: Optional[float] = None
+        self._owns_lock = False
+        if workdir is not None:  # claimed now: a mismatch is refused before anything is written
+            self._owns_lock = _workdir.acquire(workdir, verbose)
+            try:
+                _workdir.claim(workdir, {**self._description(), **(identity or {})}, overwrite, verbose)
+            except Exception:
+                if self._owns_lock:
+                    _workdir.release(workdir)
+                raise
 
     # -- resume ---------------------------------------------------------------
 
@@ -131,6 +162,7 @@ class IMP(keras.callbacks.Callback):
         """
         if self.workdir is None:
             return 0
+        self._install_schedule(model)  # before reading: the checkpoint holds the optimizer as it runs
         _build_optimizer(model)
         state = _checkpoint.restore(self.workdir, model)
         if state is None:
@@ -163,12 +195,8 @@ class IMP(keras.callbacks.Callback):
         if not steps:
             raise ValueError("cannot tell the steps per epoch from the data; pass steps_per_epoch to IMP")
         self.steps_per_epoch = int(steps)
-        optimizer = self.model.optimizer
-        if optimizer is None or not isinstance(getattr(optimizer, "_learning_rate", None), tf.Variable):
-            raise ValueError(
-                "IMP sets the learning rate itself: compile with an optimizer whose learning_rate "
-                "is a number, not a LearningRateSchedule"
-            )
+        self._refuse_other_rate_setters()
+        self._install_schedule(self.model)
         if not tfmot_glue.prunable_kernels(self.model):
             raise ValueError("IMP needs a wrapped model: call `model = tfimp.wrap(model)` before compile")
         if (self.verbose and self.plan.recalibrate_bn and self.recalibration_data is None
@@ -190,6 +218,12 @@ class IMP(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._epoch_start = time.perf_counter()
+        current = float(keras.backend.get_value(self.model.optimizer.learning_rate))
+        if self._rate_seen is not None and current != self._rate_seen:
+            raise ValueError(
+                f"something else set the learning rate between epochs ({self._rate_seen:.6g} -> {current:.6g}); "
+                "the IMP callback owns it: remove the other learning-rate callback, or give its schedule to "
+                "IMP as schedule=")
         phase = self.plan.phase_of(epoch)
         if self._table is not None and phase == self._phase:
             return  # same phase, same learning-rate table
@@ -199,29 +233,27 @@ class IMP(keras.callbacks.Callback):
             self._prune(phase)
         self._phase, self._phase_start_epoch = phase, start
         self._table = self._phase_table(phase)
+        # Once per phase (and after a resume): the graph reads the rates from here.
+        step_now = int(self.model.optimizer.iterations.numpy())
+        self._phase_schedule.set_phase(self._table, step_now - (epoch - start) * self.steps_per_epoch)
+        self._rate_seen = float(keras.backend.get_value(self.model.optimizer.learning_rate))
         if pruned_now:
             self._announce(phase)
 
-    def on_train_batch_begin(self, batch, logs=None):
-        step = (self._epoch - self._phase_start_epoch) * self.steps_per_epoch + batch
-        value = self._table[min(step, self._table.size - 1)]
-        keras.backend.set_value(self.model.optimizer._learning_rate, value)
-
-    def on_train_batch_end(self, batch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.model.stop_training = True
             where = (f"the last good checkpoint (epoch {self._epoch}) stays in {self.workdir!r}"
                      if self.workdir else "no workdir, nothing was saved")
             raise FloatingPointError(
-                f"loss became {loss} at epoch {self._epoch + 1}, step {batch + 1} (cycle {self._phase}); "
-                f"training stopped, {where}. Lower the learning rate or check the data."
+                f"loss became {loss} in epoch {epoch + 1} (cycle {self._phase}); training stopped, {where}. "
+                "Lower the learning rate or check the data."
             )
-
-    def on_epoch_end(self, epoch, logs=None):
+        self._rate_seen = float(keras.backend.get_value(self.model.optimizer.learning_rate))
         if logs is not None:  # later callbacks (TensorBoard, CSVLogger) see these too
             logs["sparsity"] = _pruning.sparsity(self.model)
-            logs["learning_rate"] = float(keras.backend.get_value(self.model.optimizer._learning_rate))
+            logs["learning_rate"] = self._rate_seen
         logs = dict(logs or {})
         self._phase_wall += time.perf_counter() - self._epoch_start
         start, length = self.plan.phase_bounds(self._phase)
@@ -230,14 +262,48 @@ class IMP(keras.callbacks.Callback):
             self._phase_wall = 0.0
             for hook in self.cycle_end_hooks:
                 hook(self.model, self.rows[-1])
+            if self.workdir is not None:
+                _checkpoint.write_cycle(self.workdir, self.model, self.rows[-1])
         if self.workdir is not None:
             _checkpoint.save(self.workdir, self.model, self._state(next_epoch=epoch + 1))
             if epoch == start + length - 1:
                 _checkpoint.write_results(self.workdir, self.rows, {"plan": self.plan.to_dict()})
 
     def on_train_end(self, logs=None):
+        if self._owns_lock:
+            _workdir.release(self.workdir)
+            self._owns_lock = False
         if self.verbose and self.rows and len(self.rows) == self.plan.cycles + (self.plan.dense_epochs > 0):
             print("[tfimp] IMP finished:\n" + format_table(self.rows), flush=True)
+
+    # -- the learning rate ------------------------------------------------------
+
+    def _install_schedule(self, model: keras.Model) -> None:
+        """Puts the in-graph phase schedule into ``model``'s optimizer (once per optimizer)."""
+        optimizer = model.optimizer
+        if optimizer is None:
+            raise ValueError("compile the model before IMP runs: it drives the compiled optimizer's learning rate")
+        if self._installed_on is optimizer:
+            return
+        if self.schedule is None:  # the compiled rate is the original schedule
+            compiled = _optimizers.current_schedule(optimizer)
+            if isinstance(compiled, _lr.PhaseSchedule):
+                raise ValueError("the optimizer runs another IMP callback's schedule; compile a fresh optimizer "
+                                 "or pass schedule= (the original dense schedule)")
+            self.schedule = compiled
+        with model.distribute_strategy.scope():
+            self._phase_schedule = _lr.PhaseSchedule(float(_lr.tabulate(self.schedule, 1)[0]))
+        _optimizers.install_schedule(optimizer, self._phase_schedule)
+        self._installed_on = optimizer
+
+    def _refuse_other_rate_setters(self) -> None:
+        """Keras' own rate-setting callbacks in the same fit would fight the phase schedule."""
+        for other in _sibling_callbacks(self):
+            if isinstance(other, (keras.callbacks.LearningRateScheduler, keras.callbacks.ReduceLROnPlateau)):
+                raise ValueError(
+                    f"{type(other).__name__} sets the learning rate, and so does the IMP callback (the dense "
+                    "schedule, then each cycle's retraining schedule): remove it, and give its schedule to IMP "
+                    "as schedule= (a Keras LearningRateSchedule in steps)")
 
     # -- the work ---------------------------------------------------------------
 
@@ -290,7 +356,7 @@ class IMP(keras.callbacks.Callback):
         self._cycles[cycle]["initial_lr"] = float(self._table.max())
         if self.verbose:
             print(f"[tfimp] cycle {cycle}/{self.plan.cycles}: pruned to {self._cycles[cycle]['target']:.4%} "
-                  f"({self.plan.criterion}), retraining {self.plan.cycle_epochs()[cycle - 1]} epochs with "
+                  f"({self.plan.criterion}), retraining {_count(self.plan.cycle_epochs()[cycle - 1], 'epoch')} with "
                   f"{self.plan.retrain_schedule} (initial lr {self._cycles[cycle]['initial_lr']:.4g})", flush=True)
 
     def _phase_table(self, phase: int) -> np.ndarray:
@@ -349,6 +415,19 @@ def row_from_logs(model: keras.Model, logs: dict, test_data, *, cycle: int, targ
     return {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()}
 
 
+def _sibling_callbacks(callback: keras.callbacks.Callback) -> list:
+    """The other callbacks of the running ``fit``, found through Keras' CallbackList calling us."""
+    frame = sys._getframe(1)
+    for _ in range(4):  # CallbackList.on_train_begin -> callback.on_train_begin (-> our helper)
+        if frame is None:
+            break
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, keras.callbacks.CallbackList):
+            return [c for c in owner.callbacks if c is not callback]
+        frame = frame.f_back
+    return []
+
+
 def _describe_schedule(schedule) -> Any:
     if isinstance(schedule, (int, float)):
         return float(schedule)
@@ -370,7 +449,7 @@ def _build_optimizer(model: keras.Model) -> None:
 def _reset_optimizer_state(optimizer) -> None:
     """Zeroes the optimizer's slot variables (momentum, ...); keeps its step counter."""
     variables = optimizer.variables() if callable(optimizer.variables) else optimizer.variables
-    keep = {id(optimizer.iterations), id(getattr(optimizer, "_learning_rate", None))}
+    keep = {id(optimizer.iterations), id(optimizer.learning_rate)}  # the step counter and the current rate
     for variable in variables:
         if id(variable) not in keep:
             variable.assign(tf.zeros_like(variable))

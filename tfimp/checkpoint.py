@@ -1,17 +1,14 @@
-"""A run's state on disk: atomic, readable, one unit per epoch.
+"""A run's state on disk: atomic, readable, one unit per epoch and per cycle.
 
-Layout of a workdir::
-
-    plan.json          the plan (and settings) the workdir belongs to
-    checkpoint/        weights, masks and optimizer (tf.train.Checkpoint) + state.json
-    results.json       the per-cycle rows, rewritten after each cycle
-    results.csv
-
-The checkpoint directory is written beside the old one and swapped in by
-renames, so a kill at any moment leaves either the previous or the new
-epoch's complete state, never a mix. Keras' ``BackupAndRestore`` saves the
-model and epoch but cannot carry the per-cycle rows and the cycle state in
-the same atomic unit, hence this module.
+The workdir's layout, identity and lock live in :mod:`tfimp.workdir`; this
+module writes and reads its contents. The checkpoint directory is written
+beside the old one and swapped in by renames, so a kill at any moment leaves
+either the previous or the new epoch's complete state, never a mix. Keras'
+``BackupAndRestore`` saves the model and epoch but cannot carry the
+per-cycle rows and the cycle state in the same atomic unit, hence this
+module. Each finished cycle is also written as its own directory
+(``cycle_N/``), renamed into place once complete, from which
+:func:`load_cycle` rebuilds the model at that point.
 """
 
 from __future__ import annotations
@@ -23,20 +20,12 @@ import os
 import shutil
 from typing import Any, Sequence
 
+from tfimp import workdir as _workdir
 from tfimp._backend import keras, tf
 
-_CHECKPOINT = "checkpoint"
+_CHECKPOINT = _workdir.CHECKPOINT
 _STATE = "state.json"
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temporary file and a rename."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+atomic_write_text = _workdir.atomic_write_text
 
 
 def _json_default(value):
@@ -51,7 +40,7 @@ def to_json(value: Any) -> str:
 
 def write_results(workdir: str, rows: Sequence[dict], extra: dict | None = None) -> None:
     """Writes ``results.json`` (rows + ``extra``) and ``results.csv`` atomically."""
-    atomic_write_text(os.path.join(workdir, "results.json"), to_json({**(extra or {}), "rows": list(rows)}))
+    atomic_write_text(os.path.join(workdir, _workdir.RESULTS_JSON), to_json({**(extra or {}), "rows": list(rows)}))
     columns: list[str] = []
     for row in rows:
         columns.extend(key for key in row if key not in columns)
@@ -59,51 +48,72 @@ def write_results(workdir: str, rows: Sequence[dict], extra: dict | None = None)
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(os.path.join(workdir, "results.csv"), buffer.getvalue())
+    atomic_write_text(os.path.join(workdir, _workdir.RESULTS_CSV), buffer.getvalue())
 
 
 def load_results(workdir: str) -> list[dict] | None:
     """The rows of ``results.json`` in ``workdir``, or ``None`` if there is none."""
-    path = os.path.join(workdir, "results.json")
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)["rows"]
+    found = _workdir.read_json(os.path.join(workdir, _workdir.RESULTS_JSON))
+    return None if found is None else found["rows"]
 
 
-def check_plan(workdir: str, description: dict, overwrite: bool) -> None:
-    """Claims ``workdir`` for ``description``; refuses one written by another plan.
+def write_cycle(workdir: str, model: keras.Model, row: dict) -> str:
+    """Writes finished cycle ``row["cycle"]`` as ``cycle_N/`` (weights and masks, architecture, row, report).
 
-    With ``overwrite``, a workdir of another plan is cleared first.
+    Built in ``cycle_N.tmp`` and renamed into place, so a ``cycle_N/`` is
+    always complete. Returns its path.
+    """
+    from tfimp import report as _report  # report imports this module's writer
+    from tfimp import tfmot_glue
+
+    final = _workdir.cycle_dir(workdir, row["cycle"])
+    tmp = f"{final}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    model.save_weights(os.path.join(tmp, _workdir.CYCLE_WEIGHTS))
+    if tfmot_glue.is_graph_model(model):  # subclassed: load_cycle needs the user's model object
+        atomic_write_text(os.path.join(tmp, _workdir.CYCLE_MODEL), model.to_json())
+    try:
+        atomic_write_text(os.path.join(tmp, _workdir.CYCLE_REPORT), _report.model_report(model).to_json())
+    except ValueError:  # a layer whose output size is unknown: no FLOP count possible
+        pass
+    atomic_write_text(os.path.join(tmp, _workdir.CYCLE_ROW), to_json(row))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
+def load_cycle(workdir: str, cycle: int, model: keras.Model | None = None) -> keras.Model:
+    """The wrapped model as it was at the end of ``cycle`` of the run in ``workdir``.
+
+    Without ``model``, the model is rebuilt from the architecture saved with
+    the cycle (functional and sequential models). For a subclassed model,
+    pass a built instance of it (wrapped or not); its weights and masks are
+    overwritten. Uncompiled either way.
 
     Raises:
-      ValueError: the workdir belongs to a different plan and ``overwrite`` is false.
+      FileNotFoundError: no such finished cycle (the message lists those there are).
+      ValueError: the cycle has no saved architecture and no ``model`` was given.
     """
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "plan.json")
-    wanted = json.loads(to_json(description))
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as handle:
-            found = json.load(handle)
-        if found != wanted:
-            if not overwrite:
-                changed = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
-                raise ValueError(
-                    f"workdir {workdir!r} holds a run of a different plan (differs in {changed}); "
-                    "use another workdir, or pass overwrite=True (CLI: --overwrite) to start over"
-                )
-            clear(workdir)
-    atomic_write_text(path, to_json(wanted))
+    from tfimp import tfmot_glue
 
-
-def clear(workdir: str) -> None:
-    """Removes a run's state and results from ``workdir``."""
-    for name in (_CHECKPOINT, f"{_CHECKPOINT}.new", f"{_CHECKPOINT}.old"):
-        shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
-    shutil.rmtree(os.path.join(workdir, "backup"), ignore_errors=True)
-    for name in ("results.json", "results.csv", "plan.json", "final.weights.h5"):
-        if os.path.exists(os.path.join(workdir, name)):
-            os.remove(os.path.join(workdir, name))
+    directory = _workdir.cycle_dir(workdir, cycle)
+    if not os.path.exists(os.path.join(directory, _workdir.CYCLE_ROW)):
+        raise FileNotFoundError(f"workdir {workdir!r} has no finished cycle {cycle}; "
+                                f"finished cycles: {_workdir.cycles(workdir)}")
+    if model is None:
+        architecture = os.path.join(directory, _workdir.CYCLE_MODEL)
+        if not os.path.exists(architecture):
+            raise ValueError(f"cycle {cycle} in {workdir!r} was saved from a subclassed model: pass a built "
+                             "instance as load_cycle(workdir, cycle, model=...)")
+        with open(architecture, encoding="utf-8") as handle:
+            with keras.utils.custom_object_scope(tfmot_glue.custom_objects()):
+                model = keras.models.model_from_json(handle.read())
+    elif not tfmot_glue.wrappers(model):
+        model = tfmot_glue.wrap(model)
+    model.load_weights(os.path.join(directory, _workdir.CYCLE_WEIGHTS))
+    tfmot_glue.apply_masks(tfmot_glue.prunable_kernels(model))
+    return model
 
 
 def _trackables(model: keras.Model) -> tf.train.Checkpoint:

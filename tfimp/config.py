@@ -56,3 +56,12 @@ def base() -> ml_collections.ConfigDict:
     config.log_every_steps = 100          # TensorBoard step-level logging
     config.export_formats = "keras,savedmodel,tflite"  # also: tflite_dynamic; "" = no exports
     return config
+
+
+#: Keys that cannot change a run's results: left out of the workdir's identity, so changing them resumes.
+NOT_IDENTITY = ("verbose", "log_every_steps", "export_formats", "data_dir")
+
+
+def identity(config: ml_collections.ConfigDict) -> dict:
+    """The part of ``config`` that defines a run (everything but :data:`NOT_IDENTITY`)."""
+    return {key: value for key, value in config.to_dict().items() if key not in NOT_IDENTITY}

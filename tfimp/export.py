@@ -21,6 +21,7 @@ import dataclasses
 import gzip
 import os
 import shutil
+import warnings
 from typing import Optional, Sequence
 
 import numpy as np
@@ -72,9 +73,11 @@ def _tflite_bytes(model: keras.Model, dynamic_range: bool) -> bytes:
 
 def _tflite_predict(path: str, x: np.ndarray) -> np.ndarray:
     # The default XNNPack delegate cannot prepare sparse dynamic-range kernels; the built-in ops can.
-    interpreter = tf.lite.Interpreter(
-        model_path=path,
-        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice: it is the one TF ships
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = tf.lite.Interpreter(
+            model_path=path,
+            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     source = interpreter.get_input_details()[0]
     interpreter.resize_tensor_input(source["index"], x.shape)
     interpreter.allocate_tensors()
@@ -90,12 +93,25 @@ def _write(model: keras.Model, fmt: str, directory: str, stem: str) -> str:
     elif fmt == "savedmodel":
         path = os.path.join(directory, f"{stem}_savedmodel")
         shutil.rmtree(path, ignore_errors=True)
-        model.save(path, save_format="tf")
+        # An uncompiled model makes tf_keras log "Compiled the loaded model, but the compiled metrics have yet
+        # to be built" on a SavedModel save: noise about metrics an export does not have.
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")
+        try:
+            model.save(path, save_format="tf", include_optimizer=False)
+        finally:
+            logger.setLevel(level)
     else:
         path = os.path.join(directory, f"{stem}.tflite" if fmt == "tflite" else f"{stem}_dynamic_range.tflite")
         with open(path, "wb") as handle:
             handle.write(_tflite_bytes(model, dynamic_range=fmt == "tflite_dynamic"))
     return path
+
+
+def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    # A direct call, not `predict`: one checked batch, and no retracing warnings from many small models.
+    return np.asarray(model(x, training=False))
 
 
 def dense_reference(stripped: keras.Model, seed: int = 0) -> keras.Model:
@@ -147,7 +163,7 @@ def export(model: keras.Model, directory: str, *, formats: Sequence[str] = ("ker
     stripped = tfmot_glue.strip(model)
     x = check_inputs if check_inputs is not None else np.random.default_rng(0).normal(
         size=(8, *stripped.input_shape[1:])).astype("float32")
-    expected = stripped.predict(x, verbose=0)
+    expected = _predict(stripped, x)
     dense = dense_reference(stripped) if compare_dense else None
     results = []
     for fmt in formats:
@@ -161,8 +177,8 @@ def export(model: keras.Model, directory: str, *, formats: Sequence[str] = ("ker
         if fmt.startswith("tflite"):
             got, measured_sparsity = _tflite_predict(path, x), None
         else:
-            loaded = keras.models.load_model(path)
-            got, measured_sparsity = loaded.predict(x, verbose=0), pruning.sparsity(loaded)
+            loaded = keras.models.load_model(path, compile=False)  # predictions only: no compile warnings
+            got, measured_sparsity = _predict(loaded, x), pruning.sparsity(loaded)
             if abs(measured_sparsity - sparsity) > 1e-9:
                 raise ExportMismatchError(f"{fmt} export has sparsity {measured_sparsity}, the model {sparsity}")
         error = float(np.max(np.abs(got - expected)))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from tfimp import checkpoint as _checkpoint
 from tfimp import lr as _lr
 from tfimp import optimizers as _optimizers
 from tfimp import tfmot_glue
+from tfimp import workdir as _workdir
 from tfimp._backend import keras, tf
 from tfimp.plan import Plan
 
@@ -69,13 +70,31 @@ def _steps_per_epoch(dataset) -> Optional[int]:
 
 def final_weights_path(workdir: str) -> str:
     """Where runners that resume through ``BackupAndRestore`` keep the finished model's weights."""
-    return os.path.join(workdir, "final.weights.h5")
+    return _workdir.path(workdir, _workdir.FINAL_WEIGHTS)
+
+
+def _describe(value) -> Any:
+    """A stable, JSON-able description of a setting (objects by class and config, never by address)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _describe(v) for k, v in value.items()}
+    described: dict[str, Any] = {"class": type(value).__name__}
+    if hasattr(value, "get_config"):
+        try:
+            described["config"] = _describe(value.get_config())
+        except (NotImplementedError, TypeError):
+            pass
+    return described
 
 
 def _say_finished(workdir: str, rows: Sequence[dict], verbose: int) -> None:
-    """Says, whatever the verbosity, that a finished run is not redone."""
-    table = ":\n" + _callbacks.format_table(list(rows)) if verbose else ""
-    print(f"[tfimp] {workdir!r} holds a finished run; not redoing it{table}", flush=True)
+    """Says (with ``verbose``) that a finished run is not redone, with its rows."""
+    if verbose:
+        print(f"[tfimp] {workdir!r} holds a finished run; not redoing it:\n{_callbacks.format_table(list(rows))}",
+              flush=True)
 
 
 class _Trainer:
@@ -136,14 +155,21 @@ class _Trainer:
             raise ValueError("the training data has unknown length; pass steps_per_epoch")
         return train, validation, test, steps
 
-    def _finished_run(self, model: keras.Model, workdir: str, description: dict, overwrite: bool, verbose: int,
+    def identity(self, **extra) -> dict:
+        """What defines a run of this runner, for the workdir (see :mod:`tfimp.workdir`)."""
+        settings = {name: _describe(getattr(self, name)) for name in (
+            "optimizer", "learning_rate", "dense_schedule", "warmup_epochs", "momentum", "weight_decay", "nesterov",
+            "loss", "metrics", "batch_size", "steps_per_epoch", "seed")}
+        return {"runner": type(self).__name__, **settings, **extra}
+
+    def _finished_run(self, model: keras.Model, workdir: str, identity: dict, overwrite: bool, verbose: int,
                       expected_rows: int, before_restore: Callable[[keras.Model], None] = lambda model: None):
         """Claims ``workdir`` for this run; for a finished run, restores its final weights and returns its rows.
 
         Runners that resume through Keras' ``BackupAndRestore`` (dense, the
         baselines) use this; IMP keeps its own per-epoch checkpoint.
         """
-        _checkpoint.check_plan(workdir, description, overwrite)
+        _workdir.claim(workdir, identity, overwrite, verbose)
         rows = _checkpoint.load_results(workdir)
         if rows is None or len(rows) != expected_rows or not os.path.exists(final_weights_path(workdir)):
             return None
@@ -151,6 +177,14 @@ class _Trainer:
         before_restore(model)
         model.load_weights(final_weights_path(workdir))
         return rows
+
+    @staticmethod
+    def _build_on(model: keras.Model, train) -> None:
+        """Builds a not-yet-called (subclassed) model on one training batch, so its wrappers have masks."""
+        if model.built and not tfmot_glue.unbuilt_wrappers(model):
+            return
+        features = next(iter(train))[0]
+        model(features, training=False)
 
     def _compile(self, model: keras.Model, learning_rate) -> None:
         with model.distribute_strategy.scope():
@@ -203,34 +237,43 @@ class IMP(_Trainer):
 
     def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
             overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
-            cycle_end_hooks: Sequence = ()) -> list[dict]:
+            cycle_end_hooks: Sequence = (), identity: Optional[dict] = None) -> list[dict]:
         """Runs the plan on ``model``; returns one row per cycle (cycle 0 = dense phase).
 
         ``model`` is wrapped with :func:`tfimp.wrap` unless it already is; the
         trained, wrapped model is ``self.model`` afterwards. ``callbacks`` run
         after the IMP callback (they see its ``sparsity`` and
-        ``learning_rate`` epoch logs, e.g. TensorBoard).
+        ``learning_rate`` epoch logs, e.g. TensorBoard). With ``workdir``, the
+        run resumes from it, returns a finished run's rows without training,
+        and refuses a workdir that holds a different run (``overwrite=True``
+        removes it first); ``identity`` adds to what defines the run (the CLI
+        passes its whole config). Each finished cycle is written as
+        ``workdir/cycle_N/`` (:func:`tfimp.load_cycle`).
         """
         tfmot_glue.check_tf_keras_model(model)
         train, validation, test, steps = self._datasets(train, validation, test)
-        if not tfmot_glue.wrappers(model):
+        with _workdir.Locked(workdir, verbose):
+            if not tfmot_glue.wrappers(model):
+                with model.distribute_strategy.scope():
+                    model = tfmot_glue.wrap(model)
             with model.distribute_strategy.scope():
-                model = tfmot_glue.wrap(model)
-        self._compile(model, self.learning_rate)
-        self.model = model
-        self.callback = _callbacks.IMP(
-            self.plan, schedule=self._schedule(self.plan.reference_epochs, steps), steps_per_epoch=steps,
-            test_data=test, recalibration_data=train if self.plan.recalibrate_bn else None, workdir=workdir,
-            overwrite=overwrite, verbose=verbose, cycle_end_hooks=cycle_end_hooks,
-        )
-        initial_epoch = self.callback.restore(model)
-        if self.callback.finished:
-            _say_finished(workdir, self.callback.rows, verbose)
+                self._build_on(model, train)
+            self._compile(model, self.learning_rate)
+            self.model = model
+            self.callback = _callbacks.IMP(
+                self.plan, schedule=self._schedule(self.plan.reference_epochs, steps), steps_per_epoch=steps,
+                test_data=test, recalibration_data=train if self.plan.recalibrate_bn else None, workdir=workdir,
+                overwrite=overwrite, verbose=verbose, cycle_end_hooks=cycle_end_hooks,
+                identity=self.identity(steps_per_epoch=steps, user=identity or {}),
+            )
+            initial_epoch = self.callback.restore(model)
+            if self.callback.finished:
+                _say_finished(workdir, self.callback.rows, verbose)
+                return list(self.callback.rows)
+            model.fit(train, epochs=self.plan.total_epochs, initial_epoch=initial_epoch,
+                      steps_per_epoch=self.steps_per_epoch, validation_data=validation,
+                      callbacks=[self.callback, *callbacks], verbose=verbose)
             return list(self.callback.rows)
-        model.fit(train, epochs=self.plan.total_epochs, initial_epoch=initial_epoch,
-                  steps_per_epoch=self.steps_per_epoch, validation_data=validation,
-                  callbacks=[self.callback, *callbacks], verbose=verbose)
-        return list(self.callback.rows)
 
 
 class Dense(_Trainer):
@@ -247,20 +290,27 @@ class Dense(_Trainer):
 
     def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
             overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
-            cycle_end_hooks: Sequence = ()) -> list[dict]:
-        """Trains ``model`` for ``epochs``; returns one row (cycle 0)."""
+            cycle_end_hooks: Sequence = (), identity: Optional[dict] = None) -> list[dict]:
+        """Trains ``model`` for ``epochs``; returns one row (cycle 0). Workdir as for :meth:`IMP.run`."""
         tfmot_glue.check_tf_keras_model(model)
         train, validation, test, steps = self._datasets(train, validation, test)
+        with _workdir.Locked(workdir, verbose):
+            return self._run(model, train, validation, test, steps, workdir, overwrite, verbose, callbacks,
+                             cycle_end_hooks, identity)
+
+    def _run(self, model, train, validation, test, steps, workdir, overwrite, verbose, callbacks, cycle_end_hooks,
+             identity) -> list[dict]:
         self._compile(model, self._schedule(self.epochs, steps))
         self.model = model
         extra = list(callbacks)
         if workdir is not None:
-            description = {"method": "dense", "epochs": self.epochs, "learning_rate": self.learning_rate,
-                           "dense_schedule": str(self.dense_schedule)}
-            finished = self._finished_run(model, workdir, description, overwrite, verbose, expected_rows=1)
+            finished = self._finished_run(
+                model, workdir, self.identity(method="dense", epochs=self.epochs, steps_per_epoch=steps,
+                                              user=identity or {}),
+                overwrite, verbose, expected_rows=1)
             if finished is not None:
                 return finished
-            extra.insert(0, keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")))
+            extra.insert(0, keras.callbacks.BackupAndRestore(_workdir.path(workdir, _workdir.BACKUP)))
         start = time.perf_counter()
         history = model.fit(train, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
                             validation_data=validation, callbacks=extra, verbose=verbose)
@@ -272,6 +322,7 @@ class Dense(_Trainer):
         for hook in cycle_end_hooks:
             hook(model, row)
         if workdir is not None:
+            _checkpoint.write_cycle(workdir, model, row)
             model.save_weights(final_weights_path(workdir))
             _checkpoint.write_results(workdir, [row], {"method": "dense"})
         if verbose:

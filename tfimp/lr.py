@@ -150,6 +150,43 @@ class Tabulated(keras.optimizers.schedules.LearningRateSchedule):
         return {"values": self.values, "name": self.name}
 
 
+@keras.utils.register_keras_serializable(package="tfimp")
+class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """An IMP run's learning rate, evaluated in the graph: one phase's table at a time.
+
+    The IMP callback loads each phase's values (the dense schedule, then each
+    cycle's retraining schedule) with :meth:`set_phase` once, when the phase
+    begins; every step then reads ``values[step - start]`` (the last value
+    holds after the end) inside the training function, so nothing runs in
+    Python per step and ``steps_per_execution`` and XLA see a plain schedule.
+    Its variables are not checkpointed: the callback reloads the phase after
+    a resume.
+    """
+
+    def __init__(self, initial_learning_rate: float = 0.0):
+        self.initial_learning_rate = float(initial_learning_rate)
+        # Unknown length: phases differ in length and the table is replaced whole.
+        self._values = tf.Variable([self.initial_learning_rate], dtype=tf.float32, trainable=False,
+                                   shape=tf.TensorShape([None]), name="imp_learning_rates")
+        self._start = tf.Variable(0, dtype=tf.int64, trainable=False, name="imp_phase_start_step")
+
+    def set_phase(self, values: Sequence[float], start_step: int) -> None:
+        """From ``start_step`` (optimizer steps) on, the rate is ``values[step - start_step]``."""
+        values = np.asarray(values, dtype=np.float32)
+        if values.ndim != 1 or values.size == 0:
+            raise ValueError(f"a phase needs a non-empty 1-D table of rates, got shape {values.shape}")
+        self._values.assign(values)
+        self._start.assign(int(start_step))
+
+    def __call__(self, step):
+        values = self._values.read_value()
+        index = tf.clip_by_value(tf.cast(step, tf.int64) - self._start, 0, tf.size(values, out_type=tf.int64) - 1)
+        return tf.gather(values, index)
+
+    def get_config(self) -> dict:
+        return {"initial_learning_rate": self.initial_learning_rate}
+
+
 def tabulate(schedule: Schedule, steps: int) -> np.ndarray:
     """Values of ``schedule`` at steps ``0..steps-1`` as float64.
 

@@ -5,15 +5,17 @@
 
 Methods (``--config.method``): ``dense``, ``imp``, ``bimp``, ``oneshot``, and the
 pruning-during-training baselines ``gmp``, ``tfmot_gmp``, ``dpf``, ``str``.
-Rerunning with the same workdir resumes; a workdir of another config is
-refused unless ``--overwrite``.
-
-Writes into the workdir: ``config.json``, ``results.json``, ``results.csv``,
+Rerunning with the same workdir resumes; a workdir of a run with any other
+config value (but ``verbose``, ``log_every_steps``, ``export_formats`` and
+``data_dir``) is refused, naming each difference, unless ``--overwrite``,
+which removes the previous run first. The layout of the workdir is described
+in :mod:`tfimp.workdir`: ``identity.json`` and ``config.json``, one
+``cycle_N/`` per finished cycle (weights and masks, architecture, row and
+model report; ``tfimp.load_cycle``), ``results.json``, ``results.csv``,
 ``accuracy_vs_sparsity.png``, TensorBoard logs in ``tensorboard/``
 (``tensorboard --logdir WORKDIR/tensorboard``; per-cycle scalars and per-layer
-sparsity under ``tensorboard/cycles``), the model report after each cycle in
-``reports/``, checked exports and their size table in ``export/``, and the
-final stripped model ``model_stripped.keras``.
+sparsity under ``tensorboard/cycles``), checked exports and their size table
+in ``export/``, and the final stripped model ``model_stripped.keras``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ml_collections import config_flags
 
 import tfimp
 from tfimp import checkpoint, data, export, models, plots, report
+from tfimp import config as tfimp_config
 from tfimp._backend import keras
 
 METHODS = ("dense", "imp", "bimp", "oneshot", "gmp", "tfmot_gmp", "dpf", "str")
@@ -34,7 +37,7 @@ DURING_TRAINING = ("gmp", "tfmot_gmp", "dpf", "str")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Start over in a workdir that holds another config's run.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Remove the run the workdir holds, whatever it is, and start over.")
 
 
 def check_config(config) -> None:
@@ -103,7 +106,8 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     check_config(config)
     runner = make_runner(config)
     keras.utils.set_random_seed(config.seed)
-    print(f"[tfimp] config:\n{config}", flush=True)
+    say = print if config.verbose else (lambda *args, **kwargs: None)  # verbose governs everything printed
+    say(f"[tfimp] config:\n{config}", flush=True)
 
     models.check_fits(config.model, data.spec(config.dataset).input_shape, f"dataset {config.dataset!r}")
 
@@ -112,19 +116,28 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
                         validation_fraction=config.validation_fraction, seed=config.seed,
                         train_subset=config.train_subset or None,
                         augmentation=config.augmentation or None)
-    print(f"[tfimp] {config.dataset}: {dataset.train_examples} training examples from {dataset.source}", flush=True)
+    say(f"[tfimp] {config.dataset}: {dataset.train_examples} training examples from {dataset.source}", flush=True)
 
     # -- Model --------------------------------------------------------------
     model = models.build(config.model, num_classes=dataset.spec.num_classes, input_shape=dataset.spec.input_shape)
     check_model_fits_data(model, dataset.spec)
 
     # -- Train (resumable) --------------------------------------------------
-    os.makedirs(workdir, exist_ok=True)
-    checkpoint.atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
-    tensorboard = keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), update_freq=config.log_every_steps)
+    with tfimp.workdir.Locked(workdir, config.verbose):
+        return _train_and_export(config, runner, model, dataset, workdir, overwrite)
+
+
+def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: bool) -> list[dict]:
+    say = print if config.verbose else (lambda *args, **kwargs: None)
+    tensorboard = keras.callbacks.TensorBoard(tfimp.workdir.path(workdir, tfimp.workdir.TENSORBOARD),
+                                              update_freq=config.log_every_steps)
     rows = runner.run(model, dataset.train, dataset.validation, dataset.test, workdir=workdir,
                       overwrite=overwrite, callbacks=[tensorboard], verbose=config.verbose,
-                      cycle_end_hooks=[report.CycleReporter(workdir, verbose=1)])
+                      cycle_end_hooks=[report.CycleReporter(workdir, verbose=config.verbose)],
+                      identity=tfimp_config.identity(config))
+    # The run has claimed the workdir: the readable copy of the config is this run's.
+    checkpoint.atomic_write_text(tfimp.workdir.path(workdir, tfimp.workdir.CONFIG),
+                                 config.to_json_best_effort(indent=2))
 
     # -- Outputs ------------------------------------------------------------
     plots.accuracy_vs_sparsity(rows, os.path.join(workdir, "accuracy_vs_sparsity.png"),
@@ -138,13 +151,12 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
         checkpoint.atomic_write_text(os.path.join(workdir, "export", "sizes.txt"), table + "\n")
         checkpoint.atomic_write_text(os.path.join(workdir, "export", "sizes.json"),
                                      checkpoint.to_json([dataclasses.asdict(f) for f in files]))
-        print(f"[tfimp] exports (checked against the Keras model):\n{table}", flush=True)
+        say(f"[tfimp] exports (checked against the Keras model):\n{table}", flush=True)
     final = tfimp.strip(runner.model) if tfimp.tfmot_glue.wrappers(runner.model) else runner.model
     final.save(os.path.join(workdir, "model_stripped.keras"))
-    if not config.verbose:  # with progress output on, the runner has printed this table already
-        print("[tfimp] per-cycle results:\n" + tfimp.callbacks.format_table(rows), flush=True)
-    print(f"[tfimp] results in {workdir}: results.json, results.csv, accuracy_vs_sparsity.png, "
-          "tensorboard/, model_stripped.keras", flush=True)
+    cycle_dirs = ", ".join(f"cycle_{c}/" for c in tfimp.workdir.cycles(workdir))
+    say(f"[tfimp] results in {workdir}: {cycle_dirs} (tfimp.load_cycle), results.json, results.csv, "
+          "accuracy_vs_sparsity.png, tensorboard/, model_stripped.keras", flush=True)
     return rows
 
 
@@ -157,7 +169,7 @@ def main(argv) -> None:
         logging.set_verbosity(logging.WARNING)
     try:
         run(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value)
-    except (ValueError, data.DataUnavailableError) as error:
+    except (ValueError, data.DataUnavailableError, tfimp.workdir.WorkdirInUse) as error:
         print(f"tfimp: error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
 

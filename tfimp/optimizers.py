@@ -132,3 +132,36 @@ def make(name: str, learning_rate, *, momentum: float = 0.9, nesterov: Optional[
     factory = get(name)
     nesterov = bool(weight_decay > 0 and momentum > 0) if nesterov is None else bool(nesterov)
     return factory(learning_rate, momentum=float(momentum), nesterov=nesterov, weight_decay=float(weight_decay))
+
+
+def _check_drivable(optimizer) -> None:
+    if not hasattr(optimizer, "_build_learning_rate"):
+        raise TypeError(f"tfimp drives the learning rate of tf_keras optimizers (keras.optimizers.*); got "
+                        f"{type(optimizer).__name__}, a legacy optimizer: compile with tfimp.keras.optimizers.SGD "
+                        "or tfimp.optimizers.TorchSGD")
+
+
+def current_schedule(optimizer: keras.optimizers.Optimizer):
+    """The learning rate ``optimizer`` was compiled with: its ``LearningRateSchedule``, or the number."""
+    _check_drivable(optimizer)
+    rate = optimizer._learning_rate  # Keras keeps the schedule object here; no public getter returns it
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return rate
+    return float(keras.backend.get_value(rate))
+
+
+def install_schedule(optimizer: keras.optimizers.Optimizer,
+                     schedule: keras.optimizers.schedules.LearningRateSchedule) -> None:
+    """Makes ``schedule`` the learning rate of a built or unbuilt ``optimizer``, once.
+
+    Keras' public setter accepts a schedule only for an optimizer created
+    with one; for one created with a number, Keras' own builder makes the
+    variable that holds the current rate (``optimizer.learning_rate`` then
+    reads it), as the constructor would have. The one place in tfimp that
+    reaches into the optimizer.
+    """
+    _check_drivable(optimizer)
+    if isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        optimizer.learning_rate = schedule  # public: the current-rate variable exists already
+    else:
+        optimizer._learning_rate = optimizer._build_learning_rate(schedule)

@@ -91,8 +91,13 @@ class ModelReport:
         return "\n".join(lines)
 
 
-def _output_positions(layer: keras.layers.Layer) -> int:
-    shape = layer.output_shape
+def _output_positions(layer: keras.layers.Layer, traced: Optional[dict] = None) -> int:
+    try:
+        shape = layer.output_shape
+    except AttributeError:  # called eagerly inside a subclassed model: no graph node records it
+        shape = (traced or {}).get(id(layer))
+        if shape is None:
+            raise ValueError(f"layer {layer.name!r} has an unknown output size; call the model on a batch first")
     if isinstance(shape, list):
         shape = shape[0]
     inner = [int(d) for d in shape[1:-1] if d is not None]
@@ -123,8 +128,10 @@ def model_report(model: keras.Model) -> ModelReport:
         raise ValueError(f"model {model.name!r} is not built; call it on a batch or build it first")
     masks = {id(k.weight): k.mask.numpy() for k in tfmot_glue.prunable_kernels(model)}
     layers = []
-    for path, layer, outer in tfmot_glue.kernel_layers(model):
-        positions = _output_positions(outer)
+    found = tfmot_glue.kernel_layers(model)
+    traced = None if all(_has_output_shape(outer) for _, _, outer in found) else _trace_output_shapes(model, found)
+    for path, layer, outer in found:
+        positions = _output_positions(outer, traced)
         kernels = _kernels(layer)
         for attribute, variable in kernels:
             values = variable.numpy()
@@ -136,6 +143,47 @@ def model_report(model: keras.Model) -> ModelReport:
     total = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     pruned = sum(layer.parameters - layer.nonzero for layer in layers)
     return ModelReport(layers, total, total - pruned)
+
+
+def _has_output_shape(layer: keras.layers.Layer) -> bool:
+    try:
+        layer.output_shape
+    except AttributeError:
+        return False
+    return True
+
+
+def _trace_output_shapes(model: keras.Model, found: list) -> dict:
+    """Output shapes of the kernel layers of a subclassed model, from one forward pass on zeros.
+
+    The input shape is the one the model was first called with (Keras keeps
+    it as the model's save spec); the batch is one example.
+    """
+    spec = model._get_save_spec(dynamic_batch=False) if hasattr(model, "_get_save_spec") else None
+    if spec is None:
+        raise ValueError(f"model {model.name!r} has not been called; call it on a batch first")
+    spec = spec[0][0] if isinstance(spec, tuple) else spec
+    if isinstance(spec, (list, tuple)):
+        spec = spec[0]
+    shapes: dict = {}
+    outers = {id(outer): outer for _, _, outer in found}
+    originals = {}
+    for key, outer in outers.items():
+        original = outer.call
+
+        def recording(*args, _original=original, _key=key, **kwargs):
+            output = _original(*args, **kwargs)
+            shapes[_key] = tuple(output.shape)
+            return output
+
+        originals[key] = original
+        object.__setattr__(outer, "call", recording)
+    try:
+        model(np.zeros((1, *spec.shape[1:]), dtype=spec.dtype.as_numpy_dtype), training=False)
+    finally:
+        for key, outer in outers.items():
+            object.__delattr__(outer, "call")  # back to the class's method
+    return shapes
 
 
 def print_report(model: keras.Model, path: Optional[str] = None) -> ModelReport:
@@ -152,30 +200,32 @@ def print_report(model: keras.Model, path: Optional[str] = None) -> ModelReport:
 class CycleReporter:
     """A ``cycle_end_hooks`` entry: after each cycle, the model report and TensorBoard scalars.
 
-    Prints the report table, writes ``reports/cycle_N.json`` and logs per-cycle
-    scalars (sparsity, learning rate, accuracy, theoretical speed-up) and each
-    layer's sparsity to ``tensorboard/cycles`` (step = cycle) in ``workdir``.
+    Prints the report table (with ``verbose``) and logs per-cycle scalars
+    (sparsity, learning rate, test or validation accuracy, theoretical
+    speed-up) and each layer's sparsity to ``tensorboard/cycles`` in
+    ``workdir``, step = cycle. (The runners write the report itself into
+    ``cycle_N/report.json``.)
     """
 
     def __init__(self, workdir: str, verbose: int = 1):
-        from tfimp._backend import tf
-
         self.workdir = workdir
         self.verbose = verbose
-        os.makedirs(os.path.join(workdir, "reports"), exist_ok=True)
-        self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "cycles"))
+        self._writer = None  # made at the first cycle, after the run has claimed the workdir
 
     def __call__(self, model: keras.Model, row: dict) -> None:
-        from tfimp import checkpoint
+        from tfimp import workdir as _workdir
         from tfimp._backend import tf
 
         report = model_report(model)
         cycle = int(row["cycle"])
-        checkpoint.atomic_write_text(os.path.join(self.workdir, "reports", f"cycle_{cycle}.json"), report.to_json())
         if self.verbose:
             print(f"\n[tfimp] model after cycle {cycle}:\n{report.table()}", flush=True)  # below the progress bar
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(_workdir.path(self.workdir, _workdir.TENSORBOARD_CYCLES))
         accuracy = row.get("test_accuracy") if row.get("test_accuracy") is not None else row.get("val_accuracy")
-        with self._writer.as_default(step=cycle):
+        # Inside fit, Keras' TensorBoard callback makes summaries conditional on its own step counter;
+        # these are per cycle and must always be written.
+        with self._writer.as_default(step=cycle), tf.summary.record_if(True):
             tf.summary.scalar("cycle/sparsity", row["sparsity"])
             if row.get("initial_lr") is not None:
                 tf.summary.scalar("cycle/learning_rate", row["initial_lr"])

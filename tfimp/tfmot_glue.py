@@ -315,6 +315,11 @@ def check_tf_keras_model(model, what: str = "model") -> None:
     raise TypeError(f"expected a tf_keras Model as {what}, got {type(model).__name__}: {model!r}")
 
 
+def is_graph_model(model: keras.Model) -> bool:
+    """Sequential or functional (Keras can rebuild it from its config), not subclassed."""
+    return _is_graph_model(model)
+
+
 def _is_graph_model(model: keras.Model) -> bool:
     """Sequential or functional: models that `clone_model` can rebuild."""
     return isinstance(model, keras.Sequential) or bool(getattr(model, "_is_graph_network", False))
@@ -361,10 +366,13 @@ def wrap(model: keras.Model, *, exclude: Exclude = None,
          wrapper: Callable[[keras.layers.Layer], PruneLowMagnitude] | None = None) -> keras.Model:
     """Wraps every Conv/Dense kernel of ``model`` for policy-owned masks.
 
-    Sequential and functional models (also nested ones) are cloned with the
-    same layer objects, so weights are kept and shared with the input model.
-    Subclassed models are wrapped in place (their layer attributes and layer
-    lists are replaced) and returned.
+    Sequential and functional models (also nested ones) are copied first,
+    weights included, so the model you pass in is left exactly as it was:
+    pruning and training the wrapped model never touch it. Subclassed models
+    cannot be copied generally; they are wrapped in place (their layer
+    attributes and the layers in their list, tuple and dict attributes are
+    replaced) and returned, and :func:`strip` turns them back into plain
+    models.
 
     Args:
       model: a tf_keras model.
@@ -400,7 +408,8 @@ def wrap(model: keras.Model, *, exclude: Exclude = None,
         return True
 
     make = wrapper or PolicyPruneLowMagnitude
-    wrapped = _wrap_layer_tree(model, lambda layer: make(layer) if should_wrap(layer) else None)
+    source = _independent_copy(model) if _is_graph_model(model) else model
+    wrapped = _wrap_layer_tree(source, lambda layer: make(layer) if should_wrap(layer) else None)
     if skipped:
         _log.info("tfimp.wrap: tfmot has no prunable weight for %s; left dense", ", ".join(skipped))
     if not wrappers(wrapped):
@@ -409,6 +418,24 @@ def wrap(model: keras.Model, *, exclude: Exclude = None,
             "that tfmot can wrap" + (" outside `exclude`" if exclude is not None else "") + "."
         )
     return wrapped
+
+
+def _independent_copy(model: keras.Model) -> keras.Model:
+    """A copy of a functional/Sequential ``model`` with its own variables and the same values.
+
+    Wrapping the copy leaves the caller's model exactly as it was: pruning
+    zeroes and masks the copy's kernels only. A model Keras cannot clone
+    (a custom layer without ``get_config``) is wrapped sharing its layers,
+    as tfmot does, and that is logged.
+    """
+    try:
+        with keras.utils.custom_object_scope(custom_objects()):
+            copy = keras.models.clone_model(model)
+    except (NotImplementedError, TypeError, ValueError) as error:
+        _log.info("tfimp.wrap: %s cannot be cloned (%s); the wrapped model shares its layers", model.name, error)
+        return model
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _wrap_layer_tree(model: keras.Model, wrapper_for: Callable) -> keras.Model:
@@ -449,10 +476,13 @@ def _wrap_in_place(container: keras.layers.Layer, wrapper_for: Callable) -> None
 
 
 def _replace_sublayers(container: keras.layers.Layer, replacement: Callable) -> None:
-    """Replaces each layer held as a public attribute or in a list attribute.
+    """Replaces each layer held as a public attribute or inside a list, tuple or dict attribute.
 
-    Keras tracks layers assigned to attributes and list items; deleting the
-    attribute first also drops the old layer from the container's tracking.
+    TensorFlow tracks list and dict attributes as append-only structures: a
+    replaced item makes the container unsaveable. So a container with a
+    replaced layer is rebuilt as a new list/tuple/dict and assigned anew
+    (after deleting the attribute, which also drops the old layers from
+    Keras' tracking); the user's code sees a list where it put a list.
     """
     for attribute, value in list(vars(container).items()):
         if attribute.startswith("_"):
@@ -462,12 +492,35 @@ def _replace_sublayers(container: keras.layers.Layer, replacement: Callable) -> 
             if new is not value:
                 delattr(container, attribute)
                 setattr(container, attribute, new)
-        elif isinstance(value, list):
-            for index, item in enumerate(list(value)):
-                if isinstance(item, keras.layers.Layer):
-                    new = replacement(item)
-                    if new is not item:
-                        value[index] = new
+            continue
+        items = _container_items(value)
+        if items is None:
+            continue
+        replaced = {key: (replacement(item) if isinstance(item, keras.layers.Layer) else item) for key, item in items}
+        if all(replaced[key] is item for key, item in items):
+            continue
+        if isinstance(value, dict) or hasattr(value, "keys"):
+            rebuilt = {key: replaced[key] for key, _ in items}
+        else:
+            rebuilt = [replaced[key] for key, _ in items]
+            if isinstance(value, tuple):
+                rebuilt = tuple(rebuilt)
+        delattr(container, attribute)
+        setattr(container, attribute, rebuilt)
+
+
+def _container_items(value) -> list | None:
+    """(key, item) pairs of a list, tuple or dict attribute (or of TensorFlow's tracking wrappers of them)."""
+    if isinstance(value, (str, bytes)) or isinstance(value, keras.layers.Layer):
+        return None
+    if isinstance(value, dict) or (hasattr(value, "keys") and hasattr(value, "__getitem__")):
+        try:
+            return [(key, value[key]) for key in list(value.keys())]
+        except TypeError:
+            return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ in ("ListWrapper", "_TupleWrapper"):
+        return list(enumerate(value))
+    return None
 
 
 def wrappers(model: keras.Model) -> list[tuple[str, PruneLowMagnitude]]:
@@ -538,17 +591,32 @@ def apply_masks(kernels: Sequence[PrunableKernel]) -> None:
 
 
 def strip(model: keras.Model) -> keras.Model:
-    """Removes the pruning wrappers; the returned model keeps the zeros.
+    """Removes the pruning wrappers; the returned model keeps the zeros and nothing else of tfimp.
 
-    Sequential/functional models are cloned by tfmot's ``strip_pruning``;
-    subclassed models are unwrapped in place.
+    The kernels lose tfimp's mask constraint, so further training of the
+    stripped model may move the zeros (it is a plain Keras model).
+    Sequential/functional models are cloned by tfmot's ``strip_pruning``
+    (sharing the layer objects and variables with ``model``, which stays
+    wrapped but without the constraint); subclassed models are unwrapped in
+    place.
     """
     check_tf_keras_model(model)
-    apply_masks(prunable_kernels(model))
+    kernels = prunable_kernels(model)
+    apply_masks(kernels)
+    for kernel in kernels:
+        _remove_mask_constraint(kernel.weight)
     if _is_graph_model(model):
         return _tfmot_prune.strip_pruning(model)
     _strip_in_place(model)
     return model
+
+
+def _remove_mask_constraint(weight) -> None:
+    """Undoes :func:`_install_mask_constraint` (the variable's own constraint, if any, comes back)."""
+    for component in _variable_components(weight):
+        current = getattr(component, "_constraint", None)
+        if isinstance(current, _KeepPrunedConstraint):
+            component._constraint = current._inner
 
 
 def _strip_in_place(container: keras.layers.Layer) -> None:

@@ -1,0 +1,157 @@
+"""The workdir: identity, clean overwrite, lock, one directory per cycle, load_cycle, TensorBoard per cycle."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tfimp
+from tfimp import keras, tf, workdir
+
+import helpers
+
+BATCH = 16
+
+
+def _imp(**fields):
+    settings = {k: fields.pop(k) for k in ("seed", "momentum", "weight_decay") if k in fields}
+    return tfimp.IMP(batch_size=BATCH, learning_rate=0.05, **settings, **fields)
+
+
+def _listing(directory):
+    return sorted(os.path.relpath(os.path.join(root, name), directory)
+                  for root, _, files in os.walk(directory) for name in files)
+
+
+def _snapshot(directory):
+    return {name: open(os.path.join(directory, name), "rb").read() for name in _listing(directory)}
+
+
+def test_a_different_run_is_refused_naming_each_difference_before_anything_is_written(tmp_path):
+    run = str(tmp_path / "run")
+    x, y = helpers.random_data(32)
+    _imp(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1).run(helpers.small_cnn(), (x, y),
+                                                                               workdir=run, verbose=0)
+    before = _snapshot(run)
+    other = _imp(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1, seed=3, momentum=0.8)
+    with pytest.raises(workdir.IdentityMismatch) as caught:
+        other.run(helpers.small_cnn(), (x, y), workdir=run, verbose=0)
+    message = str(caught.value)
+    assert "seed: 0 (in the workdir) vs 3 (this run)" in message
+    assert "momentum: 0.9 (in the workdir) vs 0.8 (this run)" in message
+    assert "plan" not in message and "overwrite=True" in message
+    assert _snapshot(run) == before  # not a byte changed, no lock left behind
+
+    stored = json.loads(before["identity.json"])
+    assert stored["seed"] == 0 and stored["plan"]["target_sparsity"] == 0.5
+
+
+def test_overwrite_removes_every_file_of_the_previous_run(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    x, y = helpers.random_data(32)
+    _imp(target_sparsity=0.8, cycles=3, dense_epochs=1, retrain_epochs=1).run(helpers.small_cnn(), (x, y),
+                                                                               workdir=run, verbose=0)
+    assert workdir.cycles(run) == [0, 1, 2, 3]
+    with open(os.path.join(run, "notes.txt"), "w") as handle:  # anything else in it goes too
+        handle.write("old")
+    rows = _imp(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1).run(
+        helpers.small_cnn(), (x, y), workdir=run, overwrite=True, verbose=1)
+    assert "overwrite: removed the previous run's" in capsys.readouterr().out
+    assert workdir.cycles(run) == [0, 1]
+    assert not any(name.startswith(("cycle_2", "cycle_3", "notes")) for name in _listing(run))
+    with open(os.path.join(run, "results.json")) as handle:
+        assert [r["cycle"] for r in json.load(handle)["rows"]] == [0, 1] == [r["cycle"] for r in rows]
+
+
+def test_overwrite_of_the_same_run_trains_again(tmp_path):
+    run = str(tmp_path / "run")
+    x, y = helpers.random_data(32)
+    fields = dict(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1)
+    _imp(**fields).run(helpers.small_cnn(), (x, y), workdir=run, verbose=0)
+
+    class Count(keras.callbacks.Callback):
+        batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            Count.batches += 1
+
+    _imp(**fields).run(helpers.small_cnn(), (x, y), workdir=run, verbose=0, callbacks=[Count()])
+    assert Count.batches == 0  # finished: not redone
+    _imp(**fields).run(helpers.small_cnn(), (x, y), workdir=run, overwrite=True, verbose=0, callbacks=[Count()])
+    assert Count.batches == 2 * 2
+
+
+def test_a_workdir_held_by_a_live_process_is_refused_and_a_stale_lock_taken_over(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    os.makedirs(run)
+    x, y = helpers.random_data(32)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with open(os.path.join(run, workdir.LOCK), "w") as handle:
+            json.dump({"host": __import__("socket").gethostname(), "pid": holder.pid, "started": "then"}, handle)
+        with pytest.raises(workdir.WorkdirInUse, match=rf"in use by process {holder.pid} on host"):
+            _imp(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1).run(
+                helpers.small_cnn(), (x, y), workdir=run, verbose=0)
+        assert os.listdir(run) == [workdir.LOCK]
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is dead now: its lock is stale.
+    rows = _imp(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1).run(
+        helpers.small_cnn(), (x, y), workdir=run, verbose=1)
+    assert f"taking over the stale lock of process {holder.pid}" in capsys.readouterr().out
+    assert [r["cycle"] for r in rows] == [0, 1]
+    assert not os.path.exists(os.path.join(run, workdir.LOCK))  # released at the end
+
+
+def test_each_cycle_is_a_directory_and_load_cycle_gives_the_model_of_that_cycle(tmp_path):
+    run = str(tmp_path / "run")
+    x, y = helpers.random_data(48)
+    imp = _imp(target_sparsity=0.9, cycles=2, dense_epochs=1, retrain_epochs=1)
+    rows = imp.run(helpers.small_cnn(), (x, y), test=(x, y), workdir=run, verbose=0)
+    assert workdir.cycles(run) == [0, 1, 2]
+    for row in rows:
+        directory = workdir.cycle_dir(run, row["cycle"])
+        assert sorted(os.listdir(directory)) == ["model.json", "report.json", "row.json", "weights.h5"]
+        with open(os.path.join(directory, "row.json")) as handle:
+            assert json.load(handle) == json.loads(json.dumps(row))
+        with open(os.path.join(directory, "report.json")) as handle:
+            report = json.load(handle)
+        loaded = tfimp.load_cycle(run, row["cycle"])
+        total = sum(k.size for k in tfimp.tfmot_glue.prunable_kernels(loaded))
+        assert tfimp.sparsity(loaded) == row["sparsity"]
+        assert sum(layer["parameters"] - layer["nonzero"] for layer in report["layers"]) == round(
+            row["sparsity"] * total)
+    final = tfimp.load_cycle(run, 2)
+    np.testing.assert_array_equal(final.predict(x, verbose=0), imp.model.predict(x, verbose=0))
+    # Into a model object (the way for subclassed models): the same weights and masks.
+    into = tfimp.load_cycle(run, 2, model=helpers.small_cnn(name="other"))
+    np.testing.assert_array_equal(into.predict(x, verbose=0), imp.model.predict(x, verbose=0))
+    with pytest.raises(FileNotFoundError, match=r"no finished cycle 5; finished cycles: \[0, 1, 2\]"):
+        tfimp.load_cycle(run, 5)
+
+
+def _scalars(directory):
+    values = {}
+    for name in os.listdir(directory):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(directory, name)):
+            for value in event.summary.value:
+                values.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return values
+
+
+def test_per_cycle_tensorboard_scalars_are_written(tmp_path):
+    run = str(tmp_path / "run")
+    x, y = helpers.random_data(48)
+    board = keras.callbacks.TensorBoard(os.path.join(run, "tensorboard"), update_freq=100)
+    rows = _imp(target_sparsity=0.8, cycles=2, dense_epochs=1, retrain_epochs=1).run(
+        helpers.small_cnn(), (x, y), test=(x, y), workdir=run, verbose=0, callbacks=[board],
+        cycle_end_hooks=[tfimp.report.CycleReporter(run, verbose=0)])
+    scalars = _scalars(os.path.join(run, "tensorboard", "cycles"))
+    assert scalars["cycle/sparsity"] == pytest.approx({r["cycle"]: r["sparsity"] for r in rows})
+    assert scalars["cycle/accuracy"] == pytest.approx({r["cycle"]: r["test_accuracy"] for r in rows})
+    assert set(scalars["layer_sparsity/conv1"]) == {0, 1, 2}
+    assert scalars["cycle/theoretical_speedup"][2] > 1.0

@@ -1,0 +1,260 @@
+"""A run's directory: its layout, its identity and its lock, in one place.
+
+Layout of a workdir (every name below is defined here and nowhere else)::
+
+    identity.json       what the run is: everything that can change its results
+    config.json         the CLI's resolved config (readable copy)
+    run.lock            host and process of the run using the workdir now
+    checkpoint/         IMP's per-epoch state, swapped in atomically (tfimp.checkpoint)
+    backup/             Keras' BackupAndRestore state of the dense and baseline runners
+    cycle_N/            one finished cycle: weights.h5 (weights and masks), model.json
+                        (architecture, when Keras can serialise it), row.json, report.json
+    results.json        the per-cycle rows (results.csv: the same as a table)
+    final.weights.h5    the finished model of the dense and baseline runners
+    tensorboard/        Keras' epoch scalars; per-cycle scalars under tensorboard/cycles
+    export/             the CLI's checked exports and their size table
+
+**Identity.** A workdir belongs to one run, described by a dict of
+everything that can change its results (the runner's settings and, from the
+CLI, the whole resolved config). It is stored once, in ``identity.json``. A
+later run with any difference is refused before anything is written, with
+every differing key and both values; ``overwrite=True`` removes every file
+of the previous run first, whatever it was.
+
+**Lock.** ``run.lock`` names the host and process using the workdir. A
+second run is refused while that process lives; a lock whose process is gone
+(same host) is stale and taken over. A lock written on another host cannot be
+checked from here and is respected: delete it by hand if that run is dead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from typing import Any, Optional
+
+IDENTITY = "identity.json"
+CONFIG = "config.json"
+LOCK = "run.lock"
+CHECKPOINT = "checkpoint"
+BACKUP = "backup"
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+FINAL_WEIGHTS = "final.weights.h5"
+TENSORBOARD = "tensorboard"
+TENSORBOARD_CYCLES = os.path.join("tensorboard", "cycles")
+EXPORT = "export"
+PLOT = "accuracy_vs_sparsity.png"
+CYCLE_WEIGHTS = "weights.h5"
+CYCLE_MODEL = "model.json"
+CYCLE_ROW = "row.json"
+CYCLE_REPORT = "report.json"
+
+
+def path(workdir: str, *names: str) -> str:
+    """``workdir/names...``."""
+    return os.path.join(workdir, *names)
+
+
+def cycle_dir(workdir: str, cycle: int) -> str:
+    """The directory of finished cycle ``cycle`` (0 = the dense phase)."""
+    return os.path.join(workdir, f"cycle_{int(cycle)}")
+
+
+def cycles(workdir: str) -> list[int]:
+    """The finished cycles found in ``workdir``, in order."""
+    found = []
+    for name in os.listdir(workdir) if os.path.isdir(workdir) else []:
+        if name.startswith("cycle_") and name[6:].isdigit() and os.path.exists(path(workdir, name, CYCLE_ROW)):
+            found.append(int(name[6:]))
+    return sorted(found)
+
+
+class WorkdirInUse(RuntimeError):
+    """Another live process holds the workdir's lock."""
+
+
+class IdentityMismatch(ValueError):
+    """The workdir holds a run that differs from this one."""
+
+
+def _normalise(value: Any) -> Any:
+    """JSON-comparable form (tuples become lists, numpy scalars numbers, unknown objects their repr)."""
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else repr(v)))
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat or {prefix[:-1]: {}}
+    return {prefix[:-1]: value}
+
+
+_MISSING = "<absent>"
+
+
+def differences(stored: dict, wanted: dict) -> list[str]:
+    """``"key: stored -> wanted"`` for each (dotted) key whose value differs."""
+    old, new = _flatten(_normalise(stored)), _flatten(_normalise(wanted))
+    return [f"{key}: {old.get(key, _MISSING)!r} (in the workdir) vs {new.get(key, _MISSING)!r} (this run)"
+            for key in sorted(set(old) | set(new)) if old.get(key, _MISSING) != new.get(key, _MISSING)]
+
+
+def atomic_write_text(target: str, text: str) -> None:
+    """Writes ``text`` to ``target`` via a temporary file and a rename."""
+    tmp = f"{target}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, target)
+
+
+def read_json(target: str) -> Optional[Any]:
+    """The JSON in ``target``, or ``None`` when there is no such file."""
+    if not os.path.exists(target):
+        return None
+    with open(target, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+# -- lock -----------------------------------------------------------------------
+
+_HELD: set[str] = set()  # lock paths this process holds
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _describe(owner: dict) -> str:
+    return f"process {owner.get('pid')} on host {owner.get('host')!r} (started {owner.get('started', '?')})"
+
+
+def acquire(workdir: str, verbose: int = 1) -> bool:
+    """Takes ``workdir``'s lock for this process; ``False`` when this process holds it already.
+
+    Whoever got ``True`` releases it (:func:`release`), so nested holders
+    (the CLI, a runner, the IMP callback) leave it to the outermost.
+
+    Raises:
+      WorkdirInUse: a live process (or one on another host) holds it.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    lock = path(workdir, LOCK)
+    if lock in _HELD:
+        return False
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    for _ in range(2):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = read_json(lock) or {}
+            except (OSError, ValueError):
+                owner = {}  # half-written by a killed process
+            same_host = owner.get("host") == me["host"]
+            if same_host and owner.get("pid") == me["pid"]:
+                os.remove(lock)  # ours, left by an earlier call of this process that failed
+                continue
+            if owner and (not same_host or _process_alive(int(owner.get("pid", -1)))):
+                raise WorkdirInUse(
+                    f"workdir {workdir!r} is in use by {_describe(owner)}; wait for it to finish or use another "
+                    f"workdir" + ("" if same_host else f" (if that run is dead, delete {lock})"))
+            if verbose:
+                print(f"[tfimp] taking over the stale lock of {_describe(owner)} in {workdir!r}", flush=True)
+            os.remove(lock)
+            continue
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(me, handle)
+        _HELD.add(lock)
+        return True
+    raise WorkdirInUse(f"could not take the lock {lock!r}: another process took it at the same time")
+
+
+def release(workdir: str) -> None:
+    """Removes ``workdir``'s lock if this process holds it."""
+    lock = path(workdir, LOCK)
+    if lock in _HELD:
+        _HELD.discard(lock)
+        if os.path.exists(lock):
+            os.remove(lock)
+
+
+class Locked:
+    """``with Locked(workdir):`` holds the workdir's lock for the block."""
+
+    def __init__(self, workdir: Optional[str], verbose: int = 1):
+        self.workdir, self.verbose = workdir, verbose
+
+    def __enter__(self):
+        self._took = self.workdir is not None and acquire(self.workdir, self.verbose)
+        return self
+
+    def __exit__(self, *exc):
+        if self._took:
+            release(self.workdir)
+        return False
+
+
+# -- identity -------------------------------------------------------------------
+
+def clear(workdir: str) -> int:
+    """Removes every file and directory in ``workdir`` but the lock; returns how many entries went."""
+    removed = 0
+    for name in os.listdir(workdir) if os.path.isdir(workdir) else []:
+        if name == LOCK:
+            continue
+        target = path(workdir, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        else:
+            os.remove(target)
+        removed += 1
+    return removed
+
+
+def claim(workdir: str, identity: dict, overwrite: bool = False, verbose: int = 1,
+          files: Optional[dict[str, str]] = None) -> None:
+    """Makes ``workdir`` this run's: checks (or, with ``overwrite``, resets) it and records ``identity``.
+
+    ``files`` (name -> text) are written after the check, e.g. the CLI's
+    ``config.json``. Nothing is written when the check fails.
+
+    Raises:
+      IdentityMismatch: the workdir holds a different run and ``overwrite`` is false.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    wanted = _normalise(identity)
+    if overwrite:
+        removed = clear(workdir)
+        if removed and verbose:
+            print(f"[tfimp] overwrite: removed the previous run's {removed} "
+                  f"{'entry' if removed == 1 else 'entries'} from {workdir!r}", flush=True)
+    else:
+        stored = read_json(path(workdir, IDENTITY))
+        if stored is None and any(name != LOCK for name in os.listdir(workdir)):
+            if cycles(workdir) or os.path.exists(path(workdir, CHECKPOINT)) or os.path.exists(
+                    path(workdir, RESULTS_JSON)):
+                raise IdentityMismatch(f"workdir {workdir!r} holds a run without {IDENTITY} (an older tfimp or "
+                                       "another tool); use another workdir, or overwrite=True (CLI: --overwrite)")
+        if stored is not None and stored != wanted:
+            changed = differences(stored, wanted)
+            raise IdentityMismatch(
+                f"workdir {workdir!r} holds a different run:\n  " + "\n  ".join(changed)
+                + "\nuse another workdir, or pass overwrite=True (CLI: --overwrite) to remove it and start over")
+    if read_json(path(workdir, IDENTITY)) != wanted:
+        atomic_write_text(path(workdir, IDENTITY), json.dumps(wanted, indent=2))
+    for name, text in (files or {}).items():
+        atomic_write_text(path(workdir, name), text)
