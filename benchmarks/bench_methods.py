@@ -14,9 +14,10 @@
     epochs split dense/retraining as ``--splits`` (e.g. 50/50 and 75/25), with
     1, 2 or 4 retraining epochs per cycle (the number of cycles fills the
     retraining share).
-STR takes no target: ``str_init`` is calibrated per target on the first seed
-(``tfimp.baselines.calibrate_str_init``, same budget), STR runs with it on
-every seed, and IMP + SLR is run again at exactly the sparsity STR reached.
+STR takes no target: the decay on its thresholds is calibrated per target on
+the first seed (``tfimp.baselines.calibrate_str``, same budget, thresholds
+starting nearly at zero), STR runs with it on every seed, and IMP + SLR is run
+again at exactly the sparsity STR reached.
 
 Every run goes through the CLI's ``tfimp.main.run`` (no exports). Prints
 mean ± std of test accuracy over seeds, writes ``methods.json`` (every run,
@@ -125,14 +126,14 @@ class Runner:
 
 
 def calibrate_str(args, target: float, seed: int) -> tuple[float, float]:
-    """STR's ``str_init`` for ``target`` on this benchmark's data and budget."""
+    """STR's ``str_weight_decay`` for ``target`` on this benchmark's data and budget."""
     spec = data.spec(args.dataset)
     loaded = data.load(args.dataset, data_dir=args.data_dir or None, batch_size=args.batch_size, seed=seed,
                        train_subset=args.train_subset or None)
     build = lambda: models.build(args.model, num_classes=spec.num_classes, input_shape=spec.input_shape)  # noqa: E731
-    return baselines.calibrate_str_init(build, loaded.train, target, args.epochs, tolerance=args.str_tolerance,
-                                        max_runs=args.str_calibration_runs, seed=seed, learning_rate=args.learning_rate,
-                                        weight_decay=args.weight_decay, batch_size=args.batch_size)
+    return baselines.calibrate_str(build, loaded.train, target, args.epochs, tolerance=args.str_tolerance,
+                                   max_runs=args.str_calibration_runs, seed=seed, learning_rate=args.learning_rate,
+                                   weight_decay=args.weight_decay, batch_size=args.batch_size)
 
 
 def run_grid(args) -> list[dict]:
@@ -164,14 +165,14 @@ def run_grid(args) -> list[dict]:
                 runner.run("c", label, args.c_sparsity, seed, config, **facts)
     if "str" in groups:
         for target in sparsities:
-            str_init, reached = calibrate_str(args, target, seeds[0])
-            print(f"[bench] STR for {target:.0%}: str_init {str_init:+.4f} (calibration run reached {reached:.4f})",
-                  flush=True)
+            decay, reached = calibrate_str(args, target, seeds[0])
+            print(f"[bench] STR for {target:.0%}: str_weight_decay {decay:.4g} (calibration run reached "
+                  f"{reached:.4f})", flush=True)
             runs = []
             for seed in seeds:
                 config = method_config("str", target, seed, args)
-                config.str_init = str_init
-                runs.append(runner.run("str", "str", target, seed, config, str_init=str_init))
+                config.update(str_init=baselines.STR_DENSE_START, str_weight_decay=decay)
+                runs.append(runner.run("str", "str", target, seed, config, str_weight_decay=decay))
             at = round(statistics.mean(r["sparsity"] for r in runs), 4)
             for seed in seeds:  # IMP at exactly the sparsity STR reached
                 runner.run("str", "imp_slr_at_str", target, seed, method_config("imp_slr", at, seed, args),
@@ -220,11 +221,11 @@ def summarise(results: list[dict]) -> str:
     strs = [r for r in results if r["group"] == "str"]
     if strs:
         out.append(f"\nSTR and IMP + SLR at the sparsity STR reached\n"
-                   f"{'target':>7s} {'str_init':>9s} {'STR reached':>12s} {'STR acc':>14s} {'IMP+SLR acc':>14s}")
+                   f"{'target':>7s} {'decay on s':>11s} {'STR reached':>12s} {'STR acc':>14s} {'IMP+SLR acc':>14s}")
         for target in dict.fromkeys(r["target"] for r in strs):
             str_runs = [r for r in strs if r["target"] == target and r["method"] == "str"]
             imp_runs = [r for r in strs if r["target"] == target and r["method"] == "imp_slr_at_str"]
-            out.append(f"{target:>7.0%} {str_runs[0]['str_init']:>+9.3f} "
+            out.append(f"{target:>7.0%} {str_runs[0]['str_weight_decay']:>11.4g} "
                        f"{100 * _mean([r['sparsity'] for r in str_runs]):>11.2f}% "
                        f"{_mean_std([r['test_accuracy'] for r in str_runs]):>14s} "
                        f"{_mean_std([r['test_accuracy'] for r in imp_runs]):>14s}")

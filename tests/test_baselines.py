@@ -197,10 +197,11 @@ def test_str_decay_on_threshold_raises_sparsity_and_calibration_hits_the_target(
                                     learning_rate=0.05).run(helpers.small_cnn(), (x, y), verbose=0)
         reached[decay] = rows[-1]["sparsity"]
     assert reached[5.0] > reached[0.0]
-    s_init, sparsity = baselines.calibrate_str_init(helpers.small_cnn, (x, y), 0.6, 2, tolerance=0.03, max_runs=8,
-                                                    verbose=0, batch_size=32, learning_rate=0.05)
+    decay, sparsity = baselines.calibrate_str(helpers.small_cnn, (x, y), 0.6, 2, tolerance=0.03, max_runs=10,
+                                              low=1e-3, high=30.0, verbose=0, batch_size=32, learning_rate=0.05)
     assert abs(sparsity - 0.6) <= 0.03
+    keras.backend.clear_session()
     keras.utils.set_random_seed(0)
-    rows = tfimp.DuringTraining("str", 0.6, 2, str_init=s_init, batch_size=32, learning_rate=0.05,
-                                seed=0).run(helpers.small_cnn(), (x, y), verbose=0)
+    rows = tfimp.DuringTraining("str", 0.6, 2, str_init=baselines.STR_DENSE_START, str_weight_decay=decay,
+                                batch_size=32, learning_rate=0.05, seed=0).run(helpers.small_cnn(), (x, y), verbose=0)
     assert rows[-1]["sparsity"] == pytest.approx(sparsity, abs=1e-6)  # the same run, the same sparsity

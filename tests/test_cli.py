@@ -1,6 +1,7 @@
 """The absl/ml_collections CLI end to end on a tiny train_subset."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -157,3 +158,35 @@ def test_optimizer_allr_and_str_keys_reach_the_runners():
     with pytest.raises(ValueError, match=r"config.optimizer='adam' is unknown; known: \['keras_sgd_decoupled', "
                                          r"'torch_sgd'\]"):
         main.check_config(_config(optimizer="adam"))
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("method", "snip", "config.method='snip' is unknown"),
+    ("model", "resnet57", "config.model='resnet57' is unknown"),
+    ("dataset", "cifar11", "unknown dataset 'cifar11'"),
+    ("optimizer", "adam", "config.optimizer='adam' is unknown"),
+    ("criterion", "random", "unknown criterion 'random'"),
+    ("retrain_schedule", "step", "unknown retraining schedule 'step'"),
+    ("dense_schedule", "poly", "config.dense_schedule='poly' is unknown"),
+    ("optimizer_state", "reset", "config.optimizer_state='reset' is unknown"),
+    ("allr_norm_drop", "global", "config.allr_norm_drop='global' is unknown"),
+    ("augmentation", "mixup", "config.augmentation='mixup' is unknown"),
+    ("verbose", 3, "config.verbose=3 is unknown"),
+    ("export_formats", "keras,tflit", "config.export_formats has unknown format(s) ['tflit']"),
+    ("target_sparsity", 1.0, "config.target_sparsity=1.0 is out of range; allowed: 0 < value < 1"),
+    ("learning_rate", 0.0, "config.learning_rate=0.0 is out of range"),
+    ("momentum", 1.0, "config.momentum=1.0 is out of range"),
+    ("weight_decay", -1e-4, "config.weight_decay=-0.0001 is out of range"),
+    ("validation_fraction", 1.0, "config.validation_fraction=1.0 is out of range"),
+    ("train_subset", -5, "config.train_subset=-5 is out of range"),
+    ("batch_size", 0, "config.batch_size must be >= 1"),
+    ("cycles", 0, "config.cycles must be >= 1"),
+    ("prune_frequency", -1, "config.prune_frequency=-1 is out of range"),
+])
+def test_every_kind_of_config_key_is_checked_before_data_is_read(tmp_path, key, value, message):
+    # The data directory does not exist: a check that came after loading would report missing data instead.
+    config = _config(data_dir=str(tmp_path / "no_data"), verbose=0)
+    config[key] = value
+    with pytest.raises(ValueError, match=re.escape(message)):
+        main.run(config, str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run")  # nothing written either

@@ -40,12 +40,41 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and r
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Remove the run the workdir holds, whatever it is, and start over.")
 
 
+#: Keys with a fixed set of values (the method's, model's, dataset's and optimizer's are checked by name above).
+_CHOICES = {
+    "dense_schedule": tfimp.imp.DENSE_SCHEDULES,
+    "optimizer_state": tfimp.plan.OPTIMIZER_STATES,
+    "allr_norm_drop": tfimp.plan.ALLR_NORM_DROPS,
+    "augmentation": ("",) + data.AUGMENTATIONS,
+    "verbose": (0, 1, 2),
+}
+#: Numeric keys: (check, what is allowed).
+_RANGES = {
+    "target_sparsity": (lambda v: 0.0 < v < 1.0, "0 < value < 1"),
+    "learning_rate": (lambda v: v > 0.0, "> 0"),
+    "momentum": (lambda v: 0.0 <= v < 1.0, "0 <= value < 1"),
+    "weight_decay": (lambda v: v >= 0.0, ">= 0"),
+    "validation_fraction": (lambda v: 0.0 <= v < 1.0, "0 <= value < 1"),
+    "train_subset": (lambda v: v >= 0, ">= 0 (0 = all)"),
+    "dense_epochs": (lambda v: v >= 0, ">= 0"),
+    "warmup_epochs": (lambda v: v >= 0, ">= 0"),
+    "prune_frequency": (lambda v: v >= 0, ">= 0 (0 = the method's default)"),
+    "prune_begin_fraction": (lambda v: 0.0 <= v <= 1.0, "0 <= value <= 1"),
+    "prune_end_fraction": (lambda v: 0.0 <= v <= 1.0, "0 <= value <= 1"),
+    "str_weight_decay": (lambda v: v >= 0.0, ">= 0"),
+}
+
+
 def check_config(config) -> None:
     """Fails before any work on a config that cannot run.
 
+    Every key with a fixed set of values or a range is checked here, before
+    any data is read.
+
     Raises:
-      ValueError: an unknown method, dataset, model, criterion or schedule, or
-        a bad number; the message names the key and what is allowed.
+      ValueError: an unknown method, dataset, model, criterion, schedule,
+        optimizer, augmentation or export format, or a number out of range;
+        the message names the key and what is allowed.
     """
     if config.method not in METHODS:
         raise ValueError(f"config.method={config.method!r} is unknown; known methods: {list(METHODS)}")
@@ -61,9 +90,20 @@ def check_config(config) -> None:
     if config.method in DURING_TRAINING + ("bimp",) and config.epochs < 1:
         raise ValueError(f"config.epochs (the whole budget) must be >= 1 for method {config.method!r}, "
                          f"got {config.epochs}")
-    for key in ("batch_size", "retrain_epochs", "cycles"):
+    for key in ("batch_size", "retrain_epochs", "cycles", "log_every_steps"):
         if config.get(key) is not None and config[key] < 1:
             raise ValueError(f"config.{key} must be >= 1, got {config[key]}")
+    for key, allowed in _CHOICES.items():
+        if config[key] not in allowed:
+            raise ValueError(f"config.{key}={config[key]!r} is unknown; known: {list(allowed)}")
+    for key, (check, allowed) in _RANGES.items():
+        if config.get(key) is not None and not check(config[key]):
+            raise ValueError(f"config.{key}={config[key]!r} is out of range; allowed: {allowed}")
+    formats = [f for f in config.export_formats.split(",") if f] if config.export_formats else []
+    unknown = [f for f in formats if f not in export.FORMATS]
+    if unknown:
+        raise ValueError(f"config.export_formats has unknown format(s) {unknown}; known: {list(export.FORMATS)} "
+                         "(comma-separated; \"\" for none)")
 
 
 def check_model_fits_data(model: keras.Model, spec: data.DatasetSpec) -> None:
