@@ -131,7 +131,7 @@ def calibrate_str(args, target: float, seed: int) -> tuple[float, float]:
     loaded = data.load(args.dataset, data_dir=args.data_dir or None, batch_size=args.batch_size, seed=seed,
                        train_subset=args.train_subset or None)
     build = lambda: models.build(args.model, num_classes=spec.num_classes, input_shape=spec.input_shape)  # noqa: E731
-    return baselines.calibrate_str(build, loaded.train, target, args.epochs, tolerance=args.str_tolerance,
+    return baselines.calibrate_str(build, loaded.train_epochs, target, args.epochs, tolerance=args.str_tolerance,
                                    max_runs=args.str_calibration_runs, seed=seed, learning_rate=args.learning_rate,
                                    weight_decay=args.weight_decay, batch_size=args.batch_size)
 

@@ -205,3 +205,17 @@ def test_str_decay_on_threshold_raises_sparsity_and_calibration_hits_the_target(
     rows = tfimp.DuringTraining("str", 0.6, 2, str_init=baselines.STR_DENSE_START, str_weight_decay=decay,
                                 batch_size=32, learning_rate=0.05, seed=0).run(helpers.small_cnn(), (x, y), verbose=0)
     assert rows[-1]["sparsity"] == pytest.approx(sparsity, abs=1e-6)  # the same run, the same sparsity
+
+
+def test_str_evaluation_after_training_uses_the_final_weights_once():
+    # Validation during fit traces Keras' test function with the soft threshold; after the final
+    # bake-in, that function must not be reused (it would threshold the baked weights again).
+    x, y = helpers.random_data(96, seed=2)
+    keras.utils.set_random_seed(0)
+    runner = tfimp.DuringTraining("str", 0.5, 2, str_init=-2.0, batch_size=32, learning_rate=0.05)
+    rows = runner.run(helpers.small_cnn(), (x, y), validation=(x, y), test=(x, y), verbose=0)
+    model = runner.model
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    direct = float(loss(y, model(x, training=False)))
+    assert rows[-1]["test_loss"] == pytest.approx(direct, rel=1e-5)
+    assert model.evaluate(x, y, verbose=0, return_dict=True)["loss"] == pytest.approx(direct, rel=1e-5)

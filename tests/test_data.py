@@ -143,3 +143,23 @@ def test_imagenet_pipeline_shapes(mocked_tfds, tmp_path):
     x, _ = next(iter(loaded.train))
     x_test, _ = next(iter(loaded.test))
     assert x.shape == (4, 224, 224, 3) and x_test.shape == (4, 224, 224, 3)
+
+
+def test_epoch_ordered_training_data_depends_only_on_the_seed_and_the_epoch(tmp_path):
+    make_idx_dataset(str(tmp_path), n_train=40, n_test=10)
+    loaded = data.load("fashion_mnist", data_dir=str(tmp_path), batch_size=8, seed=3, validation_fraction=0.0)
+    ordered = loaded.train_epochs
+    assert ordered.steps_per_epoch == loaded.steps_per_epoch == 5
+
+    def labels(dataset):
+        return np.concatenate([y.numpy() for _, y in dataset])
+
+    whole = labels(ordered.epochs(0, 3))
+    assert len(whole) == 3 * 40
+    resumed = labels(ordered.epochs(2, 3))  # a run resumed at epoch 2
+    np.testing.assert_array_equal(resumed, whole[80:])
+    np.testing.assert_array_equal(labels(ordered.epoch(1)), labels(ordered.epoch(1)))  # same on every pass
+    assert not np.array_equal(whole[:40], whole[40:80])  # and a new order each epoch
+    again = data.load("fashion_mnist", data_dir=str(tmp_path), batch_size=8, seed=3, validation_fraction=0.0)
+    images = [x.numpy() for x, _ in again.train_epochs.epoch(2)]
+    np.testing.assert_array_equal(np.concatenate(images), np.concatenate([x.numpy() for x, _ in ordered.epoch(2)]))

@@ -467,3 +467,70 @@ def test_allr_norm_drop_in_later_cycles(norm_drop):
     expected = eta_max * d / math.sqrt(s)
     assert 1 / 40 * eta_max < expected < eta_max, "pick a setting where ALLR is not clipped"
     assert imp.rows[2]["initial_lr"] == pytest.approx(expected, rel=1e-5)
+
+
+_EXACT_RESUME = r"""
+import json, sys
+import numpy as np
+import tfimp
+from tfimp import keras, tf
+sys.path.insert(0, sys.argv[2])
+import helpers
+
+tf.config.experimental.enable_op_determinism()
+x, y = helpers.random_data(96, seed=1)
+fields = dict(target_sparsity=0.9, cycles=3, dense_epochs=2, retrain_epochs=2, batch_size=16, learning_rate=0.05)
+
+
+class Kill(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == (5, 2):
+            raise KeyboardInterrupt("simulated kill")
+
+
+def run(workdir, callbacks=()):
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    imp = tfimp.IMP(**fields)
+    rows = imp.run(helpers.small_cnn(), (x, y), test=(x, y), workdir=workdir, verbose=0, callbacks=list(callbacks))
+    return imp.model, rows
+
+
+def state(model, rows):
+    kernels = tfimp.tfmot_glue.prunable_kernels(model)
+    return ([w.numpy() for w in model.weights], [k.mask.numpy() for k in kernels],
+            [{k: v for k, v in r.items() if k != "wall_s"} for r in rows])
+
+
+root = sys.argv[1]
+straight = state(*run(root + "/straight"))
+try:
+    run(root + "/killed", [Kill()])
+except KeyboardInterrupt:
+    pass
+resumed = state(*run(root + "/killed"))
+print(json.dumps({
+    "weights_equal": all(np.array_equal(a, b) for a, b in zip(straight[0], resumed[0])),
+    "masks_equal": all(np.array_equal(a, b) for a, b in zip(straight[1], resumed[1])),
+    "rows_equal": straight[2] == resumed[2],
+    "last_loss": [straight[2][-1]["train_loss"], resumed[2][-1]["train_loss"]],
+}))
+"""
+
+
+def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "exact_resume.py"
+    script.write_text(_EXACT_RESUME)
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run([sys.executable, str(script), str(tmp_path), tests_dir], capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["last_loss"][0] == outcome["last_loss"][1]
+    assert outcome == {**outcome, "weights_equal": True, "masks_equal": True, "rows_equal": True}

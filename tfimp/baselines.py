@@ -304,7 +304,9 @@ class DuringTraining(_Trainer):
             extra.insert(0, keras.callbacks.BackupAndRestore(_workdir.path(workdir, _workdir.BACKUP)))
         rows = EpochRows(self.method, self.target_sparsity, self.epochs, test, workdir,
                          self.criterion if self.method in ("gmp", "dpf") else None)
-        model.fit(train, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch, validation_data=validation,
+        data, steps_for_fit = self._for_fit(train, 0, self.epochs, steps)  # BackupAndRestore picks the epoch
+        model.fit(data, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch or steps_for_fit,
+                  validation_data=validation,
                   callbacks=[*extra, rows, *callbacks], verbose=verbose)
         for hook in cycle_end_hooks:  # no cycles: once, for the final model
             hook(model, rows.rows[-1])

@@ -32,7 +32,7 @@ import os
 import socket
 import struct
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -86,9 +86,62 @@ def spec(name: str) -> DatasetSpec:
     return SPECS[name]
 
 
+class EpochOrdered:
+    """Training batches whose order (and augmentation) in epoch ``e`` depend only on the seed and ``e``.
+
+    A plain ``shuffle(reshuffle_each_iteration=True)`` gives the k-th pass
+    over the data the k-th order *of this process*: a resumed run replays
+    its first epochs' orders instead of continuing. The runners feed ``fit``
+    ``epochs(initial_epoch, total_epochs)``, so a run resumed at epoch 5 sees
+    exactly the batches epoch 5 of an uninterrupted run sees.
+
+    Args:
+      make_epoch: ``epoch (int) -> batched tf.data.Dataset`` of that epoch.
+      steps_per_epoch: batches per epoch.
+    """
+
+    def __init__(self, make_epoch: Callable[[int], tf.data.Dataset], steps_per_epoch: int):
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        self.make_epoch = make_epoch
+        self.steps_per_epoch = int(steps_per_epoch)
+
+    def epochs(self, first: int, end: int) -> tf.data.Dataset:
+        """Epochs ``first .. end - 1`` back to back."""
+        if not 0 <= first < end:
+            raise ValueError(f"need 0 <= first < end, got {first}, {end}")
+        dataset = self.make_epoch(int(first))
+        for epoch in range(int(first) + 1, int(end)):  # Python seeds: tf.data's shuffle wants constant ones
+            dataset = dataset.concatenate(self.make_epoch(epoch))
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def epoch(self, epoch: int) -> tf.data.Dataset:
+        """The batches of one epoch."""
+        return self.make_epoch(int(epoch))
+
+    @classmethod
+    def from_arrays(cls, x, y, batch_size: int, seed: int = 0) -> "EpochOrdered":
+        """``(x, y)`` arrays, reshuffled per epoch from ``seed`` and the epoch index."""
+        examples = tf.data.Dataset.from_tensor_slices((np.asarray(x), np.asarray(y)))
+        count = len(x)
+        # reshuffle_each_iteration=False: an epoch's dataset gives its order however often it is iterated.
+        return cls(lambda epoch: examples.shuffle(count, seed=_epoch_seed(seed, epoch),
+                                                  reshuffle_each_iteration=False).batch(batch_size),
+                   math.ceil(count / batch_size))
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch)) % (2 ** 62)
+
+
 @dataclasses.dataclass
 class Data:
-    """Ready-to-use pipelines of one dataset."""
+    """Ready-to-use pipelines of one dataset.
+
+    ``train`` reshuffles on every pass (for your own ``fit``);
+    ``train_epochs`` is the same data ordered by epoch index, which the
+    runners use so that a resumed run continues with the right epoch.
+    """
 
     spec: DatasetSpec
     train: tf.data.Dataset
@@ -97,6 +150,7 @@ class Data:
     train_examples: int
     batch_size: int
     source: str
+    train_epochs: Optional[EpochOrdered] = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -324,6 +378,29 @@ def pipeline(dataset: tf.data.Dataset, data_spec: DatasetSpec, *, batch_size: in
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def epoch_pipeline(dataset: tf.data.Dataset, data_spec: DatasetSpec, *, batch_size: int, examples: int,
+                   augmentation: Optional[str] = None, seed: int = 0, shuffle_buffer: int = 10_000) -> EpochOrdered:
+    """The training pipeline of :func:`pipeline`, with each epoch's order and augmentation seeded by its index."""
+    augmentation = data_spec.augmentation if augmentation is None else augmentation
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augmentation!r}; known: {list(AUGMENTATIONS)}")
+    options = tf.data.Options()
+    options.deterministic = True
+    dataset = dataset.with_options(options)
+    preprocess = _preprocess(augmentation, data_spec, True)
+
+    def make_epoch(epoch):
+        epoch_seed = _epoch_seed(seed, epoch)
+        shuffled = dataset.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+        # Per-example augmentation seeds (epoch seed, position): stateless, so the same in a resumed run.
+        indexed = tf.data.Dataset.zip((shuffled, tf.data.Dataset.range(examples)))
+        return indexed.map(lambda pair, index: preprocess(pair[0], pair[1],
+                                                          tf.stack([tf.constant(epoch_seed, tf.int64), index])),
+                           num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+
+    return EpochOrdered(make_epoch, math.ceil(examples / batch_size))
+
+
 # --------------------------------------------------------------------------
 # The one entry point
 # --------------------------------------------------------------------------
@@ -366,6 +443,8 @@ def load(name: str, *, data_dir: Optional[str] = None, batch_size: int = 128, va
 
     make = lambda x, y, training: pipeline(arrays(x, y), data_spec, batch_size=batch_size, training=training,  # noqa: E731
                                            augmentation=augmentation, seed=seed)
+    train_epochs = epoch_pipeline(arrays(x_train[train_index], y_train[train_index]), data_spec,
+                                  batch_size=batch_size, examples=len(train_index), augmentation=augmentation, seed=seed)
     return Data(
         spec=data_spec,
         train=make(x_train[train_index], y_train[train_index], True),
@@ -374,6 +453,7 @@ def load(name: str, *, data_dir: Optional[str] = None, batch_size: int = 128, va
         train_examples=len(train_index),
         batch_size=batch_size,
         source=source,
+        train_epochs=train_epochs,
     )
 
 
@@ -398,4 +478,6 @@ def _load_imagenet(data_spec, data_dir, batch_size, validation_fraction, seed, t
         train_examples=used - n_validation,
         batch_size=batch_size,
         source=f"tensorflow-datasets ({builder.data_dir})",
+        train_epochs=epoch_pipeline(read(train_split), data_spec, batch_size=batch_size,
+                                    examples=used - n_validation, augmentation=augmentation, seed=seed),
     )

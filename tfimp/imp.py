@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from tfimp import callbacks as _callbacks
+from tfimp import data as _data
 from tfimp import checkpoint as _checkpoint
 from tfimp import lr as _lr
 from tfimp import optimizers as _optimizers
@@ -147,13 +148,37 @@ class _Trainer:
                               self.warmup_epochs * steps_per_epoch)
 
     def _datasets(self, train, validation, test):
-        train = _as_dataset(train, self.batch_size, shuffle=True, seed=self.seed)
+        """(training data, validation, test, steps per epoch); arrays become :class:`tfimp.data.EpochOrdered`."""
+        if isinstance(train, (tuple, list)) and len(train) == 2:
+            train = _data.EpochOrdered.from_arrays(train[0], train[1], self.batch_size, self.seed)
+        elif not isinstance(train, (_data.EpochOrdered, tf.data.Dataset)):
+            raise TypeError(f"train must be a batched tf.data.Dataset, a tfimp.data.EpochOrdered or an (x, y) tuple "
+                            f"of arrays, got {type(train).__name__}")
         validation = _as_dataset(validation, self.batch_size, shuffle=False, seed=self.seed)
         test = _as_dataset(test, self.batch_size, shuffle=False, seed=self.seed)
-        steps = self.steps_per_epoch or _steps_per_epoch(train)
+        if isinstance(train, _data.EpochOrdered):
+            steps = self.steps_per_epoch or train.steps_per_epoch
+        else:
+            steps = self.steps_per_epoch or _steps_per_epoch(train)
         if not steps:
             raise ValueError("the training data has unknown length; pass steps_per_epoch")
         return train, validation, test, steps
+
+    @staticmethod
+    def _for_fit(train, first_epoch: int, end_epoch: int, steps: int):
+        """(dataset, steps_per_epoch) to give ``fit`` for epochs ``first_epoch .. end_epoch - 1``.
+
+        Epoch-ordered data starts at that epoch's batches, so a resumed run
+        sees what the uninterrupted one saw; a plain dataset is passed as it is.
+        """
+        if isinstance(train, _data.EpochOrdered):
+            return train.epochs(first_epoch, end_epoch), steps
+        return train, None
+
+    @staticmethod
+    def _one_pass(train):
+        """One finite pass over the training data (BatchNorm re-estimation, building)."""
+        return train.epoch(0) if isinstance(train, _data.EpochOrdered) else train
 
     def identity(self, **extra) -> dict:
         """What defines a run of this runner, for the workdir (see :mod:`tfimp.workdir`)."""
@@ -183,7 +208,7 @@ class _Trainer:
         """Builds a not-yet-called (subclassed) model on one training batch, so its wrappers have masks."""
         if model.built and not tfmot_glue.unbuilt_wrappers(model):
             return
-        features = next(iter(train))[0]
+        features = next(iter(_Trainer._one_pass(train)))[0]
         model(features, training=False)
 
     def _compile(self, model: keras.Model, learning_rate) -> None:
@@ -262,7 +287,8 @@ class IMP(_Trainer):
             self.model = model
             self.callback = _callbacks.IMP(
                 self.plan, schedule=self._schedule(self.plan.reference_epochs, steps), steps_per_epoch=steps,
-                test_data=test, recalibration_data=train if self.plan.recalibrate_bn else None, workdir=workdir,
+                test_data=test, recalibration_data=self._one_pass(train) if self.plan.recalibrate_bn else None,
+                workdir=workdir,
                 overwrite=overwrite, verbose=verbose, cycle_end_hooks=cycle_end_hooks,
                 identity=self.identity(steps_per_epoch=steps, user=identity or {}),
             )
@@ -270,8 +296,9 @@ class IMP(_Trainer):
             if self.callback.finished:
                 _say_finished(workdir, self.callback.rows, verbose)
                 return list(self.callback.rows)
-            model.fit(train, epochs=self.plan.total_epochs, initial_epoch=initial_epoch,
-                      steps_per_epoch=self.steps_per_epoch, validation_data=validation,
+            data, steps_for_fit = self._for_fit(train, initial_epoch, self.plan.total_epochs, steps)
+            model.fit(data, epochs=self.plan.total_epochs, initial_epoch=initial_epoch,
+                      steps_per_epoch=self.steps_per_epoch or steps_for_fit, validation_data=validation,
                       callbacks=[self.callback, *callbacks], verbose=verbose)
             return list(self.callback.rows)
 
@@ -312,7 +339,8 @@ class Dense(_Trainer):
                 return finished
             extra.insert(0, keras.callbacks.BackupAndRestore(_workdir.path(workdir, _workdir.BACKUP)))
         start = time.perf_counter()
-        history = model.fit(train, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
+        data, steps_for_fit = self._for_fit(train, 0, self.epochs, steps)  # BackupAndRestore picks the epoch
+        history = model.fit(data, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch or steps_for_fit,
                             validation_data=validation, callbacks=extra, verbose=verbose)
         logs = {k: v[-1] for k, v in history.history.items()}
         row = _callbacks.row_from_logs(model, logs, test, cycle=0, target=0.0, schedule="dense",

@@ -171,7 +171,8 @@ def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: b
     say = print if config.verbose else (lambda *args, **kwargs: None)
     tensorboard = keras.callbacks.TensorBoard(tfimp.workdir.path(workdir, tfimp.workdir.TENSORBOARD),
                                               update_freq=config.log_every_steps)
-    rows = runner.run(model, dataset.train, dataset.validation, dataset.test, workdir=workdir,
+    train = dataset.train_epochs or dataset.train  # epoch-ordered: a resumed run continues exactly
+    rows = runner.run(model, train, dataset.validation, dataset.test, workdir=workdir,
                       overwrite=overwrite, callbacks=[tensorboard], verbose=config.verbose,
                       cycle_end_hooks=[report.CycleReporter(workdir, verbose=config.verbose)],
                       identity=tfimp_config.identity(config))

@@ -263,10 +263,20 @@ def tfmot_step_callback() -> keras.callbacks.Callback:
 
 
 def finalize_reparams(model: keras.Model) -> None:
-    """Finalizes every :class:`ReparamPruneLowMagnitude` of ``model``."""
+    """Finalizes every :class:`ReparamPruneLowMagnitude` of ``model``.
+
+    The forward pass changes (STR's soft threshold is baked into the weights),
+    so evaluation and prediction functions Keras traced before are dropped:
+    reused, they would apply the threshold a second time.
+    """
+    changed = False
     for _, wrapper in wrappers(model):
-        if isinstance(wrapper, ReparamPruneLowMagnitude):
+        if isinstance(wrapper, ReparamPruneLowMagnitude) and wrapper.reparam != "none":
             wrapper.finalize()
+            changed = True
+    if changed:
+        model.make_test_function(force=True)
+        model.make_predict_function(force=True)
 
 
 def str_thresholds(model: keras.Model) -> list:
