@@ -40,7 +40,7 @@ model = keras.Model(inputs, outputs)'''),
         new_code_cell('''imp = tfimp.IMP(target_sparsity=0.9, cycles=3, dense_epochs=2, retrain_epochs=1,
                 retrain_schedule="slr", criterion="global", learning_rate=0.02)
 rows = imp.run(model, data.train, data.validation, data.test, verbose=0)
-print(tfimp.callbacks.format_table(rows))
+print(tfimp.results.format_table(rows))
 assert abs(rows[-1]["sparsity"] - 0.9) < 1e-3'''),
         new_code_cell('''from IPython.display import Image
 tfimp.plots.accuracy_vs_sparsity(rows, "quickstart.png")

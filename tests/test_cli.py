@@ -190,3 +190,16 @@ def test_every_kind_of_config_key_is_checked_before_data_is_read(tmp_path, key, 
     with pytest.raises(ValueError, match=re.escape(message)):
         main.run(config, str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run")  # nothing written either
+
+
+def test_a_cli_method_is_one_registry_entry(tmp_path, fashion_dir):
+    main.RUNNERS.register("dense_short", lambda config, settings: tfimp.Dense(1, **settings))
+    try:
+        config = _config(method="dense_short", data_dir=fashion_dir, train_subset=128, batch_size=64, verbose=0,
+                         export_formats="")
+        rows = main.run(config, str(tmp_path / "run"))
+        assert [r["cycle"] for r in rows] == [0] and rows[0]["epochs"] == 1
+        with pytest.raises(ValueError, match=r"known methods: \['dense', .*'str', 'dense_short'\]"):
+            main.check_config(_config(method="nope"))
+    finally:
+        main.RUNNERS.unregister("dense_short")

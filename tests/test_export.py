@@ -47,3 +47,48 @@ def test_bad_exports_are_clear_errors(tmp_path, pruned_model):
     unbuilt = keras.Sequential([keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="not built"):
         export.export(unbuilt, str(tmp_path))
+
+
+_RELOAD_WITH_TF_KERAS_ONLY = r"""
+import os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import numpy as np
+import tf_keras
+import tensorflow as tf
+assert "tfimp" not in sys.modules and "tensorflow_model_optimization" not in sys.modules
+x = np.load(sys.argv[3])
+model = tf_keras.models.load_model(sys.argv[1], compile=False)
+kernels = [w.numpy() for w in model.weights if "kernel" in w.name]
+zeros = sum(int((k == 0).sum()) for k in kernels) / sum(k.size for k in kernels)
+interpreter = tf.lite.Interpreter(model_path=sys.argv[2])
+interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], x.shape)
+interpreter.allocate_tensors()
+interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+interpreter.invoke()
+lite = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+np.save(sys.argv[4], np.stack([np.asarray(model(x, training=False)), lite]))
+print(zeros)
+"""
+
+
+def test_exports_load_in_a_process_that_imports_only_tf_keras(tmp_path, pruned_model):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    x, _ = helpers.random_data(6)
+    files = {f.format: f for f in export.export(pruned_model, str(tmp_path / "out"), formats=("keras", "tflite"),
+                                                check_inputs=x, compare_dense=False)}
+    np.save(tmp_path / "x.npy", x)
+    script = tmp_path / "reload.py"
+    script.write_text(_RELOAD_WITH_TF_KERAS_ONLY)
+    result = subprocess.run([sys.executable, str(script), files["keras"].path, files["tflite"].path,
+                             str(tmp_path / "x.npy"), str(tmp_path / "out.npy")], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.strip().splitlines()[-1]) == tfimp.sparsity(pruned_model)  # the zeros survived
+    keras_out, lite_out = np.load(tmp_path / "out.npy")
+    expected = pruned_model(x, training=False).numpy()
+    np.testing.assert_allclose(keras_out, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(lite_out, expected, rtol=1e-4, atol=1e-4)

@@ -13,7 +13,7 @@ build models with ``tfimp.keras``.
 
 from tfimp._backend import keras, tf
 from tfimp import (baselines, batchnorm, callbacks, criteria, data, export, lr, models, optimizers, plots, report,
-                   workdir)
+                   results, workdir)
 from tfimp.checkpoint import load_cycle
 from tfimp.imp import IMP, Dense
 from tfimp.baselines import DuringTraining
@@ -44,6 +44,7 @@ __all__ = [
     "plots",
     "prune",
     "report",
+    "results",
     "sparsity",
     "strip",
     "tf",

@@ -29,6 +29,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from tfimp import callbacks as _callbacks
+from tfimp import results as _results
 from tfimp import checkpoint as _checkpoint
 from tfimp import criteria as _criteria
 from tfimp import pruning as _pruning
@@ -180,7 +181,7 @@ class EpochRows(keras.callbacks.Callback):
         last = epoch + 1 == self.epochs
         if last:
             tfmot_glue.finalize_reparams(self.model)  # exact masks before the final measurement
-        row = _callbacks.row_from_logs(
+        row = _results.row_from_logs(
             self.model, dict(logs or {}), self.test_data if last else None, cycle=epoch + 1,
             target=self.target_sparsity, schedule=self.method,
             initial_lr=float(keras.backend.get_value(self.model.optimizer.learning_rate)),
@@ -314,7 +315,7 @@ class DuringTraining(_Trainer):
             _checkpoint.write_cycle(workdir, model, rows.rows[-1])
             model.save_weights(final_weights_path(workdir))
         if verbose:
-            print(f"[tfimp] {self.method} finished:\n" + _callbacks.format_table(rows.rows[-1:]), flush=True)
+            print(f"[tfimp] {self.method} finished:\n" + _results.format_table(rows.rows[-1:]), flush=True)
         return list(rows.rows)
 
 

@@ -34,41 +34,7 @@ from tfimp import pruning as _pruning
 from tfimp import tfmot_glue
 from tfimp._backend import keras, tf
 from tfimp.plan import Plan
-
-#: Columns of the progress table printed at the end of a run.
-_TABLE_COLUMNS = (
-    ("cycle", "{:>5}"), ("target_sparsity", "{:>8.4f}"), ("sparsity", "{:>8.4f}"),
-    ("retrain_schedule", "{:>6}"), ("initial_lr", "{:>9.4g}"), ("epochs", "{:>6}"),
-    ("train_accuracy", "{:>9.4f}"), ("val_accuracy", "{:>9.4f}"), ("test_accuracy", "{:>9.4f}"),
-    ("wall_s", "{:>8.1f}"),
-)
-
-
-def _count(number: int, noun: str) -> str:
-    """``1 epoch``, ``3 epochs``."""
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
-
-
-def format_table(rows: list[dict]) -> str:
-    """The per-cycle rows as a fixed-width text table."""
-    columns = [(name, fmt) for name, fmt in _TABLE_COLUMNS if any(row.get(name) is not None for row in rows)]
-    widths = [max(len(name), len(fmt.format(0 if "s}" not in fmt else ""))) for name, fmt in columns]
-    lines = [" ".join(name.rjust(width) for (name, _), width in zip(columns, widths))]
-    for row in rows:
-        cells = []
-        for (name, fmt), width in zip(columns, widths):
-            value = row.get(name)
-            cells.append(("-" if value is None else fmt.format(value)).rjust(width))
-        lines.append(" ".join(cells))
-    return "\n".join(lines)
-
-
-def _accuracy_key(logs: dict) -> Optional[str]:
-    for key in logs:
-        if "acc" in key and not key.startswith("val_"):
-            return key
-    return None
-
+from tfimp.results import _count, _test_loss_and_accuracy, format_table, row_from_logs  # noqa: F401
 
 class IMP(keras.callbacks.Callback):
     """Runs an IMP (or BIMP, or one-shot) plan inside ``model.fit``.
@@ -387,34 +353,6 @@ class IMP(keras.callbacks.Callback):
                 "finished": next_epoch >= self.plan.total_epochs}
 
 
-def row_from_logs(model: keras.Model, logs: dict, test_data, *, cycle: int, target: float, schedule: str,
-                  initial_lr: Optional[float], epochs: int, steps: int, wall_s: float,
-                  criterion: Optional[str] = None) -> dict:
-    """One results row: the phase's settings, its last epoch's logs and, if given, the test metrics."""
-    accuracy = _accuracy_key(logs)
-    wrapped = bool(tfmot_glue.wrappers(model))
-    row = {
-        "cycle": cycle,
-        "target_sparsity": target,
-        "sparsity": _pruning.sparsity(model) if wrapped else 0.0,
-        "criterion": criterion,
-        "retrain_schedule": schedule,
-        "initial_lr": initial_lr,
-        "epochs": epochs,
-        "steps": steps,
-        "train_loss": logs.get("loss"),
-        "train_accuracy": logs.get(accuracy) if accuracy else None,
-        "val_loss": logs.get("val_loss"),
-        "val_accuracy": logs.get(f"val_{accuracy}") if accuracy else None,
-        "test_loss": None,
-        "test_accuracy": None,
-        "wall_s": wall_s,
-    }
-    if test_data is not None:
-        row["test_loss"], row["test_accuracy"] = _test_loss_and_accuracy(model, test_data)
-    return {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()}
-
-
 def _sibling_callbacks(callback: keras.callbacks.Callback) -> list:
     """The other callbacks of the running ``fit``, found through Keras' CallbackList calling us."""
     frame = sys._getframe(1)
@@ -457,9 +395,3 @@ def _reset_optimizer_state(optimizer) -> None:
 
 def _squared_norm(variables) -> float:
     return sum(float(np.sum(np.square(v.numpy(), dtype=np.float64))) for v in variables)
-
-
-def _test_loss_and_accuracy(model: keras.Model, data) -> tuple[Optional[float], Optional[float]]:
-    results = model.evaluate(data, verbose=0, return_dict=True)
-    key = _accuracy_key(results)
-    return results.get("loss"), (float(results[key]) if key else None)

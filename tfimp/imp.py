@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from tfimp import callbacks as _callbacks
+from tfimp import results as _results
 from tfimp import data as _data
 from tfimp import checkpoint as _checkpoint
 from tfimp import lr as _lr
@@ -94,7 +95,7 @@ def _describe(value) -> Any:
 def _say_finished(workdir: str, rows: Sequence[dict], verbose: int) -> None:
     """Says (with ``verbose``) that a finished run is not redone, with its rows."""
     if verbose:
-        print(f"[tfimp] {workdir!r} holds a finished run; not redoing it:\n{_callbacks.format_table(list(rows))}",
+        print(f"[tfimp] {workdir!r} holds a finished run; not redoing it:\n{_results.format_table(list(rows))}",
               flush=True)
 
 
@@ -343,7 +344,7 @@ class Dense(_Trainer):
         history = model.fit(data, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch or steps_for_fit,
                             validation_data=validation, callbacks=extra, verbose=verbose)
         logs = {k: v[-1] for k, v in history.history.items()}
-        row = _callbacks.row_from_logs(model, logs, test, cycle=0, target=0.0, schedule="dense",
+        row = _results.row_from_logs(model, logs, test, cycle=0, target=0.0, schedule="dense",
                                        initial_lr=float(_lr.tabulate(self._schedule(self.epochs, steps), 1)[0]),
                                        epochs=self.epochs, steps=self.epochs * steps,
                                        wall_s=time.perf_counter() - start)
@@ -354,5 +355,5 @@ class Dense(_Trainer):
             model.save_weights(final_weights_path(workdir))
             _checkpoint.write_results(workdir, [row], {"method": "dense"})
         if verbose:
-            print("[tfimp] dense training finished:\n" + _callbacks.format_table([row]), flush=True)
+            print("[tfimp] dense training finished:\n" + _results.format_table([row]), flush=True)
         return [row]

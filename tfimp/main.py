@@ -31,6 +31,7 @@ import tfimp
 from tfimp import checkpoint, data, export, models, plots, report
 from tfimp import config as tfimp_config
 from tfimp._backend import keras
+from tfimp.registry import Registry
 
 METHODS = ("dense", "imp", "bimp", "oneshot", "gmp", "tfmot_gmp", "dpf", "str")
 DURING_TRAINING = ("gmp", "tfmot_gmp", "dpf", "str")
@@ -76,8 +77,9 @@ def check_config(config) -> None:
         optimizer, augmentation or export format, or a number out of range;
         the message names the key and what is allowed.
     """
-    if config.method not in METHODS:
-        raise ValueError(f"config.method={config.method!r} is unknown; known methods: {list(METHODS)}")
+    if config.method not in RUNNERS:
+        known = list(METHODS) + sorted(set(RUNNERS.known()) - set(METHODS))  # the built-in ones first
+        raise ValueError(f"config.method={config.method!r} is unknown; known methods: {known}")
     data.spec(config.dataset)
     if config.optimizer not in tfimp.optimizers.known():
         raise ValueError(f"config.optimizer={config.optimizer!r} is unknown; known: {tfimp.optimizers.known()}")
@@ -97,6 +99,8 @@ def check_config(config) -> None:
         if config[key] not in allowed:
             raise ValueError(f"config.{key}={config[key]!r} is unknown; known: {list(allowed)}")
     for key, (check, allowed) in _RANGES.items():
+        if key == "target_sparsity" and config.method == "dense":
+            continue  # dense training has no target
         if config.get(key) is not None and not check(config[key]):
             raise ValueError(f"config.{key}={config[key]!r} is out of range; allowed: {allowed}")
     formats = [f for f in config.export_formats.split(",") if f] if config.export_formats else []
@@ -113,31 +117,56 @@ def check_model_fits_data(model: keras.Model, spec: data.DatasetSpec) -> None:
         raise ValueError(f"model {model.name!r} has {outputs} outputs, dataset {spec.name!r} has {spec.num_classes} classes")
 
 
+#: ``method name -> fn(config, settings) -> runner``; ``settings`` are the optimizer and data settings.
+RUNNERS: Registry = Registry("method")
+
+
+@RUNNERS.register("dense")
+def _dense(config, settings):
+    return tfimp.Dense(config.dense_epochs, **settings)
+
+
+def _during_training(config, settings):
+    return tfimp.DuringTraining(config.method, config.target_sparsity, config.epochs, criterion=config.criterion,
+                                begin_fraction=config.get("prune_begin_fraction"),
+                                end_fraction=config.get("prune_end_fraction"),
+                                frequency=config.prune_frequency or None, str_init=config.str_init,
+                                str_weight_decay=config.str_weight_decay, **settings)
+
+
+for _method in DURING_TRAINING:
+    RUNNERS.register(_method, _during_training)
+
+
+def _plan_options(config) -> dict:
+    return dict(criterion=config.criterion, optimizer_state=config.optimizer_state,
+                allr_norm_drop=config.allr_norm_drop, recalibrate_bn=config.recalibrate_bn)
+
+
+@RUNNERS.register("bimp")
+def _bimp(config, settings):
+    return tfimp.IMP.bimp(config.target_sparsity, config.cycles, total_epochs=config.epochs,
+                          dense_epochs=config.dense_epochs, **_plan_options(config),
+                          **{**settings, "dense_schedule": "linear"})
+
+
+def _imp(config, settings, cycles: int):
+    plan = tfimp.Plan(target_sparsity=config.target_sparsity, cycles=cycles, dense_epochs=config.dense_epochs,
+                      retrain_epochs=config.retrain_epochs, retrain_schedule=config.retrain_schedule,
+                      original_epochs=config.get("original_epochs"), **_plan_options(config))
+    return tfimp.IMP(plan, **settings)
+
+
+RUNNERS.register("imp", lambda config, settings: _imp(config, settings, config.cycles))
+RUNNERS.register("oneshot", lambda config, settings: _imp(config, settings, 1))
+
+
 def make_runner(config):
-    """The runner (``tfimp.IMP`` or ``tfimp.Dense``) the config asks for."""
+    """The runner the config's method names (``RUNNERS``), with the config's optimizer and data settings."""
     settings = dict(learning_rate=config.learning_rate, dense_schedule=config.dense_schedule,
                     warmup_epochs=config.warmup_epochs, optimizer=config.optimizer, momentum=config.momentum,
                     weight_decay=config.weight_decay, batch_size=config.batch_size, seed=config.seed)
-    if config.method == "dense":
-        return tfimp.Dense(config.dense_epochs, **settings)
-    if config.method in DURING_TRAINING:
-        return tfimp.DuringTraining(config.method, config.target_sparsity, config.epochs,
-                                    criterion=config.criterion, begin_fraction=config.get("prune_begin_fraction"),
-                                    end_fraction=config.get("prune_end_fraction"),
-                                    frequency=config.prune_frequency or None, str_init=config.str_init,
-                                    str_weight_decay=config.str_weight_decay, **settings)
-    plan_options = dict(criterion=config.criterion, optimizer_state=config.optimizer_state,
-                        allr_norm_drop=config.allr_norm_drop,
-                        recalibrate_bn=config.recalibrate_bn)
-    if config.method == "bimp":
-        return tfimp.IMP.bimp(config.target_sparsity, config.cycles, total_epochs=config.epochs,
-                              dense_epochs=config.dense_epochs, **plan_options,
-                              **{**settings, "dense_schedule": "linear"})
-    cycles = 1 if config.method == "oneshot" else config.cycles
-    plan = tfimp.Plan(target_sparsity=config.target_sparsity, cycles=cycles, dense_epochs=config.dense_epochs,
-                      retrain_epochs=config.retrain_epochs, retrain_schedule=config.retrain_schedule,
-                      original_epochs=config.get("original_epochs"), **plan_options)
-    return tfimp.IMP(plan, **settings)
+    return RUNNERS.get(config.method)(config, settings)
 
 
 def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
