@@ -52,3 +52,22 @@ def make_idx_dataset(directory, n_train=60, n_test=20, compress=True, seed=0):
     for name, array in arrays.items():
         _write_idx(os.path.join(directory, name), array, compress)
     return arrays
+
+
+def exact_sparsity(model, target: float):
+    """What tfimp promises: exactly round(target * total) of the model's prunable kernel weights pruned.
+
+    Compares as a count: within half a weight of that fraction (float rounding aside, one weight more or
+    less fails).
+    """
+    import math
+
+    import pytest
+
+    from tfimp import tfmot_glue
+
+    if tfmot_glue.wrappers(model):
+        total = sum(k.size for k in tfmot_glue.prunable_kernels(model))
+    else:  # stripped: every Conv/Dense kernel
+        total = sum(int(v.shape.num_elements()) for _, v in tfmot_glue.kernel_variables(model))
+    return pytest.approx(math.floor(target * total + 0.5) / total, abs=0.5 / total)

@@ -156,7 +156,7 @@ def test_dpf_recomputes_masks_every_16_steps_for_the_whole_run(monkeypatch):
     assert [step for step, _ in revivals] == list(range(steps, epochs * steps, 16))
     level_after_epoch_1 = baselines.cubic_sparsity(steps, 0.8, 0, 2 * steps)
     assert [s for _, s in revivals] == [level_after_epoch_1] + [0.8]
-    assert tfimp.sparsity(runner.model) == pytest.approx(0.8, abs=1e-3)
+    assert tfimp.sparsity(runner.model) == helpers.exact_sparsity(runner.model, 0.8)
 
 
 def test_dpf_in_your_own_fit_keeps_the_mask_it_trained_with():
@@ -175,7 +175,7 @@ def test_dpf_in_your_own_fit_keeps_the_mask_it_trained_with():
     for kernel, mask in zip(tfmot_glue.prunable_kernels(model), last_masks["masks"]):
         np.testing.assert_array_equal(kernel.mask.numpy(), mask)
     _pruned_weights_are_zero(model)
-    assert tfimp.sparsity(model) == pytest.approx(0.7, abs=1e-3)
+    assert tfimp.sparsity(model) == helpers.exact_sparsity(model, 0.7)
 
 
 def test_gmp_mask_update_frequency_follows_the_budget():

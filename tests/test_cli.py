@@ -9,6 +9,8 @@ import sys
 import pytest
 
 import tfimp
+
+import helpers  # noqa: E402
 from tfimp import config as tfimp_config
 from tfimp import data, keras, main, models
 
@@ -52,7 +54,7 @@ def test_cli_end_to_end_then_resume_is_a_no_op(tmp_path, fashion_dir):
     events = [f for _, _, files in os.walk(os.path.join(workdir, "tensorboard")) for f in files if "tfevents" in f]
     assert events
     stripped = keras.models.load_model(os.path.join(workdir, "model_stripped.keras"))  # plain Keras
-    assert tfimp.sparsity(stripped) == pytest.approx(0.9, abs=1e-4)
+    assert tfimp.sparsity(stripped) == helpers.exact_sparsity(stripped, 0.9)
     # One directory per cycle, listed in the summary, with the model report.
     assert tfimp.workdir.cycles(workdir) == [0, 1, 2] and "cycle_0/, cycle_1/, cycle_2/" in result.stdout
     with open(os.path.join(workdir, "cycle_2", "report.json")) as handle:

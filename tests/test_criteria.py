@@ -149,7 +149,7 @@ def test_uniform_plus_keeps_first_dense_and_last_at_most_80_percent():
     names = list(result)
     assert result[names[0]] == 0.0
     assert result[names[-1]] == pytest.approx(0.8, abs=0.02)
-    assert tfimp.sparsity(model) == pytest.approx(0.9, abs=1e-3)
+    assert tfimp.sparsity(model) == helpers.exact_sparsity(model, 0.9)
 
 
 def test_uniform_plus_unreachable_sparsity_is_an_error():

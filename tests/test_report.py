@@ -1,5 +1,6 @@
 """FLOPs and parameter report against a hand count."""
 
+import numpy as np
 import pytest
 
 import tfimp
@@ -40,3 +41,48 @@ def test_unbuilt_model_is_an_error():
     model = keras.Sequential([keras.layers.Dense(3)])
     with pytest.raises(ValueError, match="not built"):
         report.model_report(model)
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.convs = [keras.layers.Conv2D(4, 3, padding="same", name="conv_a"),
+                      keras.layers.Conv2D(6, 3, strides=2, padding="valid", name="conv_b")]
+        self.head = {"fc": keras.layers.Dense(5, name="fc")}
+        self.flatten = keras.layers.Flatten()
+
+    def call(self, x):
+        for conv in self.convs:
+            x = conv(x)
+        return self.head["fc"](self.flatten(x))
+
+
+def _sequential():
+    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding="same", name="conv_a"),
+                             keras.layers.Conv2D(6, 3, strides=2, padding="valid", name="conv_b"),
+                             keras.layers.Flatten(), keras.layers.Dense(5, name="fc")])
+
+
+def _nested():
+    inputs = keras.Input((8, 8, 3))
+    inner = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same", name="conv_a")(inputs), name="inner")
+    outer_in = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="valid", name="conv_b")(inner(outer_in))
+    return keras.Model(outer_in, keras.layers.Dense(5, name="fc")(keras.layers.Flatten()(x)))
+
+
+def _subclassed():
+    model = _Subclassed()
+    model(np.zeros((1, 8, 8, 3), "float32"))  # subclassed: built by a call
+    return model
+
+
+@pytest.mark.parametrize("build", [_net, _sequential, _nested, _subclassed],
+                         ids=["functional", "sequential", "nested", "subclassed"])
+def test_the_report_counts_every_model_kind_wrap_supports(build):
+    model = tfimp.wrap(build())
+    tfimp.prune(model, 0.5, criterion="uniform")
+    counted = report.model_report(model)
+    assert sorted(l.dense_macs for l in counted.layers) == sorted([108 * 64, 216 * 9, 270])
+    assert sorted(l.sparse_macs for l in counted.layers) == sorted([54 * 64, 108 * 9, 135])
+    assert counted.total_parameters == 609

@@ -53,7 +53,7 @@ def test_pruned_weights_stay_zero_through_fit(optimizer):
     kept_before = [k.weight.numpy()[m != 0].copy() for k, m in zip(tfmot_glue.prunable_kernels(model), masks)]
     model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[checker])
     assert checker.checks == 2 * 4 + 2
-    assert tfimp.sparsity(model) == pytest.approx(0.75, abs=1e-3)
+    assert tfimp.sparsity(model) == helpers.exact_sparsity(model, 0.75)
     # Training did happen on the kept weights.
     kept_after = [k.weight.numpy()[m != 0] for k, m in zip(tfmot_glue.prunable_kernels(model), masks)]
     assert any(not np.allclose(a, b) for a, b in zip(kept_before, kept_after))
@@ -116,7 +116,7 @@ def test_strip_keeps_zeros_and_loads_without_tfimp_objects(tmp_path, wrapped_cnn
     kernels = [v.numpy() for _, v in tfmot_glue.kernel_variables(stripped)]
     for kernel, mask in zip(kernels, masks):
         assert not np.any(kernel[mask == 0])
-    assert tfimp.sparsity(stripped) == pytest.approx(0.9, abs=1e-3)
+    assert tfimp.sparsity(stripped) == helpers.exact_sparsity(stripped, 0.9)
     np.testing.assert_allclose(stripped.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
     stripped.save(str(tmp_path / "stripped.keras"))
     plain = keras.models.load_model(str(tmp_path / "stripped.keras"))  # no custom objects needed
@@ -167,4 +167,4 @@ def test_fit_under_mirrored_strategy_keeps_zeros():
         mask = kernel.mask.numpy()
         for replica in kernel.weight.values:
             assert not np.any(replica.numpy()[mask == 0])
-    assert tfimp.sparsity(model) == pytest.approx(0.8, abs=1e-3)
+    assert tfimp.sparsity(model) == helpers.exact_sparsity(model, 0.8)

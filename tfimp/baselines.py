@@ -216,6 +216,10 @@ class DuringTraining(_Trainer):
       str_weight_decay: extra L2 on STR's threshold parameters, on top of
         the optimizer's weight decay; more means more sparsity over time.
       **settings: optimizer and data settings, as for :class:`tfimp.IMP`.
+
+    ``run`` returns one row per epoch; the final model is written as
+    ``cycle_E/`` (E = the last epoch). It resumes through Keras'
+    ``BackupAndRestore``.
     """
 
     def __init__(self, method: str, target_sparsity: float, epochs: int, *, criterion: str = "global",
@@ -262,20 +266,6 @@ class DuringTraining(_Trainer):
             return lambda layer: tfmot_glue.ReparamPruneLowMagnitude(
                 layer, reparam=self.method, str_init=self.str_init, str_weight_decay=self.str_weight_decay)
         return None  # gmp: tfimp's policy wrapper
-
-    def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
-            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
-            cycle_end_hooks: Sequence = (), identity: Optional[dict] = None) -> list[dict]:
-        """Trains and prunes ``model``; returns one row per epoch. The wrapped model is ``self.model``.
-
-        Workdir as for :meth:`tfimp.IMP.run`; the final model is written as
-        ``cycle_N/`` with N the last row's cycle (its epoch).
-        """
-        tfmot_glue.check_tf_keras_model(model)
-        train, validation, test, steps = self._datasets(train, validation, test)
-        with _workdir.Locked(workdir, verbose):
-            return self._run(model, train, validation, test, steps, workdir, overwrite, verbose, callbacks,
-                             cycle_end_hooks, identity)
 
     def _run(self, model, train, validation, test, steps, workdir, overwrite, verbose, callbacks, cycle_end_hooks,
              identity) -> list[dict]:

@@ -181,6 +181,41 @@ class _Trainer:
         """One finite pass over the training data (BatchNorm re-estimation, building)."""
         return train.epoch(0) if isinstance(train, _data.EpochOrdered) else train
 
+    def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
+            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
+            cycle_end_hooks: Sequence = (), identity: Optional[dict] = None) -> list[dict]:
+        """Trains (and prunes) ``model``; returns the results rows (see :mod:`tfimp.results`).
+
+        The one entry point of every runner: checks the model, prepares the
+        data (arrays and :class:`tfimp.data.EpochOrdered` data replay exactly
+        on resume), holds the workdir's lock and hands over to the runner's
+        ``_run``. The trained, wrapped model is ``self.model`` afterwards.
+
+        Args:
+          model: a tf_keras model (IMP wraps it unless it is wrapped already).
+          train: a batched ``tf.data.Dataset``, a :class:`tfimp.data.EpochOrdered`
+            or an ``(x, y)`` tuple of arrays.
+          validation, test: datasets or ``(x, y)`` tuples (optional).
+          workdir: resume from it, return a finished run's rows without
+            training, refuse one that holds a different run; each finished
+            cycle is written as ``workdir/cycle_N/`` (:func:`tfimp.load_cycle`).
+          overwrite: remove whatever run ``workdir`` holds first.
+          verbose: 0 silent, 1 progress and tables.
+          callbacks: more Keras callbacks (after tfimp's own: they see the
+            ``sparsity`` and ``learning_rate`` epoch logs).
+          cycle_end_hooks: ``hook(model, row)`` after each cycle's row.
+          identity: more of what defines the run (the CLI passes its config).
+        """
+        tfmot_glue.check_tf_keras_model(model)
+        train, validation, test, steps = self._datasets(train, validation, test)
+        with _workdir.Locked(workdir, verbose):
+            return self._run(model, train, validation, test, steps, workdir, overwrite, verbose, callbacks,
+                             cycle_end_hooks, identity)
+
+    def _run(self, model, train, validation, test, steps, workdir, overwrite, verbose, callbacks, cycle_end_hooks,
+             identity) -> list[dict]:
+        raise NotImplementedError
+
     def identity(self, **extra) -> dict:
         """What defines a run of this runner, for the workdir (see :mod:`tfimp.workdir`)."""
         settings = {name: _describe(getattr(self, name)) for name in (
@@ -261,53 +296,38 @@ class IMP(_Trainer):
         settings.setdefault("dense_schedule", "linear")
         return cls(plan, **settings)
 
-    def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
-            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
-            cycle_end_hooks: Sequence = (), identity: Optional[dict] = None) -> list[dict]:
-        """Runs the plan on ``model``; returns one row per cycle (cycle 0 = dense phase).
-
-        ``model`` is wrapped with :func:`tfimp.wrap` unless it already is; the
-        trained, wrapped model is ``self.model`` afterwards. ``callbacks`` run
-        after the IMP callback (they see its ``sparsity`` and
-        ``learning_rate`` epoch logs, e.g. TensorBoard). With ``workdir``, the
-        run resumes from it, returns a finished run's rows without training,
-        and refuses a workdir that holds a different run (``overwrite=True``
-        removes it first); ``identity`` adds to what defines the run (the CLI
-        passes its whole config). Each finished cycle is written as
-        ``workdir/cycle_N/`` (:func:`tfimp.load_cycle`).
-        """
-        tfmot_glue.check_tf_keras_model(model)
-        train, validation, test, steps = self._datasets(train, validation, test)
-        with _workdir.Locked(workdir, verbose):
-            if not tfmot_glue.wrappers(model):
-                with model.distribute_strategy.scope():
-                    model = tfmot_glue.wrap(model)
+    def _run(self, model, train, validation, test, steps, workdir, overwrite, verbose, callbacks, cycle_end_hooks,
+             identity) -> list[dict]:
+        """The plan in one ``fit`` with the IMP callback (wrapping the model unless it is already)."""
+        if not tfmot_glue.wrappers(model):
             with model.distribute_strategy.scope():
-                self._build_on(model, train)
-            self._compile(model, self.learning_rate)
-            self.model = model
-            self.callback = _callbacks.IMP(
-                self.plan, schedule=self._schedule(self.plan.reference_epochs, steps), steps_per_epoch=steps,
-                test_data=test, recalibration_data=self._one_pass(train) if self.plan.recalibrate_bn else None,
-                workdir=workdir,
-                overwrite=overwrite, verbose=verbose, cycle_end_hooks=cycle_end_hooks,
-                identity=self.identity(steps_per_epoch=steps, user=identity or {}),
-            )
-            initial_epoch = self.callback.restore(model)
-            if self.callback.finished:
-                _say_finished(workdir, self.callback.rows, verbose)
-                return list(self.callback.rows)
-            data, steps_for_fit = self._for_fit(train, initial_epoch, self.plan.total_epochs, steps)
-            model.fit(data, epochs=self.plan.total_epochs, initial_epoch=initial_epoch,
-                      steps_per_epoch=self.steps_per_epoch or steps_for_fit, validation_data=validation,
-                      callbacks=[self.callback, *callbacks], verbose=verbose)
+                model = tfmot_glue.wrap(model)
+        with model.distribute_strategy.scope():
+            self._build_on(model, train)
+        self._compile(model, self.learning_rate)
+        self.model = model
+        self.callback = _callbacks.IMP(
+            self.plan, schedule=self._schedule(self.plan.reference_epochs, steps), steps_per_epoch=steps,
+            test_data=test, recalibration_data=self._one_pass(train) if self.plan.recalibrate_bn else None,
+            workdir=workdir, overwrite=overwrite, verbose=verbose, cycle_end_hooks=cycle_end_hooks,
+            identity=self.identity(steps_per_epoch=steps, user=identity or {}),
+        )
+        initial_epoch = self.callback.restore(model)
+        if self.callback.finished:
+            _say_finished(workdir, self.callback.rows, verbose)
             return list(self.callback.rows)
+        data, steps_for_fit = self._for_fit(train, initial_epoch, self.plan.total_epochs, steps)
+        model.fit(data, epochs=self.plan.total_epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=self.steps_per_epoch or steps_for_fit, validation_data=validation,
+                  callbacks=[self.callback, *callbacks], verbose=verbose)
+        return list(self.callback.rows)
 
 
 class Dense(_Trainer):
     """Dense training (the baseline), with the same rows and workdir files as IMP.
 
-    Resumes from the workdir through Keras' ``BackupAndRestore``.
+    ``run`` trains for ``epochs`` and returns one row (cycle 0); it resumes
+    from the workdir through Keras' ``BackupAndRestore``.
     """
 
     def __init__(self, epochs: int, **settings):
@@ -315,16 +335,6 @@ class Dense(_Trainer):
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         super().__init__(**settings)
         self.epochs = int(epochs)
-
-    def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
-            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
-            cycle_end_hooks: Sequence = (), identity: Optional[dict] = None) -> list[dict]:
-        """Trains ``model`` for ``epochs``; returns one row (cycle 0). Workdir as for :meth:`IMP.run`."""
-        tfmot_glue.check_tf_keras_model(model)
-        train, validation, test, steps = self._datasets(train, validation, test)
-        with _workdir.Locked(workdir, verbose):
-            return self._run(model, train, validation, test, steps, workdir, overwrite, verbose, callbacks,
-                             cycle_end_hooks, identity)
 
     def _run(self, model, train, validation, test, steps, workdir, overwrite, verbose, callbacks, cycle_end_hooks,
              identity) -> list[dict]:
