@@ -21,7 +21,6 @@ in ``export/``, and the final stripped model ``model_stripped.keras``.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 
 from absl import app, flags, logging
@@ -210,20 +209,20 @@ def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: b
                                  config.to_json_best_effort(indent=2))
 
     # -- Outputs ------------------------------------------------------------
-    plots.accuracy_vs_sparsity(rows, os.path.join(workdir, "accuracy_vs_sparsity.png"),
+    plots.accuracy_vs_sparsity(rows, tfimp.workdir.path(workdir, tfimp.workdir.PLOT),
                                title=f"{config.method} {config.model} on {config.dataset}")
     pruned = bool(tfimp.tfmot_glue.wrappers(runner.model)) and tfimp.sparsity(runner.model) > 0
     if pruned and config.export_formats:
         check = next(iter(dataset.test))[0].numpy()
-        files = export.export(runner.model, os.path.join(workdir, "export"),
+        files = export.export(runner.model, tfimp.workdir.path(workdir, tfimp.workdir.EXPORT),
                               formats=config.export_formats.split(","), check_inputs=check)
         table = export.size_table(files)
-        checkpoint.atomic_write_text(os.path.join(workdir, "export", "sizes.txt"), table + "\n")
-        checkpoint.atomic_write_text(os.path.join(workdir, "export", "sizes.json"),
+        checkpoint.atomic_write_text(tfimp.workdir.path(workdir, tfimp.workdir.EXPORT_SIZES_TXT), table + "\n")
+        checkpoint.atomic_write_text(tfimp.workdir.path(workdir, tfimp.workdir.EXPORT_SIZES_JSON),
                                      checkpoint.to_json([dataclasses.asdict(f) for f in files]))
         say(f"[tfimp] exports (checked against the Keras model):\n{table}", flush=True)
     final = tfimp.strip(runner.model) if tfimp.tfmot_glue.wrappers(runner.model) else runner.model
-    final.save(os.path.join(workdir, "model_stripped.keras"))
+    final.save(tfimp.workdir.path(workdir, tfimp.workdir.STRIPPED_MODEL))
     cycle_dirs = ", ".join(f"cycle_{c}/" for c in tfimp.workdir.cycles(workdir))
     say(f"[tfimp] results in {workdir}: {cycle_dirs} (tfimp.load_cycle), results.json, results.csv, "
           "accuracy_vs_sparsity.png, tensorboard/, model_stripped.keras", flush=True)

@@ -12,7 +12,8 @@ Layout of a workdir (every name below is defined here and nowhere else)::
     results.json        the per-cycle rows (results.csv: the same as a table)
     final.weights.h5    the finished model of the dense and baseline runners
     tensorboard/        Keras' epoch scalars; per-cycle scalars under tensorboard/cycles
-    export/             the CLI's checked exports and their size table
+    export/             the CLI's checked exports and their size table (sizes.txt, sizes.json)
+    accuracy_vs_sparsity.png, model_stripped.keras   the CLI's plot and final stripped model
 
 **Identity.** A workdir belongs to one run, described by a dict of
 everything that can change its results (the runner's settings and, from the
@@ -47,6 +48,9 @@ FINAL_WEIGHTS = "final.weights.h5"
 TENSORBOARD = "tensorboard"
 TENSORBOARD_CYCLES = os.path.join("tensorboard", "cycles")
 EXPORT = "export"
+EXPORT_SIZES_TXT = os.path.join("export", "sizes.txt")
+EXPORT_SIZES_JSON = os.path.join("export", "sizes.json")
+STRIPPED_MODEL = "model_stripped.keras"
 PLOT = "accuracy_vs_sparsity.png"
 CYCLE_WEIGHTS = "weights.h5"
 CYCLE_MODEL = "model.json"
