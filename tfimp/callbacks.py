@@ -117,7 +117,7 @@ class IMP(keras.callbacks.Callback):
     # -- resume ---------------------------------------------------------------
 
     def _description(self) -> dict:
-        return {"plan": self.plan.to_dict(), "schedule": _describe_schedule(self.schedule)}
+        return {"plan": self.plan.to_dict(), "schedule": _workdir.describe(self.schedule)}
 
     def restore(self, model: keras.Model) -> int:
         """Loads the workdir's checkpoint into ``model`` (compiled) and this callback.
@@ -364,14 +364,6 @@ def _sibling_callbacks(callback: keras.callbacks.Callback) -> list:
             return [c for c in owner.callbacks if c is not callback]
         frame = frame.f_back
     return []
-
-
-def _describe_schedule(schedule) -> Any:
-    if isinstance(schedule, (int, float)):
-        return float(schedule)
-    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-        return {"class": type(schedule).__name__, "config": schedule.get_config()}
-    return getattr(schedule, "__name__", type(schedule).__name__)
 
 
 def _build_optimizer(model: keras.Model) -> None:

@@ -354,6 +354,16 @@ def _preprocess(augmentation: str, data_spec: DatasetSpec, training: bool):
     return apply
 
 
+def _deterministic(dataset: tf.data.Dataset, data_spec: DatasetSpec, augmentation: Optional[str], training: bool):
+    """(``dataset`` with deterministic order, its preprocessing function) for the chosen augmentation."""
+    augmentation = data_spec.augmentation if augmentation is None else augmentation
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augmentation!r}; known: {list(AUGMENTATIONS)}")
+    options = tf.data.Options()
+    options.deterministic = True
+    return dataset.with_options(options), _preprocess(augmentation, data_spec, training)
+
+
 def pipeline(dataset: tf.data.Dataset, data_spec: DatasetSpec, *, batch_size: int, training: bool,
              augmentation: Optional[str] = None, seed: int = 0, shuffle_buffer: int = 10_000) -> tf.data.Dataset:
     """Shuffle (training), augment, normalise, batch and prefetch ``(image, label)`` pairs.
@@ -361,13 +371,7 @@ def pipeline(dataset: tf.data.Dataset, data_spec: DatasetSpec, *, batch_size: in
     Deterministic given ``seed``: per-epoch shuffling and augmentation are
     seeded, and a parallel map keeps its order.
     """
-    augmentation = data_spec.augmentation if augmentation is None else augmentation
-    if augmentation not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {augmentation!r}; known: {list(AUGMENTATIONS)}")
-    options = tf.data.Options()
-    options.deterministic = True
-    dataset = dataset.with_options(options)
-    preprocess = _preprocess(augmentation, data_spec, training)
+    dataset, preprocess = _deterministic(dataset, data_spec, augmentation, training)
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         per_example = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
@@ -381,13 +385,7 @@ def pipeline(dataset: tf.data.Dataset, data_spec: DatasetSpec, *, batch_size: in
 def epoch_pipeline(dataset: tf.data.Dataset, data_spec: DatasetSpec, *, batch_size: int, examples: int,
                    augmentation: Optional[str] = None, seed: int = 0, shuffle_buffer: int = 10_000) -> EpochOrdered:
     """The training pipeline of :func:`pipeline`, with each epoch's order and augmentation seeded by its index."""
-    augmentation = data_spec.augmentation if augmentation is None else augmentation
-    if augmentation not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {augmentation!r}; known: {list(AUGMENTATIONS)}")
-    options = tf.data.Options()
-    options.deterministic = True
-    dataset = dataset.with_options(options)
-    preprocess = _preprocess(augmentation, data_spec, True)
+    dataset, preprocess = _deterministic(dataset, data_spec, augmentation, True)
 
     def make_epoch(epoch):
         epoch_seed = _epoch_seed(seed, epoch)

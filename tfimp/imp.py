@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -54,13 +54,12 @@ def dense_schedule(name: str, learning_rate: float, total_steps: int, warmup_ste
     raise ValueError(f"unknown dense schedule {name!r}; known: {list(DENSE_SCHEDULES)}")
 
 
-def _as_dataset(data, batch_size: int, shuffle: bool, seed: int):
+def _as_dataset(data, batch_size: int):
+    """Evaluation data (validation, test) as batches, in order; training data goes through ``_datasets``."""
     if data is None or isinstance(data, tf.data.Dataset):
         return data
     if isinstance(data, (tuple, list)) and len(data) == 2:
         dataset = tf.data.Dataset.from_tensor_slices((np.asarray(data[0]), np.asarray(data[1])))
-        if shuffle:
-            dataset = dataset.shuffle(len(data[0]), seed=seed, reshuffle_each_iteration=True)
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     raise TypeError(f"data must be a batched tf.data.Dataset or an (x, y) tuple of arrays, got {type(data).__name__}")
 
@@ -75,21 +74,6 @@ def final_weights_path(workdir: str) -> str:
     return _workdir.path(workdir, _workdir.FINAL_WEIGHTS)
 
 
-def _describe(value) -> Any:
-    """A stable, JSON-able description of a setting (objects by class and config, never by address)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_describe(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _describe(v) for k, v in value.items()}
-    described: dict[str, Any] = {"class": type(value).__name__}
-    if hasattr(value, "get_config"):
-        try:
-            described["config"] = _describe(value.get_config())
-        except (NotImplementedError, TypeError):
-            pass
-    return described
 
 
 def _say_finished(workdir: str, rows: Sequence[dict], verbose: int) -> None:
@@ -155,8 +139,8 @@ class _Trainer:
         elif not isinstance(train, (_data.EpochOrdered, tf.data.Dataset)):
             raise TypeError(f"train must be a batched tf.data.Dataset, a tfimp.data.EpochOrdered or an (x, y) tuple "
                             f"of arrays, got {type(train).__name__}")
-        validation = _as_dataset(validation, self.batch_size, shuffle=False, seed=self.seed)
-        test = _as_dataset(test, self.batch_size, shuffle=False, seed=self.seed)
+        validation = _as_dataset(validation, self.batch_size)
+        test = _as_dataset(test, self.batch_size)
         if isinstance(train, _data.EpochOrdered):
             steps = self.steps_per_epoch or train.steps_per_epoch
         else:
@@ -218,7 +202,7 @@ class _Trainer:
 
     def identity(self, **extra) -> dict:
         """What defines a run of this runner, for the workdir (see :mod:`tfimp.workdir`)."""
-        settings = {name: _describe(getattr(self, name)) for name in (
+        settings = {name: _workdir.describe(getattr(self, name)) for name in (
             "optimizer", "learning_rate", "dense_schedule", "warmup_epochs", "momentum", "weight_decay", "nesterov",
             "loss", "metrics", "batch_size", "steps_per_epoch", "seed")}
         return {"runner": type(self).__name__, **settings, **extra}

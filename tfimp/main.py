@@ -168,13 +168,18 @@ def make_runner(config):
     return RUNNERS.get(config.method)(config, settings)
 
 
+def _printer(config):
+    """``print`` with ``config.verbose``, else nothing: verbose governs everything the CLI prints."""
+    return print if config.verbose else (lambda *args, **kwargs: None)
+
+
 def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     """Runs the experiment ``config`` into ``workdir``; returns the per-cycle rows."""
     # -- Check everything that can be checked before touching data ----------
     check_config(config)
     runner = make_runner(config)
     keras.utils.set_random_seed(config.seed)
-    say = print if config.verbose else (lambda *args, **kwargs: None)  # verbose governs everything printed
+    say = _printer(config)
     say(f"[tfimp] config:\n{config}", flush=True)
 
     models.check_fits(config.model, data.spec(config.dataset).input_shape, f"dataset {config.dataset!r}")
@@ -196,7 +201,7 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
 
 
 def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: bool) -> list[dict]:
-    say = print if config.verbose else (lambda *args, **kwargs: None)
+    say = _printer(config)
     tensorboard = keras.callbacks.TensorBoard(tfimp.workdir.path(workdir, tfimp.workdir.TENSORBOARD),
                                               update_freq=config.log_every_steps)
     train = dataset.train_epochs or dataset.train  # epoch-ordered: a resumed run continues exactly

@@ -85,6 +85,26 @@ class IdentityMismatch(ValueError):
     """The workdir holds a run that differs from this one."""
 
 
+def describe(value: Any) -> Any:
+    """A stable, JSON-able description of a setting for the identity: objects by class, name and config, never
+    by address (a schedule, a loss, a callable of the step)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [describe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): describe(v) for k, v in value.items()}
+    described: dict[str, Any] = {"class": type(value).__name__}
+    if hasattr(value, "__name__"):
+        described["name"] = value.__name__
+    if hasattr(value, "get_config"):
+        try:
+            described["config"] = describe(value.get_config())
+        except (NotImplementedError, TypeError):
+            pass
+    return described
+
+
 def _normalise(value: Any) -> Any:
     """JSON-comparable form (tuples become lists, numpy scalars numbers, unknown objects their repr)."""
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else repr(v)))
@@ -142,7 +162,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _describe(owner: dict) -> str:
+def _owner(owner: dict) -> str:
     return f"process {owner.get('pid')} on host {owner.get('host')!r} (started {owner.get('started', '?')})"
 
 
@@ -174,10 +194,10 @@ def acquire(workdir: str, verbose: int = 1) -> bool:
                 continue
             if owner and (not same_host or _process_alive(int(owner.get("pid", -1)))):
                 raise WorkdirInUse(
-                    f"workdir {workdir!r} is in use by {_describe(owner)}; wait for it to finish or use another "
+                    f"workdir {workdir!r} is in use by {_owner(owner)}; wait for it to finish or use another "
                     f"workdir" + ("" if same_host else f" (if that run is dead, delete {lock})"))
             if verbose:
-                print(f"[tfimp] taking over the stale lock of {_describe(owner)} in {workdir!r}", flush=True)
+                print(f"[tfimp] taking over the stale lock of {_owner(owner)} in {workdir!r}", flush=True)
             os.remove(lock)
             continue
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
