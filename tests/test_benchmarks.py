@@ -77,3 +77,30 @@ def test_fidelity_benchmark_tiny(tmp_path, fashion_dir):
     assert runs[("imp_allr", 0.9)]["rows"][0]["test_accuracy_bn_reestimated"] is not None
     assert len(runs[("gmp", 0.9)]["rows"]) == 12  # one row per epoch of its 12-epoch budget
     assert "authors mean" in result.stdout
+
+
+def test_merge_methods_reads_summaries_and_unfinished_runs(tmp_path):
+    import json
+    import sys
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import merge_methods
+
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    entry = {"group": "a", "method": "gmp", "target": 0.9, "seed": 0, "sparsity": 0.9, "test_accuracy": 0.8,
+             "wall_s": 1.0, "epochs": 2, "layer_sparsity": {}}
+    (finished / "methods.json").write_text(json.dumps({"results": [entry, {**entry, "group": "str"}]}))
+    run = tmp_path / "stopped" / "runs" / "c_split50_e2_0.95_1"
+    (run / "cycle_2").mkdir(parents=True)
+    rows = [{"cycle": 0, "epochs": 2, "wall_s": 3.0, "sparsity": 0.0, "test_accuracy": 0.7},
+            {"cycle": 1, "epochs": 2, "wall_s": 1.0, "sparsity": 0.8, "test_accuracy": 0.6},
+            {"cycle": 2, "epochs": 2, "wall_s": 1.0, "sparsity": 0.95, "test_accuracy": 0.65}]
+    (run / "results.json").write_text(json.dumps({"rows": rows}))
+    (run / "cycle_2" / "report.json").write_text(json.dumps({"layers": [{"name": "fc", "sparsity": 0.97}]}))
+    assert merge_methods.load(f"{finished}@a") == [entry]
+    assert [r["group"] for r in merge_methods.load(f"{finished}:b98")] == ["b98", "b98"]
+    [rebuilt] = merge_methods.load(str(tmp_path / "stopped"))
+    assert rebuilt == {"group": "c", "method": "split50_e2", "target": 0.95, "seed": 1, "sparsity": 0.95,
+                       "test_accuracy": 0.65, "wall_s": 5.0, "epochs": 6, "layer_sparsity": {"fc": 0.97},
+                       "dense_fraction": 0.5, "retrain_epochs": 2, "dense_epochs": 2, "cycles": 2}
