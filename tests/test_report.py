@@ -1,5 +1,7 @@
 """FLOPs and parameter report against a hand count."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,28 @@ def test_the_report_counts_every_model_kind_wrap_supports(build):
     assert sorted(l.dense_macs for l in counted.layers) == sorted([108 * 64, 216 * 9, 270])
     assert sorted(l.sparse_macs for l in counted.layers) == sorted([54 * 64, 108 * 9, 135])
     assert counted.total_parameters == 609
+
+
+def test_a_report_survives_its_json():
+    model = tfimp.wrap(_net())
+    tfimp.prune(model, 0.7)
+    original = report.model_report(model)
+    again = report.ModelReport.from_dict(json.loads(original.to_json()))
+    assert again.to_dict() == original.to_dict()
+    assert again.table() == original.table()
+
+
+def test_the_cycle_reporter_uses_the_report_the_runner_wrote(tmp_path, monkeypatch):
+    """The CLI's reporter reads cycle_N/report.json instead of tracing the model a second time."""
+    model = tfimp.wrap(_net())
+    tfimp.prune(model, 0.5)
+    saved = report.model_report(model)
+    saved.layers[0].sparse_macs = 1  # a value only the saved file can hold
+    cycle = tmp_path / "cycle_1"
+    cycle.mkdir()
+    (cycle / "report.json").write_text(saved.to_json())
+    monkeypatch.setattr(report, "model_report", lambda model: pytest.fail("the report was computed again"))
+    printed = []
+    monkeypatch.setattr("builtins.print", lambda *args, **kwargs: printed.append(" ".join(map(str, args))))
+    report.CycleReporter(str(tmp_path), verbose=1)(model, {"cycle": 1, "sparsity": 0.5})
+    assert saved.table() in printed[0]

@@ -22,21 +22,18 @@ row per epoch like IMP's rows, and end with exact masks and zeroed weights
 from __future__ import annotations
 
 import math
-import os
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 
-from tfimp import callbacks as _callbacks
 from tfimp import results as _results
 from tfimp import checkpoint as _checkpoint
 from tfimp import criteria as _criteria
 from tfimp import pruning as _pruning
 from tfimp import tfmot_glue
-from tfimp import workdir as _workdir
 from tfimp._backend import keras
-from tfimp.imp import _Trainer, final_weights_path
+from tfimp.imp import OneFitRunner, RowCollector
 
 METHODS = ("gmp", "tfmot_gmp", "dpf", "str")
 
@@ -155,7 +152,7 @@ def current_sparsity(model: keras.Model) -> float:
     return zeros / total
 
 
-class EpochRows(keras.callbacks.Callback):
+class EpochRows(RowCollector):
     """One row per epoch (``cycle`` = epoch number), IMP's columns; test metrics on the last epoch.
 
     With a workdir the rows are written to ``results.json``/``results.csv``
@@ -167,6 +164,7 @@ class EpochRows(keras.callbacks.Callback):
         super().__init__()
         self.method, self.target_sparsity, self.epochs = method, target_sparsity, epochs
         self.test_data, self.workdir, self.criterion = test_data, workdir, criterion
+        self.expected_rows = epochs
         self.rows: list[dict] = (_checkpoint.load_results(workdir) or []) if workdir else []
         self._first_epoch = True
 
@@ -192,7 +190,7 @@ class EpochRows(keras.callbacks.Callback):
             _checkpoint.write_results(self.workdir, self.rows, {"method": self.method})
 
 
-class DuringTraining(_Trainer):
+class DuringTraining(OneFitRunner):
     """Runs one pruning-during-training baseline for a budget of ``epochs``.
 
     Example:
@@ -267,46 +265,38 @@ class DuringTraining(_Trainer):
                 layer, reparam=self.method, str_init=self.str_init, str_weight_decay=self.str_weight_decay)
         return None  # gmp: tfimp's policy wrapper
 
-    def _run(self, model, train, validation, test, steps, workdir, overwrite, verbose, callbacks, cycle_end_hooks,
-             identity) -> list[dict]:
+    def _prepare(self, model: keras.Model, train, steps: int) -> keras.Model:
         begin, end, frequency = self.ramp(steps)
         with model.distribute_strategy.scope():
             model = tfmot_glue.wrap(model, wrapper=self._wrapper_factory(begin, end, frequency))
             self._build_on(model, train)
-        self._compile(model, self._schedule(self.epochs, steps))
-        self.model = model
+        return model
 
-        extra: list[keras.callbacks.Callback] = []
+    def _run_identity(self, steps: int) -> dict:
+        begin, end, frequency = self.ramp(steps)
+        return {"method": self.method, "target_sparsity": self.target_sparsity, "epochs": self.epochs,
+                "criterion": self.criterion, "begin": begin, "end": end, "frequency": frequency,
+                "str_init": self.str_init, "str_weight_decay": self.str_weight_decay}
+
+    def _callbacks(self, steps: int) -> list:
+        begin, end, frequency = self.ramp(steps)
         if self.method in ("gmp", "dpf"):
-            extra.append(GradualPruning(self.target_sparsity, begin, end, frequency, self.criterion,
-                                        dpf=self.method == "dpf", level_every=steps if self.method == "dpf" else 1))
+            return [GradualPruning(self.target_sparsity, begin, end, frequency, self.criterion,
+                                   dpf=self.method == "dpf", level_every=steps if self.method == "dpf" else 1)]
         if self.method == "tfmot_gmp":
-            extra.append(tfmot_glue.tfmot_step_callback())
-        if workdir is not None:
-            run_identity = self.identity(
-                method=self.method, target_sparsity=self.target_sparsity, epochs=self.epochs,
-                criterion=self.criterion, begin=begin, end=end, frequency=frequency, str_init=self.str_init,
-                str_weight_decay=self.str_weight_decay, steps_per_epoch=steps, user=identity or {})
-            # Finalize first: the saved weights are the finalized model's.
-            finished = self._finished_run(model, workdir, run_identity, overwrite, verbose, expected_rows=self.epochs,
-                                          before_restore=tfmot_glue.finalize_reparams)
-            if finished is not None:
-                return finished
-            extra.insert(0, keras.callbacks.BackupAndRestore(_workdir.path(workdir, _workdir.BACKUP)))
-        rows = EpochRows(self.method, self.target_sparsity, self.epochs, test, workdir,
+            return [tfmot_glue.tfmot_step_callback()]
+        return []
+
+    def _rows_callback(self, steps: int, test, workdir: Optional[str]) -> RowCollector:
+        return EpochRows(self.method, self.target_sparsity, self.epochs, test, workdir,
                          self.criterion if self.method in ("gmp", "dpf") else None)
-        data, steps_for_fit = self._for_fit(train, 0, self.epochs, steps)  # BackupAndRestore picks the epoch
-        model.fit(data, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch or steps_for_fit,
-                  validation_data=validation,
-                  callbacks=[*extra, rows, *callbacks], verbose=verbose)
-        for hook in cycle_end_hooks:  # no cycles: once, for the final model
-            hook(model, rows.rows[-1])
-        if workdir is not None:
-            _checkpoint.write_cycle(workdir, model, rows.rows[-1])
-            model.save_weights(final_weights_path(workdir))
-        if verbose:
-            print(f"[tfimp] {self.method} finished:\n" + _results.format_table(rows.rows[-1:]), flush=True)
-        return list(rows.rows)
+
+    def _before_restore(self, model: keras.Model) -> None:
+        tfmot_glue.finalize_reparams(model)  # the saved weights are the finalized model's
+
+    @property
+    def label(self) -> str:
+        return self.method
 
 
 #: STR's threshold parameter at the start of a calibrated run: sigmoid(-8) = 3e-4, a nearly dense start.

@@ -226,10 +226,10 @@ class IMP(keras.callbacks.Callback):
         if epoch == start + length - 1:
             self.rows.append(self._row(self._phase, logs))
             self._phase_wall = 0.0
+            if self.workdir is not None:  # first: hooks may read cycle_N/ (the CLI's reporter does)
+                _checkpoint.write_cycle(self.workdir, self.model, self.rows[-1])
             for hook in self.cycle_end_hooks:
                 hook(self.model, self.rows[-1])
-            if self.workdir is not None:
-                _checkpoint.write_cycle(self.workdir, self.model, self.rows[-1])
         if self.workdir is not None:
             _checkpoint.save(self.workdir, self.model, self._state(next_epoch=epoch + 1))
             if epoch == start + length - 1:

@@ -307,12 +307,110 @@ class IMP(_Trainer):
         return list(self.callback.rows)
 
 
-class Dense(_Trainer):
+class OneFitRunner(_Trainer):
+    """The skeleton of runners whose whole budget is one ``fit`` (dense training, the baselines).
+
+    ``_run`` prepares the model (:meth:`_prepare`), compiles it with the
+    dense schedule over ``self.epochs``, claims the workdir (a finished run
+    returns its rows), resumes through Keras' ``BackupAndRestore``, fits
+    with :meth:`_callbacks` and the row collector of :meth:`_rows_callback`,
+    and writes the final model as ``cycle_N/``. A subclass overrides those
+    small pieces and nothing else.
+    """
+
+    #: how the runner names itself in messages and results.json ("dense", "gmp", ...).
+    label: str = ""
+    epochs: int
+
+    def _prepare(self, model: keras.Model, train, steps: int) -> keras.Model:
+        """The model to train (wrapped and built where the runner needs masks)."""
+        return model
+
+    def _run_identity(self, steps: int) -> dict:
+        """What besides the shared settings defines this runner's run."""
+        raise NotImplementedError
+
+    def _callbacks(self, steps: int) -> list:
+        """The runner's own callbacks, before the row collector."""
+        return []
+
+    def _rows_callback(self, steps: int, test, workdir: Optional[str]) -> "RowCollector":
+        raise NotImplementedError
+
+    def _before_restore(self, model: keras.Model) -> None:
+        """Brings a fresh model to the state whose weights a finished run saved."""
+
+    def _run(self, model, train, validation, test, steps, workdir, overwrite, verbose, callbacks, cycle_end_hooks,
+             identity) -> list[dict]:
+        model = self._prepare(model, train, steps)
+        self._compile(model, self._schedule(self.epochs, steps))
+        self.model = model
+        collector = self._rows_callback(steps, test, workdir)
+        extra = [*self._callbacks(steps), collector]
+        if workdir is not None:
+            finished = self._finished_run(model, workdir, self.identity(**self._run_identity(steps),
+                                                                       steps_per_epoch=steps, user=identity or {}),
+                                          overwrite, verbose, expected_rows=collector.expected_rows,
+                                          before_restore=self._before_restore)
+            if finished is not None:
+                return finished
+            extra.insert(0, keras.callbacks.BackupAndRestore(_workdir.path(workdir, _workdir.BACKUP)))
+        data, steps_for_fit = self._for_fit(train, 0, self.epochs, steps)  # BackupAndRestore picks the epoch
+        model.fit(data, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch or steps_for_fit,
+                  validation_data=validation, callbacks=[*extra, *callbacks], verbose=verbose)
+        final_row = collector.rows[-1]
+        if workdir is not None:  # first: hooks may read cycle_N/
+            _checkpoint.write_cycle(workdir, model, final_row)
+            model.save_weights(final_weights_path(workdir))
+            _checkpoint.write_results(workdir, collector.rows, {"method": self.label})
+        for hook in cycle_end_hooks:  # no cycles: once, for the final model
+            hook(model, final_row)
+        if verbose:
+            print(f"[tfimp] {self.label} finished:\n" + _results.format_table([final_row]), flush=True)
+        return list(collector.rows)
+
+
+class RowCollector(keras.callbacks.Callback):
+    """Collects a one-fit runner's rows (``rows``; ``expected_rows`` of them in a finished run)."""
+
+    expected_rows: int
+    rows: list
+
+
+class _DenseRow(RowCollector):
+    """The dense run's one row (cycle 0), at the end of its last epoch."""
+
+    expected_rows = 1
+
+    def __init__(self, epochs: int, steps_per_epoch: int, test_data, initial_lr: float):
+        super().__init__()
+        self.epochs, self.steps_per_epoch, self.test_data, self.initial_lr = epochs, steps_per_epoch, test_data, \
+            initial_lr
+        self.rows: list[dict] = []
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            self.rows = [_results.row_from_logs(
+                self.model, dict(logs or {}), self.test_data, cycle=0, target=0.0, schedule="dense",
+                initial_lr=self.initial_lr, epochs=self.epochs, steps=self.epochs * self.steps_per_epoch,
+                wall_s=time.perf_counter() - self._start)]
+
+    def on_train_end(self, logs=None):
+        if not self.rows:  # resumed after the last epoch had ended: measure the restored model
+            self.on_epoch_end(self.epochs - 1, {})
+
+
+class Dense(OneFitRunner):
     """Dense training (the baseline), with the same rows and workdir files as IMP.
 
     ``run`` trains for ``epochs`` and returns one row (cycle 0); it resumes
     from the workdir through Keras' ``BackupAndRestore``.
     """
+
+    label = "dense"
 
     def __init__(self, epochs: int, **settings):
         if epochs < 1:
@@ -320,34 +418,9 @@ class Dense(_Trainer):
         super().__init__(**settings)
         self.epochs = int(epochs)
 
-    def _run(self, model, train, validation, test, steps, workdir, overwrite, verbose, callbacks, cycle_end_hooks,
-             identity) -> list[dict]:
-        self._compile(model, self._schedule(self.epochs, steps))
-        self.model = model
-        extra = list(callbacks)
-        if workdir is not None:
-            finished = self._finished_run(
-                model, workdir, self.identity(method="dense", epochs=self.epochs, steps_per_epoch=steps,
-                                              user=identity or {}),
-                overwrite, verbose, expected_rows=1)
-            if finished is not None:
-                return finished
-            extra.insert(0, keras.callbacks.BackupAndRestore(_workdir.path(workdir, _workdir.BACKUP)))
-        start = time.perf_counter()
-        data, steps_for_fit = self._for_fit(train, 0, self.epochs, steps)  # BackupAndRestore picks the epoch
-        history = model.fit(data, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch or steps_for_fit,
-                            validation_data=validation, callbacks=extra, verbose=verbose)
-        logs = {k: v[-1] for k, v in history.history.items()}
-        row = _results.row_from_logs(model, logs, test, cycle=0, target=0.0, schedule="dense",
-                                       initial_lr=float(_lr.tabulate(self._schedule(self.epochs, steps), 1)[0]),
-                                       epochs=self.epochs, steps=self.epochs * steps,
-                                       wall_s=time.perf_counter() - start)
-        for hook in cycle_end_hooks:
-            hook(model, row)
-        if workdir is not None:
-            _checkpoint.write_cycle(workdir, model, row)
-            model.save_weights(final_weights_path(workdir))
-            _checkpoint.write_results(workdir, [row], {"method": "dense"})
-        if verbose:
-            print("[tfimp] dense training finished:\n" + _results.format_table([row]), flush=True)
-        return [row]
+    def _run_identity(self, steps: int) -> dict:
+        return {"method": "dense", "epochs": self.epochs}
+
+    def _rows_callback(self, steps: int, test, workdir: Optional[str]) -> RowCollector:
+        initial_lr = float(_lr.tabulate(self._schedule(self.epochs, steps), 1)[0])
+        return _DenseRow(self.epochs, steps, test, initial_lr)

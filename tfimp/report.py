@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Optional
 
 import numpy as np
@@ -76,6 +75,14 @@ class ModelReport:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=list)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelReport":
+        """The report :meth:`to_dict` wrote (derived fields are recomputed)."""
+        fields = {f.name for f in dataclasses.fields(LayerReport)}
+        layers = [LayerReport(**{k: (tuple(v) if k == "kernel_shape" else v) for k, v in layer.items() if k in fields})
+                  for layer in values["layers"]]
+        return cls(layers, values["total_parameters"], values["total_nonzero"])
 
     def table(self) -> str:
         """A fixed-width text table, one line per layer and a total line."""
@@ -216,8 +223,8 @@ class CycleReporter:
         from tfimp import workdir as _workdir
         from tfimp._backend import tf
 
-        report = model_report(model)
         cycle = int(row["cycle"])
+        report = self._saved_report(cycle) or model_report(model)
         if self.verbose:
             print(f"\n[tfimp] model after cycle {cycle}:\n{report.table()}", flush=True)  # below the progress bar
         if self._writer is None:
@@ -235,3 +242,10 @@ class CycleReporter:
             for layer in report.layers:
                 tf.summary.scalar(f"layer_sparsity/{layer.name}", layer.sparsity)
         self._writer.flush()
+
+    def _saved_report(self, cycle: int) -> Optional[ModelReport]:
+        """The report the runner has just written into ``cycle_N/`` (computing it twice costs a trace)."""
+        from tfimp import workdir as _workdir
+
+        saved = _workdir.read_json(_workdir.path(_workdir.cycle_dir(self.workdir, cycle), _workdir.CYCLE_REPORT))
+        return None if saved is None else ModelReport.from_dict(saved)
