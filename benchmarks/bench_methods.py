@@ -97,7 +97,7 @@ def split_configs(args, seed: int) -> list[tuple[str, dict, object]]:
 
 
 def _layer_sparsity(workdir: str, rows: list[dict]) -> dict:
-    report = tfimp.workdir.read_json(os.path.join(tfimp.workdir.cycle_dir(workdir, rows[-1]["cycle"]), "report.json"))
+    report = tfimp.storage.read_json(os.path.join(tfimp.workdir.cycle_dir(workdir, rows[-1]["cycle"]), "report.json"))
     return {layer["name"]: layer["sparsity"] for layer in report["layers"]} if report else {}
 
 

@@ -184,6 +184,8 @@ def test_optimizer_allr_and_str_keys_reach_the_runners():
     ("batch_size", 0, "config.batch_size must be >= 1"),
     ("cycles", 0, "config.cycles must be >= 1"),
     ("prune_frequency", -1, "config.prune_frequency=-1 is out of range"),
+    ("strategy", "mirorred", "config.strategy='mirorred' is unknown; known: ['default', 'mirrored', 'multi_worker'"),
+    ("steps_per_execution", 0, "config.steps_per_execution must be >= 1"),
 ])
 def test_every_kind_of_config_key_is_checked_before_data_is_read(tmp_path, key, value, message):
     # The data directory does not exist: a check that came after loading would report missing data instead.
@@ -205,3 +207,58 @@ def test_a_cli_method_is_one_registry_entry(tmp_path, fashion_dir):
             main.check_config(_config(method="nope"))
     finally:
         main.RUNNERS.unregister("dense_short")
+
+
+def _capturing_runner(monkeypatch):
+    """Makes main.run's runner available to the test (it returns only rows)."""
+    made = []
+    original = main.make_runner
+    monkeypatch.setattr(main, "make_runner", lambda config: made.append(original(config)) or made[-1])
+    return made
+
+
+def test_the_mirrored_strategy_holds_the_model_optimizer_and_masks(tmp_path, fashion_dir, monkeypatch):
+    made = _capturing_runner(monkeypatch)
+    config = _config(method="oneshot", strategy="mirrored", dense_epochs=1, retrain_epochs=1, target_sparsity=0.8,
+                     data_dir=fashion_dir, train_subset=256, batch_size=64, verbose=0, export_formats="",
+                     steps_per_execution=2)
+    rows = main.run(config, str(tmp_path / "run"))
+    model = made[0].model
+    assert isinstance(model.distribute_strategy, tfimp.tf.distribute.MirroredStrategy)
+    masks = [m for _, w in tfimp.tfmot_glue.wrappers(model) for _, m, _ in w.pruning_vars]
+    assert all(type(m).__name__ == "MirroredVariable" for m in masks)
+    assert type(model.optimizer.iterations).__name__ == "MirroredVariable"
+    assert rows[-1]["sparsity"] == helpers.exact_sparsity(model, 0.8)
+    assert made[0].steps_per_execution == 2 and model._steps_per_execution.numpy() == 2  # noqa: SLF001
+
+
+def test_mixed_precision_from_the_cli_and_the_policy_is_restored(tmp_path, fashion_dir, monkeypatch):
+    made = _capturing_runner(monkeypatch)
+    config = _config(method="oneshot", mixed_precision=True, dense_epochs=1, retrain_epochs=1, target_sparsity=0.8,
+                     data_dir=fashion_dir, train_subset=256, batch_size=64, verbose=0, export_formats="")
+    rows = main.run(config, str(tmp_path / "run"))
+    model = made[0].model
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert model.layers[1].compute_dtype == "float16" and model.output.dtype == tfimp.tf.float32
+    assert isinstance(model.optimizer, keras.mixed_precision.LossScaleOptimizer)
+    assert rows[-1]["sparsity"] == helpers.exact_sparsity(model, 0.8)
+
+
+def test_a_missing_tpu_is_named(tmp_path, monkeypatch):
+    def no_tpu(tpu=None, **kwargs):
+        raise ValueError(f"Could not lookup TPU metadata for {tpu}")
+
+    monkeypatch.setattr(tfimp.tf.distribute.cluster_resolver.TPUClusterResolver, "connect", staticmethod(no_tpu))
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    with pytest.raises(ValueError, match=r"no TPU reachable at tpu='grpc://10.0.0.2:8470'"):
+        main.run(_config(strategy="tpu", tpu="grpc://10.0.0.2:8470", verbose=0), str(tmp_path / "run"))
+    monkeypatch.setenv("TPU_NAME", "my-tpu")
+    with pytest.raises(ValueError, match=r"no TPU reachable at tpu='my-tpu'"):
+        main.run(_config(strategy="tpu", verbose=0), str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_multi_worker_without_tf_config_says_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="strategy 'multi_worker' needs TF_CONFIG"):
+        main.run(_config(strategy="multi_worker", verbose=0), str(tmp_path / "run"))

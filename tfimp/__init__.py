@@ -12,8 +12,8 @@ build models with ``tfimp.keras``.
 """
 
 from tfimp._backend import keras, tf
-from tfimp import (baselines, batchnorm, callbacks, criteria, data, export, lr, models, optimizers, plots, report,
-                   results, workdir)
+from tfimp import (baselines, batchnorm, callbacks, criteria, data, distribute, export, lr, models, optimizers, plots, report,
+                   results, storage, workdir)
 from tfimp.checkpoint import load_cycle
 from tfimp.imp import IMP, Dense
 from tfimp.baselines import DuringTraining
@@ -33,6 +33,7 @@ __all__ = [
     "callbacks",
     "criteria",
     "data",
+    "distribute",
     "export",
     "keras",
     "layer_sparsity",
@@ -46,6 +47,7 @@ __all__ = [
     "report",
     "results",
     "sparsity",
+    "storage",
     "strip",
     "tf",
     "workdir",

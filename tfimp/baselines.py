@@ -32,6 +32,7 @@ from tfimp import checkpoint as _checkpoint
 from tfimp import criteria as _criteria
 from tfimp import pruning as _pruning
 from tfimp import tfmot_glue
+from tfimp import workdir as _workdir
 from tfimp._backend import keras
 from tfimp.imp import OneFitRunner, RowCollector
 
@@ -165,12 +166,13 @@ class EpochRows(RowCollector):
         self.method, self.target_sparsity, self.epochs = method, target_sparsity, epochs
         self.test_data, self.workdir, self.criterion = test_data, workdir, criterion
         self.expected_rows = epochs
-        self.rows: list[dict] = (_checkpoint.load_results(workdir) or []) if workdir else []
+        self.rows: list[dict] = []
         self._first_epoch = True
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self._first_epoch:  # a resumed run redoes epochs from `epoch` on
-            self.rows = [row for row in self.rows if row["cycle"] <= epoch]
+        if self._first_epoch:  # the workdir is claimed by now; a resumed run redoes epochs from `epoch` on
+            saved = (_checkpoint.load_results(self.workdir) or []) if self.workdir else []
+            self.rows = [row for row in saved if row["cycle"] <= epoch]
             self._first_epoch = False
         self._start = time.perf_counter()
 
@@ -186,8 +188,9 @@ class EpochRows(RowCollector):
             epochs=1, steps=steps, wall_s=time.perf_counter() - self._start, criterion=self.criterion)
         row["sparsity"] = current_sparsity(self.model)
         self.rows.append(row)
-        if self.workdir:
-            _checkpoint.write_results(self.workdir, self.rows, {"method": self.method})
+        if self.workdir:  # every worker writes; the chief into the workdir
+            _checkpoint.write_results(_workdir.write_dir(self.workdir, self.model.distribute_strategy), self.rows,
+                                      {"method": self.method})
 
 
 class DuringTraining(OneFitRunner):

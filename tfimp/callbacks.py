@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from tfimp import distribute as _distribute
 from tfimp import batchnorm as _batchnorm
 from tfimp import checkpoint as _checkpoint
 from tfimp import workdir as _workdir
@@ -105,6 +106,8 @@ class IMP(keras.callbacks.Callback):
         self._installed_on = None  # the optimizer that runs the phase schedule
         self._rate_seen: Optional[float] = None
         self._owns_lock = False
+        # Multi-worker: every worker saves (saving all-reduces BatchNorm statistics), only the chief into workdir.
+        self._write_dir = None if workdir is None else _workdir.write_dir(workdir)
         if workdir is not None:  # claimed now: a mismatch is refused before anything is written
             self._owns_lock = _workdir.acquire(workdir, verbose)
             try:
@@ -130,6 +133,7 @@ class IMP(keras.callbacks.Callback):
             return 0
         self._install_schedule(model)  # before reading: the checkpoint holds the optimizer as it runs
         _build_optimizer(model)
+        _distribute.sync_workers(model.distribute_strategy)  # the chief has claimed the workdir
         state = _checkpoint.restore(self.workdir, model)
         if state is None:
             self._restored_epoch = 0
@@ -170,6 +174,7 @@ class IMP(keras.callbacks.Callback):
             print("[tfimp] note: the plan re-estimates BatchNorm statistics after pruning, but no "
                   "recalibration_data was given; pass the training data as recalibration_data", flush=True)
         if self.workdir is not None and self._restored_epoch is None:
+            _distribute.sync_workers(self.model.distribute_strategy)
             saved = _checkpoint.load_state(self.workdir)
             if saved is not None:
                 raise ValueError(
@@ -227,15 +232,17 @@ class IMP(keras.callbacks.Callback):
             self.rows.append(self._row(self._phase, logs))
             self._phase_wall = 0.0
             if self.workdir is not None:  # first: hooks may read cycle_N/ (the CLI's reporter does)
-                _checkpoint.write_cycle(self.workdir, self.model, self.rows[-1])
+                _checkpoint.write_cycle(self._write_dir, self.model, self.rows[-1])
             for hook in self.cycle_end_hooks:
                 hook(self.model, self.rows[-1])
         if self.workdir is not None:
-            _checkpoint.save(self.workdir, self.model, self._state(next_epoch=epoch + 1))
+            _checkpoint.save(self._write_dir, self.model, self._state(next_epoch=epoch + 1))
             if epoch == start + length - 1:
-                _checkpoint.write_results(self.workdir, self.rows, {"plan": self.plan.to_dict()})
+                _checkpoint.write_results(self._write_dir, self.rows, {"plan": self.plan.to_dict()})
 
     def on_train_end(self, logs=None):
+        if self.workdir is not None:
+            _workdir.remove_worker_scratch(self.workdir)
         if self._owns_lock:
             _workdir.release(self.workdir)
             self._owns_lock = False
@@ -377,7 +384,8 @@ def _build_optimizer(model: keras.Model) -> None:
 
 
 def _reset_optimizer_state(optimizer) -> None:
-    """Zeroes the optimizer's slot variables (momentum, ...); keeps its step counter."""
+    """Zeroes the optimizer's slot variables (momentum, ...); keeps its step counter (and a loss scale)."""
+    optimizer = _optimizers.unwrapped(optimizer)
     variables = optimizer.variables() if callable(optimizer.variables) else optimizer.variables
     keep = {id(optimizer.iterations), id(optimizer.learning_rate)}  # the step counter and the current rate
     for variable in variables:

@@ -1,14 +1,16 @@
 """A run's state on disk: atomic, readable, one unit per epoch and per cycle.
 
-The workdir's layout, identity and lock live in :mod:`tfimp.workdir`; this
-module writes and reads its contents. The checkpoint directory is written
-beside the old one and swapped in by renames, so a kill at any moment leaves
-either the previous or the new epoch's complete state, never a mix. Keras'
-``BackupAndRestore`` saves the model and epoch but cannot carry the
-per-cycle rows and the cycle state in the same atomic unit, hence this
+The workdir's layout, identity, lock and file-system functions live in
+:mod:`tfimp.workdir`; this module writes and reads its contents, through
+``tf.io.gfile`` (any file system TensorFlow has). Each epoch's checkpoint is
+a new directory ``checkpoint/save_K/`` whose ``state.json`` is written last:
+a kill at any moment leaves the previous complete save or the new one, never
+a mix, and no directory is ever renamed (object stores cannot do that
+atomically). Keras' ``BackupAndRestore`` saves the model and epoch but cannot
+carry the per-cycle rows and the cycle state in the same unit, hence this
 module. Each finished cycle is also written as its own directory
-(``cycle_N/``), renamed into place once complete, from which
-:func:`load_cycle` rebuilds the model at that point.
+(``cycle_N/``, ``row.json`` last), from which :func:`load_cycle` rebuilds the
+model at that point.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ import csv
 import io
 import json
 import os
-import shutil
 from typing import Any, Sequence
 
+from tfimp import storage as _storage
 from tfimp import workdir as _workdir
 from tfimp._backend import keras, tf
 
 _CHECKPOINT = _workdir.CHECKPOINT
-_STATE = "state.json"
-atomic_write_text = _workdir.atomic_write_text
+_STATE = "state.json"  # written last: a save without it is incomplete
+_SAVE = "save_"
+atomic_write_text = _storage.atomic_write_text
 
 
 def _json_default(value):
@@ -53,34 +56,44 @@ def write_results(workdir: str, rows: Sequence[dict], extra: dict | None = None)
 
 def load_results(workdir: str) -> list[dict] | None:
     """The rows of ``results.json`` in ``workdir``, or ``None`` if there is none."""
-    found = _workdir.read_json(os.path.join(workdir, _workdir.RESULTS_JSON))
+    found = _storage.read_json(os.path.join(workdir, _workdir.RESULTS_JSON))
     return None if found is None else found["rows"]
 
 
-def write_cycle(workdir: str, model: keras.Model, row: dict) -> str:
-    """Writes finished cycle ``row["cycle"]`` as ``cycle_N/`` (weights and masks, architecture, row, report).
+def save_weights(model: keras.Model, target: str) -> None:
+    """``model.save_weights`` to an ``.h5`` file on any file system (h5py writes only local files)."""
+    with _storage.local_file(target, "w") as local:
+        model.save_weights(local)
 
-    Built in ``cycle_N.tmp`` and renamed into place, so a ``cycle_N/`` is
-    always complete. Returns its path.
+
+def load_weights(model: keras.Model, source: str) -> None:
+    """``model.load_weights`` from an ``.h5`` file on any file system."""
+    with _storage.local_file(source, "r") as local:
+        model.load_weights(local)
+
+
+def write_cycle(workdir: str, model: keras.Model, row: dict) -> str:
+    """Writes finished cycle ``row["cycle"]`` as ``cycle_N/`` (weights and masks, architecture, report, row).
+
+    ``row.json`` is written last: a ``cycle_N/`` without it (a kill while
+    writing) is not a finished cycle and is replaced when the cycle is
+    written again. Returns its path.
     """
     from tfimp import report as _report  # report imports this module's writer
     from tfimp import tfmot_glue
 
-    final = _workdir.cycle_dir(workdir, row["cycle"])
-    tmp = f"{final}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    model.save_weights(os.path.join(tmp, _workdir.CYCLE_WEIGHTS))
+    directory = _workdir.cycle_dir(workdir, row["cycle"])
+    _storage.remove(directory)
+    _storage.makedirs(directory)
+    save_weights(model, os.path.join(directory, _workdir.CYCLE_WEIGHTS))
     if tfmot_glue.is_graph_model(model):  # subclassed: load_cycle needs the user's model object
-        atomic_write_text(os.path.join(tmp, _workdir.CYCLE_MODEL), model.to_json())
+        atomic_write_text(os.path.join(directory, _workdir.CYCLE_MODEL), model.to_json())
     try:
-        atomic_write_text(os.path.join(tmp, _workdir.CYCLE_REPORT), _report.model_report(model).to_json())
+        atomic_write_text(os.path.join(directory, _workdir.CYCLE_REPORT), _report.model_report(model).to_json())
     except ValueError:  # a layer whose output size is unknown: no FLOP count possible
         pass
-    atomic_write_text(os.path.join(tmp, _workdir.CYCLE_ROW), to_json(row))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final
+    atomic_write_text(os.path.join(directory, _workdir.CYCLE_ROW), to_json(row))
+    return directory
 
 
 def load_cycle(workdir: str, cycle: int, model: keras.Model | None = None) -> keras.Model:
@@ -98,20 +111,19 @@ def load_cycle(workdir: str, cycle: int, model: keras.Model | None = None) -> ke
     from tfimp import tfmot_glue
 
     directory = _workdir.cycle_dir(workdir, cycle)
-    if not os.path.exists(os.path.join(directory, _workdir.CYCLE_ROW)):
+    if not _storage.exists(os.path.join(directory, _workdir.CYCLE_ROW)):
         raise FileNotFoundError(f"workdir {workdir!r} has no finished cycle {cycle}; "
                                 f"finished cycles: {_workdir.cycles(workdir)}")
     if model is None:
-        architecture = os.path.join(directory, _workdir.CYCLE_MODEL)
-        if not os.path.exists(architecture):
+        architecture = _storage.read_text(os.path.join(directory, _workdir.CYCLE_MODEL))
+        if architecture is None:
             raise ValueError(f"cycle {cycle} in {workdir!r} was saved from a subclassed model: pass a built "
                              "instance as load_cycle(workdir, cycle, model=...)")
-        with open(architecture, encoding="utf-8") as handle:
-            with keras.utils.custom_object_scope(tfmot_glue.custom_objects()):
-                model = keras.models.model_from_json(handle.read())
+        with keras.utils.custom_object_scope(tfmot_glue.custom_objects()):
+            model = keras.models.model_from_json(architecture)
     elif not tfmot_glue.wrappers(model):
         model = tfmot_glue.wrap(model)
-    model.load_weights(os.path.join(directory, _workdir.CYCLE_WEIGHTS))
+    load_weights(model, os.path.join(directory, _workdir.CYCLE_WEIGHTS))
     tfmot_glue.apply_masks(tfmot_glue.prunable_kernels(model))
     return model
 
@@ -122,35 +134,39 @@ def _trackables(model: keras.Model) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(model=model, optimizer=model.optimizer)
 
 
+def _saves(workdir: str) -> list[tuple[int, str]]:
+    """(number, path) of every save directory under ``workdir/checkpoint``, oldest first."""
+    root = os.path.join(workdir, _CHECKPOINT)
+    return sorted((int(name[len(_SAVE):]), os.path.join(root, name)) for name in _storage.listdir(root)
+                  if name.startswith(_SAVE) and name[len(_SAVE):].isdigit())
+
+
 def save(workdir: str, model: keras.Model, state: dict) -> None:
-    """Saves weights, masks, optimizer and ``state`` as one atomic unit."""
-    final = os.path.join(workdir, _CHECKPOINT)
-    new, old = f"{final}.new", f"{final}.old"
-    shutil.rmtree(new, ignore_errors=True)
-    _trackables(model).write(os.path.join(new, "ckpt"))
-    atomic_write_text(os.path.join(new, _STATE), to_json(state))
-    if os.path.exists(final):
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(new, final)
-    shutil.rmtree(old, ignore_errors=True)
+    """Saves weights, masks, optimizer and ``state`` as one unit: a new ``save_K/``, ``state.json`` last.
+
+    Older saves are removed only once the new one is complete.
+    """
+    saves = _saves(workdir)
+    target = os.path.join(workdir, _CHECKPOINT, f"{_SAVE}{saves[-1][0] + 1 if saves else 0}")
+    _storage.remove(target)
+    _trackables(model).write(os.path.join(target, "ckpt"))
+    atomic_write_text(os.path.join(target, _STATE), to_json(state))
+    for _, older in saves:
+        _storage.remove(older)
 
 
 def _complete_checkpoint(workdir: str) -> str | None:
-    for name in (_CHECKPOINT, f"{_CHECKPOINT}.old"):  # .old survives a kill between two renames
-        path = os.path.join(workdir, name)
-        if os.path.exists(os.path.join(path, _STATE)):
-            return path
+    """The newest save with its ``state.json`` (a newer one without it was cut short by a kill)."""
+    for _, candidate in reversed(_saves(workdir)):
+        if _storage.exists(os.path.join(candidate, _STATE)):
+            return candidate
     return None
 
 
 def load_state(workdir: str) -> dict | None:
     """The saved state, or ``None`` when the workdir has no checkpoint."""
     path = _complete_checkpoint(workdir)
-    if path is None:
-        return None
-    with open(os.path.join(path, _STATE), encoding="utf-8") as handle:
-        return json.load(handle)
+    return None if path is None else _storage.read_json(os.path.join(path, _STATE))
 
 
 def restore(workdir: str, model: keras.Model) -> dict | None:
@@ -160,5 +176,4 @@ def restore(workdir: str, model: keras.Model) -> dict | None:
         return None
     status = _trackables(model).read(os.path.join(path, "ckpt"))
     status.assert_existing_objects_matched()
-    with open(os.path.join(path, _STATE), encoding="utf-8") as handle:
-        return json.load(handle)
+    return _storage.read_json(os.path.join(path, _STATE))

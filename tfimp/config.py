@@ -50,6 +50,12 @@ def base() -> ml_collections.ConfigDict:
     config.optimizer = "torch_sgd"        # torch_sgd (coupled L2, as the authors' PyTorch runs), keras_sgd_decoupled
     config.momentum = 0.9
     config.weight_decay = 5e-4
+    # Devices (config.batch_size is the global batch: each of N replicas gets batch_size / N per step)
+    config.strategy = "default"           # default (one device), mirrored (local GPUs), multi_worker (TF_CONFIG), tpu
+    config.tpu = ""                       # TPU name or grpc:// address for strategy=tpu; "" = $TPU_NAME, else local
+    config.mixed_precision = False        # mixed_float16: float16 compute, float32 weights and masks
+    config.jit_compile = False            # XLA-compile the training step
+    config.steps_per_execution = 1        # training steps per call of the compiled function
     # Run
     config.seed = 0
     config.verbose = 1
@@ -59,7 +65,7 @@ def base() -> ml_collections.ConfigDict:
 
 
 #: Keys that cannot change a run's results: left out of the workdir's identity, so changing them resumes.
-NOT_IDENTITY = ("verbose", "log_every_steps", "export_formats", "data_dir")
+NOT_IDENTITY = ("verbose", "log_every_steps", "export_formats", "data_dir", "tpu", "steps_per_execution")
 
 
 def identity(config: ml_collections.ConfigDict) -> dict:

@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tfimp import pruning, tfmot_glue
+from tfimp import pruning, storage, tfmot_glue
 from tfimp._backend import keras, tf
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite_dynamic")
@@ -130,7 +130,7 @@ def dense_reference(stripped: keras.Model, seed: int = 0) -> keras.Model:
 
 def export(model: keras.Model, directory: str, *, formats: Sequence[str] = ("keras", "savedmodel", "tflite"),
            check_inputs: Optional[np.ndarray] = None, compare_dense: bool = True) -> list[ExportedFile]:
-    """Strips ``model`` and exports it in ``formats`` to ``directory``, checked.
+    """Strips ``model`` and exports it in ``formats`` to ``directory`` (any file system: see :mod:`tfimp.storage`), checked.
 
     Args:
       model: a model wrapped by :func:`tfimp.wrap` and pruned (sparsity > 0), built.
@@ -159,7 +159,13 @@ def export(model: keras.Model, directory: str, *, formats: Sequence[str] = ("ker
     if sparsity == 0.0:
         raise ValueError(f"model {model.name!r} is not pruned (sparsity 0); call tfimp.prune before exporting")
 
-    os.makedirs(directory, exist_ok=True)
+    with storage.local_dir(directory) as local:  # SavedModel, zip and h5 writers want local paths
+        files = _export_checked(model, local, formats, check_inputs, compare_dense, sparsity)
+    return [dataclasses.replace(f, path=os.path.join(directory, os.path.relpath(f.path, local))) for f in files]
+
+
+def _export_checked(model: keras.Model, directory: str, formats: Sequence[str], check_inputs, compare_dense: bool,
+                    sparsity: float) -> list[ExportedFile]:
     stripped = tfmot_glue.strip(model)
     x = check_inputs if check_inputs is not None else np.random.default_rng(0).normal(
         size=(8, *stripped.input_shape[1:])).astype("float32")

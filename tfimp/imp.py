@@ -11,12 +11,12 @@ not redone.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from tfimp import distribute as _distribute
 from tfimp import callbacks as _callbacks
 from tfimp import results as _results
 from tfimp import data as _data
@@ -24,6 +24,7 @@ from tfimp import checkpoint as _checkpoint
 from tfimp import lr as _lr
 from tfimp import optimizers as _optimizers
 from tfimp import tfmot_glue
+from tfimp import storage as _storage
 from tfimp import workdir as _workdir
 from tfimp._backend import keras, tf
 from tfimp.plan import Plan
@@ -102,13 +103,17 @@ class _Trainer:
       batch_size: for data given as arrays.
       steps_per_epoch: for datasets of unknown length.
       seed: shuffling seed for data given as arrays.
+      steps_per_execution: training steps per call of the compiled function
+        (Keras' compile argument; more hides per-step overhead on accelerators).
+      jit_compile: compile the training step with XLA.
     """
 
     def __init__(self, *, learning_rate: float = 0.1, dense_schedule: Union[str, _lr.Schedule] = "step",
                  warmup_epochs: int = 0, optimizer: str = "torch_sgd", momentum: float = 0.9,
                  weight_decay: float = 5e-4,
                  nesterov: Optional[bool] = None, loss=None, metrics: Sequence = ("accuracy",),
-                 batch_size: int = 128, steps_per_epoch: Optional[int] = None, seed: int = 0):
+                 batch_size: int = 128, steps_per_epoch: Optional[int] = None, seed: int = 0,
+                 steps_per_execution: int = 1, jit_compile: bool = False):
         if isinstance(dense_schedule, str) and dense_schedule not in DENSE_SCHEDULES:
             raise ValueError(f"unknown dense schedule {dense_schedule!r}; known: {list(DENSE_SCHEDULES)}")
         _optimizers.get(optimizer)  # fail on a bad name now, not at compile
@@ -124,6 +129,10 @@ class _Trainer:
         self.batch_size = int(batch_size)
         self.steps_per_epoch = steps_per_epoch
         self.seed = seed
+        if steps_per_execution < 1:
+            raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution}")
+        self.steps_per_execution = int(steps_per_execution)
+        self.jit_compile = bool(jit_compile)
         self.model: Optional[keras.Model] = None
 
     def _schedule(self, epochs: int, steps_per_epoch: int):
@@ -204,7 +213,7 @@ class _Trainer:
         """What defines a run of this runner, for the workdir (see :mod:`tfimp.workdir`)."""
         settings = {name: _workdir.describe(getattr(self, name)) for name in (
             "optimizer", "learning_rate", "dense_schedule", "warmup_epochs", "momentum", "weight_decay", "nesterov",
-            "loss", "metrics", "batch_size", "steps_per_epoch", "seed")}
+            "loss", "metrics", "batch_size", "steps_per_epoch", "seed", "jit_compile")}
         return {"runner": type(self).__name__, **settings, **extra}
 
     def _finished_run(self, model: keras.Model, workdir: str, identity: dict, overwrite: bool, verbose: int,
@@ -215,12 +224,13 @@ class _Trainer:
         baselines) use this; IMP keeps its own per-epoch checkpoint.
         """
         _workdir.claim(workdir, identity, overwrite, verbose)
+        _distribute.sync_workers(model.distribute_strategy)  # the chief has claimed it: now all may read
         rows = _checkpoint.load_results(workdir)
-        if rows is None or len(rows) != expected_rows or not os.path.exists(final_weights_path(workdir)):
+        if rows is None or len(rows) != expected_rows or not _storage.exists(final_weights_path(workdir)):
             return None
         _say_finished(workdir, rows, verbose)
         before_restore(model)
-        model.load_weights(final_weights_path(workdir))
+        _checkpoint.load_weights(model, final_weights_path(workdir))
         return rows
 
     @staticmethod
@@ -237,7 +247,7 @@ class _Trainer:
                 optimizer=_optimizers.make(self.optimizer, learning_rate, momentum=self.momentum,
                                            nesterov=self.nesterov, weight_decay=self.weight_decay),
                 loss=self.loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=self.metrics,
+                metrics=self.metrics, steps_per_execution=self.steps_per_execution, jit_compile=self.jit_compile,
             )
 
 
@@ -254,11 +264,12 @@ class IMP(_Trainer):
       **settings: optimizer, schedule and data settings (see ``_Trainer``):
         ``learning_rate``, ``dense_schedule``, ``warmup_epochs``, ``optimizer``, ``momentum``,
         ``weight_decay``, ``nesterov``, ``loss``, ``metrics``, ``batch_size``,
-        ``steps_per_epoch``, ``seed``.
+        ``steps_per_epoch``, ``seed``, ``steps_per_execution``, ``jit_compile``.
     """
 
     _SETTINGS = ("learning_rate", "dense_schedule", "warmup_epochs", "optimizer", "momentum", "weight_decay",
-                 "nesterov", "loss", "metrics", "batch_size", "steps_per_epoch", "seed")
+                 "nesterov", "loss", "metrics", "batch_size", "steps_per_epoch", "seed", "steps_per_execution",
+                 "jit_compile")
 
     def __init__(self, plan: Optional[Plan] = None, **kwargs):
         settings = {k: kwargs.pop(k) for k in list(kwargs) if k in self._SETTINGS}
@@ -290,12 +301,13 @@ class IMP(_Trainer):
             self._build_on(model, train)
         self._compile(model, self.learning_rate)
         self.model = model
-        self.callback = _callbacks.IMP(
-            self.plan, schedule=self._schedule(self.plan.reference_epochs, steps), steps_per_epoch=steps,
-            test_data=test, recalibration_data=self._one_pass(train) if self.plan.recalibrate_bn else None,
-            workdir=workdir, overwrite=overwrite, verbose=verbose, cycle_end_hooks=cycle_end_hooks,
-            identity=self.identity(steps_per_epoch=steps, user=identity or {}),
-        )
+        with model.distribute_strategy.scope():  # the callback tells the chief from the strategy
+            self.callback = _callbacks.IMP(
+                self.plan, schedule=self._schedule(self.plan.reference_epochs, steps), steps_per_epoch=steps,
+                test_data=test, recalibration_data=self._one_pass(train) if self.plan.recalibrate_bn else None,
+                workdir=workdir, overwrite=overwrite, verbose=verbose, cycle_end_hooks=cycle_end_hooks,
+                identity=self.identity(steps_per_epoch=steps, user=identity or {}),
+            )
         initial_epoch = self.callback.restore(model)
         if self.callback.finished:
             _say_finished(workdir, self.callback.rows, verbose)
@@ -358,13 +370,18 @@ class OneFitRunner(_Trainer):
         data, steps_for_fit = self._for_fit(train, 0, self.epochs, steps)  # BackupAndRestore picks the epoch
         model.fit(data, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch or steps_for_fit,
                   validation_data=validation, callbacks=[*extra, *callbacks], verbose=verbose)
+        if workdir is not None and not _storage.listdir(_workdir.path(workdir, _workdir.BACKUP)):
+            _storage.remove(_workdir.path(workdir, _workdir.BACKUP))  # Keras empties it at the end, leaves the folder
         final_row = collector.rows[-1]
-        if workdir is not None:  # first: hooks may read cycle_N/
-            _checkpoint.write_cycle(workdir, model, final_row)
-            model.save_weights(final_weights_path(workdir))
-            _checkpoint.write_results(workdir, collector.rows, {"method": self.label})
+        if workdir is not None:  # first: hooks may read cycle_N/; every worker saves, the chief into workdir
+            out = _workdir.write_dir(workdir, model.distribute_strategy)
+            _checkpoint.write_cycle(out, model, final_row)
+            _checkpoint.save_weights(model, final_weights_path(out))
+            _checkpoint.write_results(out, collector.rows, {"method": self.label})
         for hook in cycle_end_hooks:  # no cycles: once, for the final model
             hook(model, final_row)
+        if workdir is not None:
+            _workdir.remove_worker_scratch(workdir, model.distribute_strategy)
         if verbose:
             print(f"[tfimp] {self.label} finished:\n" + _results.format_table([final_row]), flush=True)
         return list(collector.rows)

@@ -47,6 +47,7 @@ _CHOICES = {
     "allr_norm_drop": tfimp.plan.ALLR_NORM_DROPS,
     "augmentation": ("",) + data.AUGMENTATIONS,
     "verbose": (0, 1, 2),
+    "strategy": tfimp.distribute.STRATEGIES,
 }
 #: Numeric keys: (check, what is allowed).
 _RANGES = {
@@ -91,7 +92,7 @@ def check_config(config) -> None:
     if config.method in DURING_TRAINING + ("bimp",) and config.epochs < 1:
         raise ValueError(f"config.epochs (the whole budget) must be >= 1 for method {config.method!r}, "
                          f"got {config.epochs}")
-    for key in ("batch_size", "retrain_epochs", "cycles", "log_every_steps"):
+    for key in ("batch_size", "retrain_epochs", "cycles", "log_every_steps", "steps_per_execution"):
         if config.get(key) is not None and config[key] < 1:
             raise ValueError(f"config.{key} must be >= 1, got {config[key]}")
     for key, allowed in _CHOICES.items():
@@ -164,7 +165,8 @@ def make_runner(config):
     """The runner the config's method names (``RUNNERS``), with the config's optimizer and data settings."""
     settings = dict(learning_rate=config.learning_rate, dense_schedule=config.dense_schedule,
                     warmup_epochs=config.warmup_epochs, optimizer=config.optimizer, momentum=config.momentum,
-                    weight_decay=config.weight_decay, batch_size=config.batch_size, seed=config.seed)
+                    weight_decay=config.weight_decay, batch_size=config.batch_size, seed=config.seed,
+                    steps_per_execution=config.steps_per_execution, jit_compile=config.jit_compile)
     return RUNNERS.get(config.method)(config, settings)
 
 
@@ -178,8 +180,10 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     # -- Check everything that can be checked before touching data ----------
     check_config(config)
     runner = make_runner(config)
-    keras.utils.set_random_seed(config.seed)
     say = _printer(config)
+    # First: a multi-worker strategy must configure TensorFlow's collectives before any op runs.
+    strategy = tfimp.distribute.make(config.strategy, config.tpu)
+    keras.utils.set_random_seed(config.seed)
     say(f"[tfimp] config:\n{config}", flush=True)
 
     models.check_fits(config.model, data.spec(config.dataset).input_shape, f"dataset {config.dataset!r}")
@@ -191,16 +195,40 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
                         augmentation=config.augmentation or None)
     say(f"[tfimp] {config.dataset}: {dataset.train_examples} training examples from {dataset.source}", flush=True)
 
-    # -- Model --------------------------------------------------------------
-    model = models.build(config.model, num_classes=dataset.spec.num_classes, input_shape=dataset.spec.input_shape)
-    check_model_fits_data(model, dataset.spec)
+    # -- Devices and model -------------------------------------------------------
+    if config.strategy != "default":
+        say(f"[tfimp] strategy {config.strategy}: {strategy.num_replicas_in_sync} replica(s), "
+            f"{config.batch_size // strategy.num_replicas_in_sync} examples each per step", flush=True)
+    policy = keras.mixed_precision.global_policy()
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with strategy.scope():  # variables, optimizer slots and tfimp's masks live on the strategy's devices
+            model = models.build(config.model, num_classes=dataset.spec.num_classes,
+                                 input_shape=dataset.spec.input_shape)
+            if config.mixed_precision:
+                model = _float32_outputs(model)
+        check_model_fits_data(model, dataset.spec)
 
-    # -- Train (resumable) --------------------------------------------------
-    with tfimp.workdir.Locked(workdir, config.verbose):
-        return _train_and_export(config, runner, model, dataset, workdir, overwrite)
+        # -- Train (resumable) ------------------------------------------------
+        with tfimp.workdir.Locked(workdir, config.verbose):
+            return _train_and_export(config, runner, model, dataset, workdir, overwrite)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _float32_outputs(model: keras.Model) -> keras.Model:
+    """The model with float32 logits (Keras' advice for mixed precision: a float16 softmax/loss loses accuracy)."""
+    outputs = keras.layers.Activation("linear", dtype="float32", name="float32_logits")(model.output)
+    return keras.Model(model.input, outputs, name=model.name)
 
 
 def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: bool) -> list[dict]:
+    """Trains, then writes the outputs; on a multi-worker job's other workers into their scratch, removed after.
+
+    Every worker writes the outputs (stripping and saving read variables that are all-reduced across workers);
+    only the chief's land in ``workdir``.
+    """
     say = _printer(config)
     tensorboard = keras.callbacks.TensorBoard(tfimp.workdir.path(workdir, tfimp.workdir.TENSORBOARD),
                                               update_freq=config.log_every_steps)
@@ -209,25 +237,27 @@ def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: b
                       overwrite=overwrite, callbacks=[tensorboard], verbose=config.verbose,
                       cycle_end_hooks=[report.CycleReporter(workdir, verbose=config.verbose)],
                       identity=tfimp_config.identity(config))
+    out = tfimp.workdir.write_dir(workdir, model.distribute_strategy)
     # The run has claimed the workdir: the readable copy of the config is this run's.
-    checkpoint.atomic_write_text(tfimp.workdir.path(workdir, tfimp.workdir.CONFIG),
-                                 config.to_json_best_effort(indent=2))
+    checkpoint.atomic_write_text(tfimp.workdir.path(out, tfimp.workdir.CONFIG), config.to_json_best_effort(indent=2))
 
     # -- Outputs ------------------------------------------------------------
-    plots.accuracy_vs_sparsity(rows, tfimp.workdir.path(workdir, tfimp.workdir.PLOT),
+    plots.accuracy_vs_sparsity(rows, tfimp.workdir.path(out, tfimp.workdir.PLOT),
                                title=f"{config.method} {config.model} on {config.dataset}")
     pruned = bool(tfimp.tfmot_glue.wrappers(runner.model)) and tfimp.sparsity(runner.model) > 0
     if pruned and config.export_formats:
         check = next(iter(dataset.test))[0].numpy()
-        files = export.export(runner.model, tfimp.workdir.path(workdir, tfimp.workdir.EXPORT),
+        files = export.export(runner.model, tfimp.workdir.path(out, tfimp.workdir.EXPORT),
                               formats=config.export_formats.split(","), check_inputs=check)
         table = export.size_table(files)
-        checkpoint.atomic_write_text(tfimp.workdir.path(workdir, tfimp.workdir.EXPORT_SIZES_TXT), table + "\n")
-        checkpoint.atomic_write_text(tfimp.workdir.path(workdir, tfimp.workdir.EXPORT_SIZES_JSON),
+        checkpoint.atomic_write_text(tfimp.workdir.path(out, tfimp.workdir.EXPORT_SIZES_TXT), table + "\n")
+        checkpoint.atomic_write_text(tfimp.workdir.path(out, tfimp.workdir.EXPORT_SIZES_JSON),
                                      checkpoint.to_json([dataclasses.asdict(f) for f in files]))
         say(f"[tfimp] exports (checked against the Keras model):\n{table}", flush=True)
     final = tfimp.strip(runner.model) if tfimp.tfmot_glue.wrappers(runner.model) else runner.model
-    final.save(tfimp.workdir.path(workdir, tfimp.workdir.STRIPPED_MODEL))
+    with tfimp.storage.local_file(tfimp.workdir.path(out, tfimp.workdir.STRIPPED_MODEL)) as local:
+        final.save(local)
+    tfimp.workdir.remove_worker_scratch(workdir, model.distribute_strategy)
     cycle_dirs = ", ".join(f"cycle_{c}/" for c in tfimp.workdir.cycles(workdir))
     say(f"[tfimp] results in {workdir}: {cycle_dirs} (tfimp.load_cycle), results.json, results.csv, "
           "accuracy_vs_sparsity.png, tensorboard/, model_stripped.keras", flush=True)

@@ -134,6 +134,15 @@ def make(name: str, learning_rate, *, momentum: float = 0.9, nesterov: Optional[
     return factory(learning_rate, momentum=float(momentum), nesterov=nesterov, weight_decay=float(weight_decay))
 
 
+def unwrapped(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """The optimizer that steps the weights: the inner one of a mixed-precision ``LossScaleOptimizer``.
+
+    Its learning rate and slots (momentum) are the inner optimizer's; the
+    wrapper adds only the loss scale, which tfimp never touches.
+    """
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
 def _check_drivable(optimizer) -> None:
     if not hasattr(optimizer, "_build_learning_rate"):
         raise TypeError(f"tfimp drives the learning rate of tf_keras optimizers (keras.optimizers.*); got "
@@ -143,6 +152,7 @@ def _check_drivable(optimizer) -> None:
 
 def current_schedule(optimizer: keras.optimizers.Optimizer):
     """The learning rate ``optimizer`` was compiled with: its ``LearningRateSchedule``, or the number."""
+    optimizer = unwrapped(optimizer)
     _check_drivable(optimizer)
     rate = optimizer._learning_rate  # Keras keeps the schedule object here; no public getter returns it
     if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
@@ -158,8 +168,10 @@ def install_schedule(optimizer: keras.optimizers.Optimizer,
     with one; for one created with a number, Keras' own builder makes the
     variable that holds the current rate (``optimizer.learning_rate`` then
     reads it), as the constructor would have. The one place in tfimp that
-    reaches into the optimizer.
+    reaches into the optimizer. A mixed-precision ``LossScaleOptimizer``'s
+    inner optimizer gets it.
     """
+    optimizer = unwrapped(optimizer)
     _check_drivable(optimizer)
     if isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
         optimizer.learning_rate = schedule  # public: the current-rate variable exists already

@@ -224,11 +224,12 @@ class CycleReporter:
         from tfimp._backend import tf
 
         cycle = int(row["cycle"])
-        report = self._saved_report(cycle) or model_report(model)
+        out = _workdir.write_dir(self.workdir, model.distribute_strategy)  # multi-worker: the chief's is the workdir
+        report = self._saved_report(out, cycle) or model_report(model)
         if self.verbose:
             print(f"\n[tfimp] model after cycle {cycle}:\n{report.table()}", flush=True)  # below the progress bar
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(_workdir.path(self.workdir, _workdir.TENSORBOARD_CYCLES))
+            self._writer = tf.summary.create_file_writer(_workdir.path(out, _workdir.TENSORBOARD_CYCLES))
         accuracy = row.get("test_accuracy") if row.get("test_accuracy") is not None else row.get("val_accuracy")
         # Inside fit, Keras' TensorBoard callback makes summaries conditional on its own step counter;
         # these are per cycle and must always be written.
@@ -243,9 +244,11 @@ class CycleReporter:
                 tf.summary.scalar(f"layer_sparsity/{layer.name}", layer.sparsity)
         self._writer.flush()
 
-    def _saved_report(self, cycle: int) -> Optional[ModelReport]:
+    @staticmethod
+    def _saved_report(directory: str, cycle: int) -> Optional[ModelReport]:
         """The report the runner has just written into ``cycle_N/`` (computing it twice costs a trace)."""
+        from tfimp import storage as _storage
         from tfimp import workdir as _workdir
 
-        saved = _workdir.read_json(_workdir.path(_workdir.cycle_dir(self.workdir, cycle), _workdir.CYCLE_REPORT))
+        saved = _storage.read_json(_workdir.path(_workdir.cycle_dir(directory, cycle), _workdir.CYCLE_REPORT))
         return None if saved is None else ModelReport.from_dict(saved)

@@ -26,16 +26,38 @@ of the previous run first, whatever it was.
 second run is refused while that process lives; a lock whose process is gone
 (same host) is stale and taken over. A lock written on another host cannot be
 checked from here and is respected: delete it by hand if that run is dead.
+
+**File systems.** Every read and write goes through ``tf.io.gfile``, so a
+workdir may be on any file system TensorFlow has (``gs://``, ``s3://`` with
+tensorflow-io, ``hdfs://``, the in-memory ``ram://``). Units that must appear
+whole (a checkpoint, a ``cycle_N/``) are never renamed as directories, which
+object stores cannot do atomically: their files are written first and a
+small marker file last (``state.json``, ``row.json``), and readers only trust
+a unit whose marker is there. Single files are written to ``name.tmp`` and
+renamed, atomic on local disks; on object stores a rename is a copy and a
+delete, and readers still see either the old or the new object. The lock is
+an exclusive create on local disks; elsewhere it is checked and then written,
+so two runs started within the same moment on a remote workdir can both
+proceed: start one run per workdir.
+
+**Several workers.** Under ``MultiWorkerMirroredStrategy`` every worker
+saves (saving reads variables whose values are all-reduced across workers),
+but only the chief into the workdir: the others write into
+``workertemp_<task id>/`` (:func:`write_dir`, Keras' convention) and remove
+it at the end. Every worker reads the chief's workdir when it resumes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import time
 from typing import Any, Optional
+
+from tfimp._backend import tf
+from tfimp.distribute import is_chief, task
+from tfimp.storage import atomic_write_text, exists, is_local, listdir, makedirs, read_json, remove
 
 IDENTITY = "identity.json"
 CONFIG = "config.json"
@@ -56,6 +78,7 @@ CYCLE_WEIGHTS = "weights.h5"
 CYCLE_MODEL = "model.json"
 CYCLE_ROW = "row.json"
 CYCLE_REPORT = "report.json"
+WORKER_TEMP = "workertemp_"  # + task id: a non-chief worker's scratch copy, removed at the end
 
 
 def path(workdir: str, *names: str) -> str:
@@ -71,8 +94,8 @@ def cycle_dir(workdir: str, cycle: int) -> str:
 def cycles(workdir: str) -> list[int]:
     """The finished cycles found in ``workdir``, in order."""
     found = []
-    for name in os.listdir(workdir) if os.path.isdir(workdir) else []:
-        if name.startswith("cycle_") and name[6:].isdigit() and os.path.exists(path(workdir, name, CYCLE_ROW)):
+    for name in listdir(workdir):
+        if name.startswith("cycle_") and name[6:].isdigit() and exists(path(workdir, name, CYCLE_ROW)):
             found.append(int(name[6:]))
     return sorted(found)
 
@@ -129,22 +152,19 @@ def differences(stored: dict, wanted: dict) -> list[str]:
             for key in sorted(set(old) | set(new)) if old.get(key, _MISSING) != new.get(key, _MISSING)]
 
 
-def atomic_write_text(target: str, text: str) -> None:
-    """Writes ``text`` to ``target`` via a temporary file and a rename."""
-    tmp = f"{target}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
+# -- several workers --------------------------------------------------------------
+
+def write_dir(workdir: str, strategy=None) -> str:
+    """Where this process writes: ``workdir`` itself on the chief, ``workdir/workertemp_<id>`` on other workers."""
+    if is_chief(strategy):
+        return workdir
+    return path(workdir, f"{WORKER_TEMP}{task(strategy)[1]}")
 
 
-def read_json(target: str) -> Optional[Any]:
-    """The JSON in ``target``, or ``None`` when there is no such file."""
-    if not os.path.exists(target):
-        return None
-    with open(target, encoding="utf-8") as handle:
-        return json.load(handle)
+def remove_worker_scratch(workdir: str, strategy=None) -> None:
+    """Removes this worker's ``workertemp_<id>`` (nothing on the chief)."""
+    if not is_chief(strategy):
+        remove(write_dir(workdir, strategy))
 
 
 # -- lock -----------------------------------------------------------------------
@@ -166,44 +186,64 @@ def _owner(owner: dict) -> str:
     return f"process {owner.get('pid')} on host {owner.get('host')!r} (started {owner.get('started', '?')})"
 
 
+def _create_exclusively(lock: str, text: str) -> bool:
+    """Creates ``lock`` holding ``text`` unless it exists; ``False`` if it did.
+
+    Exclusive on local disks (``O_EXCL``); other file systems have no
+    exclusive create in ``tf.io.gfile``, so there it is a check and a write.
+    """
+    if is_local(lock):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return True
+    if exists(lock):
+        return False
+    atomic_write_text(lock, text)
+    return True
+
+
 def acquire(workdir: str, verbose: int = 1) -> bool:
     """Takes ``workdir``'s lock for this process; ``False`` when this process holds it already.
 
     Whoever got ``True`` releases it (:func:`release`), so nested holders
     (the CLI, a runner, the IMP callback) leave it to the outermost.
 
+    Only the chief of a multi-worker job takes the lock (``False`` on the
+    other workers, which never write the workdir).
+
     Raises:
       WorkdirInUse: a live process (or one on another host) holds it.
     """
-    os.makedirs(workdir, exist_ok=True)
+    if not is_chief():
+        return False
+    makedirs(workdir)
     lock = path(workdir, LOCK)
     if lock in _HELD:
         return False
     me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     for _ in range(2):
+        if _create_exclusively(lock, json.dumps(me)):
+            _HELD.add(lock)
+            return True
         try:
-            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                owner = read_json(lock) or {}
-            except (OSError, ValueError):
-                owner = {}  # half-written by a killed process
-            same_host = owner.get("host") == me["host"]
-            if same_host and owner.get("pid") == me["pid"]:
-                os.remove(lock)  # ours, left by an earlier call of this process that failed
-                continue
-            if owner and (not same_host or _process_alive(int(owner.get("pid", -1)))):
-                raise WorkdirInUse(
-                    f"workdir {workdir!r} is in use by {_owner(owner)}; wait for it to finish or use another "
-                    f"workdir" + ("" if same_host else f" (if that run is dead, delete {lock})"))
-            if verbose:
-                print(f"[tfimp] taking over the stale lock of {_owner(owner)} in {workdir!r}", flush=True)
-            os.remove(lock)
+            owner = read_json(lock) or {}
+        except (OSError, ValueError, tf.errors.OpError):
+            owner = {}  # half-written by a killed process
+        same_host = owner.get("host") == me["host"]
+        if same_host and owner.get("pid") == me["pid"]:
+            remove(lock)  # ours, left by an earlier call of this process that failed
             continue
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(me, handle)
-        _HELD.add(lock)
-        return True
+        if owner and (not same_host or _process_alive(int(owner.get("pid", -1)))):
+            raise WorkdirInUse(
+                f"workdir {workdir!r} is in use by {_owner(owner)}; wait for it to finish or use another "
+                f"workdir" + ("" if same_host else f" (if that run is dead, delete {lock})"))
+        if verbose:
+            print(f"[tfimp] taking over the stale lock of {_owner(owner)} in {workdir!r}", flush=True)
+        remove(lock)
     raise WorkdirInUse(f"could not take the lock {lock!r}: another process took it at the same time")
 
 
@@ -212,8 +252,7 @@ def release(workdir: str) -> None:
     lock = path(workdir, LOCK)
     if lock in _HELD:
         _HELD.discard(lock)
-        if os.path.exists(lock):
-            os.remove(lock)
+        remove(lock)
 
 
 class Locked:
@@ -235,16 +274,12 @@ class Locked:
 # -- identity -------------------------------------------------------------------
 
 def clear(workdir: str) -> int:
-    """Removes every file and directory in ``workdir`` but the lock; returns how many entries went."""
+    """Removes every file and directory in ``workdir`` but the lock and live workers' scratch; returns the count."""
     removed = 0
-    for name in os.listdir(workdir) if os.path.isdir(workdir) else []:
-        if name == LOCK:
+    for name in listdir(workdir):
+        if name == LOCK or name.startswith(WORKER_TEMP):
             continue
-        target = path(workdir, name)
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
-        else:
-            os.remove(target)
+        remove(path(workdir, name))
         removed += 1
     return removed
 
@@ -254,13 +289,22 @@ def claim(workdir: str, identity: dict, overwrite: bool = False, verbose: int = 
     """Makes ``workdir`` this run's: checks (or, with ``overwrite``, resets) it and records ``identity``.
 
     ``files`` (name -> text) are written after the check, e.g. the CLI's
-    ``config.json``. Nothing is written when the check fails.
+    ``config.json``. Nothing is written when the check fails. The non-chief
+    workers of a multi-worker job only check (and start their scratch
+    directory afresh); follow with :func:`sync_workers` before reading.
 
     Raises:
       IdentityMismatch: the workdir holds a different run and ``overwrite`` is false.
     """
-    os.makedirs(workdir, exist_ok=True)
     wanted = _normalise(identity)
+    if not is_chief():
+        remove(write_dir(workdir))
+        stored = read_json(path(workdir, IDENTITY))
+        if not overwrite and stored is not None and stored != wanted:
+            raise IdentityMismatch(f"workdir {workdir!r} holds a different run:\n  "
+                                   + "\n  ".join(differences(stored, wanted)))
+        return
+    makedirs(workdir)
     if overwrite:
         removed = clear(workdir)
         if removed and verbose:
@@ -268,9 +312,8 @@ def claim(workdir: str, identity: dict, overwrite: bool = False, verbose: int = 
                   f"{'entry' if removed == 1 else 'entries'} from {workdir!r}", flush=True)
     else:
         stored = read_json(path(workdir, IDENTITY))
-        if stored is None and any(name != LOCK for name in os.listdir(workdir)):
-            if cycles(workdir) or os.path.exists(path(workdir, CHECKPOINT)) or os.path.exists(
-                    path(workdir, RESULTS_JSON)):
+        if stored is None and any(name != LOCK for name in listdir(workdir)):
+            if cycles(workdir) or exists(path(workdir, CHECKPOINT)) or exists(path(workdir, RESULTS_JSON)):
                 raise IdentityMismatch(f"workdir {workdir!r} holds a run without {IDENTITY} (an older tfimp or "
                                        "another tool); use another workdir, or overwrite=True (CLI: --overwrite)")
         if stored is not None and stored != wanted:
