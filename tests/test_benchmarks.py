@@ -104,3 +104,16 @@ def test_merge_methods_reads_summaries_and_unfinished_runs(tmp_path):
     assert rebuilt == {"group": "c", "method": "split50_e2", "target": 0.95, "seed": 1, "sparsity": 0.95,
                        "test_accuracy": 0.65, "wall_s": 5.0, "epochs": 6, "layer_sparsity": {"fc": 0.97},
                        "dense_fraction": 0.5, "retrain_epochs": 2, "dense_epochs": 2, "cycles": 2}
+
+
+def test_callback_cost_benchmark_quick(tmp_path):
+    out = str(tmp_path / "cost.json")
+    result = _bench("bench_callback.py", "--quick", "--models", "mlp", "--json", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ratio (b)/(a)" in result.stdout
+    with open(out) as handle:
+        written = json.load(handle)["results"][0]
+    assert written["model"] == "mlp" and set(written["step_ms"]) == {"a_plain", "b_imp", "c_imp_spe8", "d_plain_spe8"}
+    assert all(ms > 0 for ms in written["step_ms"].values())
+    assert written["ratio_median"]["b_imp/a_plain"] == pytest.approx(
+        written["step_ms"]["b_imp"] / written["step_ms"]["a_plain"], rel=1e-6)

@@ -168,3 +168,30 @@ def test_fit_under_mirrored_strategy_keeps_zeros():
         for replica in kernel.weight.values:
             assert not np.any(replica.numpy()[mask == 0])
     assert tfimp.sparsity(model) == helpers.exact_sparsity(model, 0.8)
+
+
+def _collectives_in_a_replica_forward_pass(model, strategy):
+    @tf.function
+    def forward(x):
+        return strategy.run(lambda inputs: model(inputs, training=True), args=(x,))
+
+    graph = forward.get_concrete_function(tf.TensorSpec((8, 8, 8, 3), tf.float32)).graph
+    return [op.type for op in graph.get_operations() if "Collective" in op.type or "AllReduce" in op.type]
+
+
+def test_masks_cost_no_communication_between_replicas():
+    """weight *= mask runs on each replica: the forward pass adds no all-reduce (tfmot's averages every weight)."""
+    strategy = _two_cpu_strategy()
+    with strategy.scope():
+        model = tfimp.wrap(helpers.small_cnn())
+    tfimp.prune(model, 0.8)
+    assert _collectives_in_a_replica_forward_pass(model, strategy) == []
+    with strategy.scope():
+        plain = helpers.small_cnn()
+    assert _collectives_in_a_replica_forward_pass(plain, strategy) == []
+    x = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype("float32")
+    strategy.run(lambda inputs: model(inputs, training=True), args=(x,))
+    for kernel in tfmot_glue.prunable_kernels(model):  # and it did apply the masks on both replicas
+        mask = kernel.mask.numpy()
+        for replica in kernel.weight.values:
+            assert not np.any(replica.numpy()[mask == 0])

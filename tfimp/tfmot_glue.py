@@ -107,6 +107,30 @@ def _install_mask_constraint(weight, mask) -> None:
         component._constraint = _KeepPrunedConstraint(mask, inner)
 
 
+def _mask_weights(pruning_vars) -> tf.Operation:
+    """``weight = weight * mask`` for every ``(weight, mask, threshold)``, on every replica, without communication.
+
+    tfmot's ``weight_mask_op`` all-reduces (averages) every masked weight
+    across the replicas on every training step, because it cannot know the
+    weights' aggregation. Here the weights and masks are mirrored and equal on
+    every replica, so each replica assigns its own product: the same values,
+    no collective per step (tfmot's all-reduce of the whole model's weights
+    also broke later runs in a process that had trained under another
+    ``MirroredStrategy``: its collectives were issued in different orders).
+    """
+    products = [(weight, tf.cast(weight * tf.cast(mask, weight.dtype), weight.dtype))
+                for weight, mask, _ in pruning_vars]
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return tf.group([weight.assign(product) for weight, product in products])
+
+    def assign_on_each_replica(strategy, products):
+        return tf.group([strategy.extended.update(weight, lambda variable, value: variable.assign(value),
+                                                  args=(product,), group=True)
+                         for weight, product in products])
+
+    return tf.distribute.get_replica_context().merge_call(assign_on_each_replica, args=(products,))
+
+
 @keras.utils.register_keras_serializable(package="tfimp")
 class PolicyPruneLowMagnitude(PruneLowMagnitude):
     """tfmot's ``PruneLowMagnitude`` with masks owned by a tfimp policy.
@@ -129,7 +153,7 @@ class PolicyPruneLowMagnitude(PruneLowMagnitude):
     def call(self, inputs, training=None, **kwargs):
         # weights *= mask before the forward pass, as tfmot does; no step
         # counter and no schedule check (they would never prune here).
-        self.add_update(self.pruning_obj.weight_mask_op())
+        self.add_update(_mask_weights(self.pruning_vars))
         if "training" in inspect.getfullargspec(self.layer.call).args:
             return self.layer.call(inputs, training=training, **kwargs)
         return self.layer.call(inputs, **kwargs)
