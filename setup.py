@@ -14,23 +14,25 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["tfimp", "tfimp.*"]),
+    # The core API (wrap, prune, the IMP callback and runners, export) needs only these. TensorFlow and
+    # tf-keras must share a minor version (tfimp checks it at import); every pair from 2.16 to 2.21 works
+    # with tfmot 0.8 (benchmarks/install_check.py installs the oldest and the newest into fresh venvs).
     install_requires=[
-        # TensorFlow and tf-keras must share a minor version.
-        "tensorflow>=2.21,<2.22",
-        "tf-keras>=2.21,<2.22",
-        "tensorflow-model-optimization==0.8.1",
-        "absl-py<2",  # forced by tensorflow-model-optimization 0.8.1
-        "keras-cv==0.9.0",
+        "tensorflow>=2.16,<2.22",
+        "tf-keras>=2.16,<2.22",
+        "tensorflow-model-optimization>=0.8,<0.9",
+        "absl-py<2",  # forced by tensorflow-model-optimization 0.8
         "numpy>=1.26",
-        "tensorboard>=2.21,<2.22",
-        "tensorflow-datasets>=4.9",
-        "ml-collections>=1.0",
-        "matplotlib>=3.7",
     ],
     entry_points={"console_scripts": ["tfimp=tfimp.main:console_main"]},
     extras_require={
-        # nbclient + ipykernel execute the Colab tutorials in the tests.
-        "test": ["pytest>=8", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
+        # The command line (configs, datasets through tensorflow-datasets, the accuracy plot).
+        "cli": ["ml-collections>=1.0", "tensorflow-datasets>=4.9", "matplotlib>=3.7"],
+        # keras-cv backbones in the model registry (kcv_* models) and the keras-cv tutorial.
+        "keras-cv": ["keras-cv>=0.9,<0.10"],
+        # The tests need everything, plus nbclient + ipykernel to execute the Colab tutorials.
+        "test": ["ml-collections>=1.0", "tensorflow-datasets>=4.9", "matplotlib>=3.7", "keras-cv>=0.9,<0.10",
+                 "pytest>=8", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

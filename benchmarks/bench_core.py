@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--depth", type=int, default=20, help="CIFAR ResNet depth of the step benchmark (56: ResNet-56)")
     args = parser.parse_args()
 
     if args.quick:
@@ -126,7 +127,7 @@ def main() -> None:
     else:
         model = keras.applications.ResNet50(weights=None)
         prune = bench_global_prune(model, repeats=args.repeats)
-        step = bench_training_step(depth=20, batch=128, steps=args.steps, warmup=5, rounds=args.rounds)
+        step = bench_training_step(depth=args.depth, batch=128, steps=args.steps, warmup=5, rounds=args.rounds)
 
     print(f"device: {tf.config.list_logical_devices()[-1].device_type}, TF {tf.__version__}")
     print(f"global mask update over {prune['weights']:,} weights")
@@ -135,7 +136,7 @@ def main() -> None:
     print(f"  tfimp.prune, median          {prune['prune_s'] * 1e3:8.1f} ms   ratio {prune['ratio']:.2f}x (goal <= 2x)")
     print(f"  peak numpy memory: np.partition {prune['partition_peak_mb']:.0f} MB, "
           f"tfimp.prune {prune['prune_peak_mb']:.0f} MB (tracemalloc; TensorFlow's own buffers not counted)")
-    print("training step, ResNet-20 CIFAR-sized" if not args.quick else "training step (quick)")
+    print(f"training step, ResNet-{args.depth} CIFAR-sized" if not args.quick else "training step (quick)")
     print(f"  unwrapped (baseline)         {step['dense_step_s'] * 1e3:8.1f} ms")
     print(f"  wrapped, 90% pruned          {step['masked_step_s'] * 1e3:8.1f} ms   ratio {step['ratio']:.3f}x (goal <= 1.05x)")
     print(f"  per round (ms): unwrapped {[round(t * 1e3, 1) for t in step['all_dense_s']]}, wrapped {[round(t * 1e3, 1) for t in step['all_masked_s']]}")

@@ -10,12 +10,45 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-INSTALL = '''# Install tfimp from its repository (skipped where tfimp is already installed, e.g. in CI).
-# Set TFIMP_SOURCE to the repository you use: a git URL or a local checkout.
-import importlib.util, subprocess, sys
-TFIMP_SOURCE = "git+https://github.com/tfimp/tfimp"
+#: Where the project is published on GitHub: the "Open in Colab" links and the default install source.
+REPOSITORY = "tfimp/tfimp"
+
+INSTALL = f'''# Install tfimp and its command-line extras (skipped where tfimp is installed already, e.g. in CI).
+# TFIMP_SOURCE: a pip source for tfimp, e.g. a git URL or a wheel you uploaded (a tfimp-*.whl in the working
+# directory is picked up by itself).
+import glob, importlib.metadata, importlib.util, os, subprocess, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # tfimp's Keras 2 stack: set before TensorFlow is first imported
+TFIMP_SOURCE = "git+https://github.com/{REPOSITORY}"  # @param {{type:"string"}}
 if importlib.util.find_spec("tfimp") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", TFIMP_SOURCE])'''
+    def versions(names):
+        found = {{}}
+        for name in names:
+            try:
+                found[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                found[name] = None
+        return found
+    loaded = ["numpy", "tensorflow", "keras", "tf-keras", "protobuf"]
+    before = versions(loaded)
+    wheels = sorted(glob.glob("tfimp-*.whl"))
+    source = f"{{wheels[-1]}}[cli,keras-cv]" if wheels else f"tfimp[cli,keras-cv] @ {{TFIMP_SOURCE}}"
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", source])
+    changed = [name for name, version in versions(loaded).items()
+               if version != before[name] and name.replace("-", "_") in sys.modules]
+    if changed or "tensorflow" in sys.modules:
+        # Packages this runtime has already imported changed on disk (or TensorFlow was imported before
+        # TF_USE_LEGACY_KERAS was set): only a fresh process sees the new ones.
+        print(f"Installed; restarting the runtime ({{changed or ['tensorflow was already imported']}}). "
+              "Then run the notebook again from the next cell.")
+        os.kill(os.getpid(), 9)  # Colab restarts a killed runtime by itself
+print("tfimp", importlib.metadata.version("tfimp"))'''
+
+
+def colab_link(name: str) -> str:
+    """The "Open in Colab" badge of notebook ``name``, as Markdown."""
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"(https://colab.research.google.com/github/{REPOSITORY}/blob/main/colab/{name})")
+
 
 DATA = '''import tfimp
 from tfimp import keras
@@ -130,11 +163,67 @@ for f in files:
 assert all(f.max_abs_error <= f.tolerance for f in files)
 assert all(f.gzip_bytes < f.dense_gzip_bytes for f in files)'''),
     ],
+    "05_keras_cv_own_fit.ipynb": [
+        new_markdown_cell("# A keras-cv backbone, pruned inside your own `model.fit`\nBuild a keras-cv "
+                          "ResNetV2 backbone (random weights, nothing downloaded), wrap it, and let the IMP "
+                          "callback prune and retrain it in a `fit` you call yourself, with TensorBoard."),
+        new_code_cell(INSTALL),
+        new_code_cell(DATA),
+        new_markdown_cell("A small ResNetV2 so that it trains on a CPU in a minute; "
+                          "`tfimp.models.build(\"kcv_resnet18_v2\", ...)` is the full ResNet-18."),
+        new_code_cell('''import keras_cv
+keras.utils.set_random_seed(0)
+backbone = keras_cv.models.ResNetV2Backbone(
+    stackwise_filters=[16, 32, 64], stackwise_blocks=[2, 2, 2], stackwise_strides=[1, 2, 2],
+    include_rescaling=False, input_shape=(28, 28, 1))
+inputs = keras.Input((28, 28, 1))
+features = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+model = tfimp.wrap(keras.Model(inputs, keras.layers.Dense(10, name="logits")(features)))
+print(len(tfimp.tfmot_glue.prunable_kernels(model)), "kernels wrapped, e.g.",
+      [k.name for k in tfimp.tfmot_glue.prunable_kernels(model)][:3])'''),
+        new_markdown_cell("Your own `compile` and `fit`: the callback owns the learning rate (your compiled "
+                          "schedule is the original one that SLR is built from) and prunes at the start of each "
+                          "cycle. `fit` must run exactly `plan.total_epochs` epochs."),
+        new_code_cell('''plan = tfimp.Plan(target_sparsity=0.8, cycles=2, dense_epochs=2, retrain_epochs=1, retrain_schedule="slr")
+steps = data.train_epochs.steps_per_epoch
+model.compile(optimizer=tfimp.optimizers.TorchSGD(keras.optimizers.schedules.CosineDecay(0.05, plan.dense_epochs * steps),
+                                                 momentum=0.9, weight_decay=5e-4),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+imp = tfimp.callbacks.IMP(plan, test_data=data.test, recalibration_data=data.train_epochs.epoch(0), verbose=0)
+board = keras.callbacks.TensorBoard("logs/keras_cv_imp")
+model.fit(data.train_epochs.epochs(0, plan.total_epochs), epochs=plan.total_epochs, steps_per_epoch=steps,
+          validation_data=data.validation, callbacks=[imp, board], verbose=2)
+print(tfimp.results.format_table(imp.rows))
+# What the table shows: the dense phase, then two cycles ending at exactly 80% sparsity.
+assert [row["cycle"] for row in imp.rows] == [0, 1, 2]
+assert abs(tfimp.sparsity(model) - 0.8) < 1e-4'''),
+        new_markdown_cell("TensorBoard: in Colab the next cell shows it inline; elsewhere it prints the "
+                          "per-epoch sparsity and learning rate that the callback logged."),
+        new_code_cell('''import sys
+if "google.colab" in sys.modules:
+    get_ipython().run_line_magic("load_ext", "tensorboard")
+    get_ipython().run_line_magic("tensorboard", "--logdir logs/keras_cv_imp")
+else:
+    import glob
+    from tfimp import tf
+    logged = {}
+    for path in glob.glob("logs/keras_cv_imp/train/events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag.startswith("epoch_"):  # the file also holds the model's graph
+                    logged.setdefault(value.tag, {})[event.step] = round(float(tf.make_ndarray(value.tensor)), 4)
+    print("sparsity per epoch:", logged["epoch_sparsity"])
+    print("learning rate at epoch ends:", logged["epoch_learning_rate"])
+    assert logged["epoch_sparsity"][plan.total_epochs - 1] > 0.79'''),
+    ],
 }
 
 
 def main() -> None:
     for name, cells in NOTEBOOKS.items():
+        title = cells[0]
+        if "colab.research.google.com" not in title.source:
+            title.source = f"{colab_link(name)}\n\n{title.source}"
         notebook = new_notebook(cells=cells, metadata={
             "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
             "colab": {"provenance": []}})

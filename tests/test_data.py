@@ -163,3 +163,75 @@ def test_epoch_ordered_training_data_depends_only_on_the_seed_and_the_epoch(tmp_
     again = data.load("fashion_mnist", data_dir=str(tmp_path), batch_size=8, seed=3, validation_fraction=0.0)
     images = [x.numpy() for x, _ in again.train_epochs.epoch(2)]
     np.testing.assert_array_equal(np.concatenate(images), np.concatenate([x.numpy() for x, _ in ordered.epoch(2)]))
+
+
+class _FakeProxy:
+    """A local HTTPS proxy that answers every CONNECT with ``status`` and records the requested targets."""
+
+    def __init__(self, status: bytes):
+        import socket
+        import threading
+
+        self.status, self.requests = status, []
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(4)
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            with connection:
+                self.requests.append(connection.recv(1024).split(b"\r\n", 1)[0].decode())
+                connection.sendall(b"HTTP/1.1 " + self.status + b"\r\n\r\n")
+
+
+def _closed_port():
+    import socket
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+@pytest.fixture
+def online_probe(monkeypatch):
+    for name in ("TFIMP_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_the_network_probe_asks_the_https_proxy(online_probe):
+    proxy = _FakeProxy(b"200 Connection established")
+    online_probe.setenv("https_proxy", f"http://127.0.0.1:{proxy.port}")
+    assert data.https_proxy() == ("127.0.0.1", proxy.port)
+    assert data.network_reachable(timeout=2.0)
+    assert proxy.requests == ["CONNECT storage.googleapis.com:443 HTTP/1.1"]
+
+    refusing = _FakeProxy(b"502 Bad Gateway")  # the proxy is up, the internet behind it is not
+    online_probe.setenv("https_proxy", f"http://127.0.0.1:{refusing.port}")
+    assert not data.network_reachable(timeout=2.0)
+
+
+def test_a_dead_proxy_fails_fast_and_is_named(online_probe, tmp_path):
+    import time
+
+    port = _closed_port()
+    online_probe.setenv("HTTPS_PROXY", f"127.0.0.1:{port}")  # scheme-less, as some users write it
+    start = time.perf_counter()
+    assert not data.network_reachable(timeout=2.0)
+    assert time.perf_counter() - start < 3.0
+    with pytest.raises(data.DataUnavailableError, match=rf"unreachable \(through the proxy 127.0.0.1:{port}\)"):
+        data.load("cifar10", data_dir=str(tmp_path))
+
+
+def test_no_proxy_sends_the_probe_direct(online_probe):
+    online_probe.setenv("https_proxy", "http://127.0.0.1:1")
+    online_probe.setenv("no_proxy", "localhost,.googleapis.com")
+    assert data.https_proxy() is None

@@ -31,3 +31,30 @@ def test_algorithms_page_defines_every_schedule_and_criterion_and_is_linked():
         assert re.search(rf"\b{name.upper()}\b", page), name
     for source in ("README.md", "tfimp/lr.py", "tfimp/criteria.py"):
         assert "docs/algorithms.md" in (ROOT / source).read_text(encoding="utf-8"), source
+
+
+def _quickstart_commands():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Quickstart", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_ci_runs_the_readme_test_command_and_both_make_a_venv():
+    install_and_run, test = _quickstart_commands()
+    assert (ROOT / ".ci" / "run").read_text(encoding="utf-8").count(test) == 1
+    for command in (install_and_run, test):
+        assert command.startswith("{ python3 -m venv .venv") and ". .venv/bin/activate && pip install -e" in command
+    assert 'pip install -e ".[cli]"' in install_and_run and 'pip install -e ".[test]"' in test
+
+
+def test_the_core_requirements_leave_the_extras_out():
+    import ast
+
+    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
+    call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    arguments = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in ("install_requires", "extras_require")}
+    core = " ".join(arguments["install_requires"])
+    for optional in ("ml-collections", "tensorflow-datasets", "matplotlib", "keras-cv"):
+        assert optional not in core
+    assert {"cli", "keras-cv", "test"} <= set(arguments["extras_require"])
+    assert any(r.startswith("tensorflow>=2.16,<2.22") for r in arguments["install_requires"])

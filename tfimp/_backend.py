@@ -35,7 +35,18 @@ def _check_tf_keras_is_keras2() -> None:
         )
 
 
+def _check_versions_match() -> None:
+    """Fails when TensorFlow and tf-keras come from different minor versions (pip cannot couple them)."""
+    tf_minor = ".".join(tf.__version__.split(".")[:2])
+    keras_minor = ".".join(keras.__version__.split(".")[:2])
+    if tf_minor != keras_minor:
+        raise ImportError(
+            f"tfimp needs TensorFlow and tf-keras of the same minor version, found tensorflow {tf.__version__} "
+            f"and tf-keras {keras.__version__}; install the matching one: pip install 'tf-keras=={tf_minor}.*'")
+
+
 if _tf_was_imported:
     _check_tf_keras_is_keras2()
+_check_versions_match()
 
 __all__ = ["tf", "keras"]

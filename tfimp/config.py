@@ -7,7 +7,9 @@ their experiment needs; the CLI locks the config, so a misspelt
 
 from __future__ import annotations
 
-import ml_collections
+from tfimp import extras
+
+ml_collections = extras.require("ml_collections", "tfimp's experiment configs")
 
 
 def base() -> ml_collections.ConfigDict:

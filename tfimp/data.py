@@ -32,10 +32,13 @@ import os
 import socket
 import struct
 import threading
+import urllib.parse
+import urllib.request
 from typing import Callable, Optional
 
 import numpy as np
 
+from tfimp import extras
 from tfimp._backend import tf
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -207,19 +210,51 @@ def _load_idx(name: str, data_dir: Optional[str]):
     return None
 
 
+def https_proxy(host: str = _PROBE_HOST[0]) -> Optional[tuple[str, int]]:
+    """(host, port) of the HTTPS proxy the environment sets for ``host``, or ``None`` (direct).
+
+    Reads ``HTTPS_PROXY`` / ``https_proxy`` (or ``ALL_PROXY``) and honours
+    ``NO_PROXY``, as ``urllib``, ``requests`` and tensorflow-datasets do.
+    """
+    proxies = urllib.request.getproxies()
+    url = proxies.get("https") or proxies.get("all")
+    if not url or urllib.request.proxy_bypass(host):
+        return None
+    parsed = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+    if not parsed.hostname:
+        return None
+    return parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def _tunnel_opens(proxy: tuple[str, int], target: tuple[str, int], timeout: float) -> bool:
+    """Whether ``proxy`` answers ``CONNECT target`` with a 2xx status."""
+    with socket.create_connection(proxy, timeout=timeout) as connection:
+        connection.settimeout(timeout)
+        connection.sendall(f"CONNECT {target[0]}:{target[1]} HTTP/1.1\r\nHost: {target[0]}:{target[1]}\r\n\r\n"
+                           .encode("ascii"))
+        status_line = connection.recv(1024).split(b"\r\n", 1)[0].split()
+    return len(status_line) >= 2 and status_line[1].startswith(b"2")
+
+
 def network_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
     """Whether the host tfds downloads from answers within ``timeout`` seconds (DNS included).
 
+    Behind an HTTPS proxy (``HTTPS_PROXY``, ``NO_PROXY``; see :func:`https_proxy`)
+    the question goes to the proxy: can it open a tunnel to that host?
     ``TFIMP_OFFLINE=1`` in the environment answers ``False`` without probing.
     """
     if os.environ.get("TFIMP_OFFLINE", "") not in ("", "0"):
         return False
+    proxy = https_proxy(_PROBE_HOST[0])
     result = []
 
     def probe():
         try:
-            with socket.create_connection(_PROBE_HOST, timeout=timeout):
-                result.append(True)
+            if proxy is None:
+                with socket.create_connection(_PROBE_HOST, timeout=timeout):
+                    result.append(True)
+            else:
+                result.append(_tunnel_opens(proxy, _PROBE_HOST, timeout))
         except OSError:
             result.append(False)
 
@@ -248,22 +283,24 @@ def _how_to_get(name: str, data_dir: Optional[str]) -> str:
 
 
 def _tfds_builder(name: str, data_dir: Optional[str]):
-    import tensorflow_datasets as tfds
+    tfds = extras.require("tensorflow_datasets", "loading datasets through tensorflow-datasets")
 
     builder = tfds.builder(spec(name).tfds_name, data_dir=data_dir)
     if not builder.is_prepared():
         if not network_reachable():
+            proxy = https_proxy()
+            through = f" (through the proxy {proxy[0]}:{proxy[1]})" if proxy else ""
             raise DataUnavailableError(
                 f"dataset {name!r} is not on disk (looked in {data_dir or 'the tfds default data_dir'}"
                 f"{' and for idx files' if spec(name).idx_prefix is not None else ''}) and the network is "
-                f"unreachable. To get it: {_how_to_get(name, data_dir)}."
+                f"unreachable{through}. To get it: {_how_to_get(name, data_dir)}."
             )
         builder.download_and_prepare()
     return builder
 
 
 def _load_tfds_arrays(name: str, data_dir: Optional[str]):
-    import tensorflow_datasets as tfds
+    tfds = extras.require("tensorflow_datasets", "loading datasets through tensorflow-datasets")
 
     builder = _tfds_builder(name, data_dir)
     arrays = []

@@ -24,13 +24,16 @@ import dataclasses
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-import tfimp
-from tfimp import checkpoint, data, export, models, plots, report
-from tfimp import config as tfimp_config
-from tfimp._backend import keras
-from tfimp.registry import Registry
+from tfimp import extras
+
+config_flags = extras.require("ml_collections.config_flags", "the tfimp command line")
+
+import tfimp  # noqa: E402  (after the check above, which names the missing extra)
+from tfimp import checkpoint, data, export, models, plots, report  # noqa: E402
+from tfimp import config as tfimp_config  # noqa: E402
+from tfimp._backend import keras  # noqa: E402
+from tfimp.registry import Registry  # noqa: E402
 
 METHODS = ("dense", "imp", "bimp", "oneshot", "gmp", "tfmot_gmp", "dpf", "str")
 DURING_TRAINING = ("gmp", "tfmot_gmp", "dpf", "str")

@@ -8,6 +8,7 @@
 | vgg16_bn | VGG-16 with BatchNorm for 32x32 inputs | 14.7M |
 | resnet50 | ResNet-50 for ImageNet (keras.applications, random weights) | 25.6M |
 | small_cnn | two conv blocks + two dense layers for 28x28 grey images | 0.12M |
+| kcv_resnet18_v2, kcv_resnet50_v2 | keras-cv's ResNetV2 backbones + a linear head, any input size (``[keras-cv]`` extra) | 11.2M, 23.6M |
 
 Each builder is ``fn(num_classes, input_shape) -> Model`` and outputs logits.
 Weight decay is applied by the optimizer (``tfimp.optimizers.TorchSGD``:
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from tfimp import extras
 from tfimp._backend import keras
 from tfimp.registry import Registry
 
@@ -212,3 +214,32 @@ register("resnet50")(resnet50_imagenet)
 register("small_cnn")(small_cnn)
 DESIGNED_FOR.update(resnet18=(32, 32, 3), wrn28_10=(32, 32, 3), vgg16_bn=(32, 32, 3), resnet50=(224, 224, 3),
                     small_cnn=(28, 28, 1))
+
+
+#: keras-cv ResNetV2 configurations (its presets' architectures, written out: presets download their config).
+_KERAS_CV_RESNET_V2 = {
+    "kcv_resnet18_v2": dict(stackwise_filters=[64, 128, 256, 512], stackwise_blocks=[2, 2, 2, 2],
+                            stackwise_strides=[1, 2, 2, 2], block_type="basic_block"),
+    "kcv_resnet50_v2": dict(stackwise_filters=[64, 128, 256, 512], stackwise_blocks=[3, 4, 6, 3],
+                            stackwise_strides=[1, 2, 2, 2], block_type="block"),
+}
+
+
+def keras_cv_classifier(name: str, *, num_classes: int, input_shape: tuple[int, ...]) -> keras.Model:
+    """A keras-cv ResNetV2 backbone (random weights, nothing downloaded) with pooling and a linear head.
+
+    keras-cv runs in its Keras 2 mode next to tf_keras, so the backbone is a
+    tf_keras model that :func:`tfimp.wrap` sees into (its convolutions are
+    pruned like any other). Needs the ``[keras-cv]`` extra.
+    """
+    keras_cv = extras.require("keras_cv", f"model {name!r}")
+    backbone = keras_cv.models.ResNetV2Backbone(include_rescaling=False, input_shape=tuple(input_shape),
+                                                **_KERAS_CV_RESNET_V2[name])
+    inputs = keras.Input(tuple(input_shape))
+    features = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(inputs))
+    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(features), name=name)
+
+
+for _name in _KERAS_CV_RESNET_V2:
+    register(_name)(lambda num_classes, input_shape, _n=_name: keras_cv_classifier(
+        _n, num_classes=num_classes, input_shape=input_shape))

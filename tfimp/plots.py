@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tfimp import storage
+from tfimp import extras, storage
 
 
 def accuracy_vs_sparsity(rows: Sequence[dict], path: str, *, title: str = "") -> str:
@@ -21,7 +21,7 @@ def accuracy_vs_sparsity(rows: Sequence[dict], path: str, *, title: str = "") ->
     Raises:
       ValueError: no row has an accuracy to plot.
     """
-    from matplotlib.figure import Figure
+    Figure = extras.require("matplotlib.figure", "the accuracy-vs-sparsity plot").Figure
 
     metric = "test_accuracy" if any(r.get("test_accuracy") is not None for r in rows) else "val_accuracy"
     points = [(r["sparsity"], r[metric], r["cycle"]) for r in rows if r.get(metric) is not None]
