@@ -26,12 +26,14 @@ setup(
     ],
     entry_points={"console_scripts": ["tfimp=tfimp.main:console_main"]},
     extras_require={
-        # The command line (configs, datasets through tensorflow-datasets, the accuracy plot).
-        "cli": ["ml-collections>=1.0", "tensorflow-datasets>=4.9", "matplotlib>=3.7"],
+        # The command line (configs, datasets through tensorflow-datasets, the accuracy plot, TensorBoard logs:
+        # TensorFlow 2.21 no longer brings TensorBoard).
+        "cli": ["ml-collections>=1.0", "tensorflow-datasets>=4.9", "matplotlib>=3.7", "tensorboard>=2.16"],
         # keras-cv backbones in the model registry (kcv_* models) and the keras-cv tutorial.
         "keras-cv": ["keras-cv>=0.9,<0.10"],
         # The tests need everything, plus nbclient + ipykernel to execute the Colab tutorials.
-        "test": ["ml-collections>=1.0", "tensorflow-datasets>=4.9", "matplotlib>=3.7", "keras-cv>=0.9,<0.10",
+        "test": ["ml-collections>=1.0", "tensorflow-datasets>=4.9", "matplotlib>=3.7", "tensorboard>=2.16",
+                 "keras-cv>=0.9,<0.10",
                  "pytest>=8", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
     },
     classifiers=[

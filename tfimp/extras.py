@@ -2,7 +2,8 @@
 
 The core API (``wrap``, ``prune``, the IMP callback and runners, export)
 needs only TensorFlow, tf-keras and tfmot. The command line needs the
-``[cli]`` extra (ml-collections, tensorflow-datasets, matplotlib); the
+``[cli]`` extra (ml-collections, tensorflow-datasets, matplotlib,
+TensorBoard, which TensorFlow 2.21 no longer installs); the
 ``kcv_*`` models need ``[keras-cv]``.
 """
 
@@ -16,6 +17,7 @@ EXTRAS = {
     "ml_collections": ("cli", "ml-collections"),
     "tensorflow_datasets": ("cli", "tensorflow-datasets"),
     "matplotlib": ("cli", "matplotlib"),
+    "tensorboard": ("cli", "tensorboard"),
     "keras_cv": ("keras-cv", "keras-cv"),
 }
 

@@ -28,6 +28,7 @@ from absl import app, flags, logging
 from tfimp import extras
 
 config_flags = extras.require("ml_collections.config_flags", "the tfimp command line")
+extras.require("tensorboard", "the tfimp command line's TensorBoard logs")
 
 import tfimp  # noqa: E402  (after the check above, which names the missing extra)
 from tfimp import checkpoint, data, export, models, plots, report  # noqa: E402
