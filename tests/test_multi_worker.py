@@ -131,7 +131,13 @@ def test_the_one_fit_runners_under_two_workers(tmp_path, runner, final_cycle):
         assert sum(int((m == 0).sum()) for m in masks) == round(0.75 * sum(m.size for m in masks))
 
 
-def test_the_cli_runs_on_two_workers_and_only_the_chief_writes_outputs(tmp_path, fashion_dir):
+def test_the_cli_runs_on_two_workers_and_only_the_chief_writes_outputs(tmp_path):
+    import helpers
+
+    # Small generated idx files: with the full 10k-image test set the two workers spend most of the time in a
+    # collective per evaluation batch.
+    fashion_dir = str(tmp_path / "fashion")
+    helpers.make_idx_dataset(fashion_dir, n_train=256, n_test=64)
     run = str(tmp_path / "run")
     command = [sys.executable, "-m", "tfimp.main", f"--config={os.path.join(REPO, 'configs', 'fashion_mnist_imp.py')}",
                f"--workdir={run}", "--config.strategy=multi_worker", "--config.train_subset=256",
