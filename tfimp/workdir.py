@@ -5,7 +5,7 @@ Layout of a workdir (every name below is defined here and nowhere else)::
     identity.json       what the run is: everything that can change its results
     config.json         the CLI's resolved config (readable copy)
     run.lock            host and process of the run using the workdir now
-    checkpoint/         IMP's per-epoch state, swapped in atomically (tfimp.checkpoint)
+    checkpoint/save_K/  IMP's per-epoch state, state.json written last (tfimp.checkpoint)
     backup/             Keras' BackupAndRestore state of the dense and baseline runners
     cycle_N/            one finished cycle: weights.h5 (weights and masks), model.json
                         (architecture, when Keras can serialise it), row.json, report.json
@@ -14,6 +14,7 @@ Layout of a workdir (every name below is defined here and nowhere else)::
     tensorboard/        Keras' epoch scalars; per-cycle scalars under tensorboard/cycles
     export/             the CLI's checked exports and their size table (sizes.txt, sizes.json)
     accuracy_vs_sparsity.png, model_stripped.keras   the CLI's plot and final stripped model
+    workertemp_<id>/    a non-chief worker's scratch in a multi-worker run, removed at its end
 
 **Identity.** A workdir belongs to one run, described by a dict of
 everything that can change its results (the runner's settings and, from the
