@@ -158,3 +158,23 @@ def test_the_cli_runs_on_two_workers_and_only_the_chief_writes_outputs(tmp_path)
     import tfimp
     stripped = tfimp.keras.models.load_model(os.path.join(run, "model_stripped.keras"))
     assert tfimp.sparsity(stripped) == pytest.approx(0.9, abs=1e-3)
+
+
+@pytest.mark.parametrize("task, cluster, chief", [
+    ({"type": "worker", "index": 1}, {"worker": ["a:1", "b:1"]}, False),
+    ({"type": "worker", "index": 0}, {"worker": ["a:1", "b:1"]}, True),
+    ({"type": "worker", "index": 0}, {"chief": ["c:1"], "worker": ["a:1"]}, False),
+    ({"type": "chief", "index": 0}, {"chief": ["c:1"], "worker": ["a:1"]}, True),
+    ({"type": "worker", "index": 0}, {"worker": ["a:1"]}, True),  # one task: not a multi-worker job
+])
+def test_who_writes_the_workdir_from_tf_config(monkeypatch, tmp_path, task, cluster, chief):
+    """Callbacks made outside the strategy scope tell the chief from TF_CONFIG, as Keras does."""
+    import tfimp
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    assert tfimp.distribute.is_chief() == chief
+    expected = str(tmp_path) if chief else os.path.join(str(tmp_path), f"workertemp_{task['index']}")
+    assert tfimp.workdir.write_dir(str(tmp_path)) == expected
+    assert tfimp.workdir.acquire(str(tmp_path), verbose=0) == chief  # only the chief takes the lock
+    tfimp.workdir.release(str(tmp_path))
+    assert not os.path.exists(os.path.join(str(tmp_path), "run.lock"))

@@ -58,11 +58,6 @@ def make(name: str, tpu: str = "") -> tf.distribute.Strategy:
     raise ValueError(f"unknown strategy {name!r}; known: {list(STRATEGIES)}")
 
 
-def replicas(strategy: Optional[tf.distribute.Strategy] = None) -> int:
-    """Replicas that share each global batch."""
-    return (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
-
-
 def task(strategy=None) -> tuple[Optional[str], Optional[int], dict]:
     """(task type, task id, cluster) of this process in a multi-worker job; ``(None, None, {})`` otherwise.
 
@@ -78,10 +73,10 @@ def task(strategy=None) -> tuple[Optional[str], Optional[int], dict]:
     if strategy is not tf.distribute.get_strategy() or tf.distribute.has_strategy():
         return None, None, {}
     config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    cluster, task = config.get("cluster") or {}, config.get("task") or {}
-    if sum(len(v) for v in cluster.values() if isinstance(v, list)) < 2 or "type" not in task:
+    cluster, this_task = config.get("cluster") or {}, config.get("task") or {}
+    if sum(len(v) for v in cluster.values() if isinstance(v, list)) < 2 or "type" not in this_task:
         return None, None, {}
-    return task["type"], int(task.get("index", 0)), cluster
+    return this_task["type"], int(this_task.get("index", 0)), cluster
 
 
 def is_chief(strategy=None) -> bool:
