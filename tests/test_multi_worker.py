@@ -178,3 +178,18 @@ def test_who_writes_the_workdir_from_tf_config(monkeypatch, tmp_path, task, clus
     assert tfimp.workdir.acquire(str(tmp_path), verbose=0) == chief  # only the chief takes the lock
     tfimp.workdir.release(str(tmp_path))
     assert not os.path.exists(os.path.join(str(tmp_path), "run.lock"))
+
+
+def test_a_non_chief_worker_checks_the_identity_and_writes_nothing(monkeypatch, tmp_path):
+    import tfimp
+
+    run = str(tmp_path)
+    tfimp.workdir.claim(run, {"seed": 0}, verbose=0)  # the chief's earlier run
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    with pytest.raises(tfimp.workdir.IdentityMismatch, match=r"seed: 0 \(in the workdir\) vs 1 \(this run\)"):
+        tfimp.workdir.claim(run, {"seed": 1}, verbose=0)
+    tfimp.workdir.claim(run, {"seed": 1}, overwrite=True, verbose=0)  # overwriting is the chief's job
+    assert sorted(os.listdir(run)) == ["identity.json"]
+    with open(os.path.join(run, "identity.json")) as handle:
+        assert json.load(handle) == {"seed": 0}

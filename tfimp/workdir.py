@@ -285,6 +285,14 @@ def clear(workdir: str) -> int:
     return removed
 
 
+def _refuse_a_different_run(workdir: str, stored: Optional[dict], wanted: dict) -> None:
+    """Raises IdentityMismatch, naming each difference, when ``workdir`` holds a run other than ``wanted``."""
+    if stored is not None and stored != wanted:
+        raise IdentityMismatch(
+            f"workdir {workdir!r} holds a different run:\n  " + "\n  ".join(differences(stored, wanted))
+            + "\nuse another workdir, or pass overwrite=True (CLI: --overwrite) to remove it and start over")
+
+
 def claim(workdir: str, identity: dict, overwrite: bool = False, verbose: int = 1,
           files: Optional[dict[str, str]] = None) -> None:
     """Makes ``workdir`` this run's: checks (or, with ``overwrite``, resets) it and records ``identity``.
@@ -300,10 +308,8 @@ def claim(workdir: str, identity: dict, overwrite: bool = False, verbose: int = 
     wanted = _normalise(identity)
     if not is_chief():
         remove(write_dir(workdir))
-        stored = read_json(path(workdir, IDENTITY))
-        if not overwrite and stored is not None and stored != wanted:
-            raise IdentityMismatch(f"workdir {workdir!r} holds a different run:\n  "
-                                   + "\n  ".join(differences(stored, wanted)))
+        if not overwrite:
+            _refuse_a_different_run(workdir, read_json(path(workdir, IDENTITY)), wanted)
         return
     makedirs(workdir)
     if overwrite:
@@ -317,11 +323,7 @@ def claim(workdir: str, identity: dict, overwrite: bool = False, verbose: int = 
             if cycles(workdir) or exists(path(workdir, CHECKPOINT)) or exists(path(workdir, RESULTS_JSON)):
                 raise IdentityMismatch(f"workdir {workdir!r} holds a run without {IDENTITY} (an older tfimp or "
                                        "another tool); use another workdir, or overwrite=True (CLI: --overwrite)")
-        if stored is not None and stored != wanted:
-            changed = differences(stored, wanted)
-            raise IdentityMismatch(
-                f"workdir {workdir!r} holds a different run:\n  " + "\n  ".join(changed)
-                + "\nuse another workdir, or pass overwrite=True (CLI: --overwrite) to remove it and start over")
+        _refuse_a_different_run(workdir, stored, wanted)
     if read_json(path(workdir, IDENTITY)) != wanted:
         atomic_write_text(path(workdir, IDENTITY), json.dumps(wanted, indent=2))
     for name, text in (files or {}).items():
