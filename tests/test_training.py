@@ -188,7 +188,12 @@ def test_masks_cost_no_communication_between_replicas():
     assert _collectives_in_a_replica_forward_pass(model, strategy) == []
     with strategy.scope():
         plain = helpers.small_cnn()
+        import tensorflow_model_optimization as tfmot
+
+        tfmot_wrapped = tfmot.sparsity.keras.prune_low_magnitude(helpers.small_cnn(name="tfmot"))
     assert _collectives_in_a_replica_forward_pass(plain, strategy) == []
+    # tfmot's own wrapper all-reduces each of the 4 kernels on each of the 2 replicas, every step.
+    assert len(_collectives_in_a_replica_forward_pass(tfmot_wrapped, strategy)) == 4 * 2
     x = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype("float32")
     strategy.run(lambda inputs: model(inputs, training=True), args=(x,))
     for kernel in tfmot_glue.prunable_kernels(model):  # and it did apply the masks on both replicas
