@@ -21,7 +21,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_TESTS = ("tests/test_backend.py", "tests/test_api.py", "tests/test_wrap.py", "tests/test_imp.py",
+DEFAULT_TESTS = ("tests/test_backend.py", "tests/test_private.py", "tests/test_api.py", "tests/test_wrap.py", "tests/test_imp.py",
                  "tests/test_cli.py::test_cli_end_to_end_then_resume_is_a_no_op")
 
 

@@ -68,6 +68,6 @@ def exact_sparsity(model, target: float):
 
     if tfmot_glue.wrappers(model):
         total = sum(k.size for k in tfmot_glue.prunable_kernels(model))
-    else:  # stripped: every Conv/Dense kernel
-        total = sum(int(v.shape.num_elements()) for _, v in tfmot_glue.kernel_variables(model))
+    else:  # stripped: every weight of a kind tfimp prunes
+        total = sum(int(w.variable.shape.num_elements()) for w in tfmot_glue.covered_weights(model))
     return pytest.approx(math.floor(target * total + 0.5) / total, abs=0.5 / total)

@@ -117,3 +117,30 @@ def test_callback_cost_benchmark_quick(tmp_path):
     assert all(ms > 0 for ms in written["step_ms"].values())
     assert written["ratio_median"]["b_imp/a_plain"] == pytest.approx(
         written["step_ms"]["b_imp"] / written["step_ms"]["a_plain"], rel=1e-6)
+
+
+def test_recipe_seeds_benchmark_tiny(tmp_path):
+    out = str(tmp_path / "recipe")
+    result = _bench("recipe_seeds.py", "--seeds", "2", "--datasets", "generated", "--train_examples", "512",
+                    "--steps", "4", "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(out, "recipe_seeds.json")) as handle:
+        runs = json.load(handle)["runs"]
+    assert [(r["variant"], r["seed"]) for r in runs] == [("current", 0), ("current", 1), ("before_fc1_bn", 0),
+                                                         ("before_fc1_bn", 1)]
+    assert all(0.0 <= r["dead_fc1_share"] <= 1.0 and r["final_loss"] > 0 for r in runs)
+    assert "runs at chance level (of seeds)" in result.stdout
+
+
+def test_model_zoo_tiny(tmp_path):
+    out = str(tmp_path / "zoo")
+    result = _bench("model_zoo.py", "--models", "bidirectional_rnn,normalization_mlp", "--steps", "1", "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(out, "model_zoo.json")) as handle:
+        rows = {row["model"]: row for row in json.load(handle)}
+    for row in rows.values():
+        assert row["exact"] and row["zeros_kept"] and row["reload_error"] == 0.0, row
+        assert row["pruned"] == int(0.9 * row["prunable"] + 0.5)
+    # tfmot refuses Bidirectional; tfimp prunes it
+    assert rows["bidirectional_rnn"]["tfmot"] == "refused" and rows["bidirectional_rnn"]["share_pruned"] > 0.85
+    assert "| bidirectional_rnn |" in result.stdout

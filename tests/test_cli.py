@@ -40,6 +40,7 @@ def test_cli_end_to_end_then_resume_is_a_no_op(tmp_path, fashion_dir):
     assert "[tfimp] config:" in result.stdout and "target_sparsity: 0.9" in result.stdout
     assert "retraining 1 epoch with slr" in result.stdout and "1 epochs" not in result.stdout
     assert result.stdout.count("theoretical speed-up") == 3  # the model report after each cycle
+    assert result.stdout.count("prunable share") == 3 and "prunable weights, " in result.stdout
     # tfimp's own calls leave no warnings behind (export checks, TFLite interpreter).
     assert "compiled metrics" not in result.stderr and "Interpreter is deprecated" not in result.stderr
 

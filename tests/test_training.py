@@ -113,7 +113,7 @@ def test_strip_keeps_zeros_and_loads_without_tfimp_objects(tmp_path, wrapped_cnn
     expected = wrapped_cnn.predict(x, verbose=0)
     stripped = tfimp.strip(wrapped_cnn)
     assert not tfmot_glue.wrappers(stripped)
-    kernels = [v.numpy() for _, v in tfmot_glue.kernel_variables(stripped)]
+    kernels = [w.variable.numpy() for w in tfmot_glue.covered_weights(stripped)]
     for kernel, mask in zip(kernels, masks):
         assert not np.any(kernel[mask == 0])
     assert tfimp.sparsity(stripped) == helpers.exact_sparsity(stripped, 0.9)

@@ -12,8 +12,8 @@ build models with ``tfimp.keras``.
 """
 
 from tfimp._backend import keras, tf
-from tfimp import (baselines, batchnorm, callbacks, criteria, data, distribute, export, lr, models, optimizers, plots, report,
-                   results, storage, workdir)
+from tfimp import (baselines, batchnorm, callbacks, coverage, criteria, data, distribute, export, guards, lr, models,
+                   optimizers, plots, pruning, report, results, selection, storage, workdir)
 from tfimp.checkpoint import load_cycle
 from tfimp.imp import IMP, Dense
 from tfimp.baselines import DuringTraining
@@ -31,10 +31,12 @@ __all__ = [
     "baselines",
     "batchnorm",
     "callbacks",
+    "coverage",
     "criteria",
     "data",
     "distribute",
     "export",
+    "guards",
     "keras",
     "layer_sparsity",
     "lr",
@@ -44,8 +46,10 @@ __all__ = [
     "optimizers",
     "plots",
     "prune",
+    "pruning",
     "report",
     "results",
+    "selection",
     "sparsity",
     "storage",
     "strip",

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from typing import Optional
 
+from tfimp import _private
 from tfimp._backend import keras, tf
 
 
 def batch_norm_layers(model: keras.Model) -> list:
     """Every BatchNormalization layer of ``model`` (nested models and wrappers included)."""
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)  # pylint: disable=protected-access
+    return [layer for layer in _private.flatten_layers(model, recursive=True)
             if isinstance(layer, keras.layers.BatchNormalization)]
 
 

@@ -21,10 +21,12 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from tfimp import guards as _guards
 from tfimp import distribute as _distribute
 from tfimp import batchnorm as _batchnorm
 from tfimp import checkpoint as _checkpoint
@@ -65,6 +67,9 @@ class IMP(keras.callbacks.Callback):
         ``identity.json``; a later run in ``workdir`` with any difference is
         refused (see :mod:`tfimp.workdir`). The callback holds the workdir's
         lock from construction until training ends.
+      chance_guard: stop with :class:`tfimp.guards.ChanceLevelError` when an
+        epoch's training loss sits at ln(classes) (a network that learned
+        nothing, see :mod:`tfimp.guards`), before anything is saved or pruned.
 
     The callback owns the learning rate: it installs an in-graph
     :class:`tfimp.lr.PhaseSchedule` in the optimizer (a tf_keras optimizer)
@@ -79,8 +84,9 @@ class IMP(keras.callbacks.Callback):
     def __init__(self, plan: Plan, *, schedule: Optional[_lr.Schedule] = None, steps_per_epoch: Optional[int] = None,
                  test_data=None, recalibration_data=None, workdir: Optional[str] = None,
                  overwrite: bool = False, verbose: int = 1, cycle_end_hooks: Sequence[Callable] = (),
-                 identity: Optional[dict] = None):
+                 identity: Optional[dict] = None, chance_guard: bool = True):
         super().__init__()
+        self.chance_guard = bool(chance_guard)
         if not isinstance(plan, Plan):
             raise TypeError(f"plan must be a tfimp.Plan, got {type(plan).__name__}")
         self.plan = plan
@@ -221,6 +227,8 @@ class IMP(keras.callbacks.Callback):
                 f"loss became {loss} in epoch {epoch + 1} (cycle {self._phase}); training stopped, {where}. "
                 "Lower the learning rate or check the data."
             )
+        if self.chance_guard:  # before any save: the last good checkpoint stays, no pruning follows
+            _guards.check_epoch(self.model, logs or {}, epoch, f" (cycle {self._phase})")
         self._rate_seen = float(keras.backend.get_value(self.model.optimizer.learning_rate))
         if logs is not None:  # later callbacks (TensorBoard, CSVLogger) see these too
             logs["sparsity"] = _pruning.sparsity(self.model)
@@ -290,7 +298,15 @@ class IMP(keras.callbacks.Callback):
         if self._dense_norm_sq is None:  # theta_0: the model before the first pruning
             self._dense_norm_sq = norm_sq_before
         target = self.plan.sparsity_after(cycle)
-        _pruning.prune(self.model, target, criterion=self.plan.criterion)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="tfimp.prune: pruning .* removed every weight")
+            layer_sparsities = _pruning.prune(self.model, target, criterion=self.plan.criterion,
+                                              min_kept_per_layer=self.plan.min_kept_per_layer)
+        emptied = _pruning.emptied_layers(layer_sparsities)
+        if emptied:  # said once here, with the cycle, and kept in the cycle's row
+            warnings.warn(f"tfimp IMP cycle {cycle}: pruning to {target:.4%} emptied {len(emptied)} layers "
+                          f"(layer collapse): {emptied}; Plan(min_kept_per_layer=...) keeps a minimum per layer",
+                          stacklevel=2)
 
         alive_after = [k.mask.numpy() != 0 for k in kernels]
         newly_pruned = [before & ~after for before, after in zip(alive_before, alive_after)]
@@ -309,7 +325,7 @@ class IMP(keras.callbacks.Callback):
             options["initial_lr"] = _lr.allr_initial_lr(self._original.eta_max, norm_drop, pruned_fraction,
                                                         self.plan.cycle_epochs()[cycle - 1], self.plan.reference_epochs)
         self._cycles[cycle] = {"target": target, "options": options, "norm_drop": norm_drop,
-                               "pruned_fraction": pruned_fraction}
+                               "pruned_fraction": pruned_fraction, "emptied_layers": emptied}
         if self.plan.optimizer_state == "reset_each_cycle" or (
                 self.plan.optimizer_state == "fresh_then_keep" and cycle == 1 and self.plan.dense_epochs > 0):
             _reset_optimizer_state(self.model.optimizer)
@@ -331,6 +347,9 @@ class IMP(keras.callbacks.Callback):
             print(f"[tfimp] cycle {cycle}/{self.plan.cycles}: pruned to {self._cycles[cycle]['target']:.4%} "
                   f"({self.plan.criterion}), retraining {_count(self.plan.cycle_epochs()[cycle - 1], 'epoch')} with "
                   f"{self.plan.retrain_schedule} (initial lr {self._cycles[cycle]['initial_lr']:.4g})", flush=True)
+            if self._cycles[cycle].get("emptied_layers"):
+                print(f"[tfimp] warning: cycle {cycle} emptied {len(self._cycles[cycle]['emptied_layers'])} layers "
+                      f"(every weight pruned): {self._cycles[cycle]['emptied_layers']}", flush=True)
 
     def _phase_table(self, phase: int) -> np.ndarray:
         if phase == 0:
@@ -352,6 +371,7 @@ class IMP(keras.callbacks.Callback):
         # Right after this cycle's pruning, before retraining (None for the dense phase).
         row["test_accuracy_pruned"] = cycle.get("test_accuracy_pruned")
         row["test_accuracy_bn_reestimated"] = cycle.get("test_accuracy_bn_reestimated")
+        row["emptied_layers"] = list(cycle.get("emptied_layers", []))  # layers left with no weight (layer collapse)
         return row
 
     def _state(self, next_epoch: int) -> dict:

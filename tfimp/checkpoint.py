@@ -50,7 +50,9 @@ def write_results(workdir: str, rows: Sequence[dict], extra: dict | None = None)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
-    writer.writerows(rows)
+    # Lists (a cycle's emptied layers) as one ";"-separated cell.
+    writer.writerows({key: ";".join(map(str, value)) if isinstance(value, list) else value for key, value in row.items()}
+                     for row in rows)
     atomic_write_text(os.path.join(workdir, _workdir.RESULTS_CSV), buffer.getvalue())
 
 

@@ -37,6 +37,7 @@ def base() -> ml_collections.ConfigDict:
     config.optimizer_state = "fresh_then_keep"
     config.allr_norm_drop = "since_dense"  # ALLR's d: since_dense (authors' later code) or this_cycle
     config.recalibrate_bn = True          # re-estimate BatchNorm statistics after each pruning (authors' runs)
+    config.min_kept_per_layer = 0.0       # guard against layer collapse: keep >= N weights (>= 1) or a fraction (< 1); 0 = off
     # Pruning during training (gmp, tfmot_gmp, dpf, str)
     # The cubic ramp starts at this fraction of the budget and reaches target_sparsity at the end fraction;
     # unset = the method's default (GMP 0.1 to 0.75; DPF 0 to one epoch before the end).
@@ -60,6 +61,7 @@ def base() -> ml_collections.ConfigDict:
     config.steps_per_execution = 1        # training steps per call of the compiled function
     # Run
     config.seed = 0
+    config.chance_guard = True            # stop a run whose training loss sits at ln(classes) for a whole epoch
     config.verbose = 1
     config.log_every_steps = 100          # TensorBoard step-level logging
     config.export_formats = "keras,savedmodel,tflite"  # also: tflite_dynamic; "" = no exports
@@ -67,7 +69,8 @@ def base() -> ml_collections.ConfigDict:
 
 
 #: Keys that cannot change a run's results: left out of the workdir's identity, so changing them resumes.
-NOT_IDENTITY = ("verbose", "log_every_steps", "export_formats", "data_dir", "tpu", "steps_per_execution")
+NOT_IDENTITY = ("verbose", "log_every_steps", "export_formats", "data_dir", "tpu", "steps_per_execution",
+                "chance_guard")
 
 
 def identity(config: ml_collections.ConfigDict) -> dict:

@@ -20,6 +20,7 @@ import json
 import os
 from typing import Optional
 
+from tfimp import _private
 from tfimp._backend import tf
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -67,8 +68,7 @@ def task(strategy=None) -> tuple[Optional[str], Optional[int], dict]:
     """
     strategy = strategy or tf.distribute.get_strategy()
     resolver = getattr(strategy, "cluster_resolver", None)
-    in_multi_worker = getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)  # no public way to ask
-    if resolver is not None and in_multi_worker():
+    if resolver is not None and _private.in_multi_worker_mode(strategy):
         return resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict()
     if strategy is not tf.distribute.get_strategy() or tf.distribute.has_strategy():
         return None, None, {}

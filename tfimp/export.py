@@ -119,7 +119,8 @@ def dense_reference(stripped: keras.Model, seed: int = 0) -> keras.Model:
     rng = np.random.default_rng(seed)
     dense = keras.models.clone_model(stripped)
     dense.set_weights(stripped.get_weights())
-    for _, variable in tfmot_glue.kernel_variables(dense):
+    for weight in tfmot_glue.covered_weights(dense):
+        variable = weight.variable
         values = variable.numpy()
         alive = values[values != 0]
         spread = float(alive.std()) if alive.size > 1 else 0.01

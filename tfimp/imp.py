@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from tfimp import guards as _guards
 from tfimp import distribute as _distribute
 from tfimp import callbacks as _callbacks
 from tfimp import results as _results
@@ -106,6 +107,8 @@ class _Trainer:
       steps_per_execution: training steps per call of the compiled function
         (Keras' compile argument; more hides per-step overhead on accelerators).
       jit_compile: compile the training step with XLA.
+      chance_guard: stop a run whose training loss stays at ln(classes) for a
+        whole epoch (:class:`tfimp.guards.ChanceLevelError`); on by default.
     """
 
     def __init__(self, *, learning_rate: float = 0.1, dense_schedule: Union[str, _lr.Schedule] = "step",
@@ -113,7 +116,7 @@ class _Trainer:
                  weight_decay: float = 5e-4,
                  nesterov: Optional[bool] = None, loss=None, metrics: Sequence = ("accuracy",),
                  batch_size: int = 128, steps_per_epoch: Optional[int] = None, seed: int = 0,
-                 steps_per_execution: int = 1, jit_compile: bool = False):
+                 steps_per_execution: int = 1, jit_compile: bool = False, chance_guard: bool = True):
         if isinstance(dense_schedule, str) and dense_schedule not in DENSE_SCHEDULES:
             raise ValueError(f"unknown dense schedule {dense_schedule!r}; known: {list(DENSE_SCHEDULES)}")
         _optimizers.get(optimizer)  # fail on a bad name now, not at compile
@@ -133,6 +136,7 @@ class _Trainer:
             raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution}")
         self.steps_per_execution = int(steps_per_execution)
         self.jit_compile = bool(jit_compile)
+        self.chance_guard = bool(chance_guard)
         self.model: Optional[keras.Model] = None
 
     def _schedule(self, epochs: int, steps_per_epoch: int):
@@ -269,7 +273,7 @@ class IMP(_Trainer):
 
     _SETTINGS = ("learning_rate", "dense_schedule", "warmup_epochs", "optimizer", "momentum", "weight_decay",
                  "nesterov", "loss", "metrics", "batch_size", "steps_per_epoch", "seed", "steps_per_execution",
-                 "jit_compile")
+                 "jit_compile", "chance_guard")
 
     def __init__(self, plan: Optional[Plan] = None, **kwargs):
         settings = {k: kwargs.pop(k) for k in list(kwargs) if k in self._SETTINGS}
@@ -285,7 +289,7 @@ class IMP(_Trainer):
     def bimp(cls, target_sparsity: float, cycles: int, *, total_epochs: int, dense_epochs: int,
              criterion: str = "global", **settings) -> "IMP":
         """BIMP with the linear-to-zero dense schedule and ALLR retraining."""
-        plan_keys = {"optimizer_state", "recalibrate_bn", "allr_norm_drop"}
+        plan_keys = {"optimizer_state", "recalibrate_bn", "allr_norm_drop", "min_kept_per_layer"}
         plan = Plan.bimp(target_sparsity, cycles, total_epochs=total_epochs, dense_epochs=dense_epochs,
                          criterion=criterion, **{k: settings.pop(k) for k in list(settings) if k in plan_keys})
         settings.setdefault("dense_schedule", "linear")
@@ -296,7 +300,7 @@ class IMP(_Trainer):
         """The plan in one ``fit`` with the IMP callback (wrapping the model unless it is already)."""
         if not tfmot_glue.wrappers(model):
             with model.distribute_strategy.scope():
-                model = tfmot_glue.wrap(model)
+                model = tfmot_glue.wrap(model, verbose=verbose)
         with model.distribute_strategy.scope():
             self._build_on(model, train)
         self._compile(model, self.learning_rate)
@@ -306,7 +310,7 @@ class IMP(_Trainer):
                 self.plan, schedule=self._schedule(self.plan.reference_epochs, steps), steps_per_epoch=steps,
                 test_data=test, recalibration_data=self._one_pass(train) if self.plan.recalibrate_bn else None,
                 workdir=workdir, overwrite=overwrite, verbose=verbose, cycle_end_hooks=cycle_end_hooks,
-                identity=self.identity(steps_per_epoch=steps, user=identity or {}),
+                identity=self.identity(steps_per_epoch=steps, user=identity or {}), chance_guard=self.chance_guard,
             )
         initial_epoch = self.callback.restore(model)
         if self.callback.finished:
@@ -358,7 +362,7 @@ class OneFitRunner(_Trainer):
         self._compile(model, self._schedule(self.epochs, steps))
         self.model = model
         collector = self._rows_callback(steps, test, workdir)
-        extra = [*self._callbacks(steps), collector]
+        extra = [*([_guards.ChanceGuard()] if self.chance_guard else []), *self._callbacks(steps), collector]
         if workdir is not None:
             finished = self._finished_run(model, workdir, self.identity(**self._run_identity(steps),
                                                                        steps_per_epoch=steps, user=identity or {}),

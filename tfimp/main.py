@@ -144,7 +144,8 @@ for _method in DURING_TRAINING:
 
 def _plan_options(config) -> dict:
     return dict(criterion=config.criterion, optimizer_state=config.optimizer_state,
-                allr_norm_drop=config.allr_norm_drop, recalibrate_bn=config.recalibrate_bn)
+                allr_norm_drop=config.allr_norm_drop, recalibrate_bn=config.recalibrate_bn,
+                min_kept_per_layer=config.min_kept_per_layer or None)
 
 
 @RUNNERS.register("bimp")
@@ -170,7 +171,8 @@ def make_runner(config):
     settings = dict(learning_rate=config.learning_rate, dense_schedule=config.dense_schedule,
                     warmup_epochs=config.warmup_epochs, optimizer=config.optimizer, momentum=config.momentum,
                     weight_decay=config.weight_decay, batch_size=config.batch_size, seed=config.seed,
-                    steps_per_execution=config.steps_per_execution, jit_compile=config.jit_compile)
+                    steps_per_execution=config.steps_per_execution, jit_compile=config.jit_compile,
+                    chance_guard=config.chance_guard)
     return RUNNERS.get(config.method)(config, settings)
 
 
@@ -258,6 +260,15 @@ def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: b
         checkpoint.atomic_write_text(tfimp.workdir.path(out, tfimp.workdir.EXPORT_SIZES_JSON),
                                      checkpoint.to_json([dataclasses.asdict(f) for f in files]))
         say(f"[tfimp] exports (checked against the Keras model):\n{table}", flush=True)
+    if tfimp.tfmot_glue.wrappers(runner.model):
+        covered = tfimp.coverage.describe(runner.model)
+        say(f"[tfimp] pruned {tfimp.sparsity(runner.model):.2%} of the {covered.prunable_parameters:,} prunable "
+            f"weights, {covered.prunable_share:.1%} of the model's {covered.total_parameters:,} parameters; "
+            f"zeros over all parameters {tfimp.sparsity(runner.model, over='all'):.2%}", flush=True)
+        emptied = sorted({name for row in rows for name in row.get("emptied_layers") or []})
+        if emptied:
+            say(f"[tfimp] warning: layers left with no weight (layer collapse): {emptied}; "
+                "--config.min_kept_per_layer keeps a minimum per layer", flush=True)
     final = tfimp.strip(runner.model) if tfimp.tfmot_glue.wrappers(runner.model) else runner.model
     with tfimp.storage.local_file(tfimp.workdir.path(out, tfimp.workdir.STRIPPED_MODEL)) as local:
         final.save(local)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from tfimp import _private
 from tfimp._backend import keras, tf
 from tfimp.registry import Registry
 
@@ -84,7 +85,7 @@ class TorchSGD(keras.optimizers.Optimizer):
             direction = direction + tf.cast(self.coupled_weight_decay, variable.dtype) * variable
         if self.momentum:
             mu = tf.cast(self.momentum, variable.dtype)
-            buffer = self.momentums[self._index_dict[self._var_key(variable)]]
+            buffer = self.momentums[_private.slot_index(self, variable)]
             buffer.assign(mu * buffer + direction)
             direction = direction + mu * buffer if self.nesterov else tf.convert_to_tensor(buffer)
         variable.assign_sub(lr * direction)
@@ -154,7 +155,7 @@ def current_schedule(optimizer: keras.optimizers.Optimizer):
     """The learning rate ``optimizer`` was compiled with: its ``LearningRateSchedule``, or the number."""
     optimizer = unwrapped(optimizer)
     _check_drivable(optimizer)
-    rate = optimizer._learning_rate  # Keras keeps the schedule object here; no public getter returns it
+    rate = _private.optimizer_learning_rate(optimizer)  # Keras keeps the schedule object here; no public getter
     if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
         return rate
     return float(keras.backend.get_value(rate))
@@ -173,7 +174,7 @@ def install_schedule(optimizer: keras.optimizers.Optimizer,
     """
     optimizer = unwrapped(optimizer)
     _check_drivable(optimizer)
-    if isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+    if isinstance(_private.optimizer_learning_rate(optimizer), keras.optimizers.schedules.LearningRateSchedule):
         optimizer.learning_rate = schedule  # public: the current-rate variable exists already
     else:
-        optimizer._learning_rate = optimizer._build_learning_rate(schedule)
+        _private.set_optimizer_schedule(optimizer, schedule)

@@ -48,6 +48,10 @@ class Plan:
       recalibrate_bn: after each pruning step, pass the training data through
         the model in training mode (no gradients) to re-estimate BatchNorm
         statistics before the post-pruning accuracy is measured.
+      min_kept_per_layer: opt-in guard against layer collapse: every wrapped
+        weight keeps at least this many weights (int) or this fraction (float
+        in (0, 1)) at each pruning step (see :func:`tfimp.prune`). ``None``
+        (default): the paper's plain criterion.
     """
 
     target_sparsity: float
@@ -61,6 +65,7 @@ class Plan:
     optimizer_state: str = "fresh_then_keep"
     recalibrate_bn: bool = True
     allr_norm_drop: str = "since_dense"
+    min_kept_per_layer: Optional[float] = None
 
     def __post_init__(self):
         if not isinstance(self.cycles, int) or self.cycles < 1:
@@ -94,6 +99,10 @@ class Plan:
             raise ValueError(f"allr_norm_drop must be one of {ALLR_NORM_DROPS}, got {self.allr_norm_drop!r}")
         _criteria.get(self.criterion)
         _lr.check_name(self.retrain_schedule)
+        keep = self.min_kept_per_layer
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, (int, float)) or keep < 0
+                                 or (not float(keep).is_integer() and not 0 < keep < 1)):
+            raise ValueError(f"min_kept_per_layer must be None, a count >= 0 or a fraction in (0, 1), got {keep!r}")
 
     @property
     def reference_epochs(self) -> int:
@@ -145,7 +154,10 @@ class Plan:
         return self.cycle_start_epochs()[phase - 1], self.cycle_epochs()[phase - 1]
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if values["min_kept_per_layer"] is None:
+            del values["min_kept_per_layer"]  # unset: the same identity as plans written before the guard existed
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "Plan":

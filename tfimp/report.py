@@ -1,7 +1,7 @@
 """Model report: parameters, sparsity and FLOPs per layer, speed-up and compression.
 
-Per layer with a kernel (Conv1D/2D/3D, depthwise and separable convolutions,
-Dense): kernel shape, parameters, sparsity, and multiply-accumulates (MACs)
+Per prunable weight (every kind in ``tfimp.coverage``: convolutions, dense,
+depthwise, embedding, attention and recurrent kernels): kernel shape, parameters, sparsity, and multiply-accumulates (MACs)
 per example, dense and sparse. A convolution costs one MAC per kernel weight
 per output position, so ``dense MACs = kernel size * output positions`` and
 ``sparse MACs = non-zero kernel weights * output positions`` (a Dense layer
@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from tfimp import tfmot_glue
+from tfimp import _private, tfmot_glue
 from tfimp._backend import keras
 
 
@@ -35,6 +35,8 @@ class LayerReport:
     positions: int  # output positions per example
     dense_macs: int
     sparse_macs: int
+    kind: str = "conv"  # see tfimp.coverage.KINDS
+    masked: bool = True  # under a mask (wrapped), or a weight of a prunable kind left dense
 
     @property
     def sparsity(self) -> float:
@@ -61,6 +63,16 @@ class ModelReport:
         return self.dense_macs / self.sparse_macs if self.sparse_macs else float("inf")
 
     @property
+    def prunable_parameters(self) -> int:
+        """Parameters under masks (the weights tfimp prunes in this model)."""
+        return sum(layer.parameters for layer in self.layers if layer.masked)
+
+    @property
+    def prunable_share(self) -> float:
+        """Parameters under masks / all trainable parameters."""
+        return self.prunable_parameters / self.total_parameters if self.total_parameters else 0.0
+
+    @property
     def compression(self) -> float:
         """Compression ratio: all parameters / non-zero parameters."""
         return self.total_parameters / self.total_nonzero if self.total_nonzero else float("inf")
@@ -71,6 +83,7 @@ class ModelReport:
             "total_parameters": self.total_parameters, "total_nonzero": self.total_nonzero,
             "dense_macs": self.dense_macs, "sparse_macs": self.sparse_macs,
             "speedup": self.speedup, "compression": self.compression,
+            "prunable_parameters": self.prunable_parameters, "prunable_share": self.prunable_share,
         }
 
     def to_json(self) -> str:
@@ -94,7 +107,8 @@ class ModelReport:
         lines.append(f"{'total (all parameters)':28s} {'':>18s} {self.total_parameters:>10d} "
                      f"{1 - self.total_nonzero / self.total_parameters:>9.2%} {self.dense_macs:>13,d} "
                      f"{self.sparse_macs:>13,d}")
-        lines.append(f"theoretical speed-up {self.speedup:.2f}x, compression ratio {self.compression:.2f}x")
+        lines.append(f"theoretical speed-up {self.speedup:.2f}x, compression ratio {self.compression:.2f}x, "
+                     f"prunable share {self.prunable_share:.1%} of the parameters")
         return "\n".join(lines)
 
 
@@ -114,39 +128,45 @@ def _output_positions(layer: keras.layers.Layer, traced: Optional[dict] = None) 
     return int(np.prod(inner)) if inner else 1
 
 
-def _kernels(layer) -> list:
-    """(attribute, kernel variable) pairs that cost MACs in ``layer``."""
-    kernels = []
-    for attribute in ("depthwise_kernel", "pointwise_kernel", "kernel"):
-        variable = getattr(layer, attribute, None)
-        if variable is not None:
-            kernels.append((attribute, variable))
-    return kernels
+#: Kinds whose weights cost no multiply-accumulates (a table lookup).
+_LOOKUP_KINDS = ("embedding",)
+#: Kinds whose MACs are counted per known output position, 1 when the sequence length is unknown.
+_SEQUENCE_KINDS = ("attention", "rnn")
 
 
 def model_report(model: keras.Model) -> ModelReport:
-    """Counts parameters, sparsity and MACs of every kernel layer of ``model`` (wrapped or not).
+    """Counts parameters, sparsity and MACs of every prunable weight of ``model`` (wrapped or not).
+
+    Rows are the weights of the kinds tfimp prunes (``tfimp.coverage``),
+    wrapped or not. Embedding tables cost no MACs; attention and recurrent
+    kernels are counted once per output position (an RNN that returns only
+    its last state counts one step: a lower bound).
 
     Raises:
-      ValueError: the model is not built, or a layer's output size is unknown.
+      ValueError: the model is not built, or a convolution's output size is unknown.
     """
     tfmot_glue.check_tf_keras_model(model)
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built; call it on a batch or build it first")
-    masks = {id(k.weight): k.mask.numpy() for k in tfmot_glue.prunable_kernels(model)}
     layers = []
-    found = tfmot_glue.kernel_layers(model)
-    traced = None if all(_has_output_shape(outer) for _, _, outer in found) else _trace_output_shapes(model, found)
-    for path, layer, outer in found:
-        positions = _output_positions(outer, traced)
-        kernels = _kernels(layer)
-        for attribute, variable in kernels:
-            values = variable.numpy()
-            mask = masks.get(id(variable))
-            nonzero = int(np.count_nonzero(values if mask is None else values * (mask != 0)))
-            name = path if len(kernels) == 1 else f"{path}/{attribute}"
-            layers.append(LayerReport(name, tuple(int(d) for d in values.shape), int(values.size), nonzero,
-                                      positions, int(values.size) * positions, nonzero * positions))
+    found = tfmot_glue.covered_weights(model)
+    outers = [weight.outer for weight in found if weight.kind not in _LOOKUP_KINDS]
+    traced = None if all(_has_output_shape(outer) for outer in outers) else _trace_output_shapes(model, outers)
+    for weight in found:
+        if weight.kind in _LOOKUP_KINDS:
+            positions = 0
+        elif weight.kind in _SEQUENCE_KINDS:
+            try:
+                positions = _output_positions(weight.outer, traced)
+            except ValueError:
+                positions = 1
+        else:
+            positions = _output_positions(weight.outer, traced)
+        values = weight.variable.numpy()
+        nonzero = int(np.count_nonzero(values if weight.mask is None else values * (weight.mask.numpy() != 0)))
+        layers.append(LayerReport(weight.name, tuple(int(d) for d in values.shape), int(values.size), nonzero,
+                                  positions, int(values.size) * positions, nonzero * positions, weight.kind,
+                                  weight.mask is not None))
     total = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     pruned = sum(layer.parameters - layer.nonzero for layer in layers)
     return ModelReport(layers, total, total - pruned)
@@ -160,20 +180,20 @@ def _has_output_shape(layer: keras.layers.Layer) -> bool:
     return True
 
 
-def _trace_output_shapes(model: keras.Model, found: list) -> dict:
+def _trace_output_shapes(model: keras.Model, outer_layers: list) -> dict:
     """Output shapes of the kernel layers of a subclassed model, from one forward pass on zeros.
 
     The input shape is the one the model was first called with (Keras keeps
     it as the model's save spec); the batch is one example.
     """
-    spec = model._get_save_spec(dynamic_batch=False) if hasattr(model, "_get_save_spec") else None
+    spec = _private.save_spec(model)
     if spec is None:
         raise ValueError(f"model {model.name!r} has not been called; call it on a batch first")
     spec = spec[0][0] if isinstance(spec, tuple) else spec
     if isinstance(spec, (list, tuple)):
         spec = spec[0]
     shapes: dict = {}
-    outers = {id(outer): outer for _, _, outer in found}
+    outers = {id(outer): outer for outer in outer_layers}
     originals = {}
     for key, outer in outers.items():
         original = outer.call

@@ -100,3 +100,35 @@ def _sample_bracket(flats, rank: int, alive_total: int, seed: int):
     low = sample[low_index] if low_index >= 0 else -np.finfo(np.float64).max
     high = sample[high_index] if high_index < sample.size else np.inf
     return low, high
+
+
+def select_lowest_capped(scores: Sequence[np.ndarray], k: int, caps: Sequence[int], *, seed: int = 0) -> list[np.ndarray]:
+    """Like :func:`select_lowest`, but array ``i`` gives at most ``caps[i]`` entries.
+
+    Exact water-filling: select the ``k`` lowest over the uncapped arrays;
+    every array that got more than its cap is fixed at its ``caps[i]`` lowest
+    entries and leaves the search, which repeats for the remaining count over
+    the others. An array over its cap at one threshold is over it at every
+    higher one, so each fixed array stays fixed and the result is the ``k``
+    lowest entries under the caps (ties by position, as in ``select_lowest``).
+
+    Raises:
+      ValueError: the caps add up to less than ``k``.
+    """
+    if sum(caps) < k:
+        raise ValueError(f"the caps allow {sum(caps)} selected entries, fewer than k={k}")
+    result: list = [None] * len(scores)
+    free = list(range(len(scores)))
+    remaining = k
+    while free:
+        chosen = select_lowest([scores[i] for i in free], remaining, seed=seed)
+        over = [i for i, c in zip(free, chosen) if int(np.count_nonzero(c)) > caps[i]]
+        if not over:
+            for i, c in zip(free, chosen):
+                result[i] = c
+            break
+        for i in over:
+            result[i] = select_lowest([scores[i]], caps[i], seed=seed)[0]
+            remaining -= caps[i]
+            free.remove(i)
+    return result

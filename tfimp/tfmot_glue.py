@@ -24,8 +24,10 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import warnings
 from typing import Callable, Iterable, Iterator, Sequence, Union
 
+from tfimp import _private, coverage
 from tfimp._backend import keras, tf
 
 from tensorflow_model_optimization.python.core.sparsity.keras import prune as _tfmot_prune
@@ -36,18 +38,6 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wra
 _log = logging.getLogger(__name__)
 
 PruneLowMagnitude = _tfmot_wrapper.PruneLowMagnitude
-
-#: Layer types whose kernels tfimp prunes (subclasses included, e.g.
-#: Conv2DTranspose), provided tfmot's registry knows a prunable weight for them.
-KERNEL_LAYER_TYPES = (
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-    keras.layers.SeparableConv1D,
-    keras.layers.SeparableConv2D,
-    keras.layers.DepthwiseConv2D,
-    keras.layers.Dense,
-)
 
 Exclude = Union[None, Iterable[str], Callable[[keras.layers.Layer], bool]]
 
@@ -82,9 +72,8 @@ class _KeepPrunedConstraint:
 
 def _variable_components(variable) -> Iterator[tf.Variable]:
     """The concrete resource variables behind a (mirrored, autocast) variable."""
-    inner = getattr(variable, "_variable", None)  # AutoCastVariable
-    if inner is not None:
-        yield from _variable_components(inner)
+    if _private.is_autocast_variable(variable):
+        yield from _variable_components(_private.autocast_inner(variable))
         return
     replicas = getattr(variable, "values", None)  # DistributedVariable
     if replicas is not None and not callable(replicas):
@@ -101,10 +90,19 @@ def _install_mask_constraint(weight, mask) -> None:
     # (possibly mirrored) mask, which reads as the local replica's copy when
     # the optimizer applies it in a replica context.
     for component in _variable_components(weight):
-        inner = getattr(component, "_constraint", None)
+        inner = component.constraint
         if isinstance(inner, _KeepPrunedConstraint):
             inner = inner._inner
-        component._constraint = _KeepPrunedConstraint(mask, inner)
+        _set_constraint(component, _KeepPrunedConstraint(mask, inner))
+
+
+def _set_constraint(variable, constraint) -> None:
+    """Sets a variable's constraint after creation, and checks that the optimizers' public view sees it."""
+    _private.set_attribute(variable, "_constraint", constraint, what="the constraint optimizers apply to a variable")
+    if variable.constraint is not constraint:
+        raise _private.UpstreamChanged(
+            f"setting the constraint of {variable.name} did not reach variable.constraint ({_private.versions()}): "
+            "pruned weights would not be kept at zero after optimizer steps; please report this")
 
 
 def _mask_weights(pruning_vars) -> tf.Operation:
@@ -131,6 +129,23 @@ def _mask_weights(pruning_vars) -> tf.Operation:
     return tf.distribute.get_replica_context().merge_call(assign_on_each_replica, args=(products,))
 
 
+def _owner_and_attribute(layer: keras.layers.Layer, path: str):
+    """The object holding the weight at ``path`` below ``layer``, and its attribute name."""
+    head, _, name = path.rpartition(".")
+    return (coverage.resolve(layer, head) if head else layer), name
+
+
+def _accepts_training(layer: keras.layers.Layer) -> bool:
+    return "training" in inspect.getfullargspec(layer.call).args
+
+
+def _call_inner(layer: keras.layers.Layer, args, kwargs, training):
+    """``layer.call(*args, **kwargs)``, passing ``training`` only to layers whose ``call`` takes it."""
+    if _accepts_training(layer):
+        return layer.call(*args, training=training, **kwargs)
+    return layer.call(*args, **kwargs)
+
+
 @keras.utils.register_keras_serializable(package="tfimp")
 class PolicyPruneLowMagnitude(PruneLowMagnitude):
     """tfmot's ``PruneLowMagnitude`` with masks owned by a tfimp policy.
@@ -138,25 +153,69 @@ class PolicyPruneLowMagnitude(PruneLowMagnitude):
     The schedule is :class:`NeverPrune`; masks change only through
     :func:`tfimp.prune`. Pruned weights are kept at exactly zero after every
     optimizer step (see the module docstring).
+
+    Which weights of the layer are masked is given by ``weight_paths`` (see
+    :mod:`tfimp.coverage`; default: every prunable weight of the layer's
+    type). They reach tfmot through its documented protocol for custom
+    layers, a ``get_prunable_weights`` method on the wrapped layer, which
+    :func:`strip` removes again. Layers called with several inputs
+    (``MultiHeadAttention(query, value)``) are wrapped too: every argument
+    is passed through. A layer whose weights only exist after its first call
+    (a ``MultiHeadAttention`` rebuilt from its config) gets its masks at that
+    first call.
     """
 
-    def __init__(self, layer: keras.layers.Layer, **kwargs):
+    def __init__(self, layer: keras.layers.Layer, weight_paths: Sequence[str] | None = None, **kwargs):
         kwargs.pop("pruning_schedule", None)
+        if weight_paths is None:
+            weight_paths = [path for path, _ in coverage.specs(layer)]
+        if not weight_paths:
+            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no weight tfimp can prune; "
+                             "see tfimp.coverage for the layer types it knows, or register yours")
+        self.weight_paths = list(weight_paths)
+        paths = self.weight_paths
+        # tfmot's documented protocol for custom layers; set on the instance, as tfmot's registry does.
+        layer.get_prunable_weights = lambda: [coverage.resolve(layer, path) for path in paths]
         super().__init__(layer, pruning_schedule=NeverPrune(), **kwargs)
         self._name = f"prune_low_magnitude_{layer.name}"
+        self._masks_pending = False
 
     def build(self, input_shape):
+        try:
+            [coverage.resolve(self.layer, path) for path in self.weight_paths]
+        except (AttributeError, TypeError, IndexError):
+            if not self.layer.built:
+                self.layer.build(input_shape)
+            try:
+                [coverage.resolve(self.layer, path) for path in self.weight_paths]
+            except (AttributeError, TypeError, IndexError):
+                self._masks_pending = True  # the layer makes these weights in its first call
+                keras.layers.Layer.build(self, input_shape)
+                return
+        self._build_masks(input_shape)
+
+    def _build_masks(self, input_shape):
         super().build(input_shape)
+        self._masks_pending = False
         for weight, mask, _ in self.pruning_vars:
             _install_mask_constraint(weight, mask)
 
-    def call(self, inputs, training=None, **kwargs):
+    def call(self, *args, training=None, **kwargs):
+        if self._masks_pending:
+            outputs = _call_inner(self.layer, args, kwargs, training)  # creates the layer's weights
+            with tf.init_scope():
+                self._build_masks(None)
+            return outputs
         # weights *= mask before the forward pass, as tfmot does; no step
         # counter and no schedule check (they would never prune here).
         self.add_update(_mask_weights(self.pruning_vars))
-        if "training" in inspect.getfullargspec(self.layer.call).args:
-            return self.layer.call(inputs, training=training, **kwargs)
-        return self.layer.call(inputs, **kwargs)
+        return _call_inner(self.layer, args, kwargs, training)
+
+    def compute_output_shape(self, *args, **kwargs):
+        return self.layer.compute_output_shape(*args, **kwargs)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "weight_paths": list(self.weight_paths)}
 
     @classmethod
     def from_config(cls, config: dict) -> "PolicyPruneLowMagnitude":
@@ -233,20 +292,18 @@ class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
             return tf.sign(weight) * tf.nn.relu(tf.abs(weight) - threshold)
         return weight * tf.cast(mask, weight.dtype)
 
-    def call(self, inputs, training=None, **kwargs):
+    def call(self, *args, training=None, **kwargs):
         if self.reparam == "none":
-            return super().call(inputs, training=training, **kwargs)
-        names = _prunable_weight_names(self.layer) or ["kernel"]
-        originals = {name: getattr(self.layer, name) for name in names}
+            return super().call(*args, training=training, **kwargs)
+        owners = [_owner_and_attribute(self.layer, path) for path in self.weight_paths]
+        originals = [getattr(owner, name) for owner, name in owners]
         try:
-            for (name, _), effective in zip(originals.items(), self.effective_kernels()):
-                object.__setattr__(self.layer, name, effective)  # bypass Keras tracking for the swap
-            if "training" in inspect.getfullargspec(self.layer.call).args:
-                return self.layer.call(inputs, training=training, **kwargs)
-            return self.layer.call(inputs, **kwargs)
+            for (owner, name), effective in zip(owners, self.effective_kernels()):
+                object.__setattr__(owner, name, effective)  # bypass Keras tracking for the swap
+            return _call_inner(self.layer, args, kwargs, training)
         finally:
-            for name, variable in originals.items():
-                object.__setattr__(self.layer, name, variable)
+            for (owner, name), variable in zip(owners, originals):
+                object.__setattr__(owner, name, variable)
 
     def finalize(self) -> None:
         """Bakes the transform into the weights and masks; afterwards a plain policy wrapper."""
@@ -276,7 +333,21 @@ def tfmot_polynomial_wrapper(target_sparsity: float, begin_step: int, end_step: 
     end_step = begin_step + -(-(end_step - begin_step) // frequency) * frequency
     schedule = _tfmot_schedule.PolynomialDecay(0.0, float(target_sparsity), int(begin_step), int(end_step),
                                                power=3, frequency=int(frequency))
-    return lambda layer: PruneLowMagnitude(layer, pruning_schedule=schedule)
+
+    def make(layer, paths):
+        del paths  # tfmot's registry decides which weights its own wrapper prunes
+        if not _tfmot_registry.PruneRegistry.supports(layer) or not _tfmot_weight_names(layer):
+            return None  # plain tfmot cannot wrap it; it stays dense in this baseline
+        return PruneLowMagnitude(layer, pruning_schedule=schedule)
+
+    return make
+
+
+def _tfmot_weight_names(layer: keras.layers.Layer) -> list:
+    registry = _tfmot_registry.PruneRegistry
+    if registry._is_rnn_layer(layer) or registry._is_mha_layer(layer):  # pylint: disable=protected-access
+        return ["kernel"]
+    return list(_private.attribute(registry, "_weight_names", what="which weights tfmot's registry prunes")(layer))
 
 
 def tfmot_step_callback() -> keras.callbacks.Callback:
@@ -356,33 +427,35 @@ def is_graph_model(model: keras.Model) -> bool:
 
 def _is_graph_model(model: keras.Model) -> bool:
     """Sequential or functional: models that `clone_model` can rebuild."""
-    return isinstance(model, keras.Sequential) or bool(getattr(model, "_is_graph_network", False))
+    return isinstance(model, keras.Sequential) or (isinstance(model, keras.Model) and _private.is_graph_network(model))
 
 
 def _direct_sublayers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    return list(layer._flatten_layers(include_self=False, recursive=False))
+    return _private.flatten_layers(layer, recursive=False)
 
 
 def _walk(layer: keras.layers.Layer, prefix: str, seen: set[int]) -> Iterator[tuple[str, keras.layers.Layer]]:
-    """Yields (path name, layer) for every layer below ``layer``, in model order."""
+    """Yields (path name, layer) for every layer below ``layer``, in model order (parents first).
+
+    Path names are the layers' own names joined by "/"; a wrapper is named
+    by the layer it wraps, and nothing below a wrapper is visited.
+    """
     for sub in _direct_sublayers(layer):
         if id(sub) in seen:
             continue
         seen.add(id(sub))
-        path = f"{prefix}{sub.name}"
+        own = sub.layer.name if isinstance(sub, PruneLowMagnitude) else sub.name
+        path = f"{prefix}{own}"
         yield path, sub
         if not isinstance(sub, PruneLowMagnitude):
             yield from _walk(sub, f"{path}/", seen)
 
 
-def _prunable_weight_names(layer: keras.layers.Layer) -> list[str]:
-    if not _tfmot_registry.PruneRegistry.supports(layer):
-        return []
-    return list(_tfmot_registry.PruneRegistry._weight_names(layer))  # pylint: disable=protected-access
-
-
-def _is_kernel_layer(layer: keras.layers.Layer) -> bool:
-    return isinstance(layer, KERNEL_LAYER_TYPES)
+def leaf_layers(model: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
+    """(path name, layer) for every layer of ``model``, children before their parents; wrappers are leaves."""
+    ordered = list(_walk(model, "", set()))
+    depth = {id(layer): path.count("/") for path, layer in ordered}
+    return sorted(ordered, key=lambda item: -depth[id(item[1])])
 
 
 def _exclusion_predicate(exclude: Exclude) -> Callable[[keras.layers.Layer], bool]:
@@ -396,9 +469,21 @@ def _exclusion_predicate(exclude: Exclude) -> Callable[[keras.layers.Layer], boo
     return lambda layer: layer.name in names
 
 
-def wrap(model: keras.Model, *, exclude: Exclude = None,
-         wrapper: Callable[[keras.layers.Layer], PruneLowMagnitude] | None = None) -> keras.Model:
-    """Wraps every Conv/Dense kernel of ``model`` for policy-owned masks.
+#: ``wrap`` warns when more than this share of the model's parameters sits in dense weight matrices and tables
+#: (weights of rank >= 2 outside the masks; biases and normalisation are not counted).
+DENSE_SHARE_WARNING = 0.1
+
+
+def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclude: Exclude = None,
+         wrapper: Callable[..., PruneLowMagnitude | None] | None = None, verbose: int = 0) -> keras.Model:
+    """Wraps every prunable weight of ``model`` for policy-owned masks.
+
+    Prunable weights are those :mod:`tfimp.coverage` knows, by kind: ``conv``,
+    ``dense``, ``depthwise``, ``embedding``, ``attention`` (MultiHeadAttention)
+    and ``rnn`` (SimpleRNN/GRU/LSTM cells, also inside ``Bidirectional`` and
+    ``TimeDistributed``); by default all of them. Layers inside custom layers
+    and nested models are found too; layers that were never called (built
+    containers holding unused layers) are left out and listed.
 
     Sequential and functional models (also nested ones) are copied first,
     weights included, so the model you pass in is left exactly as it was:
@@ -408,22 +493,34 @@ def wrap(model: keras.Model, *, exclude: Exclude = None,
     replaced) and returned, and :func:`strip` turns them back into plain
     models.
 
+    Example:
+      >>> model = tfimp.wrap(model, kinds=["conv", "dense"])   # embeddings, attention, RNNs stay dense
+      >>> tfimp.coverage.describe(model).prunable_share
+      0.97
+
     Args:
       model: a tf_keras model.
+      kinds: which kinds of weights to prune (names from
+        ``tfimp.coverage.KINDS``); ``None`` = all.
       exclude: layer names, or a predicate ``layer -> bool``; excluded layers
         stay dense and unwrapped.
-      wrapper: makes the wrapper of one layer (default
+      wrapper: makes the wrapper of one layer, ``fn(layer, weight_paths)``
+        returning a wrapper or ``None`` to leave it (default
         :class:`PolicyPruneLowMagnitude`); baselines use other tfmot wrappers.
+      verbose: 1 prints what was wrapped and what stayed dense.
 
     Returns:
-      The wrapped model.
+      The wrapped model. When more than a tenth of its parameters sit in
+      weight matrices or tables left dense (rank >= 2, outside the masks),
+      a warning names the layer types holding them.
 
     Raises:
       TypeError: ``model`` is not a tf_keras model.
-      ValueError: ``model`` has no Conv or Dense kernel to prune, or every
-        one of them is excluded.
+      ValueError: an unknown kind; ``exclude`` names a layer that is not in
+        the model; the model has no prunable weight (outside ``exclude``).
     """
     check_tf_keras_model(model)
+    chosen = coverage.normalize_kinds(kinds)
     excluded = _exclusion_predicate(exclude)
     if isinstance(exclude, (list, tuple, set, frozenset, str)):
         names = {exclude} if isinstance(exclude, str) else set(exclude)
@@ -431,27 +528,60 @@ def wrap(model: keras.Model, *, exclude: Exclude = None,
         unknown = sorted(names - known)
         if unknown:
             raise ValueError(f"exclude names layers that are not in the model: {unknown}")
-    skipped: list[str] = []
+    make = _two_argument_factory(wrapper)
+    left_out: dict[str, str] = {}
 
-    def should_wrap(layer) -> bool:
-        if isinstance(layer, PruneLowMagnitude) or not _is_kernel_layer(layer) or excluded(layer):
-            return False
-        if not _prunable_weight_names(layer):
-            skipped.append(f"{layer.name} ({type(layer).__name__})")
-            return False
-        return True
+    def wrapper_for(layer, parent_built: bool):
+        if isinstance(layer, PruneLowMagnitude) or excluded(layer):
+            return None
+        paths = [path for path, _ in coverage.specs(layer, chosen)]
+        if not paths:
+            return None
+        if parent_built and not layer.built:
+            left_out[layer.name] = "never called: no weights"
+            return None
+        return make(layer, paths)
 
-    make = wrapper or PolicyPruneLowMagnitude
     source = _independent_copy(model) if _is_graph_model(model) else model
-    wrapped = _wrap_layer_tree(source, lambda layer: make(layer) if should_wrap(layer) else None)
-    if skipped:
-        _log.info("tfimp.wrap: tfmot has no prunable weight for %s; left dense", ", ".join(skipped))
+    wrapped = _wrap_layer_tree(source, wrapper_for)
     if not wrappers(wrapped):
         raise ValueError(
-            f"model {model.name!r} has nothing to prune: no Conv or Dense kernel "
-            "that tfmot can wrap" + (" outside `exclude`" if exclude is not None else "") + "."
-        )
+            f"model {model.name!r} has nothing to prune: no weight of the kinds {sorted(chosen)}"
+            + (" outside `exclude`" if exclude is not None else "") + f" (see tfimp.coverage; left out: {left_out})"
+            if left_out else
+            f"model {model.name!r} has nothing to prune: no weight of the kinds {sorted(chosen)}"
+            + (" outside `exclude`" if exclude is not None else "") + " (see tfimp.coverage)")
+    report = coverage.describe(wrapped, left_out)
+    if verbose:
+        print(report.summary(), flush=True)
+    else:
+        _log.info("%s", report.summary())
+    dense = report.dense_matrix_parameters
+    if report.total_parameters and dense > DENSE_SHARE_WARNING * report.total_parameters:
+        largest = ", ".join(f"{name} ({count:,})" for name, count in report.largest_dense())
+        warnings.warn(
+            f"tfimp.wrap: {dense / report.total_parameters:.1%} of the parameters of {model.name!r} are in weight "
+            f"matrices or tables that stay dense (largest: {largest}); tfimp.sparsity counts only the "
+            f"{report.prunable_share:.1%} under masks. "
+            f"Prunable kinds chosen: {[k for k in coverage.KINDS if k in chosen]} (all: {list(coverage.KINDS)}); a layer type tfimp does not "
+            "know can be added with tfimp.coverage.register.", stacklevel=2)
+    if left_out:
+        _log.warning("tfimp.wrap: left out of pruning, never called: %s", ", ".join(left_out))
     return wrapped
+
+
+def _two_argument_factory(wrapper) -> Callable:
+    """``wrapper`` as ``fn(layer, weight_paths)``; a one-argument factory gets the layer only (all its kinds)."""
+    if wrapper is None:
+        return lambda layer, paths: PolicyPruneLowMagnitude(layer, weight_paths=paths)
+    try:
+        positional = [p for p in inspect.signature(wrapper).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    except (TypeError, ValueError):
+        positional = []
+    if len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in positional):
+        return wrapper
+    return lambda layer, paths: wrapper(layer)
 
 
 def _independent_copy(model: keras.Model) -> keras.Model:
@@ -466,20 +596,21 @@ def _independent_copy(model: keras.Model) -> keras.Model:
         with keras.utils.custom_object_scope(custom_objects()):
             copy = keras.models.clone_model(model)
     except (NotImplementedError, TypeError, ValueError) as error:
-        _log.info("tfimp.wrap: %s cannot be cloned (%s); the wrapped model shares its layers", model.name, error)
+        _log.warning("tfimp.wrap: %s cannot be cloned (%s); the wrapped model shares its layers with it",
+                     model.name, error)
         return model
     copy.set_weights(model.get_weights())
     return copy
 
 
 def _wrap_layer_tree(model: keras.Model, wrapper_for: Callable) -> keras.Model:
-    """Wraps the layers for which ``wrapper_for(layer)`` returns a wrapper (else ``None``)."""
+    """Wraps the layers for which ``wrapper_for(layer, parent_built)`` returns a wrapper (else ``None``)."""
     if _is_graph_model(model):
 
         def clone_function(layer):
-            if isinstance(layer, keras.Model):
+            if isinstance(layer, keras.Model) and _is_graph_model(layer):
                 return _wrap_layer_tree(layer, wrapper_for)
-            wrapper = wrapper_for(layer)
+            wrapper = wrapper_for(layer, False)
             if wrapper is not None:
                 return wrapper
             if _direct_sublayers(layer) and not isinstance(layer, PruneLowMagnitude):
@@ -497,7 +628,7 @@ def _wrap_in_place(container: keras.layers.Layer, wrapper_for: Callable) -> None
     def replacement(layer):
         if isinstance(layer, keras.Model) and _is_graph_model(layer):
             return _wrap_layer_tree(layer, wrapper_for)
-        wrapper = wrapper_for(layer)
+        wrapper = wrapper_for(layer, container.built)
         if wrapper is not None:
             if layer.built:
                 wrapper.build(None)  # the inner layer is built: no shape needed
@@ -517,30 +648,37 @@ def _replace_sublayers(container: keras.layers.Layer, replacement: Callable) -> 
     replaced layer is rebuilt as a new list/tuple/dict and assigned anew
     (after deleting the attribute, which also drops the old layers from
     Keras' tracking); the user's code sees a list where it put a list.
+    Keras orders a layer's weights by the order its sublayers were tracked,
+    and weight files (h5) are read in that order, so once one attribute is
+    replaced, every later layer-holding attribute is assigned anew too, in
+    its original order: the stripped layer lists its weights as the original did.
     """
+    reassign = False
     for attribute, value in list(vars(container).items()):
         if attribute.startswith("_"):
             continue
         if isinstance(value, keras.layers.Layer):
             new = replacement(value)
-            if new is not value:
+            if new is not value or reassign:
                 delattr(container, attribute)
                 setattr(container, attribute, new)
+                reassign = True
             continue
         items = _container_items(value)
-        if items is None:
+        if items is None or not any(isinstance(item, keras.layers.Layer) for _, item in items):
             continue
         replaced = {key: (replacement(item) if isinstance(item, keras.layers.Layer) else item) for key, item in items}
-        if all(replaced[key] is item for key, item in items):
+        if all(replaced[key] is item for key, item in items) and not reassign:
             continue
         if isinstance(value, dict) or hasattr(value, "keys"):
             rebuilt = {key: replaced[key] for key, _ in items}
         else:
             rebuilt = [replaced[key] for key, _ in items]
-            if isinstance(value, tuple):
+            if isinstance(value, tuple) or type(value).__name__ == "_TupleWrapper":
                 rebuilt = tuple(rebuilt)
         delattr(container, attribute)
         setattr(container, attribute, rebuilt)
+        reassign = True
 
 
 def _container_items(value) -> list | None:
@@ -562,54 +700,86 @@ def wrappers(model: keras.Model) -> list[tuple[str, PruneLowMagnitude]]:
     return [(path, layer) for path, layer in _walk(model, "", set()) if isinstance(layer, PruneLowMagnitude)]
 
 
-def _readable_name(path: str, wrapper: PruneLowMagnitude) -> str:
-    """The path with the wrapper's name replaced by the wrapped layer's name."""
-    head, _, _ = path.rpartition("/")
-    return f"{head}/{wrapper.layer.name}" if head else wrapper.layer.name
+def _weight_label(path: str) -> str:
+    """A readable name for a weight path below a layer: ``forward_layer.cell.kernel`` -> ``forward_layer/kernel``."""
+    return "/".join(step.lstrip("_") for step in path.split(".") if step != "cell")
 
 
-def prunable_kernels(model: keras.Model) -> list[PrunableKernel]:
-    """Every wrapped kernel of ``model`` (built wrappers only), in model order."""
+def _wrapper_paths(wrapper: PruneLowMagnitude) -> list[str]:
+    paths = getattr(wrapper, "weight_paths", None)
+    if paths is not None:
+        return list(paths)
+    return [weight.name.split("/")[-1].split(":")[0] for weight, _, _ in wrapper.pruning_vars]  # plain tfmot wrapper
+
+
+def prunable_kernels(model: keras.Model, *, include_unbuilt: bool = False) -> list[PrunableKernel]:
+    """Every wrapped kernel of ``model``, in model order.
+
+    Wrappers whose layer has no weights yet (never called) have no kernels;
+    ``include_unbuilt`` only matters for the error message of callers.
+    """
+    del include_unbuilt
     return [kernel for path, wrapper in wrappers(model) for kernel in _kernels_of(path, wrapper)]
 
 
 def _kernels_of(path: str, wrapper: PruneLowMagnitude) -> list[PrunableKernel]:
-    name = _readable_name(path, wrapper)
     variables = wrapper.pruning_vars
+    labels = _wrapper_paths(wrapper)
     kernels = []
-    for weight, mask, _ in variables:
-        suffix = "" if len(variables) == 1 else "/" + weight.name.split("/")[-1].split(":")[0]
-        kernels.append(PrunableKernel(name + suffix, weight, mask, wrapper))
+    for (weight, mask, _), label in zip(variables, labels):
+        name = path if len(variables) == 1 else f"{path}/{_weight_label(label)}"
+        kernels.append(PrunableKernel(name, weight, mask, wrapper))
     return kernels
 
 
 def unbuilt_wrappers(model: keras.Model) -> list[str]:
-    return [path for path, wrapper in wrappers(model) if not wrapper.built]
+    """Path names of the wrappers that have no masks yet (their layer was never called)."""
+    return [path for path, wrapper in wrappers(model) if not wrapper.pruning_vars]
 
 
-def kernel_layers(model: keras.Model) -> list[tuple[str, keras.layers.Layer, keras.layers.Layer]]:
-    """(name, kernel layer, outermost layer) for every built Conv/Dense layer, wrapped or not.
+@dataclasses.dataclass(frozen=True)
+class CoveredWeight:
+    """One weight tfimp can prune, wrapped or not: name, kind, variable, mask (None if unwrapped) and layers."""
 
-    The outermost layer is the wrapper when there is one; it has the layer's output shape.
+    name: str
+    kind: str
+    variable: tf.Variable
+    mask: tf.Variable | None
+    layer: keras.layers.Layer  # the layer whose spec names the weight (a wrapper's inner layer)
+    outer: keras.layers.Layer  # the layer in the model graph: the wrapper when there is one
+
+
+def covered_weights(model: keras.Model) -> list[CoveredWeight]:
+    """Every weight of a kind tfimp prunes, in model order: wrapped ones with their masks, unwrapped built ones without.
+
+    A layer of a covered type stands for everything below it (MultiHeadAttention
+    for its EinsumDense projections, an RNN for its cells).
     """
     found = []
+    inside_covered: set[int] = set()
     for path, layer in _walk(model, "", set()):
-        if isinstance(layer, PruneLowMagnitude) and _is_kernel_layer(layer.layer):
-            found.append((_readable_name(path, layer), layer.layer, layer))
-        elif _is_kernel_layer(layer) and layer.built:
-            found.append((path, layer, layer))
-    return found
-
-
-def kernel_variables(model: keras.Model) -> list[tuple[str, tf.Variable]]:
-    """(name, kernel) of every Conv/Dense kernel tfmot could prune, wrapped or not."""
-    found = []
-    for path, layer in _walk(model, "", set()):
+        if id(layer) in inside_covered:
+            inside_covered.update(id(sub) for sub in _direct_sublayers(layer))
+            continue
         if isinstance(layer, PruneLowMagnitude):
-            found.extend((k.name, k.weight) for k in _kernels_of(path, layer))
-        elif _is_kernel_layer(layer) and layer.built:
-            for weight_name in _prunable_weight_names(layer):
-                found.append((path, getattr(layer, weight_name)))
+            kinds = dict(coverage.specs(layer.layer))
+            for kernel, label in zip(_kernels_of(path, layer), _wrapper_paths(layer)):
+                found.append(CoveredWeight(kernel.name, kinds.get(label, "custom"), kernel.weight, kernel.mask,
+                                           layer.layer, layer))
+            continue
+        layer_specs = coverage.specs(layer)
+        if not layer_specs:
+            continue
+        inside_covered.update(id(sub) for sub in _direct_sublayers(layer))
+        if not layer.built:
+            continue
+        for spec_path, kind in layer_specs:
+            try:
+                variable = coverage.resolve(layer, spec_path)
+            except (AttributeError, TypeError, IndexError):
+                continue  # not created (never called)
+            name = path if len(layer_specs) == 1 else f"{path}/{_weight_label(spec_path)}"
+            found.append(CoveredWeight(name, kind, variable, None, layer, layer))
     return found
 
 
@@ -625,14 +795,19 @@ def apply_masks(kernels: Sequence[PrunableKernel]) -> None:
 
 
 def strip(model: keras.Model) -> keras.Model:
-    """Removes the pruning wrappers; the returned model keeps the zeros and nothing else of tfimp.
+    """Removes every pruning wrapper; the returned model keeps the zeros and nothing else of tfimp.
 
-    The kernels lose tfimp's mask constraint, so further training of the
+    Wrappers are removed wherever they are: in the model's graph, inside
+    custom layers (attributes, lists, tuples, dicts) and nested models. The
+    kernels lose tfimp's mask constraint, so further training of the
     stripped model may move the zeros (it is a plain Keras model).
-    Sequential/functional models are cloned by tfmot's ``strip_pruning``
-    (sharing the layer objects and variables with ``model``, which stays
-    wrapped but without the constraint); subclassed models are unwrapped in
-    place.
+    Sequential/functional models are cloned (sharing the layer objects and
+    variables with ``model``, which stays wrapped but without the
+    constraint); subclassed models are unwrapped in place.
+
+    Raises:
+      ValueError: a tfimp or tfmot object is left in the result (naming the
+        layer); a model that saves but cannot load is never returned.
     """
     check_tf_keras_model(model)
     kernels = prunable_kernels(model)
@@ -640,29 +815,72 @@ def strip(model: keras.Model) -> keras.Model:
     for kernel in kernels:
         _remove_mask_constraint(kernel.weight)
     if _is_graph_model(model):
-        return _tfmot_prune.strip_pruning(model)
-    _strip_in_place(model)
-    return model
+        stripped = _strip_graph(model)
+    else:
+        _strip_in_place(model)
+        stripped = model
+    _check_stripped(stripped)
+    return stripped
+
+
+def _unwrap(wrapper: PruneLowMagnitude) -> keras.layers.Layer:
+    """The wrapped layer, without the ``get_prunable_weights`` hook the wrapper gave it."""
+    layer = wrapper.layer
+    if "get_prunable_weights" in vars(layer) and not hasattr(type(layer), "get_prunable_weights"):
+        object.__delattr__(layer, "get_prunable_weights")
+    # The first layer of a Sequential model keeps the input shape the wrapper carried (as tfmot's strip does).
+    if not hasattr(layer, "_batch_input_shape") and hasattr(wrapper, "_batch_input_shape"):
+        layer._batch_input_shape = wrapper._batch_input_shape
+    return layer
+
+
+def _strip_graph(model: keras.Model) -> keras.Model:
+    def clone_function(layer):
+        if isinstance(layer, keras.Model) and _is_graph_model(layer):
+            return _strip_graph(layer)
+        if isinstance(layer, PruneLowMagnitude):
+            return _unwrap(layer)
+        if _direct_sublayers(layer):
+            _strip_in_place(layer)
+        return layer
+
+    return keras.models.clone_model(model, input_tensors=None, clone_function=clone_function)
 
 
 def _remove_mask_constraint(weight) -> None:
     """Undoes :func:`_install_mask_constraint` (the variable's own constraint, if any, comes back)."""
     for component in _variable_components(weight):
-        current = getattr(component, "_constraint", None)
+        current = component.constraint
         if isinstance(current, _KeepPrunedConstraint):
-            component._constraint = current._inner
+            _set_constraint(component, current._inner)
 
 
 def _strip_in_place(container: keras.layers.Layer) -> None:
     def replacement(layer):
         if isinstance(layer, PruneLowMagnitude):
-            return layer.layer
+            return _unwrap(layer)
         if isinstance(layer, keras.Model) and _is_graph_model(layer):
-            return _tfmot_prune.strip_pruning(layer)
+            return _strip_graph(layer)
         _strip_in_place(layer)
         return layer
 
     _replace_sublayers(container, replacement)
+
+
+def _check_stripped(model: keras.Model) -> None:
+    """Raises ValueError naming any tfimp/tfmot object left in ``model``."""
+    layers = list(_walk(model, "", set()))
+    for path, layer in layers:
+        if isinstance(layer, PruneLowMagnitude):
+            raise ValueError(
+                f"tfimp.strip could not remove the pruning wrapper of layer {path!r}: it is held where tfimp "
+                "cannot replace it (a private attribute of a custom layer). Keep such layers unwrapped with "
+                "`tfimp.wrap(model, exclude=[...])`, or hold them in a public attribute.")
+    for path, layer in layers:
+        for variable in layer.weights:
+            if any(isinstance(c.constraint, _KeepPrunedConstraint)
+                   for c in _variable_components(variable)):
+                raise ValueError(f"tfimp.strip left its mask constraint on {variable.name} in layer {path!r}")
 
 
 def custom_objects() -> dict:

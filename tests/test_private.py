@@ -1,0 +1,85 @@
+"""Contract tests: every private attribute of TensorFlow/tf_keras/tfmot tfimp reads still means what tfimp needs.
+
+`benchmarks/install_check.py` runs this file on the oldest and newest TensorFlow allowed.
+"""
+
+import numpy as np
+import pytest
+
+import tfimp
+from tfimp import _private, keras, tf, tfmot_glue
+
+import helpers
+
+
+def test_a_missing_attribute_fails_loudly_naming_the_versions():
+    with pytest.raises(_private.UpstreamChanged, match=r"object\._gone \(testing\).*tensorflow 2\.\d+.*tf-keras.*tfmot"):
+        _private.attribute(object(), "_gone", what="testing")
+    with pytest.raises(_private.UpstreamChanged):
+        _private.set_attribute(object(), "_gone", 1, what="testing")
+
+
+def test_sublayers_and_graph_networks():
+    model = helpers.small_cnn()
+    direct = _private.flatten_layers(model, recursive=False)
+    assert [layer.name for layer in direct] == [layer.name for layer in model.layers]
+    assert _private.is_graph_network(model)
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    sub = Sub()
+    assert not _private.is_graph_network(sub) and _private.save_spec(sub) is None
+    sub(np.zeros((1, 3), "float32"))
+    spec = _private.save_spec(sub)
+    spec = spec[0][0] if isinstance(spec, tuple) else spec
+    assert tuple(spec.shape)[1:] == (3,)
+
+
+def test_autocast_variable_inner_and_the_constraint_hook():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = keras.layers.Dense(3)
+        layer.build((None, 4))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert _private.is_autocast_variable(layer.kernel)
+    inner = _private.autocast_inner(layer.kernel)
+    assert inner.dtype == tf.float32 and not _private.is_autocast_variable(inner)
+    # the mask constraint is what every optimizer applies after its update
+    model = tfimp.wrap(helpers.small_cnn())
+    tfimp.prune(model, 0.8)
+    kernel = tfmot_glue.prunable_kernels(model)[0]
+    assert isinstance(kernel.weight.constraint, tfmot_glue._KeepPrunedConstraint)
+    x, y = helpers.random_data(16)
+    for optimizer in (keras.optimizers.SGD(0.1, momentum=0.9), keras.optimizers.Adam(0.01)):
+        model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(True))
+        model.train_on_batch(x, y)
+        assert not np.any(kernel.weight.numpy()[kernel.mask.numpy() == 0])
+
+
+def test_optimizer_learning_rate_and_slots():
+    optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    assert float(keras.backend.get_value(_private.optimizer_learning_rate(optimizer))) == pytest.approx(0.1)
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([2], [0.5, 0.25])
+    _private.set_optimizer_schedule(optimizer, schedule)
+    assert _private.optimizer_learning_rate(optimizer) is schedule
+    variables = [tf.Variable(np.ones(3, "float32")), tf.Variable(np.ones(2, "float32"))]
+    optimizer.build(variables)
+    assert [_private.slot_index(optimizer, v) for v in variables] == [0, 1]
+    assert optimizer.momentums[1].shape == (2,)
+
+
+def test_multi_worker_mode_and_tfmot_structures():
+    assert _private.in_multi_worker_mode(tf.distribute.get_strategy()) is False
+    assert _private.in_multi_worker_mode(tf.distribute.MirroredStrategy(["/cpu:0"])) is False
+    wrapper = tfmot_glue.wrappers(tfimp.wrap(helpers.small_cnn()))[0][1]
+    weight, mask, threshold = wrapper.pruning_vars[0]  # tfmot's (weight, mask, threshold) layout
+    assert mask.shape == weight.shape and threshold.shape == () and "kernel" in weight.name
+    dense = keras.layers.Dense(2)
+    assert tfmot_glue._tfmot_weight_names(dense) == ["kernel"]

@@ -1,0 +1,109 @@
+"""The one door to private or undocumented attributes of TensorFlow, tf_keras and tfmot.
+
+Some things tfimp needs have no public API (MultiHeadAttention's projection
+layers, a layer's direct sublayers, whether a model is a graph network).
+Every such access goes through :func:`attribute` here, so that when an
+upstream release renames or removes one, tfimp fails at once with a message
+that names the attribute and the installed versions, instead of silently
+doing nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_MISSING = object()
+
+
+class UpstreamChanged(AttributeError):
+    """A private attribute tfimp relies on is gone from an upstream object."""
+
+
+def versions() -> str:
+    """The installed TensorFlow, tf_keras and tfmot versions, for error messages."""
+    found = []
+    for module_name, label in (("tensorflow", "tensorflow"), ("tf_keras", "tf-keras"),
+                               ("tensorflow_model_optimization", "tfmot")):
+        try:
+            module = __import__(module_name)
+            found.append(f"{label} {getattr(module, '__version__', '?')}")
+        except ImportError:
+            found.append(f"{label} not installed")
+    return ", ".join(found)
+
+
+def attribute(obj: Any, name: str, *, what: str) -> Any:
+    """``getattr(obj, name)`` for a private attribute, failing loudly when it is gone.
+
+    Args:
+      obj: the upstream object.
+      name: the private attribute.
+      what: what tfimp reads it for (goes into the error message).
+
+    Raises:
+      UpstreamChanged: ``obj`` has no attribute ``name``.
+    """
+    value = getattr(obj, name, _MISSING)
+    if value is _MISSING:
+        raise UpstreamChanged(
+            f"tfimp reads {type(obj).__name__}.{name} ({what}), which this installation does not have "
+            f"({versions()}); tfimp supports the versions its setup.py allows: please report this with "
+            "the versions above")
+    return value
+
+
+def set_attribute(obj: Any, name: str, value: Any, *, what: str) -> None:
+    """Sets a private attribute that must already exist (so a renamed one fails here instead of being ignored)."""
+    attribute(obj, name, what=what)
+    setattr(obj, name, value)
+
+
+def is_autocast_variable(variable: Any) -> bool:
+    """A mixed-precision ``AutoCastVariable`` (its class is not exported by tf_keras)."""
+    return any(klass.__name__ == "AutoCastVariable" for klass in type(variable).__mro__)
+
+
+def autocast_inner(variable: Any) -> Any:
+    """The float32 variable an ``AutoCastVariable`` wraps."""
+    return attribute(variable, "_variable", what="the float32 variable inside a mixed-precision AutoCastVariable")
+
+
+def in_multi_worker_mode(strategy: Any) -> bool:
+    """Whether ``strategy`` spans several workers (tf.distribute has no public way to ask)."""
+    return bool(attribute(strategy.extended, "_in_multi_worker_mode",
+                          what="whether a distribution strategy spans several workers")())
+
+
+def flatten_layers(layer: Any, *, recursive: bool) -> list:
+    """``layer``'s sublayers (direct, or all below it), in tracking order, without the layer itself."""
+    return list(attribute(layer, "_flatten_layers", what="the sublayers of a layer")(include_self=False,
+                                                                                      recursive=recursive))
+
+
+def is_graph_network(model: Any) -> bool:
+    """Whether a tf_keras ``Model`` is functional (built from a graph of layers)."""
+    return bool(attribute(model, "_is_graph_network", what="whether a model is functional"))
+
+
+def save_spec(model: Any):
+    """The input spec a subclassed model was first called with, or ``None`` when it was never called."""
+    return attribute(model, "_get_save_spec", what="the input shape a subclassed model was called with")(
+        dynamic_batch=False)
+
+
+def optimizer_learning_rate(optimizer: Any):
+    """What a tf_keras optimizer holds as its learning rate: a schedule object, or the variable of the current rate."""
+    return attribute(optimizer, "_learning_rate", what="the learning-rate schedule an optimizer was compiled with")
+
+
+def set_optimizer_schedule(optimizer: Any, schedule: Any) -> None:
+    """Makes ``schedule`` the learning rate of an optimizer created with a number, as its constructor would have."""
+    build = attribute(optimizer, "_build_learning_rate", what="how an optimizer stores a learning-rate schedule")
+    set_attribute(optimizer, "_learning_rate", build(schedule), what="an optimizer's learning-rate schedule")
+
+
+def slot_index(optimizer: Any, variable: Any) -> int:
+    """The index of ``variable``'s slots in a tf_keras optimizer's slot lists (e.g. ``momentums``)."""
+    index = attribute(optimizer, "_index_dict", what="where an optimizer keeps a variable's slots")
+    key = attribute(optimizer, "_var_key", what="an optimizer's key for a variable")
+    return index[key(variable)]
