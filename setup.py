@@ -31,10 +31,11 @@ setup(
         "cli": ["ml-collections>=1.0", "tensorflow-datasets>=4.9", "matplotlib>=3.7", "tensorboard>=2.16"],
         # keras-cv backbones in the model registry (kcv_* models) and the keras-cv tutorial.
         "keras-cv": ["keras-cv>=0.9,<0.10"],
-        # The tests need everything, plus nbclient + ipykernel to execute the Colab tutorials.
+        # The tests need everything, plus nbclient + ipykernel to execute the Colab tutorials, and pytest-xdist
+        # (the suite runs on two processes, one test file each at a time: see pytest.ini).
         "test": ["ml-collections>=1.0", "tensorflow-datasets>=4.9", "matplotlib>=3.7", "tensorboard>=2.16",
                  "keras-cv>=0.9,<0.10",
-                 "pytest>=8", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
+                 "pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

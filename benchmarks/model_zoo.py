@@ -127,14 +127,22 @@ def _application(name):
     return lambda: getattr(keras.applications, name)(weights=None, input_shape=IMAGE, classes=10)
 
 
-def _keras_cv(name, **kwargs):
-    def build():
-        import keras_cv
+#: keras-cv's EfficientNetV2-B0 architecture, written out (its preset downloads the config from Kaggle); the
+#: block table of the EfficientNetV2 paper (Tan & Le 2021, arXiv:2104.00298), as keras.applications has it.
+_EFFICIENTNET_V2_B0 = dict(
+    include_rescaling=True, width_coefficient=1.0, depth_coefficient=1.0, stackwise_kernel_sizes=[3] * 6,
+    stackwise_num_repeats=[1, 2, 2, 3, 5, 8], stackwise_input_filters=[32, 16, 32, 48, 96, 112],
+    stackwise_output_filters=[16, 32, 48, 96, 112, 192], stackwise_expansion_ratios=[1, 4, 4, 4, 6, 6],
+    stackwise_squeeze_and_excite_ratios=[0, 0, 0, 0.25, 0.25, 0.25], stackwise_strides=[1, 2, 2, 2, 1, 2],
+    stackwise_conv_types=["fused", "fused", "fused", "unfused", "unfused", "unfused"])
 
-        backbone = getattr(keras_cv.models, name)(input_shape=IMAGE, **kwargs)
-        outputs = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(backbone.output))
-        return keras.Model(backbone.input, outputs, name=name.lower())
-    return build
+
+def _keras_cv_efficientnet_v2_b0():
+    import keras_cv
+
+    backbone = keras_cv.models.EfficientNetV2Backbone(input_shape=IMAGE, **_EFFICIENTNET_V2_B0)
+    outputs = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(backbone.output))
+    return keras.Model(backbone.input, outputs, name="keras_cv_efficientnetv2_b0")
 
 
 def _transformer():
@@ -216,8 +224,8 @@ ZOO = {
     "EfficientNetB0": (_application("EfficientNetB0"), _images),
     "ResNet50": (_application("ResNet50"), _images),
     "DenseNet121": (_application("DenseNet121"), _images),
-    "keras_cv_ResNet18V2": (_keras_cv("ResNet18V2Backbone"), _images),
-    "keras_cv_EfficientNetV2B0": (_keras_cv("EfficientNetV2B0Backbone"), _images),
+    "keras_cv_ResNet18V2": (lambda: tfimp.models.build("kcv_resnet18_v2", num_classes=10, input_shape=IMAGE), _images),
+    "keras_cv_EfficientNetV2B0": (_keras_cv_efficientnet_v2_b0, _images),
     "text_transformer": (_transformer, _tokens),
     "embedding_gru_lstm": (_lstm_gru, _tokens),
     "bidirectional_rnn": (_bidirectional, _tokens),
@@ -240,7 +248,11 @@ def _labels(model, n):
 
 
 def _train(model, x, y, steps, callbacks=()):
-    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(True))
+    # keras.applications end with a softmax; the other models output logits.
+    last = model.layers[-1]
+    last = getattr(last, "layer", last)  # a pruning wrapper's layer
+    logits = getattr(getattr(last, "activation", None), "__name__", "") != "softmax"
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(logits))
     model.fit(x, y, batch_size=4, epochs=1, steps_per_epoch=steps, callbacks=list(callbacks), verbose=0)
 
 
@@ -303,6 +315,10 @@ def reload_in_fresh_process(rows, out_dir) -> dict:
         import numpy as np
         import tf_keras
         import model_zoo  # the custom classes, registered
+        try:
+            import keras_cv  # noqa: F401  (registers keras-cv's layer classes, as its users have them)
+        except ImportError:
+            pass
         errors = {{}}
         for name in {names!r}:
             builder, make_inputs = model_zoo.ZOO[name]
@@ -325,10 +341,10 @@ def table(rows) -> str:
     lines = ["| model | parameters | pruned by tfimp | exact | zeros kept | reload max error | layers emptied | "
              "pruned by tfmot |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        tfmot = (f"{row['tfmot_share_pruned']:.1%}" if row["tfmot"] == "ran" else f"refused ({row['tfmot_error']})")
+        tfmot = (f"{row['tfmot_share_pruned']:.2%}" if row["tfmot"] == "ran" else f"refused ({row['tfmot_error'][:70]}…)")
         reload = row["reload_error"]
         reload = f"{reload:.1e}" if isinstance(reload, float) else f"failed: {reload}"
-        lines.append(f"| {row['model']} | {row['parameters']:,} | {row['share_pruned']:.1%} | "
+        lines.append(f"| {row['model']} | {row['parameters']:,} | {row['share_pruned']:.2%} | "
                      f"{'yes' if row['exact'] else 'NO'} | {'yes' if row['zeros_kept'] else 'NO'} | {reload} | "
                      f"{len(row['emptied_layers'])} | {tfmot} |")
     return "\n".join(lines)

@@ -221,3 +221,12 @@ def test_str_evaluation_after_training_uses_the_final_weights_once():
     direct = float(loss(y, model(x, training=False)))
     assert rows[-1]["test_loss"] == pytest.approx(direct, rel=1e-5)
     assert model.evaluate(x, y, verbose=0, return_dict=True)["loss"] == pytest.approx(direct, rel=1e-5)
+
+
+def test_a_method_that_ends_short_of_its_target_says_so(capsys):
+    x, y = helpers.random_data(64, seed=3)
+    runner = tfimp.DuringTraining("str", 0.9, 1, batch_size=32, learning_rate=0.05, chance_guard=False)
+    with pytest.warns(UserWarning, match=r"str ended at sparsity 0\.\d+, 0\.\d+ away from its target 0\.9\..*calibrate_str"):
+        rows = runner.run(helpers.small_cnn(), (x, y), verbose=1)
+    assert abs(rows[-1]["sparsity"] - 0.9) > 0.01
+    assert "[tfimp] warning: str ended at sparsity" in capsys.readouterr().out

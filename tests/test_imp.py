@@ -534,3 +534,12 @@ def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["last_loss"][0] == outcome["last_loss"][1]
     assert outcome == {**outcome, "weights_equal": True, "masks_equal": True, "rows_equal": True}
+
+
+@pytest.mark.parametrize("target, cycles", [(0.9, 11), (0.8, 8), (0.36, 2)])
+def test_renda_plans_remove_at_most_a_fifth_of_the_remaining_weights_per_cycle(target, cycles):
+    plan = tfimp.Plan.renda(target, dense_epochs=1, retrain_epochs=1)
+    assert plan.cycles == cycles  # the fewest cycles at <= 20% each: ceil(log(1 - S) / log(0.8))
+    assert plan.pruning_rate <= 0.2 + 1e-12
+    assert tfimp.Plan(target_sparsity=target, cycles=cycles - 1, dense_epochs=1, retrain_epochs=1).pruning_rate > 0.2
+    assert plan.sparsity_after(cycles) == target

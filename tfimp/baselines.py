@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Callable, Optional
 
 import numpy as np
@@ -297,12 +298,27 @@ class DuringTraining(OneFitRunner):
     def _before_restore(self, model: keras.Model) -> None:
         tfmot_glue.finalize_reparams(model)  # the saved weights are the finalized model's
 
+    def _check_result(self, final_row: dict, verbose: int) -> None:
+        reached = float(final_row["sparsity"])
+        if abs(reached - self.target_sparsity) <= TARGET_TOLERANCE:
+            return
+        advice = (" STR reaches what its threshold start and decay lead to: calibrate the decay with "
+                  "tfimp.baselines.calibrate_str (benchmarks/bench_methods.py does)" if self.method == "str" else "")
+        message = (f"{self.method} ended at sparsity {reached:.4f}, {abs(reached - self.target_sparsity):.4f} away "
+                   f"from its target {self.target_sparsity}.{advice}")
+        warnings.warn(message, stacklevel=4)
+        if verbose:
+            print(f"[tfimp] warning: {message}", flush=True)
+
     @property
     def label(self) -> str:
         return self.method
 
 
 #: STR's threshold parameter at the start of a calibrated run: sigmoid(-8) = 3e-4, a nearly dense start.
+#: A during-training run that ends farther than this from its target sparsity warns.
+TARGET_TOLERANCE = 0.01
+
 STR_DENSE_START = -8.0
 
 

@@ -388,7 +388,11 @@ class OneFitRunner(_Trainer):
             _workdir.remove_worker_scratch(workdir, model.distribute_strategy)
         if verbose:
             print(f"[tfimp] {self.label} finished:\n" + _results.format_table([final_row]), flush=True)
+        self._check_result(final_row, verbose)
         return list(collector.rows)
+
+    def _check_result(self, final_row: dict, verbose: int) -> None:
+        """Says so when the run ended short of what it was asked for (nothing by default)."""
 
 
 class RowCollector(keras.callbacks.Callback):
