@@ -108,7 +108,7 @@ def test_subclassed_model_with_layer_lists_is_wrapped_in_place_and_trains():
 
 def test_unbuilt_subclassed_model_needs_a_build_before_prune():
     model = tfimp.wrap(_Subclassed())
-    with pytest.raises(ValueError, match="has not been called yet.*model\(x\[:1\]\)"):
+    with pytest.raises(ValueError, match=r"has not been called yet.*model\(x\[:1\]\)"):
         tfimp.prune(model, 0.5)
     model(np.zeros((1, 6, 6, 3), "float32"))
     tfimp.prune(model, 0.5)
