@@ -181,18 +181,21 @@ class PolicyPruneLowMagnitude(PruneLowMagnitude):
         self._masks_pending = False
 
     def build(self, input_shape):
-        try:
-            [coverage.resolve(self.layer, path) for path in self.weight_paths]
-        except (AttributeError, TypeError, IndexError):
-            if not self.layer.built:
-                self.layer.build(input_shape)
-            try:
-                [coverage.resolve(self.layer, path) for path in self.weight_paths]
-            except (AttributeError, TypeError, IndexError):
-                self._masks_pending = True  # the layer makes these weights in its first call
-                keras.layers.Layer.build(self, input_shape)
-                return
+        if not self._weights_exist() and not self.layer.built:
+            self.layer.build(input_shape)
+        if not self._weights_exist():
+            self._masks_pending = True  # the layer makes these weights in its first call
+            keras.layers.Layer.build(self, input_shape)
+            return
         self._build_masks(input_shape)
+
+    def _weights_exist(self) -> bool:
+        try:
+            for path in self.weight_paths:
+                coverage.resolve(self.layer, path)
+        except (AttributeError, TypeError, IndexError):
+            return False
+        return True
 
     def _build_masks(self, input_shape):
         super().build(input_shape)
