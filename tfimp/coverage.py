@@ -97,11 +97,6 @@ def specs(layer: keras.layers.Layer, kinds: Iterable[str] | None = None) -> list
     return [(path, kind) for path, kind in handler(layer) if kind in allowed]
 
 
-def is_covered_type(layer: keras.layers.Layer) -> bool:
-    """Whether tfimp knows prunable weights for ``layer``'s type (whatever the kinds chosen)."""
-    return bool(_handler(layer) is not None and _handler(layer)(layer))
-
-
 def resolve(layer: keras.layers.Layer, path: str):
     """The variable at ``path`` below ``layer`` (private steps go through :mod:`tfimp._private`).
 
@@ -228,13 +223,6 @@ class Coverage:
             lines.append("  left out: " + ", ".join(f"{name} ({reason})" for name, reason in self.left_out.items()))
         return "\n".join(lines)
 
-    def to_dict(self) -> dict:
-        return {"total_parameters": self.total_parameters, "prunable_parameters": self.prunable_parameters,
-                "prunable_share": self.prunable_share, "pruned_by_type": self.pruned_by_type,
-                "dense_by_type": self.dense_by_type, "left_out": self.left_out,
-                "dense_matrix_parameters": self.dense_matrix_parameters,
-                "dense_matrices_by_type": self.dense_matrices_by_type}
-
 
 def _count(variables: Sequence) -> int:
     return int(sum(int(v.shape.num_elements() or 0) for v in variables))
@@ -249,7 +237,7 @@ def describe(model: keras.Model, left_out: dict[str, str] | None = None) -> Cove
     """The :class:`Coverage` of ``model`` (wrapped or not: an unwrapped model has nothing under masks)."""
     from tfimp import tfmot_glue
 
-    masked = {id(kernel.weight) for kernel in tfmot_glue.prunable_kernels(model, include_unbuilt=True)}
+    masked = {id(kernel.weight) for kernel in tfmot_glue.prunable_kernels(model)}
     pruned: dict[str, list[int]] = {}
     dense: dict[str, list[int]] = {}
     matrices: dict[str, int] = {}

@@ -715,13 +715,8 @@ def _wrapper_paths(wrapper: PruneLowMagnitude) -> list[str]:
     return [weight.name.split("/")[-1].split(":")[0] for weight, _, _ in wrapper.pruning_vars]  # plain tfmot wrapper
 
 
-def prunable_kernels(model: keras.Model, *, include_unbuilt: bool = False) -> list[PrunableKernel]:
-    """Every wrapped kernel of ``model``, in model order.
-
-    Wrappers whose layer has no weights yet (never called) have no kernels;
-    ``include_unbuilt`` only matters for the error message of callers.
-    """
-    del include_unbuilt
+def prunable_kernels(model: keras.Model) -> list[PrunableKernel]:
+    """Every wrapped kernel of ``model``, in model order (a wrapper whose layer was never called has none)."""
     return [kernel for path, wrapper in wrappers(model) for kernel in _kernels_of(path, wrapper)]
 
 
