@@ -548,12 +548,10 @@ def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclud
     source = _independent_copy(model) if _is_graph_model(model) else model
     wrapped = _wrap_layer_tree(source, wrapper_for)
     if not wrappers(wrapped):
-        raise ValueError(
-            f"model {model.name!r} has nothing to prune: no weight of the kinds {sorted(chosen)}"
-            + (" outside `exclude`" if exclude is not None else "") + f" (see tfimp.coverage; left out: {left_out})"
-            if left_out else
-            f"model {model.name!r} has nothing to prune: no weight of the kinds {sorted(chosen)}"
-            + (" outside `exclude`" if exclude is not None else "") + " (see tfimp.coverage)")
+        outside = " outside `exclude`" if exclude is not None else ""
+        also = f"; left out: {left_out}" if left_out else ""
+        raise ValueError(f"model {model.name!r} has nothing to prune: no weight of the kinds {sorted(chosen)}"
+                         f"{outside} (see tfimp.coverage{also})")
     report = coverage.describe(wrapped, left_out)
     if verbose:
         print(report.summary(), flush=True)
