@@ -54,20 +54,28 @@ def make_idx_dataset(directory, n_train=60, n_test=20, compress=True, seed=0):
     return arrays
 
 
+def prunable_total(model) -> int:
+    """How many weights tfimp's default coverage prunes in ``model`` (wrapped or not)."""
+    from tfimp import tfmot_glue
+
+    if tfmot_glue.wrappers(model):
+        return sum(k.size for k in tfmot_glue.prunable_kernels(model))
+    return sum(int(w.variable.shape.num_elements()) for w in tfmot_glue.covered_weights(model))
+
+
+def exact_fraction(target: float, total: int):
+    """Exactly round(target * total) of ``total`` weights, as a fraction: one weight more or less fails."""
+    import math
+
+    import pytest
+
+    return pytest.approx(math.floor(target * total + 0.5) / total, abs=0.5 / total)
+
+
 def exact_sparsity(model, target: float):
     """What tfimp promises: exactly round(target * total) of the model's prunable kernel weights pruned.
 
     Compares as a count: within half a weight of that fraction (float rounding aside, one weight more or
     less fails).
     """
-    import math
-
-    import pytest
-
-    from tfimp import tfmot_glue
-
-    if tfmot_glue.wrappers(model):
-        total = sum(k.size for k in tfmot_glue.prunable_kernels(model))
-    else:  # stripped: every weight of a kind tfimp prunes
-        total = sum(int(w.variable.shape.num_elements()) for w in tfmot_glue.covered_weights(model))
-    return pytest.approx(math.floor(target * total + 0.5) / total, abs=0.5 / total)
+    return exact_fraction(target, prunable_total(model))

@@ -20,19 +20,32 @@ def _run(model=None, **settings):
 
 
 def _masks(model):
-    return [m.numpy() for _, wrapper in tfimp.tfmot_glue.wrappers(model) for _, m, _ in wrapper.pruning_vars]
+    return [k.mask.numpy() for k in tfimp.tfmot_glue.prunable_kernels(model)]
 
 
 def _assert_exactly_pruned(model):
     assert tfimp.sparsity(model) == helpers.exact_sparsity(model, 0.75)
-    for _, wrapper in tfimp.tfmot_glue.wrappers(model):
-        for weight, mask, _ in wrapper.pruning_vars:
-            assert not np.any(weight.numpy()[mask.numpy() == 0]), weight.name
+    for kernel in tfimp.tfmot_glue.prunable_kernels(model):
+        assert not np.any(kernel.weight.numpy()[kernel.mask.numpy() == 0]), kernel.name
 
 
 @pytest.fixture(scope="module")
-def plain():
+def deterministic_ops():
+    """Deterministic TF ops for this module only (so runs compare weight for weight), then as before.
+
+    TensorFlow exports only the switch on; the switch off is in its framework config module.
+    """
+    from tensorflow.python.framework import config as framework_config
+
+    was_on = framework_config.is_op_determinism_enabled()
     tf.config.experimental.enable_op_determinism()
+    yield
+    if not was_on:
+        framework_config.disable_op_determinism()
+
+
+@pytest.fixture(scope="module")
+def plain(deterministic_ops):
     return _run()
 
 

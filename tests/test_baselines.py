@@ -97,8 +97,9 @@ def test_bad_baseline_settings():
         tfimp.DuringTraining("gmp", 1.2, 3)
 
 
-def test_during_training_resumes_after_a_crash(tmp_path, monkeypatch):
-    workdir = str(tmp_path / "gmp")
+@pytest.mark.parametrize("method", ["gmp", "dense"])
+def test_during_training_and_dense_runs_resume_after_a_kill(tmp_path, monkeypatch, method):
+    workdir = str(tmp_path / method)
     x, y = helpers.random_data(128)
 
     class Crash(keras.callbacks.Callback):
@@ -113,6 +114,8 @@ def test_during_training_resumes_after_a_crash(tmp_path, monkeypatch):
         return original_fit(self, *args, **kwargs)
 
     def runner():
+        if method == "dense":
+            return tfimp.Dense(4, batch_size=32, learning_rate=0.05)
         return tfimp.DuringTraining("gmp", 0.8, 4, batch_size=32, learning_rate=0.05, frequency=2)
 
     monkeypatch.setattr(keras.Model, "fit", crashing_fit)
@@ -129,9 +132,13 @@ def test_during_training_resumes_after_a_crash(tmp_path, monkeypatch):
     resumed = runner()
     rows = resumed.run(helpers.small_cnn(), (x, y), workdir=workdir, verbose=0, callbacks=[FirstEpoch()])
     assert FirstEpoch.epochs == [2, 3]  # resumed after the two completed epochs
-    assert [r["cycle"] for r in rows] == [1, 2, 3, 4]
-    total = sum(k.size for k in tfmot_glue.prunable_kernels(resumed.model))
-    assert tfimp.sparsity(resumed.model) == math.floor(0.8 * total + 0.5) / total
+    if method == "dense":
+        assert [(r["cycle"], r["epochs"]) for r in rows] == [(0, 4)]
+        assert tfimp.load_cycle(workdir, 0).get_weights()[0].tolist() == resumed.model.get_weights()[0].tolist()
+    else:
+        assert [r["cycle"] for r in rows] == [1, 2, 3, 4]
+        total = sum(k.size for k in tfmot_glue.prunable_kernels(resumed.model))
+        assert tfimp.sparsity(resumed.model) == math.floor(0.8 * total + 0.5) / total
     again = runner().run(helpers.small_cnn(), (x, y), workdir=workdir, verbose=0)
     assert again == rows  # finished: not redone
 

@@ -130,7 +130,32 @@ def test_other_methods_run_in_process(tmp_path, fashion_dir, method, extra):
     if method == "bimp":
         assert sum(r["epochs"] for r in rows) == 3 and rows[-1]["retrain_schedule"] == "allr"
     stripped = keras.models.load_model(str(tmp_path / method / "model_stripped.keras"))
-    assert tfimp.sparsity(stripped) == pytest.approx(rows[-1]["target_sparsity"], abs=1e-3)
+    assert tfimp.sparsity(stripped) == helpers.exact_sparsity(stripped, rows[-1]["target_sparsity"])
+    assert rows[-1]["sparsity"] == tfimp.sparsity(stripped)
+
+
+def test_str_calibrated_from_the_cli_reaches_its_target_and_a_resume_reuses_the_decay(tmp_path, fashion_dir,
+                                                                                     capsys):
+    config = _config(method="str", epochs=2, target_sparsity=0.6, str_init=-8.0, calibrate_str=4,
+                     data_dir=fashion_dir, train_subset=256, batch_size=64, verbose=1, export_formats="")
+    workdir = str(tmp_path / "str")
+    rows = main.run(config, workdir)
+    printed = capsys.readouterr().out
+    with open(os.path.join(workdir, tfimp.workdir.STR_CALIBRATION)) as handle:
+        calibration = json.load(handle)
+    runs = re.findall(r"STR calibration run \d+: str_weight_decay ([0-9.e+-]+) reaches ([0-9.]+)", printed)
+    assert 1 <= len(runs) <= 4 and calibration["max_runs"] == 4 and calibration["target_sparsity"] == 0.6
+    best = min(runs, key=lambda run: abs(float(run[1]) - 0.6))
+    assert calibration["reached_sparsity"] == pytest.approx(float(best[1]), abs=5e-5)  # printed to 4 digits
+    # The run itself used the calibrated decay: it is in the workdir's identity and reaches the same sparsity.
+    with open(os.path.join(workdir, tfimp.workdir.IDENTITY)) as handle:
+        assert json.load(handle)["str_weight_decay"] == calibration["str_weight_decay"]
+    assert rows[-1]["sparsity"] == pytest.approx(calibration["reached_sparsity"], abs=0.02)
+    # A rerun finds the finished run with the same decay, without calibrating again.
+    again = main.run(config, workdir)
+    printed = capsys.readouterr().out
+    assert "STR calibration run" not in printed and f"from {tfimp.workdir.STR_CALIBRATION}" in printed
+    assert [r["sparsity"] for r in again] == [r["sparsity"] for r in rows]
 
 
 @pytest.mark.parametrize("name", sorted(f for f in os.listdir(os.path.join(REPO, "configs")) if f.endswith(".py")))

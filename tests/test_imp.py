@@ -366,21 +366,30 @@ def test_a_legacy_optimizer_gets_a_clear_message():
         model.fit(x, y, epochs=2, verbose=0, callbacks=[tfimp.callbacks.IMP(plan, verbose=0)])
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_a_nan_or_infinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, bad):
     workdir = str(tmp_path / "run")
     plan = tfimp.Plan(target_sparsity=0.5, cycles=2, dense_epochs=2, retrain_epochs=2)
+    infinite = tf.Variable(0.0, trainable=False)  # 1 from epoch 4 on: the loss gains -log(0) = +inf
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy(True)
+
+    def loss(labels, logits):  # the gradient stays finite, so the epoch's mean loss is inf, not nan
+        return cross_entropy(labels, logits) + tf.stop_gradient(-tf.math.log(1.0 - infinite))
 
     class Poison(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 3:
+            if epoch == 3 and bad == "nan":
                 kernel = tfmot_glue.prunable_kernels(self.model)[-1].weight  # the logits: no ReLU hides NaN
                 kernel.assign(tf.fill(kernel.shape, float("nan")))
+            elif epoch == 3:
+                infinite.assign(1.0)
 
     model = tfimp.wrap(helpers.small_cnn())
-    model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(True))
+    model.compile(keras.optimizers.SGD(0.1), loss)
     imp = tfimp.callbacks.IMP(plan, schedule=0.05, workdir=workdir, verbose=0)
     x, y = _data()
-    with pytest.raises(FloatingPointError, match=r"loss became nan in epoch 4 \(cycle 1\).*last good checkpoint \(epoch 3\)"):
+    with pytest.raises(FloatingPointError,
+                       match=rf"loss became {bad} in epoch 4 \(cycle 1\).*last good checkpoint \(epoch 3\)"):
         model.fit(x, y, batch_size=BATCH, epochs=plan.total_epochs, initial_epoch=imp.restore(model),
                   callbacks=[imp, Poison()], verbose=0)
     assert checkpoint.load_state(workdir)["next_epoch"] == 3
@@ -478,8 +487,19 @@ sys.path.insert(0, sys.argv[2])
 import helpers
 
 tf.config.experimental.enable_op_determinism()
-x, y = helpers.random_data(96, seed=1)
-fields = dict(target_sparsity=0.9, cycles=3, dense_epochs=2, retrain_epochs=2, batch_size=16, learning_rate=0.05)
+root, source = sys.argv[1], sys.argv[3]
+if source == "arrays":
+    x, y = helpers.random_data(96, seed=1)
+    train = test = (x, y)
+    shape = dict()
+else:  # tfimp.data.load's pipeline, with random crops and flips: both must be replayed on resume
+    helpers.make_idx_dataset(root + "/idx", n_train=96, n_test=16)
+    loaded = tfimp.data.load("fashion_mnist", data_dir=root + "/idx", batch_size=16, validation_fraction=0.0,
+                             seed=0, augmentation="crop_flip")
+    train, test = loaded.train, loaded.test
+    shape = dict(input_shape=(28, 28, 1), classes=10)
+fields = dict(target_sparsity=0.9, cycles=3, dense_epochs=2, retrain_epochs=2, batch_size=16, learning_rate=0.05,
+              chance_guard=source == "arrays")  # the generated idx images are noise: nothing to learn
 
 
 class Kill(keras.callbacks.Callback):
@@ -495,7 +515,7 @@ def run(workdir, callbacks=()):
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     imp = tfimp.IMP(**fields)
-    rows = imp.run(helpers.small_cnn(), (x, y), test=(x, y), workdir=workdir, verbose=0, callbacks=list(callbacks))
+    rows = imp.run(helpers.small_cnn(**shape), train, test=test, workdir=workdir, verbose=0, callbacks=list(callbacks))
     return imp.model, rows
 
 
@@ -505,7 +525,6 @@ def state(model, rows):
             [{k: v for k, v in r.items() if k != "wall_s"} for r in rows])
 
 
-root = sys.argv[1]
 straight = state(*run(root + "/straight"))
 try:
     run(root + "/killed", [Kill()])
@@ -521,14 +540,15 @@ print(json.dumps({
 """
 
 
-def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+@pytest.mark.parametrize("source", ["arrays", "pipeline"])
+def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, source):
     import subprocess
     import sys
 
     script = tmp_path / "exact_resume.py"
     script.write_text(_EXACT_RESUME)
     tests_dir = os.path.dirname(os.path.abspath(__file__))
-    result = subprocess.run([sys.executable, str(script), str(tmp_path), tests_dir], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, str(script), str(tmp_path), tests_dir, source], capture_output=True, text=True,
                             timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(result.stdout.strip().splitlines()[-1])

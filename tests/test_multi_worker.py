@@ -157,7 +157,7 @@ def test_the_cli_runs_on_two_workers_and_only_the_chief_writes_outputs(tmp_path)
     assert any(f.startswith("tensorboard/cycles/") for f in files)
     import tfimp
     stripped = tfimp.keras.models.load_model(os.path.join(run, "model_stripped.keras"))
-    assert tfimp.sparsity(stripped) == pytest.approx(0.9, abs=1e-3)
+    assert tfimp.sparsity(stripped) == helpers.exact_sparsity(stripped, 0.9)
 
 
 @pytest.mark.parametrize("task, cluster, chief", [

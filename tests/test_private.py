@@ -78,8 +78,56 @@ def test_optimizer_learning_rate_and_slots():
 def test_multi_worker_mode_and_tfmot_structures():
     assert _private.in_multi_worker_mode(tf.distribute.get_strategy()) is False
     assert _private.in_multi_worker_mode(tf.distribute.MirroredStrategy(["/cpu:0"])) is False
-    wrapper = tfmot_glue.wrappers(tfimp.wrap(helpers.small_cnn()))[0][1]
-    weight, mask, threshold = wrapper.pruning_vars[0]  # tfmot's (weight, mask, threshold) layout
-    assert mask.shape == weight.shape and threshold.shape == () and "kernel" in weight.name
     dense = keras.layers.Dense(2)
     assert tfmot_glue._tfmot_weight_names(dense) == ["kernel"]
+
+
+def test_the_callbacks_of_a_running_fit_are_found_and_none_outside_one():
+    seen = {}
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen["running"] = _private.running_callbacks(self)
+
+    probe, other = Probe(), keras.callbacks.TerminateOnNaN()
+    model = helpers.small_cnn()
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(True))
+    x, y = helpers.random_data(8)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[probe, other])
+    assert probe in seen["running"] and other in seen["running"]
+    assert _private.running_callbacks(probe) is None
+
+
+def test_a_variable_momentum_is_read_by_batchnorm_at_every_call():
+    layer = keras.layers.BatchNormalization()
+    x = np.random.default_rng(0).normal(3.0, 2.0, (64, 5)).astype("float32")
+    layer(x)  # build
+    momentum = tf.Variable(0.0, trainable=False)
+    original = _private.swap_batchnorm_momentum(layer, momentum)
+    assert original == pytest.approx(0.99)
+    step = tf.function(lambda inputs: layer(inputs, training=True))
+    step(x)  # momentum 0: the moving mean becomes this batch's mean
+    np.testing.assert_allclose(layer.moving_mean.numpy(), x.mean(0), rtol=1e-5)
+    momentum.assign(1.0)  # momentum 1: the traced pass must read the new value and keep the mean
+    step(x + 10.0)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), x.mean(0), rtol=1e-5)
+    assert _private.swap_batchnorm_momentum(layer, original) is momentum and layer.momentum == original
+
+
+def test_tfmot_pruning_triples_and_compiled_function_reset():
+    model = tfimp.wrap(helpers.small_cnn())
+    wrapper = tfmot_glue.wrappers(model)[0][1]
+    weight, mask, threshold = _private.pruning_triples(wrapper)[0]
+    assert mask.shape == weight.shape and threshold.shape == ()
+
+    class Broken:
+        pruning_vars = [(weight, threshold)]
+
+    with pytest.raises(_private.UpstreamChanged, match="triples"):
+        _private.pruning_triples(Broken())
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(True))
+    x, _ = helpers.random_data(4)
+    model.predict(x, verbose=0)
+    traced = model.predict_function
+    _private.reset_compiled_functions(model)
+    assert model.predict_function is not traced

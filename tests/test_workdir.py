@@ -1,6 +1,7 @@
 """The workdir: identity, clean overwrite, lock, one directory per cycle, load_cycle, TensorBoard per cycle."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -107,6 +108,37 @@ def test_a_workdir_held_by_a_live_process_is_refused_and_a_stale_lock_taken_over
     assert not os.path.exists(os.path.join(run, workdir.LOCK))  # released at the end
 
 
+def test_a_lock_from_another_host_is_respected_whatever_its_process_id(tmp_path):
+    run = str(tmp_path / "run")
+    os.makedirs(run)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = int(finished.stdout)  # no such process here; on the other host it may well live
+    with open(os.path.join(run, workdir.LOCK), "w") as handle:
+        json.dump({"host": "another-host.example", "pid": gone, "started": "then"}, handle)
+    x, y = helpers.random_data(16)
+    with pytest.raises(workdir.WorkdirInUse, match=rf"process {gone} on host 'another-host\.example'.*if that run is dead, delete"):
+        _imp(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1).run(
+            helpers.small_cnn(), (x, y), workdir=run, verbose=0)
+    with open(os.path.join(run, workdir.LOCK)) as handle:
+        assert json.load(handle)["host"] == "another-host.example"  # left as it was
+    assert os.listdir(run) == [workdir.LOCK]
+
+
+def test_every_workdir_name_is_defined_once_in_the_workdir_module():
+    names = {value for key, value in vars(workdir).items() if key.isupper() and isinstance(value, str)}
+    names = {name for name in names if "." in name or os.sep in name}  # file names (bare words are module names too)
+    assert {"identity.json", "results.json", "run.lock", "model_stripped.keras", "row.json"} <= names
+    package = os.path.dirname(tfimp.__file__)
+    found = []
+    for module in sorted(os.listdir(package)):
+        if not module.endswith(".py") or module == "workdir.py":
+            continue
+        with open(os.path.join(package, module)) as handle:
+            source = handle.read()
+        found += [f"{module}: {name!r}" for name in names if re.search(rf"[\"']{re.escape(name)}[\"']", source)]
+    assert found == []
+
+
 def test_each_cycle_is_a_directory_and_load_cycle_gives_the_model_of_that_cycle(tmp_path):
     run = str(tmp_path / "run")
     x, y = helpers.random_data(48)
@@ -153,5 +185,12 @@ def test_per_cycle_tensorboard_scalars_are_written(tmp_path):
     scalars = _scalars(os.path.join(run, "tensorboard", "cycles"))
     assert scalars["cycle/sparsity"] == pytest.approx({r["cycle"]: r["sparsity"] for r in rows})
     assert scalars["cycle/accuracy"] == pytest.approx({r["cycle"]: r["test_accuracy"] for r in rows})
-    assert set(scalars["layer_sparsity/conv1"]) == {0, 1, 2}
-    assert scalars["cycle/theoretical_speedup"][2] > 1.0
+    assert scalars["cycle/learning_rate"] == pytest.approx({r["cycle"]: r["initial_lr"] for r in rows})
+    for cycle in (0, 1, 2):  # the speed-up and every layer's sparsity are the cycle's saved report's
+        with open(os.path.join(run, f"cycle_{cycle}", "report.json")) as handle:
+            report = json.load(handle)
+        assert scalars["cycle/theoretical_speedup"][cycle] == pytest.approx(report["speedup"])
+        layers = {layer["name"]: layer["sparsity"] for layer in report["layers"]}
+        assert {tag[len("layer_sparsity/"):] for tag in scalars if tag.startswith("layer_sparsity/")} == set(layers)
+        assert {name: scalars[f"layer_sparsity/{name}"][cycle] for name in layers} == pytest.approx(layers)
+    assert scalars["cycle/theoretical_speedup"][2] > scalars["cycle/theoretical_speedup"][0] == pytest.approx(1.0)

@@ -271,3 +271,19 @@ def test_strip_means_plain():
     tfimp.prune(functional, 0.8)
     plain = tfimp.strip(functional)
     assert not any(type(getattr(w, "_constraint", None)).__module__.startswith("tfimp") for w in plain.weights)
+
+
+def test_tfmots_update_pruning_step_callback_is_harmless():
+    """tfmot users add UpdatePruningStep out of habit: it must neither move the masks nor unzero a weight."""
+    model = tfimp.wrap(helpers.small_cnn())
+    x, y = helpers.random_data(32)
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(True))
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    tfimp.prune(model, 0.7)
+    kernels = tfmot_glue.prunable_kernels(model)
+    masks = [k.mask.numpy().copy() for k in kernels]
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[tfmot_glue.tfmot_step_callback()])
+    for kernel, mask in zip(kernels, masks):
+        np.testing.assert_array_equal(kernel.mask.numpy(), mask)
+        assert not np.any(kernel.weight.numpy()[mask == 0]), kernel.name
+    assert tfimp.sparsity(model) == helpers.exact_sparsity(model, 0.7)

@@ -107,3 +107,61 @@ def slot_index(optimizer: Any, variable: Any) -> int:
     index = attribute(optimizer, "_index_dict", what="where an optimizer keeps a variable's slots")
     key = attribute(optimizer, "_var_key", what="an optimizer's key for a variable")
     return index[key(variable)]
+
+
+def running_callbacks(callback: Any) -> list | None:
+    """The callbacks of the ``fit`` that is calling ``callback`` now, or ``None`` when none is.
+
+    Keras gives a callback no handle on its siblings; the ``CallbackList`` that
+    ``fit`` builds is the caller of the callback's hook (through our helper), so
+    it is found on the call stack. ``None`` (not ``[]``) when it is not there,
+    so the caller can say it could not check instead of assuming none.
+    """
+    import sys
+
+    frame = sys._getframe(1)
+    for _ in range(6):  # CallbackList.on_train_begin -> callback.on_train_begin -> helper -> here
+        if frame is None:
+            break
+        owner = frame.f_locals.get("self")
+        if type(owner).__name__ == "CallbackList" and hasattr(owner, "callbacks"):
+            return list(owner.callbacks)
+        frame = frame.f_back
+    return None
+
+
+def swap_batchnorm_momentum(layer: Any, momentum: Any) -> Any:
+    """Sets a tf_keras BatchNormalization's momentum to ``momentum``; returns the one it had.
+
+    BatchNorm re-estimation sets a ``tf.Variable`` as the momentum so that one
+    traced pass reads a new value at every batch; Keras would track a variable
+    set as an attribute (and save it), so the attribute is set past its
+    tracking. The check below fails loudly if the layer stops reading the
+    attribute we set (a renamed or cached momentum).
+    """
+    previous = attribute(layer, "momentum", what="a BatchNormalization layer's moving-average momentum")
+    object.__setattr__(layer, "momentum", momentum)  # bypass Keras' attribute tracking
+    if layer.__dict__.get("momentum", _MISSING) is not momentum:
+        raise UpstreamChanged(f"setting {type(layer).__name__}.momentum did not take ({versions()})")
+    return previous
+
+
+def pruning_triples(wrapper: Any) -> list:
+    """tfmot's ``PruneLowMagnitude.pruning_vars``: one ``(weight, mask, threshold)`` per pruned weight.
+
+    The attribute has no underscore but no documented layout either; a
+    change of it would make tfimp mask the wrong variable, so it is checked.
+    """
+    triples = list(attribute(wrapper, "pruning_vars", what="a tfmot wrapper's (weight, mask, threshold) variables"))
+    for triple in triples:
+        if len(triple) != 3 or tuple(triple[0].shape) != tuple(triple[1].shape):
+            raise UpstreamChanged(
+                f"tfmot's PruneLowMagnitude.pruning_vars no longer holds (weight, mask, threshold) triples "
+                f"with the mask shaped as the weight ({versions()})")
+    return triples
+
+
+def reset_compiled_functions(model: Any) -> None:
+    """Drops the evaluation and prediction functions a tf_keras model traced, so the next call retraces."""
+    for name in ("make_test_function", "make_predict_function"):
+        attribute(model, name, what="how a tf_keras model rebuilds its traced functions")(force=True)

@@ -146,7 +146,7 @@ def current_sparsity(model: keras.Model) -> float:
     zeros = total = 0
     for _, wrapper in tfmot_glue.wrappers(model):
         kernels = (wrapper.effective_kernels() if wrapper in str_wrappers
-                   else [w * m for w, m, _ in wrapper.pruning_vars])
+                   else tfmot_glue.masked_values(wrapper))
         for kernel in kernels:
             values = np.asarray(kernel)
             zeros += values.size - int(np.count_nonzero(values))
@@ -252,6 +252,8 @@ class DuringTraining(OneFitRunner):
         self.begin_fraction, self.end_fraction = begin_fraction, end_fraction
         self.frequency = frequency
         self.str_init, self.str_weight_decay = float(str_init), float(str_weight_decay)
+        #: What calibrated ``str_weight_decay`` (e.g. "8 runs of calibrate_str"), for the short-of-target warning.
+        self.calibration: Optional[str] = None
 
     def ramp(self, steps_per_epoch: int) -> tuple[int, int, int]:
         """(begin step, end step, steps between mask updates) for this budget."""
@@ -302,8 +304,14 @@ class DuringTraining(OneFitRunner):
         reached = float(final_row["sparsity"])
         if abs(reached - self.target_sparsity) <= TARGET_TOLERANCE:
             return
-        advice = (" STR reaches what its threshold start and decay lead to: calibrate the decay with "
-                  "tfimp.baselines.calibrate_str (benchmarks/bench_methods.py does)" if self.method == "str" else "")
+        if self.method != "str":
+            advice = ""
+        elif self.calibration:
+            advice = (f" Its decay was calibrated ({self.calibration}) and got no closer: give the calibration "
+                      "more runs, or the run more epochs")
+        else:
+            advice = (" STR reaches what its threshold start and decay lead to: calibrate the decay with "
+                      "tfimp.baselines.calibrate_str (CLI: --config.calibrate_str=8)")
         message = (f"{self.method} ended at sparsity {reached:.4f}, {abs(reached - self.target_sparsity):.4f} away "
                    f"from its target {self.target_sparsity}.{advice}")
         warnings.warn(message, stacklevel=4)
@@ -371,8 +379,10 @@ def calibrate_str(build_model: Callable[[], keras.Model], train, target_sparsity
         decay = math.exp((log_low + log_high) / 2)
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
-        rows = DuringTraining("str", target_sparsity, epochs, str_init=str_init, str_weight_decay=decay, seed=seed,
-                              **settings).run(build_model(), train, verbose=0)
+        with warnings.catch_warnings():  # a calibration run short of the target is the bisection's business
+            warnings.filterwarnings("ignore", message="str ended at sparsity")
+            rows = DuringTraining("str", target_sparsity, epochs, str_init=str_init, str_weight_decay=decay,
+                                  seed=seed, **settings).run(build_model(), train, verbose=0)
         reached = float(rows[-1]["sparsity"])
         if verbose:
             print(f"[tfimp] STR calibration run {run + 1}: str_weight_decay {decay:.4g} reaches {reached:.4f} "

@@ -60,7 +60,7 @@ def reestimate(model: keras.Model, data, steps: Optional[int] = None) -> int:
         return 0
     # Created outside any strategy scope: a plain variable the traced pass reads on every batch.
     momentum = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="bn_reestimation_momentum")
-    originals = [layer.momentum for layer in layers]
+    originals = []
 
     @tf.function
     def forward(inputs):
@@ -74,7 +74,7 @@ def reestimate(model: keras.Model, data, steps: Optional[int] = None) -> int:
             layer.moving_variance.assign(tf.ones_like(layer.moving_variance))
             # A variable, not a float: Keras then takes its non-fused moving-average
             # update, and the traced function reads the new value at every batch.
-            object.__setattr__(layer, "momentum", momentum)  # bypass Keras' variable tracking
+            originals.append(_private.swap_batchnorm_momentum(layer, momentum))
         for batch in data:
             if steps is not None and batches >= steps:
                 break
@@ -83,7 +83,7 @@ def reestimate(model: keras.Model, data, steps: Optional[int] = None) -> int:
             forward(batch[0] if isinstance(batch, (tuple, list)) else batch)
     finally:
         for layer, original in zip(layers, originals):
-            object.__setattr__(layer, "momentum", original)
+            _private.swap_batchnorm_momentum(layer, original)
     if batches == 0:
         raise ValueError("BatchNorm re-estimation got no batch: the data is empty")
     return batches

@@ -19,13 +19,13 @@ Example::
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from tfimp import _private
 from tfimp import guards as _guards
 from tfimp import distribute as _distribute
 from tfimp import batchnorm as _batchnorm
@@ -279,7 +279,13 @@ class IMP(keras.callbacks.Callback):
 
     def _refuse_other_rate_setters(self) -> None:
         """Keras' own rate-setting callbacks in the same fit would fight the phase schedule."""
-        for other in _sibling_callbacks(self):
+        running = _private.running_callbacks(self)
+        if running is None:
+            warnings.warn("tfimp could not find the other callbacks of this fit (a Keras change?), so it "
+                          "cannot check that no LearningRateScheduler/ReduceLROnPlateau fights the IMP "
+                          "schedule", stacklevel=2)
+            return
+        for other in (c for c in running if c is not self):
             if isinstance(other, (keras.callbacks.LearningRateScheduler, keras.callbacks.ReduceLROnPlateau)):
                 raise ValueError(
                     f"{type(other).__name__} sets the learning rate, and so does the IMP callback (the dense "
@@ -378,19 +384,6 @@ class IMP(keras.callbacks.Callback):
         return {"next_epoch": next_epoch, "rows": self.rows, "cycles": self._cycles,
                 "phase_wall_s": self._phase_wall, "dense_norm_sq": self._dense_norm_sq,
                 "finished": next_epoch >= self.plan.total_epochs}
-
-
-def _sibling_callbacks(callback: keras.callbacks.Callback) -> list:
-    """The other callbacks of the running ``fit``, found through Keras' CallbackList calling us."""
-    frame = sys._getframe(1)
-    for _ in range(4):  # CallbackList.on_train_begin -> callback.on_train_begin (-> our helper)
-        if frame is None:
-            break
-        owner = frame.f_locals.get("self")
-        if isinstance(owner, keras.callbacks.CallbackList):
-            return [c for c in owner.callbacks if c is not callback]
-        frame = frame.f_back
-    return []
 
 
 def _build_optimizer(model: keras.Model) -> None:

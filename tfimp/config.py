@@ -46,6 +46,7 @@ def base() -> ml_collections.ConfigDict:
     config.prune_frequency = 0            # steps between mask updates; 0 = method default (DPF 16; GMP >= 30 on the ramp)
     config.str_init = -5.0                # STR: initial threshold parameter, threshold = sigmoid(str_init)
     config.str_weight_decay = 0.0         # STR: extra L2 on the threshold parameters
+    config.calibrate_str = 0              # STR: bisect str_weight_decay on up to N full-budget runs to reach target_sparsity (0 = off)
     # Optimisation
     config.learning_rate = 0.1
     config.dense_schedule = "step"        # step (x0.1 at 50%, 75%), cosine, linear, constant

@@ -34,6 +34,7 @@ import struct
 import threading
 import urllib.parse
 import urllib.request
+import weakref
 from typing import Callable, Optional
 
 import numpy as np
@@ -155,9 +156,30 @@ class Data:
     source: str
     train_epochs: Optional[EpochOrdered] = None
 
+    def __post_init__(self):
+        if self.train_epochs is not None:  # a runner given ``train`` replays ``train_epochs`` instead
+            _EPOCH_ORDERED[self.train] = self.train_epochs
+
     @property
     def steps_per_epoch(self) -> int:
         return math.ceil(self.train_examples / self.batch_size)
+
+
+#: ``Data.train`` pipeline -> its epoch-ordered twin (weak: the entry goes with the pipeline).
+_EPOCH_ORDERED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def epoch_ordered(train) -> Optional[EpochOrdered]:
+    """The :class:`EpochOrdered` twin of a :func:`load` ``train`` pipeline (``None`` for any other data).
+
+    The runners train on it when given ``Data.train``, so a killed run
+    resumes with exactly the batches, order and augmentation it would have
+    seen; a ``tf.data.Dataset`` built elsewhere has no twin and is used as is.
+    """
+    try:
+        return _EPOCH_ORDERED.get(train)
+    except TypeError:  # not weak-referenceable: not ours
+        return None
 
 
 # --------------------------------------------------------------------------

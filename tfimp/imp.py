@@ -146,9 +146,12 @@ class _Trainer:
                               self.warmup_epochs * steps_per_epoch)
 
     def _datasets(self, train, validation, test):
-        """(training data, validation, test, steps per epoch); arrays become :class:`tfimp.data.EpochOrdered`."""
+        """(training data, validation, test, steps per epoch); arrays and :func:`tfimp.data.load`'s ``train``
+        become :class:`tfimp.data.EpochOrdered`."""
         if isinstance(train, (tuple, list)) and len(train) == 2:
             train = _data.EpochOrdered.from_arrays(train[0], train[1], self.batch_size, self.seed)
+        elif _data.epoch_ordered(train) is not None:  # tfimp.data.load's pipeline: its epoch-ordered twin
+            train = _data.epoch_ordered(train)
         elif not isinstance(train, (_data.EpochOrdered, tf.data.Dataset)):
             raise TypeError(f"train must be a batched tf.data.Dataset, a tfimp.data.EpochOrdered or an (x, y) tuple "
                             f"of arrays, got {type(train).__name__}")

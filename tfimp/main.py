@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import Optional
 
 from absl import app, flags, logging
 
@@ -67,6 +68,7 @@ _RANGES = {
     "prune_begin_fraction": (lambda v: 0.0 <= v <= 1.0, "0 <= value <= 1"),
     "prune_end_fraction": (lambda v: 0.0 <= v <= 1.0, "0 <= value <= 1"),
     "str_weight_decay": (lambda v: v >= 0.0, ">= 0"),
+    "calibrate_str": (lambda v: v >= 0, ">= 0 (0 = off)"),
 }
 
 
@@ -130,12 +132,16 @@ def _dense(config, settings):
     return tfimp.Dense(config.dense_epochs, **settings)
 
 
-def _during_training(config, settings):
-    return tfimp.DuringTraining(config.method, config.target_sparsity, config.epochs, criterion=config.criterion,
-                                begin_fraction=config.get("prune_begin_fraction"),
-                                end_fraction=config.get("prune_end_fraction"),
-                                frequency=config.prune_frequency or None, str_init=config.str_init,
-                                str_weight_decay=config.str_weight_decay, **settings)
+def _during_training_settings(config) -> dict:
+    return dict(criterion=config.criterion, begin_fraction=config.get("prune_begin_fraction"),
+                end_fraction=config.get("prune_end_fraction"), frequency=config.prune_frequency or None,
+                str_init=config.str_init)
+
+
+def _during_training(config, settings, str_weight_decay: Optional[float] = None):
+    decay = config.str_weight_decay if str_weight_decay is None else str_weight_decay
+    return tfimp.DuringTraining(config.method, config.target_sparsity, config.epochs,
+                                **_during_training_settings(config), str_weight_decay=decay, **settings)
 
 
 for _method in DURING_TRAINING:
@@ -166,14 +172,56 @@ RUNNERS.register("imp", lambda config, settings: _imp(config, settings, config.c
 RUNNERS.register("oneshot", lambda config, settings: _imp(config, settings, 1))
 
 
-def make_runner(config):
-    """The runner the config's method names (``RUNNERS``), with the config's optimizer and data settings."""
-    settings = dict(learning_rate=config.learning_rate, dense_schedule=config.dense_schedule,
+def _settings(config) -> dict:
+    """The optimizer and data settings every runner takes."""
+    return dict(learning_rate=config.learning_rate, dense_schedule=config.dense_schedule,
                     warmup_epochs=config.warmup_epochs, optimizer=config.optimizer, momentum=config.momentum,
                     weight_decay=config.weight_decay, batch_size=config.batch_size, seed=config.seed,
                     steps_per_execution=config.steps_per_execution, jit_compile=config.jit_compile,
                     chance_guard=config.chance_guard)
-    return RUNNERS.get(config.method)(config, settings)
+
+
+def make_runner(config):
+    """The runner the config's method names (``RUNNERS``), with the config's optimizer and data settings."""
+    return RUNNERS.get(config.method)(config, _settings(config))
+
+
+def _calibrated_str_runner(config, build_model, train, workdir: str):
+    """STR with ``str_weight_decay`` bisected to reach ``target_sparsity`` (``--config.calibrate_str=N``).
+
+    The decay found is written to ``workdir/str_calibration.json`` before the
+    run starts, so a resumed run reuses it (and keeps its identity) instead of
+    calibrating again. A workdir that holds another run is left to the
+    runner's own refusal, before any calibration run is spent on it.
+    """
+    say = _printer(config)
+    if tfimp.workdir.holds_other_run(workdir, tfimp_config.identity(config)):
+        return make_runner(config)  # its claim names the differences
+    wanted = {"target_sparsity": config.target_sparsity, "epochs": config.epochs, "str_init": config.str_init,
+              "seed": config.seed, "max_runs": config.calibrate_str}
+    stored = tfimp.workdir.read_json(tfimp.workdir.path(workdir, tfimp.workdir.STR_CALIBRATION))
+    if stored is not None and {key: stored.get(key) for key in wanted} == wanted:
+        decay, reached = stored["str_weight_decay"], stored["reached_sparsity"]
+        say(f"[tfimp] STR calibration from {tfimp.workdir.STR_CALIBRATION}: str_weight_decay {decay:.4g} "
+            f"(reached {reached:.4f} when calibrated)", flush=True)
+    else:
+        say(f"[tfimp] calibrating STR's str_weight_decay to reach {config.target_sparsity} "
+            f"(up to {config.calibrate_str} runs of {config.epochs} epochs)", flush=True)
+        settings = _settings(config)
+        decay, reached = tfimp.baselines.calibrate_str(
+            build_model, train, config.target_sparsity, config.epochs, str_init=config.str_init,
+            max_runs=config.calibrate_str, seed=settings.pop("seed"), verbose=config.verbose, **settings)
+        if tfimp.workdir.is_chief():
+            tfimp.workdir.makedirs(workdir)
+            checkpoint.atomic_write_text(tfimp.workdir.path(workdir, tfimp.workdir.STR_CALIBRATION),
+                                         checkpoint.to_json({**wanted, "str_weight_decay": decay,
+                                                             "reached_sparsity": reached}))
+        say(f"[tfimp] STR calibrated: str_weight_decay {decay:.4g} reached {reached:.4f}", flush=True)
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    runner = _during_training(config, _settings(config), str_weight_decay=decay)
+    runner.calibration = f"--config.calibrate_str={config.calibrate_str}, reached {reached:.4f}"
+    return runner
 
 
 def _printer(config):
@@ -208,16 +256,25 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     policy = keras.mixed_precision.global_policy()
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
+    def build_model() -> keras.Model:
         with strategy.scope():  # variables, optimizer slots and tfimp's masks live on the strategy's devices
-            model = models.build(config.model, num_classes=dataset.spec.num_classes,
+            built = models.build(config.model, num_classes=dataset.spec.num_classes,
                                  input_shape=dataset.spec.input_shape)
-            if config.mixed_precision:
-                model = _float32_outputs(model)
-        check_model_fits_data(model, dataset.spec)
+            return _float32_outputs(built) if config.mixed_precision else built
 
-        # -- Train (resumable) ------------------------------------------------
+    try:
         with tfimp.workdir.Locked(workdir, config.verbose):
+            if config.method == "str" and config.calibrate_str:
+                if overwrite:  # the previous run goes first, so the calibration written next survives
+                    if tfimp.workdir.is_chief():
+                        tfimp.workdir.makedirs(workdir)
+                        say(f"[tfimp] overwrite: removed {tfimp.workdir.clear(workdir)} entries from {workdir!r}",
+                            flush=True)
+                    overwrite = False
+                runner = _calibrated_str_runner(config, build_model, dataset.train, workdir)
+            model = build_model()
+            check_model_fits_data(model, dataset.spec)
+            # -- Train (resumable) --------------------------------------------
             return _train_and_export(config, runner, model, dataset, workdir, overwrite)
     finally:
         keras.mixed_precision.set_global_policy(policy)

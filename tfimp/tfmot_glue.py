@@ -200,7 +200,7 @@ class PolicyPruneLowMagnitude(PruneLowMagnitude):
     def _build_masks(self, input_shape):
         super().build(input_shape)
         self._masks_pending = False
-        for weight, mask, _ in self.pruning_vars:
+        for weight, mask, _ in _private.pruning_triples(self):
             _install_mask_constraint(weight, mask)
 
     def call(self, *args, training=None, **kwargs):
@@ -211,7 +211,7 @@ class PolicyPruneLowMagnitude(PruneLowMagnitude):
             return outputs
         # weights *= mask before the forward pass, as tfmot does; no step
         # counter and no schedule check (they would never prune here).
-        self.add_update(_mask_weights(self.pruning_vars))
+        self.add_update(_mask_weights(_private.pruning_triples(self)))
         return _call_inner(self.layer, args, kwargs, training)
 
     def compute_output_shape(self, *args, **kwargs):
@@ -284,7 +284,7 @@ class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
 
     def effective_kernels(self) -> list:
         """The kernels the forward pass uses now."""
-        return [self._effective(weight, mask) for weight, mask, _ in self.pruning_vars]
+        return [self._effective(weight, mask) for weight, mask, _ in _private.pruning_triples(self)]
 
     def _effective(self, weight, mask):
         if self.reparam == "dpf":
@@ -312,7 +312,7 @@ class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
         """Bakes the transform into the weights and masks; afterwards a plain policy wrapper."""
         if self.reparam == "none":
             return
-        for (weight, mask, _), effective in zip(self.pruning_vars, self.effective_kernels()):
+        for (weight, mask, _), effective in zip(_private.pruning_triples(self), self.effective_kernels()):
             value = tf.convert_to_tensor(effective)
             if self.reparam == "str":
                 mask.assign(tf.cast(tf.not_equal(value, 0), mask.dtype))
@@ -373,8 +373,12 @@ def finalize_reparams(model: keras.Model) -> None:
             wrapper.finalize()
             changed = True
     if changed:
-        model.make_test_function(force=True)
-        model.make_predict_function(force=True)
+        _private.reset_compiled_functions(model)
+
+
+def masked_values(wrapper: PruneLowMagnitude) -> list:
+    """``weight * mask`` for each weight a wrapper prunes (what the next forward pass uses)."""
+    return [weight * tf.cast(mask, weight.dtype) for weight, mask, _ in _private.pruning_triples(wrapper)]
 
 
 def str_thresholds(model: keras.Model) -> list:
@@ -710,7 +714,7 @@ def _wrapper_paths(wrapper: PruneLowMagnitude) -> list[str]:
     paths = getattr(wrapper, "weight_paths", None)
     if paths is not None:
         return list(paths)
-    return [weight.name.split("/")[-1].split(":")[0] for weight, _, _ in wrapper.pruning_vars]  # plain tfmot wrapper
+    return [weight.name.split("/")[-1].split(":")[0] for weight, _, _ in _private.pruning_triples(wrapper)]  # plain tfmot wrapper
 
 
 def prunable_kernels(model: keras.Model) -> list[PrunableKernel]:
@@ -719,7 +723,7 @@ def prunable_kernels(model: keras.Model) -> list[PrunableKernel]:
 
 
 def _kernels_of(path: str, wrapper: PruneLowMagnitude) -> list[PrunableKernel]:
-    variables = wrapper.pruning_vars
+    variables = _private.pruning_triples(wrapper)
     labels = _wrapper_paths(wrapper)
     kernels = []
     for (weight, mask, _), label in zip(variables, labels):
@@ -730,7 +734,7 @@ def _kernels_of(path: str, wrapper: PruneLowMagnitude) -> list[PrunableKernel]:
 
 def unbuilt_wrappers(model: keras.Model) -> list[str]:
     """Path names of the wrappers that have no masks yet (their layer was never called)."""
-    return [path for path, wrapper in wrappers(model) if not wrapper.pruning_vars]
+    return [path for path, wrapper in wrappers(model) if not _private.pruning_triples(wrapper)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -74,6 +74,7 @@ EXPORT = "export"
 EXPORT_SIZES_TXT = os.path.join("export", "sizes.txt")
 EXPORT_SIZES_JSON = os.path.join("export", "sizes.json")
 STRIPPED_MODEL = "model_stripped.keras"
+STR_CALIBRATION = "str_calibration.json"  # the CLI's calibrated STR decay (--config.calibrate_str), reused on resume
 PLOT = "accuracy_vs_sparsity.png"
 CYCLE_WEIGHTS = "weights.h5"
 CYCLE_MODEL = "model.json"
@@ -283,6 +284,12 @@ def clear(workdir: str) -> int:
         remove(path(workdir, name))
         removed += 1
     return removed
+
+
+def holds_other_run(workdir: str, user_identity: dict) -> bool:
+    """Whether ``workdir`` records a run whose user-given identity (the CLI's config) differs from ``user_identity``."""
+    stored = read_json(path(workdir, IDENTITY))
+    return stored is not None and stored.get("user") != _normalise(user_identity)
 
 
 def _refuse_a_different_run(workdir: str, stored: Optional[dict], wanted: dict) -> None:
