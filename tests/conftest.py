@@ -10,8 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-import tfimp  # noqa: F401  (selects tf_keras before anything touches tf.keras)
-from tfimp import keras, tf
+import tfimp
+from tfimp import keras, tf  # the tf_keras front end: selects tf_keras before anything touches tf.keras
 
 import helpers
 

@@ -1,4 +1,4 @@
-"""`import tfimp` selects the Keras 2 stack, or says why it cannot."""
+"""`import tfimp` selects no framework; the tf_keras front end selects the Keras 2 stack, or says why it cannot."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import textwrap
 import tfimp
 
 
-def test_import_selects_tf_keras():
+def test_the_tf_keras_front_end_selects_tf_keras():
     import tf_keras
 
     assert os.environ["TF_USE_LEGACY_KERAS"] == "1"
@@ -32,12 +32,13 @@ def test_tensorflow_imported_first_with_keras3_is_a_clear_error():
         import tensorflow as tf
         tf.keras.layers  # binds tf.keras to Keras 3
         import tfimp
+        tfimp.wrap
         """,
         {"TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert result.returncode != 0
-    assert "tfimp needs the Keras 2 stack (tf_keras)" in result.stderr
-    assert "Import tfimp before tensorflow" in result.stderr
+    assert "tfimp's tf_keras front end needs the Keras 2 stack (tf_keras)" in result.stderr
+    assert "Use tfimp.keras (or any tfimp function) before touching tf.keras" in result.stderr
 
 
 def test_tensorflow_imported_first_without_touching_keras_still_works():
@@ -45,10 +46,69 @@ def test_tensorflow_imported_first_without_touching_keras_still_works():
         """
         import tensorflow as tf
         import tfimp
+        tfimp.keras
         assert tf.keras.__name__.startswith("tf_keras"), tf.keras.__name__
         print("ok")
         """,
         {"TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+_BLOCK_FRAMEWORKS = """
+import sys
+
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization", "jax", "torch"):
+            raise ImportError(f"{name} is blocked in this test")
+
+sys.meta_path.insert(0, Blocked())
+"""
+
+
+def test_import_tfimp_selects_no_framework_and_the_core_needs_none():
+    result = _run(
+        _BLOCK_FRAMEWORKS + """
+import os
+import numpy as np
+import tfimp
+from tfimp.core import retraining
+assert "TF_USE_LEGACY_KERAS" not in os.environ
+kept = tfimp.selection.select_lowest([np.array([3.0, 1.0, 2.0]), np.array([0.5, 4.0])], 2)
+assert [m.tolist() for m in kept] == [[False, True, False], [True, False]], kept
+assert tfimp.criteria.known() == ["erk", "global", "lamp", "uniform", "uniform_plus"]
+plan = tfimp.Plan(target_sparsity=0.875, cycles=3, dense_epochs=2, retrain_epochs=1, retrain_schedule="slr")
+assert [round(plan.sparsity_after(c), 6) for c in (1, 2, 3)] == [0.5, 0.75, 0.875]
+values = retraining.retrain_values("llr", retraining.Original(np.array([0.1, 0.1, 0.01])), 10)
+assert values[0] == 0.0 and values[1] == 0.1 and values[-1] > 0
+try:
+    tfimp.wrap
+except ImportError as error:
+    assert "blocked" in str(error), error
+else:
+    raise AssertionError("the tf_keras front end imported without TensorFlow")
+print("ok")
+""",
+        {},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_a_keras3_process_keeps_keras3_after_import_tfimp():
+    result = _run(
+        """
+        import keras
+        import tfimp
+        tfimp.criteria.get("global")
+        import tensorflow as tf
+        assert keras.version().startswith("3."), keras.version()
+        assert tf.keras.version().startswith("3."), tf.keras.version()
+        print("ok")
+        """,
+        {"TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")

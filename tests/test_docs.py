@@ -29,7 +29,7 @@ def test_algorithms_page_defines_every_schedule_and_criterion_and_is_linked():
         assert f"`{name}`" in page, name
     for name in lr.known():
         assert re.search(rf"\b{name.upper()}\b", page), name
-    for source in ("README.md", "tfimp/lr.py", "tfimp/criteria.py"):
+    for source in ("README.md", "tfimp/lr.py", "tfimp/core/retraining.py", "tfimp/core/criteria.py"):
         assert "docs/algorithms.md" in (ROOT / source).read_text(encoding="utf-8"), source
 
 

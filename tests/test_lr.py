@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tfimp import keras, lr
+from tfimp.core import retraining
 
 M = 400  # original schedule length in steps
 
@@ -107,7 +108,7 @@ def test_unknown_and_custom_retraining_schedules():
     try:
         assert lr.retrain_schedule("test_half", original=0.1, original_steps=10, retrain_steps=3).values == [0.05] * 3
     finally:
-        lr._RETRAIN.unregister("test_half")
+        retraining._RETRAIN.unregister("test_half")
 
 
 def test_allr_initial_lr_formula_and_clipping():

@@ -1,9 +1,10 @@
-"""The one place where tfimp selects the Keras 2 stack.
+"""The one place where tfimp's tf_keras front end selects the Keras 2 stack.
 
 tfmot only wraps Keras 2 (``tf_keras``) models, and TensorFlow >= 2.16 routes
 ``tf.keras`` to Keras 3 unless ``TF_USE_LEGACY_KERAS`` is set *before*
-``tf.keras`` is first resolved. Every tfimp module imports ``tf`` and
-``keras`` from here, so the variable is set exactly once, first.
+``tf.keras`` is first resolved. Every module of the tf_keras front end imports
+``tf`` and ``keras`` from here, so the variable is set exactly once, first;
+``import tfimp`` alone does not import this module (see ``tfimp/__init__.py``).
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ def _check_tf_keras_is_keras2() -> None:
     version = version_fn() if callable(version_fn) else getattr(tf.keras, "__version__", "")
     if str(version).startswith("3."):
         raise ImportError(
-            "tfimp needs the Keras 2 stack (tf_keras), but TensorFlow was imported "
-            f"earlier with Keras {version} active for tf.keras. Import tfimp before "
-            "tensorflow, or set TF_USE_LEGACY_KERAS=1 in the environment before "
-            "starting Python."
+            "tfimp's tf_keras front end needs the Keras 2 stack (tf_keras), but TensorFlow "
+            f"had already bound tf.keras to Keras {version}. Use tfimp.keras (or any tfimp "
+            "function) before touching tf.keras, or set TF_USE_LEGACY_KERAS=1 in the "
+            "environment before starting Python."
         )
 
 

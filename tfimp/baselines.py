@@ -30,7 +30,7 @@ import numpy as np
 
 from tfimp import results as _results
 from tfimp import checkpoint as _checkpoint
-from tfimp import criteria as _criteria
+from tfimp.core import criteria as _criteria
 from tfimp import pruning as _pruning
 from tfimp import tfmot_glue
 from tfimp import workdir as _workdir

@@ -36,7 +36,7 @@ from tfimp import optimizers as _optimizers
 from tfimp import pruning as _pruning
 from tfimp import tfmot_glue
 from tfimp._backend import keras, tf
-from tfimp.plan import Plan
+from tfimp.core.plan import Plan
 from tfimp.results import _count, _test_loss_and_accuracy, format_table, row_from_logs  # noqa: F401
 
 class IMP(keras.callbacks.Callback):

@@ -28,7 +28,7 @@ from tfimp import tfmot_glue
 from tfimp import storage as _storage
 from tfimp import workdir as _workdir
 from tfimp._backend import keras, tf
-from tfimp.plan import Plan
+from tfimp.core.plan import Plan
 
 DENSE_SCHEDULES = ("step", "cosine", "linear", "constant")
 

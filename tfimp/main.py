@@ -35,7 +35,7 @@ import tfimp  # noqa: E402  (after the check above, which names the missing extr
 from tfimp import checkpoint, data, export, models, plots, report  # noqa: E402
 from tfimp import config as tfimp_config  # noqa: E402
 from tfimp._backend import keras  # noqa: E402
-from tfimp.registry import Registry  # noqa: E402
+from tfimp.core.registry import Registry  # noqa: E402
 
 METHODS = ("dense", "imp", "bimp", "oneshot", "gmp", "tfmot_gmp", "dpf", "str")
 DURING_TRAINING = ("gmp", "tfmot_gmp", "dpf", "str")

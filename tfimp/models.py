@@ -26,7 +26,7 @@ from typing import Callable
 
 from tfimp import extras
 from tfimp._backend import keras
-from tfimp.registry import Registry
+from tfimp.core.registry import Registry
 
 _REGISTRY: Registry[Callable[..., keras.Model]] = Registry("model")
 

@@ -29,7 +29,7 @@ from typing import Callable, Optional
 
 from tfimp import _private
 from tfimp._backend import keras, tf
-from tfimp.registry import Registry
+from tfimp.core.registry import Registry
 
 
 @keras.utils.register_keras_serializable(package="tfimp")

@@ -17,9 +17,9 @@ import warnings
 
 import numpy as np
 
-from tfimp import criteria as _criteria
+from tfimp.core import criteria as _criteria
 from tfimp import tfmot_glue
-from tfimp.selection import select_lowest, select_lowest_capped
+from tfimp.core.selection import select_lowest, select_lowest_capped
 from tfimp._backend import keras
 
 

@@ -12,8 +12,8 @@ import dataclasses
 import math
 from typing import Optional
 
-from tfimp import criteria as _criteria
-from tfimp import lr as _lr
+from tfimp.core import criteria as _criteria
+from tfimp.core import retraining as _retraining
 
 OPTIMIZER_STATES = ("fresh_then_keep", "reset_each_cycle", "keep")
 ALLR_NORM_DROPS = ("since_dense", "this_cycle")
@@ -98,7 +98,7 @@ class Plan:
         if self.allr_norm_drop not in ALLR_NORM_DROPS:
             raise ValueError(f"allr_norm_drop must be one of {ALLR_NORM_DROPS}, got {self.allr_norm_drop!r}")
         _criteria.get(self.criterion)
-        _lr.check_name(self.retrain_schedule)
+        _retraining.check_name(self.retrain_schedule)
         keep = self.min_kept_per_layer
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, (int, float)) or keep < 0
                                  or (not float(keep).is_integer() and not 0 < keep < 1)):

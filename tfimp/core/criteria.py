@@ -28,7 +28,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from tfimp.registry import Registry
+from tfimp.core.registry import Registry
 
 
 @dataclasses.dataclass
