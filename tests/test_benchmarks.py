@@ -20,21 +20,22 @@ def _bench(script, *args):
 
 def test_methods_benchmark_tiny(tmp_path, fashion_dir):
     out = str(tmp_path / "bench")
-    result = _bench("bench_methods.py", "--methods", "dense,tfmot_gmp,gmp,imp_slr,bimp,dpf", "--criteria", "erk",
+    # The methods themselves are tested in test_cli/test_baselines; here the benchmark's groups and bookkeeping.
+    result = _bench("bench_methods.py", "--methods", "dense,gmp,imp_slr", "--criteria", "erk",
                     "--sparsities", "0.9", "--seeds", "0", "--epochs", "3", "--imp_cycles", "2",
                     "--split_budget", "4", "--splits", "0.5", "--retrain_per_cycle", "1,2", "--c_sparsity", "0.8",
-                    "--str_calibration_runs", "2", "--train_subset", "256", "--data_dir", fashion_dir, "--out", out)
+                    "--str_calibration_runs", "1", "--train_subset", "256", "--data_dir", fashion_dir, "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(out, "methods.json")) as handle:
         results = json.load(handle)["results"]
     by_method = {r["method"]: r for r in results}
     from tfimp import models
     total = helpers.prunable_total(models.build("small_cnn", num_classes=10, input_shape=(28, 28, 1)))
-    assert set(by_method) == {"dense", "tfmot_gmp", "gmp", "imp_slr", "bimp", "dpf", "imp_slr_erk", "split50_e1",
-                              "split50_e2", "str", "imp_slr_at_str"}
+    assert set(by_method) == {"dense", "gmp", "imp_slr", "imp_slr_erk", "split50_e1", "split50_e2", "str",
+                              "imp_slr_at_str"}
     assert all(r["epochs"] == 3 for r in results if r["group"] in ("a", "b", "str"))  # equal budget
     for r in results:
-        if r["method"] in ("gmp", "imp_slr", "bimp", "dpf", "imp_slr_erk"):
+        if r["method"] in ("gmp", "imp_slr", "imp_slr_erk"):
             assert r["sparsity"] == helpers.exact_fraction(0.9, total), r
     # (b): ERK chose other per-layer sparsities than global, over the same layers.
     assert set(by_method["imp_slr_erk"]["layer_sparsity"]) == set(by_method["imp_slr"]["layer_sparsity"])
