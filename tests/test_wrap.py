@@ -287,3 +287,25 @@ def test_tfmots_update_pruning_step_callback_is_harmless():
         np.testing.assert_array_equal(kernel.mask.numpy(), mask)
         assert not np.any(kernel.weight.numpy()[mask == 0]), kernel.name
     assert tfimp.sparsity(model) == helpers.exact_sparsity(model, 0.7)
+
+
+def test_a_layer_called_twice_is_wrapped_once_and_its_mask_serves_both_calls(tmp_path):
+    first, second = keras.Input((6,), name="first"), keras.Input((6,), name="second")
+    shared = keras.layers.Dense(8, name="shared")
+    merged = keras.layers.Concatenate()([shared(first), shared(second)])
+    model = keras.Model([first, second], keras.layers.Dense(2, name="head")(merged))
+    wrapped = tfimp.wrap(model)
+    assert [k.name for k in tfmot_glue.prunable_kernels(wrapped)] == ["shared", "head"]  # one mask each
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(16, 6)).astype("float32") for _ in range(2)]
+    y = rng.integers(0, 2, 16)
+    tfimp.prune(wrapped, 0.75)
+    wrapped.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(True))
+    wrapped.fit(x, y, epochs=2, verbose=0)
+    assert tfimp.sparsity(wrapped) == helpers.exact_sparsity(wrapped, 0.75)
+    path = str(tmp_path / "shared.keras")
+    tfimp.strip(wrapped).save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), wrapped.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    assert int((loaded.get_layer("shared").kernel.numpy() == 0).sum()) == int(
+        (tfmot_glue.prunable_kernels(wrapped)[0].mask.numpy() == 0).sum())
