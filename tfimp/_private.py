@@ -10,6 +10,7 @@ doing nothing.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 _MISSING = object()
@@ -117,8 +118,6 @@ def running_callbacks(callback: Any) -> list | None:
     it is found on the call stack. ``None`` (not ``[]``) when it is not there,
     so the caller can say it could not check instead of assuming none.
     """
-    import sys
-
     frame = sys._getframe(1)
     for _ in range(6):  # CallbackList.on_train_begin -> callback.on_train_begin -> helper -> here
         if frame is None:

@@ -150,8 +150,8 @@ class _Trainer:
         become :class:`tfimp.data.EpochOrdered`."""
         if isinstance(train, (tuple, list)) and len(train) == 2:
             train = _data.EpochOrdered.from_arrays(train[0], train[1], self.batch_size, self.seed)
-        elif _data.epoch_ordered(train) is not None:  # tfimp.data.load's pipeline: its epoch-ordered twin
-            train = _data.epoch_ordered(train)
+        elif (twin := _data.epoch_ordered(train)) is not None:  # tfimp.data.load's pipeline: its epoch-ordered twin
+            train = twin
         elif not isinstance(train, (_data.EpochOrdered, tf.data.Dataset)):
             raise TypeError(f"train must be a batched tf.data.Dataset, a tfimp.data.EpochOrdered or an (x, y) tuple "
                             f"of arrays, got {type(train).__name__}")

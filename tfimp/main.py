@@ -132,16 +132,13 @@ def _dense(config, settings):
     return tfimp.Dense(config.dense_epochs, **settings)
 
 
-def _during_training_settings(config) -> dict:
-    return dict(criterion=config.criterion, begin_fraction=config.get("prune_begin_fraction"),
-                end_fraction=config.get("prune_end_fraction"), frequency=config.prune_frequency or None,
-                str_init=config.str_init)
-
-
 def _during_training(config, settings, str_weight_decay: Optional[float] = None):
-    decay = config.str_weight_decay if str_weight_decay is None else str_weight_decay
-    return tfimp.DuringTraining(config.method, config.target_sparsity, config.epochs,
-                                **_during_training_settings(config), str_weight_decay=decay, **settings)
+    return tfimp.DuringTraining(config.method, config.target_sparsity, config.epochs, criterion=config.criterion,
+                                begin_fraction=config.get("prune_begin_fraction"),
+                                end_fraction=config.get("prune_end_fraction"),
+                                frequency=config.prune_frequency or None, str_init=config.str_init,
+                                str_weight_decay=config.str_weight_decay if str_weight_decay is None
+                                else str_weight_decay, **settings)
 
 
 for _method in DURING_TRAINING:
@@ -195,6 +192,7 @@ def _calibrated_str_runner(config, build_model, train, workdir: str):
     runner's own refusal, before any calibration run is spent on it.
     """
     say = _printer(config)
+    settings = _settings(config)
     if tfimp.workdir.holds_other_run(workdir, tfimp_config.identity(config)):
         return make_runner(config)  # its claim names the differences
     wanted = {"target_sparsity": config.target_sparsity, "epochs": config.epochs, "str_init": config.str_init,
@@ -207,10 +205,9 @@ def _calibrated_str_runner(config, build_model, train, workdir: str):
     else:
         say(f"[tfimp] calibrating STR's str_weight_decay to reach {config.target_sparsity} "
             f"(up to {config.calibrate_str} runs of {config.epochs} epochs)", flush=True)
-        settings = _settings(config)
         decay, reached = tfimp.baselines.calibrate_str(
             build_model, train, config.target_sparsity, config.epochs, str_init=config.str_init,
-            max_runs=config.calibrate_str, seed=settings.pop("seed"), verbose=config.verbose, **settings)
+            max_runs=config.calibrate_str, verbose=config.verbose, **settings)  # settings hold the seed
         if tfimp.workdir.is_chief():
             tfimp.workdir.makedirs(workdir)
             checkpoint.atomic_write_text(tfimp.workdir.path(workdir, tfimp.workdir.STR_CALIBRATION),
@@ -219,7 +216,7 @@ def _calibrated_str_runner(config, build_model, train, workdir: str):
         say(f"[tfimp] STR calibrated: str_weight_decay {decay:.4g} reached {reached:.4f}", flush=True)
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
-    runner = _during_training(config, _settings(config), str_weight_decay=decay)
+    runner = _during_training(config, settings, str_weight_decay=decay)
     runner.calibration = f"--config.calibrate_str={config.calibrate_str}, reached {reached:.4f}"
     return runner
 
@@ -267,9 +264,7 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
             if config.method == "str" and config.calibrate_str:
                 if overwrite:  # the previous run goes first, so the calibration written next survives
                     if tfimp.workdir.is_chief():
-                        tfimp.workdir.makedirs(workdir)
-                        say(f"[tfimp] overwrite: removed {tfimp.workdir.clear(workdir)} entries from {workdir!r}",
-                            flush=True)
+                        tfimp.workdir.remove_previous_run(workdir, config.verbose)
                     overwrite = False
                 runner = _calibrated_str_runner(config, build_model, dataset.train, workdir)
             model = build_model()

@@ -292,6 +292,15 @@ def holds_other_run(workdir: str, user_identity: dict) -> bool:
     return stored is not None and stored.get("user") != _normalise(user_identity)
 
 
+def remove_previous_run(workdir: str, verbose: int = 1) -> None:
+    """``overwrite``: empties ``workdir`` (made if missing) but its lock, and says how much went."""
+    makedirs(workdir)
+    removed = clear(workdir)
+    if removed and verbose:
+        print(f"[tfimp] overwrite: removed the previous run's {removed} "
+              f"{'entry' if removed == 1 else 'entries'} from {workdir!r}", flush=True)
+
+
 def _refuse_a_different_run(workdir: str, stored: Optional[dict], wanted: dict) -> None:
     """Raises IdentityMismatch, naming each difference, when ``workdir`` holds a run other than ``wanted``."""
     if stored is not None and stored != wanted:
@@ -320,10 +329,7 @@ def claim(workdir: str, identity: dict, overwrite: bool = False, verbose: int = 
         return
     makedirs(workdir)
     if overwrite:
-        removed = clear(workdir)
-        if removed and verbose:
-            print(f"[tfimp] overwrite: removed the previous run's {removed} "
-                  f"{'entry' if removed == 1 else 'entries'} from {workdir!r}", flush=True)
+        remove_previous_run(workdir, verbose)
     else:
         stored = read_json(path(workdir, IDENTITY))
         if stored is None and any(name != LOCK for name in listdir(workdir)):
