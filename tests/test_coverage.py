@@ -398,4 +398,4 @@ def test_a_registered_layer_type_is_pruned_and_strips_to_a_loadable_model(tmp_pa
         assert isinstance(loaded.get_layer("scaled"), ScaledDense)
         assert int(np.count_nonzero(loaded.get_layer("scaled").kernel.numpy() == 0)) == 12
     finally:
-        del coverage._REGISTRY[ScaledDense]
+        coverage._REGISTRY.unregister(ScaledDense)
