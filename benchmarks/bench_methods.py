@@ -55,6 +55,7 @@ GROUPS = ("a", "b", "c", "str")
 def base_config(args, seed: int, sparsity: float):
     config = tfimp_config.base()
     config.update(dataset=args.dataset, model=args.model, data_dir=args.data_dir, train_subset=args.train_subset,
+                  test_subset=args.test_subset,
                   batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
                   seed=seed, verbose=0, target_sparsity=sparsity, criterion="global", cycles=args.imp_cycles,
                   retrain_epochs=args.imp_retrain_epochs, export_formats="")
@@ -322,6 +323,7 @@ def main_cli() -> None:
     parser.add_argument("--model", default="small_cnn")
     parser.add_argument("--data_dir", default="")
     parser.add_argument("--train_subset", type=int, default=10000, help="0 = the whole training set")
+    parser.add_argument("--test_subset", type=int, default=0, help="0 = the whole test set")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=0.02)
     parser.add_argument("--weight_decay", type=float, default=5e-4)

@@ -53,7 +53,8 @@ def colab_link(name: str) -> str:
 DATA = '''import tfimp
 from tfimp import keras
 # Fashion-MNIST: Debian's package or a data_dir with idx files; in Colab tensorflow-datasets downloads it.
-data = tfimp.data.load("fashion_mnist", batch_size=128, train_subset=3000, seed=0)
+# Small subsets keep the tutorial quick; drop them for the real numbers.
+data = tfimp.data.load("fashion_mnist", batch_size=128, train_subset=3000, test_subset=2000, seed=0)
 print(data.train_examples, "training examples from", data.source)'''
 
 NOTEBOOKS = {

@@ -24,7 +24,8 @@ def test_methods_benchmark_tiny(tmp_path, fashion_dir):
     result = _bench("bench_methods.py", "--methods", "dense,gmp,imp_slr", "--criteria", "erk",
                     "--sparsities", "0.9", "--seeds", "0", "--epochs", "3", "--imp_cycles", "2",
                     "--split_budget", "4", "--splits", "0.5", "--retrain_per_cycle", "1,2", "--c_sparsity", "0.8",
-                    "--str_calibration_runs", "1", "--train_subset", "256", "--data_dir", fashion_dir, "--out", out)
+                    "--str_calibration_runs", "1", "--train_subset", "256", "--test_subset", "500",
+                    "--data_dir", fashion_dir, "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(out, "methods.json")) as handle:
         results = json.load(handle)["results"]

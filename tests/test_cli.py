@@ -207,6 +207,7 @@ def test_optimizer_allr_and_str_keys_reach_the_runners():
     ("weight_decay", -1e-4, "config.weight_decay=-0.0001 is out of range"),
     ("validation_fraction", 1.0, "config.validation_fraction=1.0 is out of range"),
     ("train_subset", -5, "config.train_subset=-5 is out of range"),
+    ("test_subset", -1, "config.test_subset=-1 is out of range"),
     ("batch_size", 0, "config.batch_size must be >= 1"),
     ("cycles", 0, "config.cycles must be >= 1"),
     ("prune_frequency", -1, "config.prune_frequency=-1 is out of range"),

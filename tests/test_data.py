@@ -42,8 +42,12 @@ def test_load_from_idx_split_subset_and_normalisation(tmp_path, name):
     # The split is a partition of the training set.
     assert sorted(np.concatenate([y_train, y_val]).tolist()) == sorted(arrays["train-labels-idx1-ubyte"].tolist())
 
-    subset = data.load(name, data_dir=str(tmp_path), batch_size=16, validation_fraction=0.0, train_subset=25)
+    subset = data.load(name, data_dir=str(tmp_path), batch_size=16, validation_fraction=0.0, train_subset=25,
+                       test_subset=7)
     assert subset.validation is None and subset.train_examples == 25
+    np.testing.assert_array_equal(_all(subset.test)[1], arrays["t10k-labels-idx1-ubyte"][:7])
+    with pytest.raises(ValueError, match="test_subset must be >= 1"):
+        data.load(name, data_dir=str(tmp_path), test_subset=0)
 
 
 def test_split_and_shuffle_are_deterministic_given_the_seed(tmp_path):

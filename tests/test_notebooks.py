@@ -70,8 +70,8 @@ def test_notebook_runs_and_is_stored_without_outputs(name, tmp_path, fashion_dir
     assert "pip" in notebook.cells[1].source  # the install cell comes first
     if fashion_dir:  # no Debian package here: point the tutorials at generated idx files
         for cell in notebook.cells:
-            cell.source = cell.source.replace('train_subset=3000, seed=0)',
-                                              f'train_subset=3000, seed=0, data_dir={fashion_dir!r})')
+            cell.source = cell.source.replace('test_subset=2000, seed=0)',
+                                              f'test_subset=2000, seed=0, data_dir={fashion_dir!r})')
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     monkeypatch.setenv("TFIMP_OFFLINE", "1")
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()

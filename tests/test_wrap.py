@@ -156,14 +156,19 @@ def test_nothing_to_prune_is_an_error():
         tfimp.wrap(helpers.small_cnn(), exclude=lambda layer: True)
 
 
-def test_keras3_model_is_rejected_with_a_clear_message():
+def test_a_keras3_model_goes_to_the_keras3_front_end_and_tfmot_refuses_it_clearly():
     import keras as keras3
 
     assert keras3.__version__.startswith("3.")
     model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
-    for call in (lambda: tfimp.wrap(model), lambda: tfimp.prune(model, 0.5), lambda: tfimp.sparsity(model)):
+    wrapped = tfimp.wrap(model)  # the model functions serve either Keras, by the model's classes
+    assert type(wrapped.layers[0]).__module__ == "tfimp.keras3.wrapper"
+    assert tfimp.prune(wrapped, 0.5) == {"dense": 0.5} and tfimp.sparsity(wrapped) == 0.5
+    for call in (lambda: tfimp.tfmot_glue.wrap(model), lambda: tfimp.pruning.prune(model, 0.5)):
         with pytest.raises(TypeError, match="tf_keras"):
             call()
+    with pytest.raises(TypeError, match=r"a Keras model \(tf_keras or Keras 3\)"):
+        tfimp.wrap(object())
 
 
 def test_pruning_an_unwrapped_model_says_to_wrap_it():

@@ -30,9 +30,9 @@ def _check_tf_keras_is_keras2() -> None:
     if str(version).startswith("3."):
         raise ImportError(
             "tfimp's tf_keras front end needs the Keras 2 stack (tf_keras), but TensorFlow "
-            f"had already bound tf.keras to Keras {version}. Use tfimp.keras (or any tfimp "
-            "function) before touching tf.keras, or set TF_USE_LEGACY_KERAS=1 in the "
-            "environment before starting Python."
+            f"had already bound tf.keras to Keras {version}. Use tfimp.keras before touching tf.keras, "
+            "or set TF_USE_LEGACY_KERAS=1 in the environment before starting Python; for a Keras 3 "
+            "model, tfimp.wrap and the other model functions use tfimp's Keras 3 front end."
         )
 
 

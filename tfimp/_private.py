@@ -1,4 +1,4 @@
-"""The one door to private or undocumented attributes of TensorFlow, tf_keras and tfmot.
+"""The one door to private or undocumented attributes of TensorFlow, tf_keras, tfmot and Keras 3.
 
 Some things tfimp needs have no public API (MultiHeadAttention's projection
 layers, a layer's direct sublayers, whether a model is a graph network).
@@ -21,16 +21,18 @@ class UpstreamChanged(AttributeError):
 
 
 def versions() -> str:
-    """The installed TensorFlow, tf_keras and tfmot versions, for error messages."""
+    """The installed versions of the frameworks this process uses, for error messages.
+
+    Only modules already imported are asked (asking must not import TensorFlow into a JAX process).
+    """
     found = []
     for module_name, label in (("tensorflow", "tensorflow"), ("tf_keras", "tf-keras"),
-                               ("tensorflow_model_optimization", "tfmot")):
-        try:
-            module = __import__(module_name)
+                               ("tensorflow_model_optimization", "tfmot"), ("keras", "keras"),
+                               ("jax", "jax"), ("torch", "torch")):
+        module = sys.modules.get(module_name)
+        if module is not None:
             found.append(f"{label} {getattr(module, '__version__', '?')}")
-        except ImportError:
-            found.append(f"{label} not installed")
-    return ", ".join(found)
+    return ", ".join(found) or "no framework imported"
 
 
 def attribute(obj: Any, name: str, *, what: str) -> Any:
@@ -164,3 +166,75 @@ def reset_compiled_functions(model: Any) -> None:
     """Drops the evaluation and prediction functions a tf_keras model traced, so the next call retraces."""
     for name in ("make_test_function", "make_predict_function"):
         attribute(model, name, what="how a tf_keras model rebuilds its traced functions")(force=True)
+
+
+# --------------------------------------------------------------------------
+# Keras 3
+# --------------------------------------------------------------------------
+
+
+def keras3_replace_tracked_layer(container: Any, old: Any, new: Any) -> None:
+    """Makes Keras 3's tracking of ``container`` list ``new`` where it listed ``old``, in the same place.
+
+    Keras 3 keeps a layer's sublayers in its tracker (the order its weights
+    are listed, saved and loaded in) and locks it once the layer is built;
+    Keras' own LoRA and quantization unlock it the same way to add state to
+    built layers.
+    """
+    tracker = attribute(container, "_tracker", what="the sublayers a Keras 3 layer tracks")
+    locked = bool(attribute(tracker, "locked", what="whether a Keras 3 layer's tracking is locked"))
+    tracker.unlock()
+    try:
+        if tracker.is_in_store("layers", old):
+            tracker.replace_tracked_value("layers", old, new)
+        else:
+            tracker.add_to_store("layers", new)
+    finally:
+        if locked:
+            tracker.lock()
+
+
+def keras3_is_functional(model: Any) -> bool:
+    """Whether a Keras 3 model is Sequential or functional (what ``clone_model`` can rebuild)."""
+    import keras
+
+    if isinstance(model, keras.Sequential):
+        return True
+    functional = sys.modules.get("keras.src.models.functional")
+    cls = attribute(functional, "Functional", what="Keras 3's functional model class") if functional else None
+    return cls is not None and isinstance(model, cls)
+
+
+def keras3_slot_variables(optimizer: Any, variable: Any) -> list:
+    """The slot variables (momentum, Adam's moments, ...) a built Keras 3 optimizer keeps for ``variable``.
+
+    Keras 3 optimizers keep each kind of slot in a list aligned with the
+    variables they train (``_get_variable_index``); which attributes hold
+    those lists differs by optimizer (``momentums``, ``_momentums``,
+    ``_velocities``, ...), so every such list of the optimizer's own is taken.
+    An optimizer without any (plain SGD) has none.
+    """
+    import keras
+
+    trained = list(attribute(optimizer, "_trainable_variables", what="the variables a Keras 3 optimizer trains"))
+    index = attribute(optimizer, "_get_variable_index", what="where a Keras 3 optimizer keeps a variable's slots")(
+        variable)
+    slots = []
+    for value in vars(optimizer).values():
+        if not isinstance(value, (list, tuple)) or len(value) != len(trained) or value is trained:
+            continue
+        slot = value[index]
+        if (isinstance(slot, keras.Variable) and slot is not variable
+                and tuple(slot.shape) == tuple(variable.shape)):
+            slots.append(slot)
+    return slots
+
+
+def keras3_retrack_torch_parameters(model: Any) -> None:
+    """On the torch backend, makes every layer list its current variables as torch parameters again.
+
+    Keras' ``Model.quantize`` does this after it changes layers: torch
+    modules keep the parameters they were first given.
+    """
+    for layer in flatten_layers(model, recursive=True) + [model]:
+        attribute(layer, "_track_variables", what="how a Keras 3 torch layer lists its parameters")()

@@ -31,6 +31,7 @@ import numpy as np
 from tfimp import results as _results
 from tfimp import checkpoint as _checkpoint
 from tfimp.core import criteria as _criteria
+from tfimp.core import notices as _notices
 from tfimp import pruning as _pruning
 from tfimp import tfmot_glue
 from tfimp import workdir as _workdir
@@ -314,7 +315,7 @@ class DuringTraining(OneFitRunner):
                       "tfimp.baselines.calibrate_str (CLI: --config.calibrate_str=8)")
         message = (f"{self.method} ended at sparsity {reached:.4f}, {abs(reached - self.target_sparsity):.4f} away "
                    f"from its target {self.target_sparsity}.{advice}")
-        warnings.warn(message, stacklevel=4)
+        _notices.warn(message)
         if verbose:
             print(f"[tfimp] warning: {message}", flush=True)
 

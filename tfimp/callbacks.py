@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -36,6 +36,8 @@ from tfimp import optimizers as _optimizers
 from tfimp import pruning as _pruning
 from tfimp import tfmot_glue
 from tfimp._backend import keras, tf
+from tfimp.core import cycles as _cycles
+from tfimp.core import notices as _notices
 from tfimp.core.plan import Plan
 from tfimp.results import _count, _test_loss_and_accuracy, format_table, row_from_logs  # noqa: F401
 
@@ -281,9 +283,9 @@ class IMP(keras.callbacks.Callback):
         """Keras' own rate-setting callbacks in the same fit would fight the phase schedule."""
         running = _private.running_callbacks(self)
         if running is None:
-            warnings.warn("tfimp could not find the other callbacks of this fit (a Keras change?), so it "
+            _notices.warn("tfimp could not find the other callbacks of this fit (a Keras change?), so it "
                           "cannot check that no LearningRateScheduler/ReduceLROnPlateau fights the IMP "
-                          "schedule", stacklevel=2)
+                          "schedule")
             return
         for other in (c for c in running if c is not self):
             if isinstance(other, (keras.callbacks.LearningRateScheduler, keras.callbacks.ReduceLROnPlateau)):
@@ -310,30 +312,13 @@ class IMP(keras.callbacks.Callback):
                                               min_kept_per_layer=self.plan.min_kept_per_layer)
         emptied = _pruning.emptied_layers(layer_sparsities)
         if emptied:  # said once here, with the cycle, and kept in the cycle's row
-            warnings.warn(f"tfimp IMP cycle {cycle}: pruning to {target:.4%} emptied {len(emptied)} layers "
-                          f"(layer collapse): {emptied}; Plan(min_kept_per_layer=...) keeps a minimum per layer",
-                          stacklevel=2)
-
-        alive_after = [k.mask.numpy() != 0 for k in kernels]
-        newly_pruned = [before & ~after for before, after in zip(alive_before, alive_after)]
-        alive_count = sum(int(np.count_nonzero(a)) for a in alive_before)
-        pruned_fraction = sum(int(np.count_nonzero(n)) for n in newly_pruned) / alive_count if alive_count else 0.0
-        if self.plan.allr_norm_drop == "since_dense":
-            dropped_sq = abs(self._dense_norm_sq - _squared_norm(self.model.trainable_variables))
-            reference_sq = self._dense_norm_sq
-        else:
-            dropped_sq = sum(float(np.sum(np.square(w[n], dtype=np.float64)))
-                             for w, n in zip(weights_before, newly_pruned))
-            reference_sq = norm_sq_before
-        norm_drop = math.sqrt(dropped_sq / reference_sq) if reference_sq > 0 else 0.0
-        options: dict[str, Any] = {}
-        if self.plan.retrain_schedule == "allr" and pruned_fraction > 0:
-            options["initial_lr"] = _lr.allr_initial_lr(self._original.eta_max, norm_drop, pruned_fraction,
-                                                        self.plan.cycle_epochs()[cycle - 1], self.plan.reference_epochs)
-        self._cycles[cycle] = {"target": target, "options": options, "norm_drop": norm_drop,
-                               "pruned_fraction": pruned_fraction, "emptied_layers": emptied}
-        if self.plan.optimizer_state == "reset_each_cycle" or (
-                self.plan.optimizer_state == "fresh_then_keep" and cycle == 1 and self.plan.dense_epochs > 0):
+            _notices.warn(_cycles.collapse_warning(cycle, target, emptied))
+        self._cycles[cycle] = _cycles.pruning_record(
+            self.plan, cycle, eta_max=self._original.eta_max, alive_before=alive_before,
+            alive_after=[k.mask.numpy() != 0 for k in kernels], weights_before=weights_before,
+            norm_sq_before=norm_sq_before, norm_sq_after=_squared_norm(self.model.trainable_variables),
+            dense_norm_sq=self._dense_norm_sq, emptied=emptied)
+        if _cycles.resets_optimizer(self.plan, cycle):
             _reset_optimizer_state(self.model.optimizer)
         self._measure_after_pruning(cycle)
 
@@ -350,35 +335,16 @@ class IMP(keras.callbacks.Callback):
         # The rate the cycle starts from after its warm-up: its peak, for every built-in schedule.
         self._cycles[cycle]["initial_lr"] = float(self._table.max())
         if self.verbose:
-            print(f"[tfimp] cycle {cycle}/{self.plan.cycles}: pruned to {self._cycles[cycle]['target']:.4%} "
-                  f"({self.plan.criterion}), retraining {_count(self.plan.cycle_epochs()[cycle - 1], 'epoch')} with "
-                  f"{self.plan.retrain_schedule} (initial lr {self._cycles[cycle]['initial_lr']:.4g})", flush=True)
-            if self._cycles[cycle].get("emptied_layers"):
-                print(f"[tfimp] warning: cycle {cycle} emptied {len(self._cycles[cycle]['emptied_layers'])} layers "
-                      f"(every weight pruned): {self._cycles[cycle]['emptied_layers']}", flush=True)
+            print("\n".join(_cycles.announcement(self.plan, cycle, self._cycles[cycle])), flush=True)
 
     def _phase_table(self, phase: int) -> np.ndarray:
-        if phase == 0:
-            return self._original.values
-        _, epochs = self.plan.phase_bounds(phase)
-        return _lr.retrain_values(self.plan.retrain_schedule, self._original, epochs * self.steps_per_epoch,
-                                  **self._cycles[phase]["options"])
+        return _cycles.phase_rates(self.plan, self._original, phase, self.steps_per_epoch, self._cycles.get(phase))
 
     def _row(self, phase: int, logs: dict) -> dict:
-        _, epochs = self.plan.phase_bounds(phase)
-        cycle = self._cycles.get(phase, {})
-        row = row_from_logs(
-            self.model, logs, self.test_data, cycle=phase, target=cycle.get("target", 0.0),
-            schedule=self.plan.retrain_schedule if phase else "dense",
-            initial_lr=cycle["initial_lr"] if phase else float(self._original.values.max()),
-            epochs=epochs, steps=epochs * self.steps_per_epoch, wall_s=self._phase_wall,
-            criterion=self.plan.criterion if phase else None,
-        )
-        # Right after this cycle's pruning, before retraining (None for the dense phase).
-        row["test_accuracy_pruned"] = cycle.get("test_accuracy_pruned")
-        row["test_accuracy_bn_reestimated"] = cycle.get("test_accuracy_bn_reestimated")
-        row["emptied_layers"] = list(cycle.get("emptied_layers", []))  # layers left with no weight (layer collapse)
-        return row
+        record = self._cycles.get(phase, {})
+        settings = _cycles.row_settings(self.plan, phase, record, self._original.values.max(), self.steps_per_epoch,
+                                        self._phase_wall)
+        return _cycles.finish_row(row_from_logs(self.model, logs, self.test_data, **settings), record)
 
     def _state(self, next_epoch: int) -> dict:
         return {"next_epoch": next_epoch, "rows": self.rows, "cycles": self._cycles,

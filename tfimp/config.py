@@ -20,6 +20,7 @@ def base() -> ml_collections.ConfigDict:
     config.data_dir = ""                  # idx files or a tfds data_dir; "" = defaults
     config.validation_fraction = 0.1      # seeded split of the official training set (0 = none)
     config.train_subset = 0               # use only the first N training examples (0 = all)
+    config.test_subset = 0                # use only the first N test examples (0 = all)
     config.augmentation = ""              # "" = the dataset's default; none, crop_flip, crop_flip_rotate, imagenet
     config.batch_size = 128
     # Model

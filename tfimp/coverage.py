@@ -34,14 +34,13 @@ _REGISTRY = _core.SpecRegistry("tf_keras")
 
 
 def register(layer_class: type, specs) -> None:
-    """Makes ``layer_class`` (and its subclasses) prunable (see :meth:`tfimp.core.coverage.SpecRegistry.register`).
+    """Makes the tf_keras ``layer_class`` (and its subclasses) prunable (see ``SpecRegistry.register``).
 
-    A Keras 3 layer class goes to the Keras 3 front end's registry, so one call serves either Keras.
+    Raises:
+      TypeError: not a tf_keras layer class (a Keras 3 process's ``tfimp.coverage`` takes Keras 3 classes).
     """
-    if not issubclass(layer_class, keras.layers.Layer) and "tf_keras" not in (layer_class.__module__ or ""):
-        from tfimp.keras3 import coverage as keras3_coverage  # a Keras 3 class
-        keras3_coverage.register(layer_class, specs)
-        return
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(f"tfimp.coverage.register needs a tf_keras layer class here, got {layer_class!r}")
     _REGISTRY.register(layer_class, specs)
 
 
@@ -60,28 +59,15 @@ def specs(layer: keras.layers.Layer, kinds: Iterable[str] | None = None) -> list
 _RECURRENT_CELL_SPECS = {"kernel": "rnn", "recurrent_kernel": "rnn"}
 
 
-def _cell_specs(cell, prefix: str) -> list[Spec]:
-    if isinstance(cell, keras.layers.StackedRNNCells):
-        return [spec for index, inner in enumerate(cell.cells) for spec in _cell_specs(inner, f"{prefix}cells.{index}.")]
-    handler = _handler(cell)
-    if handler is None and any(klass.__name__ == "ConvLSTMCell" for klass in type(cell).__mro__):
-        # ConvLSTM's cell class is not exported by tf_keras.
-        handler = _REGISTRY.handler_of_class(keras.layers.LSTMCell)
-    return [(f"{prefix}{path}", kind) for path, kind in handler(cell)] if handler else []
+def _conv_lstm_cell(cell):
+    """ConvLSTM's cell class is not exported by tf_keras: it is pruned as an LSTM cell."""
+    if any(klass.__name__ == "ConvLSTMCell" for klass in type(cell).__mro__):
+        return _REGISTRY.handler_of_class(keras.layers.LSTMCell)
+    return None
 
 
-def _rnn_specs(layer) -> list[Spec]:
-    return _cell_specs(layer.cell, "cell.")
-
-
-def _bidirectional_specs(layer) -> list[Spec]:
-    return ([(f"forward_layer.{path}", kind) for path, kind in _rnn_specs(layer.forward_layer)]
-            + [(f"backward_layer.{path}", kind) for path, kind in _rnn_specs(layer.backward_layer)])
-
-
-def _time_distributed_specs(layer) -> list[Spec]:
-    handler = _handler(layer.layer)
-    return [(f"layer.{path}", kind) for path, kind in handler(layer.layer)] if handler else []
+_rnn_specs, _bidirectional_specs, _time_distributed_specs = _core.rnn_spec_functions(
+    _REGISTRY, keras.layers.StackedRNNCells, _conv_lstm_cell)
 
 
 def _separable_specs(layer) -> list[Spec]:

@@ -26,11 +26,9 @@ order a parallel map does not fix).
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import math
 import os
 import socket
-import struct
 import threading
 import urllib.parse
 import urllib.request
@@ -40,54 +38,19 @@ from typing import Callable, Optional
 import numpy as np
 
 from tfimp import extras
+from tfimp.core import datasets as _datasets
 from tfimp._backend import tf
 
-DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+DEBIAN_FASHION_MNIST = _datasets.DEBIAN_FASHION_MNIST  # tests point it elsewhere
 _PROBE_HOST = ("storage.googleapis.com", 443)  # where tfds fetches prepared datasets from
 _PROBE_TIMEOUT_S = 5.0
 
 
-class DataUnavailableError(RuntimeError):
-    """The dataset is not on disk and cannot be downloaded now."""
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-    """What a model needs to know about a dataset."""
-
-    name: str
-    num_classes: int
-    input_shape: tuple[int, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    augmentation: str  # "none", "crop_flip", "crop_flip_rotate", "imagenet"
-    tfds_name: str
-    idx_prefix: Optional[str] = None  # for idx files: "" (train-images-idx3-ubyte, ...)
-
-
-SPECS = {
-    "mnist": DatasetSpec("mnist", 10, (28, 28, 1), (0.1307,), (0.3081,), "none", "mnist", ""),
-    "fashion_mnist": DatasetSpec("fashion_mnist", 10, (28, 28, 1), (0.2860,), (0.3530,), "none",
-                                 "fashion_mnist", ""),
-    "cifar10": DatasetSpec("cifar10", 10, (32, 32, 3), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                           "crop_flip", "cifar10"),
-    "cifar100": DatasetSpec("cifar100", 100, (32, 32, 3), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-                            "crop_flip_rotate", "cifar100"),
-    "imagenet2012": DatasetSpec("imagenet2012", 1000, (224, 224, 3), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-                                "imagenet", "imagenet2012"),
-}
-AUGMENTATIONS = ("none", "crop_flip", "crop_flip_rotate", "imagenet")
-
-
-def spec(name: str) -> DatasetSpec:
-    """The spec of dataset ``name``.
-
-    Raises:
-      ValueError: unknown name (the message lists the known ones).
-    """
-    if name not in SPECS:
-        raise ValueError(f"unknown dataset {name!r}; known: {sorted(SPECS)}")
-    return SPECS[name]
+DataUnavailableError = _datasets.DataUnavailableError
+DatasetSpec = _datasets.DatasetSpec
+SPECS = _datasets.SPECS
+AUGMENTATIONS = _datasets.AUGMENTATIONS
+spec = _datasets.spec
 
 
 class EpochOrdered:
@@ -134,8 +97,7 @@ class EpochOrdered:
                    math.ceil(count / batch_size))
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return (int(seed) * 1_000_003 + int(epoch)) % (2 ** 62)
+_epoch_seed = _datasets.epoch_seed
 
 
 @dataclasses.dataclass
@@ -187,49 +149,12 @@ def epoch_ordered(train) -> Optional[EpochOrdered]:
 # --------------------------------------------------------------------------
 
 
-def read_idx(path: str) -> np.ndarray:
-    """Reads an idx file (optionally gzipped) as used by MNIST and Fashion-MNIST."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
-    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path} is not an idx file of unsigned bytes (header {raw[:4]!r})")
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says {shape} but holds {data.size} values")
-    return data.reshape(shape)
-
-
-def _find_idx(directory: str, stem: str) -> Optional[str]:
-    for name in (stem, f"{stem}.gz"):
-        path = os.path.join(directory, name)
-        if os.path.exists(path):
-            return path
-    return None
-
-
-def _idx_dirs(name: str, data_dir: Optional[str]) -> list[str]:
-    dirs = []
-    if data_dir:
-        dirs += [data_dir, os.path.join(data_dir, name), os.path.join(data_dir, name.replace("_", "-"))]
-    if name == "fashion_mnist":
-        dirs.append(DEBIAN_FASHION_MNIST)
-    return dirs
+read_idx = _datasets.read_idx
 
 
 def _load_idx(name: str, data_dir: Optional[str]):
     """(x_train, y_train, x_test, y_test, source) from idx files, or None if absent."""
-    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    for directory in _idx_dirs(name, data_dir):
-        paths = [_find_idx(directory, stem) for stem in stems]
-        if all(paths):
-            x_train, y_train, x_test, y_test = (read_idx(p) for p in paths)
-            if len(x_train) != len(y_train) or len(x_test) != len(y_test):
-                raise ValueError(f"idx files in {directory} disagree on the number of examples")
-            return x_train[..., None], y_train, x_test[..., None], y_test, f"idx files in {directory}"
-    return None
+    return _datasets.load_idx(_datasets.idx_dirs(name, data_dir, DEBIAN_FASHION_MNIST))
 
 
 def https_proxy(host: str = _PROBE_HOST[0]) -> Optional[tuple[str, int]]:
@@ -341,13 +266,7 @@ def load_arrays(name: str, data_dir: Optional[str] = None):
     return _load_tfds_arrays(name, data_dir)
 
 
-def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded random split of ``range(n)`` into train and validation indices."""
-    if not 0.0 <= validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
-    order = np.random.default_rng(seed).permutation(n)
-    n_validation = int(round(validation_fraction * n))
-    return np.sort(order[n_validation:]), np.sort(order[:n_validation])
+split_indices = _datasets.split_indices
 
 
 # --------------------------------------------------------------------------
@@ -464,7 +383,8 @@ def epoch_pipeline(dataset: tf.data.Dataset, data_spec: DatasetSpec, *, batch_si
 
 
 def load(name: str, *, data_dir: Optional[str] = None, batch_size: int = 128, validation_fraction: float = 0.1,
-         seed: int = 0, train_subset: Optional[int] = None, augmentation: Optional[str] = None) -> Data:
+         seed: int = 0, train_subset: Optional[int] = None, test_subset: Optional[int] = None,
+         augmentation: Optional[str] = None) -> Data:
     """Loads dataset ``name`` as train/validation/test pipelines.
 
     Args:
@@ -476,6 +396,8 @@ def load(name: str, *, data_dir: Optional[str] = None, batch_size: int = 128, va
       seed: seeds the split, shuffling and augmentation.
       train_subset: use only the first N examples of the official training
         set (before the split), for quick runs.
+      test_subset: use only the first N examples of the test set, for quick
+        runs (every cycle is evaluated on it, so it can cost more than training).
       augmentation: override the dataset's default (``none`` to disable).
 
     Raises:
@@ -485,14 +407,18 @@ def load(name: str, *, data_dir: Optional[str] = None, batch_size: int = 128, va
     data_spec = spec(name)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if train_subset is not None and train_subset < 1:
-        raise ValueError(f"train_subset must be >= 1, got {train_subset}")
+    for option, value in (("train_subset", train_subset), ("test_subset", test_subset)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} must be >= 1, got {value}")
     if name == "imagenet2012":
-        return _load_imagenet(data_spec, data_dir, batch_size, validation_fraction, seed, train_subset, augmentation)
+        return _load_imagenet(data_spec, data_dir, batch_size, validation_fraction, seed, train_subset, test_subset,
+                              augmentation)
 
     x_train, y_train, x_test, y_test, source = load_arrays(name, data_dir)
     if train_subset is not None:
         x_train, y_train = x_train[:train_subset], y_train[:train_subset]
+    if test_subset is not None:
+        x_test, y_test = x_test[:test_subset], y_test[:test_subset]
     train_index, validation_index = split_indices(len(x_train), validation_fraction, seed)
 
     def arrays(x, y):
@@ -514,7 +440,8 @@ def load(name: str, *, data_dir: Optional[str] = None, batch_size: int = 128, va
     )
 
 
-def _load_imagenet(data_spec, data_dir, batch_size, validation_fraction, seed, train_subset, augmentation) -> Data:
+def _load_imagenet(data_spec, data_dir, batch_size, validation_fraction, seed, train_subset, test_subset,
+                   augmentation) -> Data:
     builder = _tfds_builder("imagenet2012", data_dir)
     # With train_subset, the split's size need not be known (tfds' mock data has none).
     used = train_subset if train_subset else builder.info.splits["train"].num_examples
@@ -531,7 +458,8 @@ def _load_imagenet(data_spec, data_dir, batch_size, validation_fraction, seed, t
         spec=data_spec,
         train=make(train_split, True),
         validation=make(validation_split, False) if validation_split else None,
-        test=make("validation", False),  # ImageNet's labelled test set is its validation split
+        # ImageNet's labelled test set is its validation split.
+        test=make(f"validation[:{test_subset}]" if test_subset else "validation", False),
         train_examples=used - n_validation,
         batch_size=batch_size,
         source=f"tensorflow-datasets ({builder.data_dir})",

@@ -28,32 +28,17 @@ from tfimp import tfmot_glue
 from tfimp import storage as _storage
 from tfimp import workdir as _workdir
 from tfimp._backend import keras, tf
-from tfimp.core.plan import Plan
+from tfimp.core import schedules as _rules
+from tfimp.core.plan import Plan, bimp_plan, runner_plan
 
-DENSE_SCHEDULES = ("step", "cosine", "linear", "constant")
+DENSE_SCHEDULES = _rules.DENSE_SCHEDULES
 
 
 def dense_schedule(name: str, learning_rate: float, total_steps: int, warmup_steps: int = 0):
-    """A dense-phase schedule by name, over ``total_steps``.
-
-    ``step``: x0.1 at 50% and 75% of training (the paper's CIFAR schedule);
-    ``cosine``: cosine to 0; ``linear``: linear to 0 (BIMP's budgeted
-    schedule); ``constant``.
-
-    Raises:
-      ValueError: unknown name (the message lists the known ones).
-    """
-    decay_steps = max(1, total_steps - warmup_steps)
-    if name == "step":
-        boundaries = sorted({warmup_steps + int(decay_steps * 0.5), warmup_steps + int(decay_steps * 0.75)})
-        return _lr.StepDecay(learning_rate, boundaries, 0.1, warmup_steps)
-    if name == "cosine":
-        return _lr.Cosine(learning_rate, decay_steps, 0.0, warmup_steps)
-    if name == "linear":
-        return _lr.LinearToZero(learning_rate, decay_steps, warmup_steps)
-    if name == "constant":
-        return float(learning_rate)
-    raise ValueError(f"unknown dense schedule {name!r}; known: {list(DENSE_SCHEDULES)}")
+    """A dense-phase schedule by name (``step``, ``cosine``, ``linear``, ``constant``; see
+    ``tfimp.core.schedules.dense_schedule``)."""
+    return _rules.dense_schedule(name, learning_rate, total_steps, warmup_steps, step_decay=_lr.StepDecay,
+                                 cosine=_lr.Cosine, linear_to_zero=_lr.LinearToZero)
 
 
 def _as_dataset(data, batch_size: int):
@@ -279,12 +264,8 @@ class IMP(_Trainer):
                  "jit_compile", "chance_guard")
 
     def __init__(self, plan: Optional[Plan] = None, **kwargs):
-        settings = {k: kwargs.pop(k) for k in list(kwargs) if k in self._SETTINGS}
+        plan, settings = runner_plan(plan, kwargs, self._SETTINGS)
         super().__init__(**settings)
-        if plan is None:
-            plan = Plan(**kwargs)
-        elif kwargs:
-            raise TypeError(f"give a plan or plan fields, not both (got {sorted(kwargs)})")
         self.plan = plan
         self.callback: Optional[_callbacks.IMP] = None
 
@@ -292,10 +273,7 @@ class IMP(_Trainer):
     def bimp(cls, target_sparsity: float, cycles: int, *, total_epochs: int, dense_epochs: int,
              criterion: str = "global", **settings) -> "IMP":
         """BIMP with the linear-to-zero dense schedule and ALLR retraining."""
-        plan_keys = {"optimizer_state", "recalibrate_bn", "allr_norm_drop", "min_kept_per_layer"}
-        plan = Plan.bimp(target_sparsity, cycles, total_epochs=total_epochs, dense_epochs=dense_epochs,
-                         criterion=criterion, **{k: settings.pop(k) for k in list(settings) if k in plan_keys})
-        settings.setdefault("dense_schedule", "linear")
+        plan, settings = bimp_plan(target_sparsity, cycles, total_epochs, dense_epochs, criterion, settings)
         return cls(plan, **settings)
 
     def _run(self, model, train, validation, test, steps, workdir, overwrite, verbose, callbacks, cycle_end_hooks,

@@ -21,113 +21,27 @@ half-cosine ramp from 0), ``j = t - W``.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence, Union
 
 import numpy as np
 
 from tfimp._backend import keras, tf
 from tfimp.core import retraining as _retraining
+from tfimp.core import schedules as _rules
 
 Schedule = Union[keras.optimizers.schedules.LearningRateSchedule, Callable[[int], float], float]
 
 
 # --------------------------------------------------------------------------
-# Dense-phase schedules
+# Dense-phase schedules: the rules of tfimp.core.schedules, in TensorFlow ops
 # --------------------------------------------------------------------------
 
-
-def _warmup(step, warmup_steps: int, value):
-    """Linear warm-up from ``value / warmup_steps`` to ``value`` over the first steps."""
-    if warmup_steps <= 0:
-        return value
-    ramp = (step + 1.0) / float(warmup_steps)
-    return tf.where(step < warmup_steps, value * ramp, value)
+_TF_OPS = _rules.Ops(to_float=lambda x: tf.cast(x, tf.float32), where=tf.where, clip=tf.clip_by_value,
+                     power=tf.pow, cos=tf.cos, zeros_like=tf.zeros_like)
 
 
-def _decay_progress(step, warmup_steps: int, decay_steps: int):
-    """Fraction of the decay done at ``step`` (0 during warm-up, 1 at the end and after)."""
-    return tf.clip_by_value((step - warmup_steps) / decay_steps, 0.0, 1.0)
-
-
-@keras.utils.register_keras_serializable(package="tfimp")
-class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Piecewise-constant decay: ``initial * factor**(number of boundaries passed)``.
-
-    Args:
-      initial_learning_rate: the rate before the first boundary.
-      boundaries: increasing steps at which the rate is multiplied by ``factor``.
-      factor: the decay factor (0.1 in the paper's CIFAR runs).
-      warmup_steps: linear warm-up length (0 = none).
-    """
-
-    def __init__(self, initial_learning_rate: float, boundaries: Sequence[int], factor: float = 0.1,
-                 warmup_steps: int = 0):
-        boundaries = [int(b) for b in boundaries]
-        if any(b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:])):
-            raise ValueError(f"StepDecay boundaries must increase strictly, got {boundaries}")
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.boundaries = boundaries
-        self.factor = float(factor)
-        self.warmup_steps = int(warmup_steps)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        passed = tf.zeros_like(step)
-        for boundary in self.boundaries:
-            passed += tf.cast(step >= boundary, tf.float32)
-        value = self.initial_learning_rate * tf.pow(self.factor, passed)
-        return _warmup(step, self.warmup_steps, value)
-
-    def get_config(self) -> dict:
-        return {"initial_learning_rate": self.initial_learning_rate, "boundaries": self.boundaries,
-                "factor": self.factor, "warmup_steps": self.warmup_steps}
-
-
-@keras.utils.register_keras_serializable(package="tfimp")
-class Cosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Cosine decay from ``initial`` to ``final`` over ``decay_steps`` (after warm-up)."""
-
-    def __init__(self, initial_learning_rate: float, decay_steps: int, final_learning_rate: float = 0.0,
-                 warmup_steps: int = 0):
-        if decay_steps < 1:
-            raise ValueError(f"Cosine decay_steps must be >= 1, got {decay_steps}")
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.decay_steps = int(decay_steps)
-        self.final_learning_rate = float(final_learning_rate)
-        self.warmup_steps = int(warmup_steps)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        progress = _decay_progress(step, self.warmup_steps, self.decay_steps)
-        value = self.final_learning_rate + (self.initial_learning_rate - self.final_learning_rate) * 0.5 * (
-            1.0 + tf.cos(math.pi * progress))
-        return _warmup(step, self.warmup_steps, value)
-
-    def get_config(self) -> dict:
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "final_learning_rate": self.final_learning_rate, "warmup_steps": self.warmup_steps}
-
-
-@keras.utils.register_keras_serializable(package="tfimp")
-class LinearToZero(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear decay from ``initial`` to 0 over ``decay_steps`` (after warm-up): the budgeted schedule."""
-
-    def __init__(self, initial_learning_rate: float, decay_steps: int, warmup_steps: int = 0):
-        if decay_steps < 1:
-            raise ValueError(f"LinearToZero decay_steps must be >= 1, got {decay_steps}")
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.decay_steps = int(decay_steps)
-        self.warmup_steps = int(warmup_steps)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        progress = _decay_progress(step, self.warmup_steps, self.decay_steps)
-        return _warmup(step, self.warmup_steps, self.initial_learning_rate * (1.0 - progress))
-
-    def get_config(self) -> dict:
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "warmup_steps": self.warmup_steps}
+StepDecay, Cosine, LinearToZero = _rules.schedule_classes(keras.optimizers.schedules.LearningRateSchedule, _TF_OPS,
+                                                          __name__, keras.utils.register_keras_serializable("tfimp"))
 
 
 @keras.utils.register_keras_serializable(package="tfimp")
@@ -187,33 +101,12 @@ class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def tabulate(schedule: Schedule, steps: int) -> np.ndarray:
-    """Values of ``schedule`` at steps ``0..steps-1`` as float64.
-
-    Accepts a Keras schedule, a callable of the step, or a constant. Tries one
-    vectorised call first, then falls back to one call per step.
-    """
-    if steps < 1:
-        raise ValueError(f"cannot tabulate a schedule over {steps} steps")
-    if isinstance(schedule, (int, float)):
-        return np.full(steps, float(schedule))
-    if not callable(schedule):
-        raise TypeError(f"expected a LearningRateSchedule, a callable of the step or a number, got {schedule!r}")
-    try:
-        values = np.asarray(_to_numpy(schedule(tf.range(steps, dtype=tf.int64))), dtype=np.float64)
-        if values.shape == (steps,):
-            return values
-    except Exception:  # not vectorisable: evaluate step by step below
-        pass
-    return np.array([float(_to_numpy(schedule(step))) for step in range(steps)], dtype=np.float64)
+    """Values of ``schedule`` (a Keras schedule, a callable of the step, or a constant) at steps ``0..steps-1``."""
+    return _rules.tabulate(schedule, steps, all_steps=lambda n: tf.range(n, dtype=tf.int64),
+                           to_numpy=lambda value: value.numpy() if hasattr(value, "numpy") else value)
 
 
-def _to_numpy(value):
-    return value.numpy() if hasattr(value, "numpy") else value
-
-
-def warmup_steps_of(schedule: Schedule) -> int:
-    """The warm-up length a schedule declares as ``warmup_steps`` (0 when it declares none)."""
-    return int(getattr(schedule, "warmup_steps", 0) or 0)
+warmup_steps_of = _rules.warmup_steps_of
 
 
 # --------------------------------------------------------------------------

@@ -62,6 +62,7 @@ _RANGES = {
     "weight_decay": (lambda v: v >= 0.0, ">= 0"),
     "validation_fraction": (lambda v: 0.0 <= v < 1.0, "0 <= value < 1"),
     "train_subset": (lambda v: v >= 0, ">= 0 (0 = all)"),
+    "test_subset": (lambda v: v >= 0, ">= 0 (0 = all)"),
     "dense_epochs": (lambda v: v >= 0, ">= 0"),
     "warmup_epochs": (lambda v: v >= 0, ">= 0"),
     "prune_frequency": (lambda v: v >= 0, ">= 0 (0 = the method's default)"),
@@ -242,7 +243,7 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     # -- Data ---------------------------------------------------------------
     dataset = data.load(config.dataset, data_dir=config.data_dir or None, batch_size=config.batch_size,
                         validation_fraction=config.validation_fraction, seed=config.seed,
-                        train_subset=config.train_subset or None,
+                        train_subset=config.train_subset or None, test_subset=config.test_subset or None,
                         augmentation=config.augmentation or None)
     say(f"[tfimp] {config.dataset}: {dataset.train_examples} training examples from {dataset.source}", flush=True)
 

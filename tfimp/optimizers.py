@@ -25,11 +25,9 @@ too; their buffer entries never reach the masked model.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
-
 from tfimp import _private
 from tfimp._backend import keras, tf
-from tfimp.core.registry import Registry
+from tfimp.core import optimizers as _core_optimizers
 
 
 @keras.utils.register_keras_serializable(package="tfimp")
@@ -57,12 +55,7 @@ class TorchSGD(keras.optimizers.Optimizer):
     def __init__(self, learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0, name: str = "TorchSGD", **kwargs):
         super().__init__(name=name, weight_decay=None, **kwargs)
-        if not 0.0 <= float(momentum) < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        if nesterov and float(momentum) == 0.0:
-            raise ValueError("nesterov=True needs momentum > 0 (as in torch.optim.SGD)")
-        if float(weight_decay) < 0.0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        _core_optimizers.check_torch_sgd_arguments(momentum, nesterov, weight_decay)
         self._learning_rate = self._build_learning_rate(learning_rate)
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
@@ -101,38 +94,11 @@ class TorchSGD(keras.optimizers.Optimizer):
         return config
 
 
-_OPTIMIZERS: Registry[Callable[..., keras.optimizers.Optimizer]] = Registry("optimizer")
+_OPTIMIZERS = _core_optimizers.OptimizerRegistry(TorchSGD, keras.optimizers.SGD)
 register = _OPTIMIZERS.register
 get = _OPTIMIZERS.get
 known = _OPTIMIZERS.known
-
-
-@register("torch_sgd")
-def torch_sgd(learning_rate, *, momentum: float, nesterov: bool, weight_decay: float) -> keras.optimizers.Optimizer:
-    """The authors' optimizer: coupled L2 through a gradient momentum buffer (:class:`TorchSGD`)."""
-    return TorchSGD(learning_rate, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
-
-
-@register("keras_sgd_decoupled")
-def keras_sgd_decoupled(learning_rate, *, momentum: float, nesterov: bool,
-                        weight_decay: float) -> keras.optimizers.Optimizer:
-    """tf_keras' ``SGD``: decay ``w -= lr * wd * w`` outside its (lr-scaled) momentum buffer."""
-    return keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=nesterov,
-                                weight_decay=weight_decay or None)
-
-
-def make(name: str, learning_rate, *, momentum: float = 0.9, nesterov: Optional[bool] = None,
-         weight_decay: float = 5e-4) -> keras.optimizers.Optimizer:
-    """The optimizer ``name`` (``known()``); Nesterov defaults to on when there is weight decay and momentum.
-
-    The paper's code uses Nesterov exactly when weight decay is used.
-
-    Raises:
-      ValueError: unknown name (the message lists the known ones).
-    """
-    factory = get(name)
-    nesterov = bool(weight_decay > 0 and momentum > 0) if nesterov is None else bool(nesterov)
-    return factory(learning_rate, momentum=float(momentum), nesterov=nesterov, weight_decay=float(weight_decay))
+make = _OPTIMIZERS.make
 
 
 def unwrapped(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:

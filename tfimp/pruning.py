@@ -15,12 +15,12 @@ reads and writes the tf_keras variables.
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 
 from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
+from tfimp.core import notices as _notices
 from tfimp import tfmot_glue
 from tfimp._backend import keras
 
@@ -35,8 +35,8 @@ def _kernels_or_raise(model) -> list[tfmot_glue.PrunableKernel]:
             f"{unbuilt[0]!r}); run it once on a batch, `model(x[:1])`, or `model.build(input_shape)`, then prune"
         )
     if unbuilt:
-        warnings.warn(f"tfimp.prune: {len(unbuilt)} wrapped layers of {model.name!r} have no weights (never "
-                      f"called) and are left out of the selection: {unbuilt}", stacklevel=3)
+        _notices.warn(f"tfimp.prune: {len(unbuilt)} wrapped layers of {model.name!r} have no weights (never "
+                      f"called) and are left out of the selection: {unbuilt}")
     if kernels:
         return kernels
     if tfmot_glue.covered_weights(model):
@@ -101,7 +101,7 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
         if zero_pruned:
             kernel.weight.assign(np.multiply(weight, keep, out=keep))
     if step.emptied:
-        warnings.warn(_masking.collapse_message(model.name, sparsity, criterion, step.emptied), stacklevel=2)
+        _notices.warn(_masking.collapse_message(model.name, sparsity, criterion, step.emptied))
     return step.layer_sparsities
 
 
@@ -152,15 +152,8 @@ def sparsity(model: keras.Model, over: str = "prunable") -> float:
         raise ValueError(f"over must be one of {SPARSITY_SCOPES}, got {over!r}")
     if over == "all":
         tfmot_glue.check_tf_keras_model(model)
-        masks = {id(k.weight): k.mask.numpy() != 0 for k in tfmot_glue.prunable_kernels(model)}
-        total = zeros = 0
-        for variable in model.trainable_weights:
-            values = variable.numpy()
-            alive = values != 0
-            if id(variable) in masks:
-                alive &= masks[id(variable)]
-            total += values.size
-            zeros += values.size - int(np.count_nonzero(alive))
+        masks = {id(k.weight): k.mask.numpy() for k in tfmot_glue.prunable_kernels(model)}
+        zeros, total = _masking.zeros_over_all((v.numpy(), masks.get(id(v))) for v in model.trainable_weights)
         if not total:
             raise ValueError(f"model {model.name!r} has no trainable parameters")
         return zeros / total

@@ -1,85 +1,29 @@
-"""The results of a run: one row per cycle (or epoch), and the table printed from them.
+"""The results of a run on tf_keras: one row per cycle (or epoch); the rows and the table are ``tfimp.core.results``.
 
-Every runner (IMP, BIMP, one-shot, dense, the pruning-during-training
-baselines) reports the same row: the phase's settings, its last epoch's
-logs and, when test data is given, the test loss and accuracy. The rows go
-to ``results.json`` / ``results.csv`` and each ``cycle_N/row.json``.
+The rows go to ``results.json`` / ``results.csv`` and each ``cycle_N/row.json``.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
-
 from tfimp import pruning as _pruning
 from tfimp import tfmot_glue
 from tfimp._backend import keras
-
-#: Columns of the progress table printed at the end of a run.
-_TABLE_COLUMNS = (
-    ("cycle", "{:>5}"), ("target_sparsity", "{:>8.4f}"), ("sparsity", "{:>8.4f}"),
-    ("retrain_schedule", "{:>6}"), ("initial_lr", "{:>9.4g}"), ("epochs", "{:>6}"),
-    ("train_accuracy", "{:>9.4f}"), ("val_accuracy", "{:>9.4f}"), ("test_accuracy", "{:>9.4f}"),
-    ("wall_s", "{:>8.1f}"),
-)
-
-
-def _count(number: int, noun: str) -> str:
-    """``1 epoch``, ``3 epochs``."""
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
-
-
-def format_table(rows: list[dict]) -> str:
-    """The per-cycle rows as a fixed-width text table."""
-    columns = [(name, fmt) for name, fmt in _TABLE_COLUMNS if any(row.get(name) is not None for row in rows)]
-    widths = [max(len(name), len(fmt.format(0 if "s}" not in fmt else ""))) for name, fmt in columns]
-    lines = [" ".join(name.rjust(width) for (name, _), width in zip(columns, widths))]
-    for row in rows:
-        cells = []
-        for (name, fmt), width in zip(columns, widths):
-            value = row.get(name)
-            cells.append(("-" if value is None else fmt.format(value)).rjust(width))
-        lines.append(" ".join(cells))
-    return "\n".join(lines)
-
-
-def _accuracy_key(logs: dict) -> Optional[str]:
-    for key in logs:
-        if "acc" in key and not key.startswith("val_"):
-            return key
-    return None
+from tfimp.core import results as _core_results
+from tfimp.core.results import _accuracy_key, _count, format_table, loss_and_accuracy  # noqa: F401
 
 
 def row_from_logs(model: keras.Model, logs: dict, test_data, *, cycle: int, target: float, schedule: str,
                   initial_lr: Optional[float], epochs: int, steps: int, wall_s: float,
                   criterion: Optional[str] = None) -> dict:
     """One results row: the phase's settings, its last epoch's logs and, if given, the test metrics."""
-    accuracy = _accuracy_key(logs)
-    wrapped = bool(tfmot_glue.wrappers(model))
-    row = {
-        "cycle": cycle,
-        "target_sparsity": target,
-        "sparsity": _pruning.sparsity(model) if wrapped else 0.0,
-        "criterion": criterion,
-        "retrain_schedule": schedule,
-        "initial_lr": initial_lr,
-        "epochs": epochs,
-        "steps": steps,
-        "train_loss": logs.get("loss"),
-        "train_accuracy": logs.get(accuracy) if accuracy else None,
-        "val_loss": logs.get("val_loss"),
-        "val_accuracy": logs.get(f"val_{accuracy}") if accuracy else None,
-        "test_loss": None,
-        "test_accuracy": None,
-        "wall_s": wall_s,
-    }
-    if test_data is not None:
-        row["test_loss"], row["test_accuracy"] = _test_loss_and_accuracy(model, test_data)
-    return {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()}
+    test = model.evaluate(test_data, verbose=0, return_dict=True) if test_data is not None else None
+    return _core_results.make_row(
+        logs, sparsity=_pruning.sparsity(model) if tfmot_glue.wrappers(model) else 0.0, test_metrics=test,
+        cycle=cycle, target=target, schedule=schedule, initial_lr=initial_lr, epochs=epochs, steps=steps,
+        wall_s=wall_s, criterion=criterion)
 
 
 def _test_loss_and_accuracy(model: keras.Model, data) -> tuple[Optional[float], Optional[float]]:
-    results = model.evaluate(data, verbose=0, return_dict=True)
-    key = _accuracy_key(results)
-    return results.get("loss"), (float(results[key]) if key else None)
+    return loss_and_accuracy(model.evaluate(data, verbose=0, return_dict=True))

@@ -24,10 +24,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
-import warnings
 from typing import Callable, Iterable, Iterator, Sequence, Union
 
 from tfimp import _private, coverage
+from tfimp.core import coverage as _core_coverage
+from tfimp.core import masking as _masking
+from tfimp.core import notices as _notices
 from tfimp._backend import keras, tf
 
 from tensorflow_model_optimization.python.core.sparsity.keras import prune as _tfmot_prune
@@ -387,25 +389,7 @@ def str_thresholds(model: keras.Model) -> list:
             if isinstance(w, ReparamPruneLowMagnitude) and w.str_threshold is not None]
 
 
-@dataclasses.dataclass(frozen=True)
-class PrunableKernel:
-    """One wrapped kernel: its readable name, weight and mask variables."""
-
-    name: str
-    weight: tf.Variable
-    mask: tf.Variable
-    wrapper: PruneLowMagnitude
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.weight.shape)
-
-    @property
-    def size(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+PrunableKernel = _masking.PrunableKernel
 
 
 # --------------------------------------------------------------------------
@@ -442,20 +426,8 @@ def _direct_sublayers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
 
 
 def _walk(layer: keras.layers.Layer, prefix: str, seen: set[int]) -> Iterator[tuple[str, keras.layers.Layer]]:
-    """Yields (path name, layer) for every layer below ``layer``, in model order (parents first).
-
-    Path names are the layers' own names joined by "/"; a wrapper is named
-    by the layer it wraps, and nothing below a wrapper is visited.
-    """
-    for sub in _direct_sublayers(layer):
-        if id(sub) in seen:
-            continue
-        seen.add(id(sub))
-        own = sub.layer.name if isinstance(sub, PruneLowMagnitude) else sub.name
-        path = f"{prefix}{own}"
-        yield path, sub
-        if not isinstance(sub, PruneLowMagnitude):
-            yield from _walk(sub, f"{path}/", seen)
+    """(path name, layer) for every layer below ``layer``, in model order (see ``tfimp.core.coverage.walk``)."""
+    return _core_coverage.walk(layer, _direct_sublayers, PruneLowMagnitude, prefix, seen)
 
 
 def leaf_layers(model: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
@@ -474,11 +446,6 @@ def _exclusion_predicate(exclude: Exclude) -> Callable[[keras.layers.Layer], boo
         exclude = [exclude]
     names = set(exclude)
     return lambda layer: layer.name in names
-
-
-#: ``wrap`` warns when more than this share of the model's parameters sits in dense weight matrices and tables
-#: (weights of rank >= 2 outside the masks; biases and normalisation are not counted).
-DENSE_SHARE_WARNING = 0.1
 
 
 def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclude: Exclude = None,
@@ -561,15 +528,9 @@ def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclud
         print(report.summary(), flush=True)
     else:
         _log.info("%s", report.summary())
-    dense = report.dense_matrix_parameters
-    if report.total_parameters and dense > DENSE_SHARE_WARNING * report.total_parameters:
-        largest = ", ".join(f"{name} ({count:,})" for name, count in report.largest_dense())
-        warnings.warn(
-            f"tfimp.wrap: {dense / report.total_parameters:.1%} of the parameters of {model.name!r} are in weight "
-            f"matrices or tables that stay dense (largest: {largest}); tfimp.sparsity counts only the "
-            f"{report.prunable_share:.1%} under masks. "
-            f"Prunable kinds chosen: {[k for k in coverage.KINDS if k in chosen]} (all: {list(coverage.KINDS)}); a layer type tfimp does not "
-            "know can be added with tfimp.coverage.register.", stacklevel=2)
+    warning = _core_coverage.dense_share_warning(report, model.name, chosen)
+    if warning:
+        _notices.warn(warning)
     if left_out:
         _log.warning("tfimp.wrap: left out of pruning, never called: %s", ", ".join(left_out))
     return wrapped

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from tfimp import _private
 
@@ -95,6 +95,24 @@ class SpecRegistry:
             return []
         allowed = normalize_kinds(kinds)
         return [(path, kind) for path, kind in handler(layer) if kind in allowed]
+
+
+def walk(layer, direct_sublayers: Callable[[Any], list], wrapper_type: type, prefix: str = "",
+         seen: set[int] | None = None) -> Iterator[tuple[str, Any]]:
+    """(path name, layer) for every layer below ``layer``, in model order (parents first).
+
+    Path names are the layers' own names joined by "/"; a wrapper (of
+    ``wrapper_type``) is named by the layer it wraps, and nothing below it is visited.
+    """
+    seen = set() if seen is None else seen
+    for sub in direct_sublayers(layer):
+        if id(sub) in seen:
+            continue
+        seen.add(id(sub))
+        path = f"{prefix}{sub.layer.name if isinstance(sub, wrapper_type) else sub.name}"
+        yield path, sub
+        if not isinstance(sub, wrapper_type):
+            yield from walk(sub, direct_sublayers, wrapper_type, f"{path}/", seen)
 
 
 def resolve(layer, path: str):
@@ -205,3 +223,49 @@ def tally(layers: Iterable[tuple[str, Sequence]], masked_ids: set[int], total_pa
         if left_matrices:
             matrices[type_name] = matrices.get(type_name, 0) + left_matrices
     return Coverage(total_parameters, pruned, dense, dict(left_out or {}), matrices)
+
+
+#: ``wrap`` warns when more than this share of a model's parameters sits in weight matrices and tables left
+#: dense (rank >= 2 outside the masks; biases and normalisation are not counted).
+DENSE_SHARE_WARNING = 0.1
+
+
+def dense_share_warning(report: Coverage, model_name: str, chosen: Iterable[str]) -> str | None:
+    """The warning ``wrap`` gives when weight matrices outside the masks hold too much of the model, else None."""
+    dense = report.dense_matrix_parameters
+    if not report.total_parameters or dense <= DENSE_SHARE_WARNING * report.total_parameters:
+        return None
+    largest = ", ".join(f"{name} ({count:,})" for name, count in report.largest_dense())
+    chosen = set(chosen)
+    return (f"tfimp.wrap: {dense / report.total_parameters:.1%} of the parameters of {model_name!r} are in weight "
+            f"matrices or tables that stay dense (largest: {largest}); tfimp.sparsity counts only the "
+            f"{report.prunable_share:.1%} under masks. "
+            f"Prunable kinds chosen: {[k for k in KINDS if k in chosen]} (all: {list(KINDS)}); a layer type tfimp "
+            "does not know can be added with tfimp.coverage.register.")
+
+
+def rnn_spec_functions(registry: SpecRegistry, stacked_cells: type, cell_fallback=None):
+    """The spec functions of a Keras' recurrent layers: ``(rnn, bidirectional, time_distributed)``.
+
+    ``stacked_cells`` is the Keras' ``StackedRNNCells``; ``cell_fallback(cell)``
+    may name the handler of a cell class the registry cannot see.
+    """
+
+    def cell_specs(cell, prefix: str) -> list[Spec]:
+        if isinstance(cell, stacked_cells):
+            return [spec for index, inner in enumerate(cell.cells) for spec in cell_specs(inner, f"{prefix}cells.{index}.")]
+        handler = registry.handler(cell) or (cell_fallback(cell) if cell_fallback else None)
+        return [(f"{prefix}{path}", kind) for path, kind in handler(cell)] if handler else []
+
+    def rnn_specs(layer) -> list[Spec]:
+        return cell_specs(layer.cell, "cell.")
+
+    def bidirectional_specs(layer) -> list[Spec]:
+        return ([(f"forward_layer.{path}", kind) for path, kind in rnn_specs(layer.forward_layer)]
+                + [(f"backward_layer.{path}", kind) for path, kind in rnn_specs(layer.backward_layer)])
+
+    def time_distributed_specs(layer) -> list[Spec]:
+        handler = registry.handler(layer.layer)
+        return [(f"layer.{path}", kind) for path, kind in handler(layer.layer)] if handler else []
+
+    return rnn_specs, bidirectional_specs, time_distributed_specs

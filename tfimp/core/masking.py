@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -48,6 +48,24 @@ def min_kept_counts(sizes: Sequence[int], min_kept_per_layer) -> list[int] | Non
     if min_kept_per_layer < 0:
         raise ValueError(f"min_kept_per_layer must be >= 0, got {min_kept_per_layer!r}")
     return [min(size, int(min_kept_per_layer)) for size in sizes]
+
+
+@dataclasses.dataclass(frozen=True)
+class PrunableKernel:
+    """One masked weight of a wrapped model: its readable name, weight and mask variables, and its wrapper."""
+
+    name: str
+    weight: Any
+    mask: Any
+    wrapper: Any
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.weight.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,3 +201,15 @@ def count_zeros(arrays: Sequence[np.ndarray]) -> tuple[int, int]:
     """(zeros, total) over ``arrays``."""
     total = sum(int(np.size(a)) for a in arrays)
     return total - sum(int(np.count_nonzero(a)) for a in arrays), total
+
+
+def zeros_over_all(values_and_masks) -> tuple[int, int]:
+    """(zeros, total) over parameters, a value counting as zero where it is 0 or its mask (if any) is 0."""
+    zeros = total = 0
+    for values, mask in values_and_masks:
+        alive = values != 0
+        if mask is not None:
+            alive &= mask != 0
+        total += alive.size
+        zeros += alive.size - int(np.count_nonzero(alive))
+    return zeros, total

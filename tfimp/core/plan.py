@@ -182,3 +182,33 @@ class Plan:
         return cls(target_sparsity=target_sparsity, cycles=cycles, dense_epochs=dense_epochs,
                    retrain_epochs_total=total_epochs - dense_epochs, criterion=criterion,
                    retrain_schedule="allr", original_epochs=dense_epochs, **kwargs)
+
+
+#: Plan fields that ``IMP.bimp`` takes beside the runner's settings.
+BIMP_PLAN_FIELDS = ("optimizer_state", "recalibrate_bn", "allr_norm_drop", "min_kept_per_layer")
+
+
+def runner_plan(plan: Optional[Plan], arguments: dict, setting_names) -> tuple[Plan, dict]:
+    """``(plan, runner settings)`` from a runner's ``IMP(plan=None, **arguments)``.
+
+    ``arguments`` holds the runner's settings (``setting_names``) and, without
+    ``plan``, the plan's fields.
+
+    Raises:
+      TypeError: both a plan and plan fields were given.
+    """
+    settings = {k: arguments.pop(k) for k in list(arguments) if k in setting_names}
+    if plan is None:
+        plan = Plan(**arguments)
+    elif arguments:
+        raise TypeError(f"give a plan or plan fields, not both (got {sorted(arguments)})")
+    return plan, settings
+
+
+def bimp_plan(target_sparsity: float, cycles: int, total_epochs: int, dense_epochs: int, criterion: str,
+              settings: dict) -> tuple[Plan, dict]:
+    """``(BIMP's plan, the runner settings left)``; the dense schedule defaults to linear-to-zero."""
+    plan = Plan.bimp(target_sparsity, cycles, total_epochs=total_epochs, dense_epochs=dense_epochs,
+                     criterion=criterion, **{k: settings.pop(k) for k in list(settings) if k in BIMP_PLAN_FIELDS})
+    settings.setdefault("dense_schedule", "linear")
+    return plan, settings

@@ -1,0 +1,231 @@
+"""The IMP callback on Keras 3: an IMP/BIMP/one-shot plan inside Keras 3's own ``model.fit``, on every backend.
+
+The same contract as the tf_keras ``tfimp.callbacks.IMP``: it prunes at
+cycle boundaries (exactly, :func:`tfimp.prune`), owns the optimizer's
+learning rate (the dense schedule, then each cycle's retraining schedule,
+ALLR's initial rate from the norm the pruning removed), resets or keeps
+the optimizer state by the plan, and records one row per cycle
+(:mod:`tfimp.core.results`). ``tfimp.callbacks`` is this module in a Keras 3
+process.
+
+How the rate gets into the traced step: each phase's rates become a
+:class:`tfimp.lr.Tabulated` schedule (a constant of the trace), and the
+train function is rebuilt once per phase (``make_train_function(force=True)``),
+so nothing runs in Python per step, with ``jit_compile`` and
+``steps_per_execution`` too.
+
+Not yet on Keras 3 (refused with a clear error rather than ignored):
+``workdir=`` (checkpoints and resume).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Callable, Optional, Sequence
+
+import keras
+import numpy as np
+
+from tfimp import _private
+from tfimp.core import cycles as _cycles
+from tfimp.core import masking as _masking
+from tfimp.core import notices as _notices
+from tfimp.core import results as _results
+from tfimp.core.plan import Plan
+from tfimp.keras3 import batchnorm as _batchnorm
+from tfimp.keras3 import lr as _lr
+from tfimp.keras3 import masks as _masks
+from tfimp.keras3 import optimizers as _optimizers
+
+
+class IMP(keras.callbacks.Callback):
+    """Runs an IMP plan inside Keras 3's ``model.fit`` (see the tf_keras ``tfimp.callbacks.IMP``).
+
+    Example::
+
+        plan = tfimp.Plan(target_sparsity=0.9, cycles=3, dense_epochs=10, retrain_epochs=2)
+        imp = tfimp.callbacks.IMP(plan, schedule=tfimp.lr.StepDecay(0.1, [500, 750]))
+        model = tfimp.wrap(model)
+        model.compile(tfimp.optimizers.TorchSGD(0.1, momentum=0.9), loss, metrics=["accuracy"])
+        model.fit(x, y, epochs=plan.total_epochs, callbacks=[imp])
+        imp.rows   # one dict per cycle
+
+    Args:
+      plan: the :class:`tfimp.Plan`; ``fit`` must run ``plan.total_epochs`` epochs.
+      schedule: the original (dense) learning-rate schedule, in steps (a
+        Keras schedule, a callable of the step, or a number); default: the
+        rate the model was compiled with.
+      steps_per_epoch: needed only when ``fit`` cannot tell it.
+      test_data: evaluated at the end of each cycle (``test_*`` columns) and
+        right after each pruning (``test_accuracy_pruned``, and
+        ``test_accuracy_bn_reestimated`` after the re-estimation).
+      recalibration_data: the training batches (or an ``(x, y)`` pair) from
+        which BatchNorm statistics are re-estimated right after each pruning
+        step when ``plan.recalibrate_bn`` is set (:func:`tfimp.batchnorm.reestimate`).
+      verbose: 0 silent, 1 one line per cycle and a final table.
+      cycle_end_hooks: functions ``hook(model, row)`` called after each cycle's row.
+
+    Raises:
+      NotImplementedError: ``workdir`` (not yet on Keras 3).
+    """
+
+    def __init__(self, plan: Plan, *, schedule: Optional[_lr.Schedule] = None, steps_per_epoch: Optional[int] = None,
+                 test_data=None, recalibration_data=None, workdir: Optional[str] = None, verbose: int = 1,
+                 cycle_end_hooks: Sequence[Callable] = ()):
+        super().__init__()
+        if not isinstance(plan, Plan):
+            raise TypeError(f"plan must be a tfimp.Plan, got {type(plan).__name__}")
+        if workdir is not None:
+            raise NotImplementedError("workdir= (checkpoints and resume) is not yet on tfimp's Keras 3 front end; "
+                                      "run without it, or on tf_keras (tfimp.keras)")
+        self.plan = plan
+        self.schedule = schedule
+        self.steps_per_epoch = steps_per_epoch
+        self.test_data = test_data
+        self.recalibration_data = recalibration_data
+        self.verbose = verbose
+        self.cycle_end_hooks = list(cycle_end_hooks)
+        self.rows: list[dict] = []
+        self._cycles: dict[int, dict] = {}
+        self._dense_norm_sq: Optional[float] = None
+        self._phase: Optional[int] = None
+        self._phase_wall = 0.0
+        self._epoch_start = 0.0
+        self._original: Optional[_lr.Original] = None
+
+    # -- fit hooks --------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        epochs = self.params.get("epochs")
+        if epochs != self.plan.total_epochs:
+            raise ValueError(
+                f"the IMP plan takes {self.plan.total_epochs} epochs (dense {self.plan.dense_epochs} + "
+                f"retraining {self.plan.cycle_epochs()}), but fit was called with epochs={epochs}")
+        steps = self.params.get("steps") or self.steps_per_epoch
+        if not steps:
+            raise ValueError("cannot tell the steps per epoch from the data; pass steps_per_epoch to IMP")
+        self.steps_per_epoch = int(steps)
+        if not _masks.prunable_kernels(self.model):
+            raise ValueError("IMP needs a wrapped model: call `model = tfimp.wrap(model)` before compile")
+        optimizer = _optimizers.unwrapped(self.model.optimizer)
+        if self.schedule is None:
+            compiled = _private.optimizer_learning_rate(optimizer)  # the schedule object, which has no public getter
+            self.schedule = (compiled if isinstance(compiled, keras.optimizers.schedules.LearningRateSchedule)
+                             else float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+        self._original = _lr.Original(
+            _lr.tabulate(self.schedule, max(1, self.plan.reference_epochs) * self.steps_per_epoch),
+            _lr.warmup_steps_of(self.schedule))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        phase = self.plan.phase_of(epoch)
+        if phase == self._phase:
+            return
+        start, _ = self.plan.phase_bounds(phase)
+        if phase > 0 and epoch == start and phase not in self._cycles:
+            self._prune(phase)
+        self._phase = phase
+        optimizer = _optimizers.unwrapped(self.model.optimizer)
+        step_now = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        table = self._phase_table(phase)
+        optimizer.learning_rate = _lr.Tabulated(table, start_step=step_now - (epoch - start) * self.steps_per_epoch,
+                                                name=self.plan.retrain_schedule if phase else "dense")
+        self.model.make_train_function(force=True)  # the new table is a constant of the new trace
+        if phase:
+            self._cycles[phase]["initial_lr"] = float(np.max(table))
+            self._announce(phase)
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
+            raise FloatingPointError(f"loss became {loss} in epoch {epoch + 1} (cycle {self._phase}); training "
+                                     "stopped. Lower the learning rate or check the data.")
+        rate = float(keras.ops.convert_to_numpy(_optimizers.unwrapped(self.model.optimizer).learning_rate))
+        if logs is not None:
+            logs["sparsity"] = _masks.sparsity(self.model)
+            logs["learning_rate"] = rate
+        self._phase_wall += time.perf_counter() - self._epoch_start
+        start, length = self.plan.phase_bounds(self._phase)
+        if epoch == start + length - 1:
+            self.rows.append(self._row(self._phase, dict(logs or {})))
+            self._phase_wall = 0.0
+            for hook in self.cycle_end_hooks:
+                hook(self.model, self.rows[-1])
+
+    def on_train_end(self, logs=None):
+        if self.verbose and len(self.rows) == self.plan.cycles + (self.plan.dense_epochs > 0):
+            print("[tfimp] IMP finished:\n" + _results.format_table(self.rows), flush=True)
+
+    # -- the work ---------------------------------------------------------------
+
+    def _prune(self, cycle: int) -> None:
+        kernels = _masks.prunable_kernels(self.model)
+        _masks._sync_training_state(self.model)
+        alive_before = [keras.ops.convert_to_numpy(k.mask.value) != 0 for k in kernels]
+        weights_before = ([keras.ops.convert_to_numpy(k.weight.value) for k in kernels]
+                          if self.plan.allr_norm_drop == "this_cycle" else None)
+        norm_sq_before = _squared_norm(self.model.trainable_variables)
+        if self._dense_norm_sq is None:
+            self._dense_norm_sq = norm_sq_before
+        target = self.plan.sparsity_after(cycle)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="tfimp.prune: pruning .* removed every weight")
+            layer_sparsities = _masks.prune(self.model, target, criterion=self.plan.criterion,
+                                            min_kept_per_layer=self.plan.min_kept_per_layer)
+        emptied = _masking.emptied_layers(layer_sparsities)
+        if emptied:
+            _notices.warn(_cycles.collapse_warning(cycle, target, emptied))
+        self._cycles[cycle] = _cycles.pruning_record(
+            self.plan, cycle, eta_max=self._original.eta_max, alive_before=alive_before,
+            alive_after=[keras.ops.convert_to_numpy(k.mask.value) != 0 for k in kernels],
+            weights_before=weights_before, norm_sq_before=norm_sq_before,
+            norm_sq_after=_squared_norm(self.model.trainable_variables), dense_norm_sq=self._dense_norm_sq,
+            emptied=emptied)
+        if _cycles.resets_optimizer(self.plan, cycle):
+            _reset_optimizer_state(self.model.optimizer)
+        record = self._cycles[cycle]
+        if self.test_data is not None:
+            record["test_accuracy_pruned"] = _results.loss_and_accuracy(_evaluate(self.model, self.test_data))[1]
+        reestimate = self.plan.recalibrate_bn and self.recalibration_data is not None
+        if reestimate and _batchnorm.reestimate(self.model, self.recalibration_data) and self.test_data is not None:
+            record["test_accuracy_bn_reestimated"] = _results.loss_and_accuracy(
+                _evaluate(self.model, self.test_data))[1]
+
+    def _announce(self, cycle: int) -> None:
+        if self.verbose:
+            print("\n".join(_cycles.announcement(self.plan, cycle, self._cycles[cycle])), flush=True)
+
+    def _phase_table(self, phase: int) -> np.ndarray:
+        return _cycles.phase_rates(self.plan, self._original, phase, self.steps_per_epoch, self._cycles.get(phase))
+
+    def _row(self, phase: int, logs: dict) -> dict:
+        record = self._cycles.get(phase, {})
+        test = _evaluate(self.model, self.test_data) if self.test_data is not None else None
+        settings = _cycles.row_settings(self.plan, phase, record, self._original.values.max(), self.steps_per_epoch,
+                                        self._phase_wall)
+        return _cycles.finish_row(
+            _results.make_row(logs, sparsity=_masks.sparsity(self.model), test_metrics=test, **settings), record)
+
+
+def _evaluate(model: keras.Model, data) -> dict:
+    """``model.evaluate`` of a dataset, a ``PyDataset`` or an ``(x, y)`` pair, as a dict."""
+    if isinstance(data, tuple) and len(data) == 2:
+        return model.evaluate(data[0], data[1], verbose=0, return_dict=True)
+    return model.evaluate(data, verbose=0, return_dict=True)
+
+
+def _reset_optimizer_state(optimizer) -> None:
+    """Zeroes the optimizer's slots (momentum, ...); keeps its step counter and the current rate."""
+    optimizer = _optimizers.unwrapped(optimizer)
+    keep = {id(optimizer.iterations)}
+    keep.update(id(v) for v in optimizer.variables if "learning_rate" in v.path)
+    for variable in optimizer.variables:
+        if id(variable) not in keep:
+            variable.assign(keras.ops.zeros_like(variable.value))
+
+
+def _squared_norm(variables) -> float:
+    return sum(float(np.sum(np.square(keras.ops.convert_to_numpy(v.value), dtype=np.float64))) for v in variables)

@@ -1,0 +1,419 @@
+"""Wrapping, pruning, stripping and counting Keras 3 models: ``tfimp.wrap``/``prune``/``strip``/``sparsity`` for Keras 3.
+
+The behaviour is the tf_keras front end's (``tfimp.tfmot_glue``,
+``tfimp.pruning``): the same coverage by kind, the same exact global
+selection (:mod:`tfimp.core.masking`), the same names. What differs is how
+masks act (:class:`tfimp.keras3.wrapper.MaskedLayer`, in the forward pass)
+and that pruning also zeroes the optimizer's slots at pruned positions, so
+no optimizer state can move a pruned weight again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable, Iterator
+
+import keras
+import numpy as np
+
+from tfimp import _private
+from tfimp.core import coverage as _core_coverage
+from tfimp.core import criteria as _criteria
+from tfimp.core import masking as _masking
+from tfimp.core import notices as _notices
+from tfimp.keras3 import coverage
+from tfimp.keras3.wrapper import MaskedLayer
+
+_log = logging.getLogger("tfimp")
+
+#: What :func:`sparsity` can count over.
+SPARSITY_SCOPES = ("prunable", "all")
+
+
+PrunableKernel = _masking.PrunableKernel
+
+
+def check_keras3_model(model, what: str = "model") -> None:
+    """Raises TypeError unless ``model`` is a Keras 3 model."""
+    if isinstance(model, keras.Model):
+        return
+    raise TypeError(f"expected a Keras 3 Model as {what}, got {type(model).__name__} "
+                    f"from {type(model).__module__!r}")
+
+
+# --------------------------------------------------------------------------
+# Traversal
+# --------------------------------------------------------------------------
+
+
+def _direct_sublayers(layer) -> list:
+    return _private.flatten_layers(layer, recursive=False)
+
+
+def _walk(layer, prefix: str, seen: set[int]) -> Iterator[tuple[str, keras.layers.Layer]]:
+    """(path name, layer) below ``layer`` in model order; a wrapper is named by its layer and not entered."""
+    return _core_coverage.walk(layer, _direct_sublayers, MaskedLayer, prefix, seen)
+
+
+def wrappers(model: keras.Model) -> list[tuple[str, MaskedLayer]]:
+    """(path name, wrapper) for every :class:`MaskedLayer` of ``model``, in model order."""
+    return [(path, layer) for path, layer in _walk(model, "", set()) if isinstance(layer, MaskedLayer)]
+
+
+def _weight_label(path: str) -> str:
+    """A readable name for a weight path: ``forward_layer.cell.kernel`` -> ``forward_layer/kernel``."""
+    return "/".join(step.lstrip("_") for step in path.split(".") if step != "cell")
+
+
+def prunable_kernels(model: keras.Model) -> list[PrunableKernel]:
+    """Every masked weight of ``model``, in model order (a wrapper that was never built has none)."""
+    kernels = []
+    for path, wrapper in wrappers(model):
+        if not wrapper.masks:
+            continue
+        paths = wrapper.weight_paths
+        for label, weight, mask in zip(paths, wrapper.masked_weights(), wrapper.masks):
+            name = path if len(paths) == 1 else f"{path}/{_weight_label(label)}"
+            kernels.append(PrunableKernel(name, weight, mask, wrapper))
+    return kernels
+
+
+def covered_weights(model: keras.Model) -> list[tuple[str, keras.Variable]]:
+    """(name, variable) of every built weight of a kind tfimp prunes, of an unwrapped or stripped model."""
+    found, inside = [], set()
+    for path, layer in _walk(model, "", set()):
+        if id(layer) in inside:
+            inside.update(id(sub) for sub in _direct_sublayers(layer))
+            continue
+        layer_specs = coverage.specs(layer)
+        if not layer_specs:
+            continue
+        inside.update(id(sub) for sub in _direct_sublayers(layer))
+        for spec_path, _ in layer_specs:
+            try:
+                variable = _core_coverage.resolve(layer, spec_path)
+            except (AttributeError, TypeError, IndexError):
+                continue  # never built
+            if variable is None:
+                continue
+            found.append((path if len(layer_specs) == 1 else f"{path}/{_weight_label(spec_path)}", variable))
+    return found
+
+
+# --------------------------------------------------------------------------
+# Wrapping
+# --------------------------------------------------------------------------
+
+
+def _exclusion_predicate(exclude) -> Callable[[keras.layers.Layer], bool]:
+    if exclude is None:
+        return lambda layer: False
+    if callable(exclude):
+        return exclude
+    names = {exclude} if isinstance(exclude, str) else set(exclude)
+    return lambda layer: layer.name in names
+
+
+def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclude=None,
+         verbose: int = 0) -> keras.Model:
+    """Wraps every prunable weight of a Keras 3 ``model`` (see ``tfimp.wrap``; the same arguments and rules).
+
+    Sequential and functional models are copied first, weights included, so
+    the model passed in is left as it was; subclassed models are wrapped in
+    place (their layer attributes and the layers in their lists and dicts
+    are replaced, in the places Keras tracks them) and returned.
+
+    Raises:
+      TypeError: not a Keras 3 model.
+      ValueError: an unknown kind; ``exclude`` names a layer that is not in
+        the model; nothing to prune; the model was never built.
+    """
+    check_keras3_model(model)
+    chosen = _core_coverage.normalize_kinds(kinds)
+    excluded = _exclusion_predicate(exclude)
+    if isinstance(exclude, (list, tuple, set, frozenset, str)):
+        names = {exclude} if isinstance(exclude, str) else set(exclude)
+        unknown = sorted(names - {layer.name for _, layer in _walk(model, "", set())})
+        if unknown:
+            raise ValueError(f"exclude names layers that are not in the model: {unknown}")
+    if not model.built:
+        raise ValueError(f"model {model.name!r} has not been built yet; run it once on a batch, `model(x[:1])`, "
+                         "or `model.build(input_shape)`, then wrap it")
+    left_out: dict[str, str] = {}
+
+    def wrapper_for(layer) -> MaskedLayer | None:
+        if isinstance(layer, MaskedLayer) or excluded(layer):
+            return None
+        paths = [path for path, _ in coverage.specs(layer, chosen)]
+        if not paths:
+            return None
+        if not layer.built:
+            left_out[layer.name] = "never called: no weights"
+            return None
+        return MaskedLayer(layer, paths)
+
+    if _private.keras3_is_functional(model):
+        wrapped = _wrap_graph(_independent_copy(model), wrapper_for)
+    else:
+        _wrap_in_place(model, wrapper_for)
+        wrapped = model
+    if not wrappers(wrapped):
+        outside = " outside `exclude`" if exclude is not None else ""
+        also = f"; left out: {left_out}" if left_out else ""
+        raise ValueError(f"model {model.name!r} has nothing to prune: no weight of the kinds {sorted(chosen)}"
+                         f"{outside} (see tfimp.coverage{also})")
+    _after_structure_change(wrapped)
+    report = describe(wrapped, left_out)
+    (print if verbose else _log.info)(report.summary())
+    warning = _core_coverage.dense_share_warning(report, model.name, chosen)
+    if warning:
+        _notices.warn(warning)
+    if left_out:
+        _log.warning("tfimp.wrap: left out of pruning, never called: %s", ", ".join(left_out))
+    return wrapped
+
+
+def _independent_copy(model: keras.Model) -> keras.Model:
+    """A copy of a Sequential/functional model with its own variables and the same values."""
+    copy = keras.models.clone_model(model, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _wrap_graph(model: keras.Model, wrapper_for: Callable) -> keras.Model:
+    def clone_function(layer):
+        if isinstance(layer, keras.Model) and _private.keras3_is_functional(layer):
+            return _wrap_graph(layer, wrapper_for)
+        wrapper = wrapper_for(layer)
+        if wrapper is not None:
+            return wrapper
+        if _direct_sublayers(layer):
+            _wrap_in_place(layer, wrapper_for)
+        return layer
+
+    return keras.models.clone_model(model, clone_function=clone_function)
+
+
+def _replace_in_place(container, replacement: Callable) -> None:
+    """Puts ``replacement(layer)`` where ``container`` holds each sublayer: attributes, lists, tuples, dicts."""
+    for name, value in list(vars(container).items()):
+        if name.startswith("_"):
+            continue
+        if isinstance(value, keras.layers.Layer):
+            new = replacement(value)
+            if new is not value:
+                _private.keras3_replace_tracked_layer(container, value, new)
+                object.__setattr__(container, name, new)  # tracked above, in the old one's place
+            continue
+        if isinstance(value, dict):
+            for key, item in list(value.items()):
+                if isinstance(item, keras.layers.Layer) and (new := replacement(item)) is not item:
+                    _private.keras3_replace_tracked_layer(container, item, new)
+                    dict.__setitem__(value, key, new)
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+            changed = False
+            for index, item in enumerate(items):
+                if isinstance(item, keras.layers.Layer) and (new := replacement(item)) is not item:
+                    _private.keras3_replace_tracked_layer(container, item, new)
+                    items[index] = new
+                    changed = True
+            if changed and isinstance(value, list):
+                list.__setitem__(value, slice(None), items)
+            elif changed:
+                object.__setattr__(container, name, type(value)(items))
+
+
+def _wrap_in_place(container, wrapper_for: Callable) -> None:
+    def replacement(layer):
+        if isinstance(layer, keras.Model) and _private.keras3_is_functional(layer):
+            return _wrap_graph(layer, wrapper_for)
+        wrapper = wrapper_for(layer)
+        if wrapper is not None:
+            wrapper.build()
+            return wrapper
+        if not isinstance(layer, MaskedLayer):
+            _wrap_in_place(layer, wrapper_for)
+        return layer
+
+    _replace_in_place(container, replacement)
+
+
+def _after_structure_change(model: keras.Model) -> None:
+    """What Keras' own ``Model.quantize`` does after changing layers: retrace, and re-list torch parameters."""
+    for name in ("train_function", "test_function", "predict_function"):
+        if hasattr(model, name):
+            setattr(model, name, None)
+    if keras.backend.backend() == "torch":
+        _private.keras3_retrack_torch_parameters(model)
+
+
+def describe(model: keras.Model, left_out: dict[str, str] | None = None) -> _core_coverage.Coverage:
+    """The coverage of ``model``: parameters under masks and left dense, by layer type."""
+    masked = {id(kernel.weight) for kernel in prunable_kernels(model)}
+    layers = [(path, layer) for path, layer in _walk(model, "", set())]
+    depth = {id(layer): path.count("/") for path, layer in layers}
+    leaves = sorted(layers, key=lambda item: -depth[id(item[1])])
+    entries = [(type(layer.layer if isinstance(layer, MaskedLayer) else layer).__name__, layer.trainable_weights)
+               for _, layer in leaves]
+    return _core_coverage.tally(entries, masked, _core_coverage.count_parameters(model.trainable_weights), left_out)
+
+
+# --------------------------------------------------------------------------
+# Pruning and counting
+# --------------------------------------------------------------------------
+
+
+def _kernels_or_raise(model: keras.Model) -> list[PrunableKernel]:
+    check_keras3_model(model)
+    kernels = prunable_kernels(model)
+    if kernels:
+        return kernels
+    if covered_weights(model):
+        raise ValueError(f"model {model.name!r} is not wrapped for pruning; call `model = tfimp.wrap(model)` first")
+    raise ValueError(f"model {model.name!r} has nothing to prune: no weight of a kind tfimp prunes "
+                     "(see tfimp.coverage)")
+
+
+def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, allow_revival: bool = False,
+          zero_pruned: bool = True, min_kept_per_layer: int | float | None = None) -> dict[str, float]:
+    """Prunes a wrapped Keras 3 model to ``sparsity`` with ``criterion`` (see ``tfimp.prune``: the same rules).
+
+    Besides the masks and the zeros, the slots of a built optimizer
+    (momentum, Adam's moments, ...) are zeroed at the pruned positions: the
+    forward pass gives pruned weights a zero gradient, so with zero state
+    no step moves them again.
+    """
+    sparsity = _masking.validate_sparsity(sparsity)
+    _criteria.get(criterion)
+    kernels = _kernels_or_raise(model)
+    _sync_training_state(model)
+    weights = [keras.ops.convert_to_numpy(k.weight.value) for k in kernels]
+    step = _masking.select_masks([k.name for k in kernels], weights,
+                                 [keras.ops.convert_to_numpy(k.mask.value) for k in kernels], sparsity, criterion,
+                                 allow_revival=allow_revival, min_kept_per_layer=min_kept_per_layer)
+    optimizer = _built_optimizer(model)
+    for kernel, weight, keep in zip(kernels, weights, step.keep):
+        kernel.mask.assign(keep)
+        if zero_pruned:
+            kernel.weight.assign(weight * keep)
+        if optimizer is not None:
+            for slot in _private.keras3_slot_variables(optimizer, kernel.weight):
+                slot.assign(keras.ops.convert_to_numpy(slot.value) * keep.astype(slot.dtype))
+    if step.emptied:
+        _notices.warn(_masking.collapse_message(model.name, sparsity, criterion, step.emptied))
+    return step.layer_sparsities
+
+
+emptied_layers = _masking.emptied_layers
+
+
+def _sync_training_state(model: keras.Model) -> None:
+    """On JAX, writes a running fit's latest state back to the variables before they are read."""
+    sync = getattr(model, "jax_state_sync", None)
+    if callable(sync):
+        sync()
+
+
+def _built_optimizer(model: keras.Model):
+    """The optimizer that steps the weights (inside a LossScaleOptimizer), if the model has a built one."""
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    return optimizer if optimizer is not None and optimizer.built else None
+
+
+def _zero_counting_arrays(model: keras.Model) -> list[tuple[str, np.ndarray]]:
+    check_keras3_model(model)
+    kernels = prunable_kernels(model)
+    if kernels:
+        return [(k.name, keras.ops.convert_to_numpy(k.mask.value)) for k in kernels]
+    arrays = [(name, keras.ops.convert_to_numpy(variable.value)) for name, variable in covered_weights(model)]
+    if not arrays:
+        raise ValueError(f"model {model.name!r} has no weight of a kind tfimp prunes (see tfimp.coverage)")
+    return arrays
+
+
+def layer_sparsity(model: keras.Model) -> dict[str, float]:
+    """Sparsity of each prunable weight, by layer name (see ``tfimp.layer_sparsity``)."""
+    return {name: 1.0 - float(np.count_nonzero(a)) / a.size for name, a in _zero_counting_arrays(model)}
+
+
+def sparsity(model: keras.Model, over: str = "prunable") -> float:
+    """Overall sparsity of a Keras 3 ``model`` (see ``tfimp.sparsity``: ``over="prunable"`` or ``"all"``)."""
+    if over not in SPARSITY_SCOPES:
+        raise ValueError(f"over must be one of {SPARSITY_SCOPES}, got {over!r}")
+    if over == "all":
+        check_keras3_model(model)
+        masks = {id(k.weight): keras.ops.convert_to_numpy(k.mask.value) for k in prunable_kernels(model)}
+        zeros, total = _masking.zeros_over_all((keras.ops.convert_to_numpy(v.value), masks.get(id(v)))
+                                               for v in model.trainable_weights)
+        if not total:
+            raise ValueError(f"model {model.name!r} has no trainable parameters")
+        return zeros / total
+    zeros, total = _masking.count_zeros([a for _, a in _zero_counting_arrays(model)])
+    return zeros / total
+
+
+# --------------------------------------------------------------------------
+# Stripping and loading
+# --------------------------------------------------------------------------
+
+
+def strip(model: keras.Model) -> keras.Model:
+    """Removes every :class:`MaskedLayer`; the result is a plain Keras 3 model holding the zeros.
+
+    Its ``.keras`` file loads on any backend without tfimp. Sequential and
+    functional models are rebuilt around the wrapped layers (sharing their
+    variables); subclassed models are unwrapped in place.
+
+    Raises:
+      ValueError: a wrapper is left where tfimp cannot replace it (naming it).
+    """
+    check_keras3_model(model)
+    _sync_training_state(model)
+    for kernel in prunable_kernels(model):
+        kernel.weight.assign(keras.ops.convert_to_numpy(kernel.weight.value)
+                             * keras.ops.convert_to_numpy(kernel.mask.value))
+    if _private.keras3_is_functional(model):
+        stripped = _strip_graph(model)
+    else:
+        _strip_in_place(model)
+        stripped = model
+        _after_structure_change(stripped)
+    left = [path for path, _ in wrappers(stripped)]
+    if left:
+        raise ValueError(f"tfimp.strip could not remove the pruning wrapper of layers {left}: they are held where "
+                         "tfimp cannot replace them (a private attribute of a custom layer). Keep such layers "
+                         "unwrapped with `tfimp.wrap(model, exclude=[...])`, or hold them in a public attribute.")
+    return stripped
+
+
+def _strip_graph(model: keras.Model) -> keras.Model:
+    def clone_function(layer):
+        if isinstance(layer, keras.Model) and _private.keras3_is_functional(layer):
+            return _strip_graph(layer)
+        if isinstance(layer, MaskedLayer):
+            return layer.layer
+        if _direct_sublayers(layer):
+            _strip_in_place(layer)
+        return layer
+
+    return keras.models.clone_model(model, clone_function=clone_function)
+
+
+def _strip_in_place(container) -> None:
+    def replacement(layer):
+        if isinstance(layer, MaskedLayer):
+            return layer.layer
+        if isinstance(layer, keras.Model) and _private.keras3_is_functional(layer):
+            return _strip_graph(layer)
+        _strip_in_place(layer)
+        return layer
+
+    _replace_in_place(container, replacement)
+
+
+def load_model(path: str, *, compile: bool = True, extra_custom_objects: dict | None = None) -> keras.Model:
+    """Loads a wrapped or stripped Keras 3 model saved as ``.keras`` (the masks come back with it)."""
+    return keras.saving.load_model(path, compile=compile, custom_objects={
+        "tfimp>MaskedLayer": MaskedLayer, **(extra_custom_objects or {})})
