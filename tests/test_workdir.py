@@ -129,14 +129,17 @@ def test_every_workdir_name_is_defined_once_in_the_workdir_module():
     names = {name for name in names if "." in name or os.sep in name}  # file names (bare words are module names too)
     assert {"identity.json", "results.json", "run.lock", "model_stripped.keras", "row.json"} <= names
     package = os.path.dirname(tfimp.__file__)
-    found = []
-    for module in sorted(os.listdir(package)):
-        if not module.endswith(".py") or module == "workdir.py":
-            continue
-        with open(os.path.join(package, module)) as handle:
-            source = handle.read()
-        found += [f"{module}: {name!r}" for name in names if re.search(rf"[\"']{re.escape(name)}[\"']", source)]
-    assert found == []
+    found, read = [], 0
+    for folder, _, files in os.walk(package):  # the core and both front ends
+        for module in sorted(files):
+            relative = os.path.relpath(os.path.join(folder, module), package)
+            if not module.endswith(".py") or relative == os.path.join("core", "workdir.py"):
+                continue
+            with open(os.path.join(folder, module)) as handle:
+                source = handle.read()
+            read += 1
+            found += [f"{relative}: {name!r}" for name in names if re.search(rf"[\"']{re.escape(name)}[\"']", source)]
+    assert found == [] and read > 40
 
 
 def test_each_cycle_is_a_directory_and_load_cycle_gives_the_model_of_that_cycle(tmp_path):

@@ -43,7 +43,7 @@ _MODEL_FUNCTIONS = ("layer_sparsity", "load_model", "prune", "sparsity", "strip"
 _KERAS3_MODULES = {"batchnorm": "tfimp.keras3.batchnorm", "callbacks": "tfimp.keras3.callbacks",
                    "coverage": "tfimp.keras3.coverage",
                    "data": "tfimp.keras3.data", "lr": "tfimp.keras3.lr", "optimizers": "tfimp.keras3.optimizers"}
-_KERAS3_NAMES = {"IMP": "tfimp.keras3.imp", "Dense": "tfimp.keras3.imp"}
+_KERAS3_NAMES = {"IMP": "tfimp.keras3.imp", "Dense": "tfimp.keras3.imp", "load_cycle": "tfimp.keras3.checkpoint"}
 
 __all__ = sorted(set(_CORE_MODULES) - {"registry", "core", "keras3"} | set(_CORE_NAMES) | set(_TF_KERAS_MODULES)
                  | set(_TF_KERAS_NAMES) | set(_MODEL_FUNCTIONS))

@@ -15,51 +15,20 @@ model at that point.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
-from typing import Any, Sequence
 
 from tfimp import storage as _storage
 from tfimp import workdir as _workdir
 from tfimp._backend import keras, tf
+from tfimp.core import checkpoint as _core_checkpoint
+from tfimp.core import results as _core_results
 
-_CHECKPOINT = _workdir.CHECKPOINT
-_STATE = "state.json"  # written last: a save without it is incomplete
-_SAVE = "save_"
 atomic_write_text = _storage.atomic_write_text
 
 
-def _json_default(value):
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {value!r}")
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=False, default=_json_default)
-
-
-def write_results(workdir: str, rows: Sequence[dict], extra: dict | None = None) -> None:
-    """Writes ``results.json`` (rows + ``extra``) and ``results.csv`` atomically."""
-    atomic_write_text(os.path.join(workdir, _workdir.RESULTS_JSON), to_json({**(extra or {}), "rows": list(rows)}))
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(key for key in row if key not in columns)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    # Lists (a cycle's emptied layers) as one ";"-separated cell.
-    writer.writerows({key: ";".join(map(str, value)) if isinstance(value, list) else value for key, value in row.items()}
-                     for row in rows)
-    atomic_write_text(os.path.join(workdir, _workdir.RESULTS_CSV), buffer.getvalue())
-
-
-def load_results(workdir: str) -> list[dict] | None:
-    """The rows of ``results.json`` in ``workdir``, or ``None`` if there is none."""
-    found = _storage.read_json(os.path.join(workdir, _workdir.RESULTS_JSON))
-    return None if found is None else found["rows"]
+to_json = _core_results.to_json
+write_results = _core_results.write_results
+load_results = _core_results.load_results
 
 
 def save_weights(model: keras.Model, target: str) -> None:
@@ -136,46 +105,17 @@ def _trackables(model: keras.Model) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(model=model, optimizer=model.optimizer)
 
 
-def _saves(workdir: str) -> list[tuple[int, str]]:
-    """(number, path) of every save directory under ``workdir/checkpoint``, oldest first."""
-    root = os.path.join(workdir, _CHECKPOINT)
-    return sorted((int(name[len(_SAVE):]), os.path.join(root, name)) for name in _storage.listdir(root)
-                  if name.startswith(_SAVE) and name[len(_SAVE):].isdigit())
-
-
 def save(workdir: str, model: keras.Model, state: dict) -> None:
-    """Saves weights, masks, optimizer and ``state`` as one unit: a new ``save_K/``, ``state.json`` last.
-
-    Older saves are removed only once the new one is complete.
-    """
-    saves = _saves(workdir)
-    target = os.path.join(workdir, _CHECKPOINT, f"{_SAVE}{saves[-1][0] + 1 if saves else 0}")
-    _storage.remove(target)
-    _trackables(model).write(os.path.join(target, "ckpt"))
-    atomic_write_text(os.path.join(target, _STATE), to_json(state))
-    for _, older in saves:
-        _storage.remove(older)
+    """Saves weights, masks, optimizer and ``state`` as one unit: a new ``save_K/``, ``state.json`` last."""
+    trackables = _trackables(model)
+    _core_checkpoint.save(workdir, lambda directory: trackables.write(os.path.join(directory, "ckpt")), state)
 
 
-def _complete_checkpoint(workdir: str) -> str | None:
-    """The newest save with its ``state.json`` (a newer one without it was cut short by a kill)."""
-    for _, candidate in reversed(_saves(workdir)):
-        if _storage.exists(os.path.join(candidate, _STATE)):
-            return candidate
-    return None
-
-
-def load_state(workdir: str) -> dict | None:
-    """The saved state, or ``None`` when the workdir has no checkpoint."""
-    path = _complete_checkpoint(workdir)
-    return None if path is None else _storage.read_json(os.path.join(path, _STATE))
+load_state = _core_checkpoint.load_state
 
 
 def restore(workdir: str, model: keras.Model) -> dict | None:
     """Restores weights, masks and optimizer; returns the saved state (``None``: nothing saved)."""
-    path = _complete_checkpoint(workdir)
-    if path is None:
-        return None
-    status = _trackables(model).read(os.path.join(path, "ckpt"))
-    status.assert_existing_objects_matched()
-    return _storage.read_json(os.path.join(path, _STATE))
+    trackables = _trackables(model)
+    return _core_checkpoint.restore(
+        workdir, lambda directory: trackables.read(os.path.join(directory, "ckpt")).assert_existing_objects_matched())

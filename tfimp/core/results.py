@@ -1,4 +1,4 @@
-"""Results rows and the table printed from them: framework-free, the same for every front end and runner.
+"""Results rows, the table printed from them and the results files: framework-free, for every front end and runner.
 
 Every runner reports the same row: the phase's settings, its last epoch's
 logs and, when test data is given, the test loss and accuracy.
@@ -6,9 +6,16 @@ logs and, when test data is given, the test loss and accuracy.
 
 from __future__ import annotations
 
-from typing import Optional
+import csv
+import io
+import json
+import os
+from typing import Any, Optional, Sequence
 
 import numpy as np
+
+from tfimp.core import storage as _storage
+from tfimp.core import workdir as _workdir
 
 #: Columns of the progress table printed at the end of a run.
 _TABLE_COLUMNS = (
@@ -77,3 +84,37 @@ def loss_and_accuracy(metrics: dict) -> tuple[Optional[float], Optional[float]]:
     key = _accuracy_key(metrics)
     loss = metrics.get("loss")
     return (None if loss is None else float(loss)), (float(metrics[key]) if key else None)
+
+
+# -- files -------------------------------------------------------------------
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=False, default=_json_default)
+
+
+def write_results(workdir: str, rows: Sequence[dict], extra: dict | None = None) -> None:
+    """Writes ``results.json`` (rows + ``extra``) and ``results.csv`` atomically."""
+    _storage.atomic_write_text(os.path.join(workdir, _workdir.RESULTS_JSON),
+                               to_json({**(extra or {}), "rows": list(rows)}))
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(key for key in row if key not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    # Lists (a cycle's emptied layers) as one ";"-separated cell.
+    writer.writerows({key: ";".join(map(str, value)) if isinstance(value, list) else value for key, value in row.items()}
+                     for row in rows)
+    _storage.atomic_write_text(os.path.join(workdir, _workdir.RESULTS_CSV), buffer.getvalue())
+
+
+def load_results(workdir: str) -> list[dict] | None:
+    """The rows of ``results.json`` in ``workdir``, or ``None`` if there is none."""
+    found = _storage.read_json(os.path.join(workdir, _workdir.RESULTS_JSON))
+    return None if found is None else found["rows"]

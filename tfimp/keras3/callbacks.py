@@ -14,8 +14,10 @@ train function is rebuilt once per phase (``make_train_function(force=True)``),
 so nothing runs in Python per step, with ``jit_compile`` and
 ``steps_per_execution`` too.
 
-Not yet on Keras 3 (refused with a clear error rather than ignored):
-``workdir=`` (checkpoints and resume).
+With ``workdir=``, every epoch is checkpointed (weights, masks, optimizer
+state, seed generators, rows) and each finished cycle written as
+``cycle_N/``, in the tf_keras front end's layout; ``imp.restore(model)``
+resumes exactly.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from tfimp.core import cycles as _cycles
 from tfimp.core import masking as _masking
 from tfimp.core import notices as _notices
 from tfimp.core import results as _results
+from tfimp.core import workdir as _workdir
 from tfimp.core.plan import Plan
 from tfimp.keras3 import batchnorm as _batchnorm
+from tfimp.keras3 import checkpoint as _checkpoint
 from tfimp.keras3 import lr as _lr
 from tfimp.keras3 import masks as _masks
 from tfimp.keras3 import optimizers as _optimizers
@@ -64,22 +68,29 @@ class IMP(keras.callbacks.Callback):
       recalibration_data: the training batches (or an ``(x, y)`` pair) from
         which BatchNorm statistics are re-estimated right after each pruning
         step when ``plan.recalibrate_bn`` is set (:func:`tfimp.batchnorm.reestimate`).
+      workdir: where to checkpoint every epoch (weights, masks, optimizer,
+        rows) and write ``cycle_N/``, ``results.json`` and ``results.csv``
+        (the tf_keras layout, :mod:`tfimp.core.workdir`); ``None`` keeps
+        everything in memory. Call ``initial_epoch = imp.restore(model)``
+        before ``fit`` to resume.
+      overwrite: remove whatever run ``workdir`` holds and start over.
       verbose: 0 silent, 1 one line per cycle and a final table.
       cycle_end_hooks: functions ``hook(model, row)`` called after each cycle's row.
+      identity: more of what defines the run, stored in ``identity.json``; a
+        later run in ``workdir`` with any difference is refused. The callback
+        holds the workdir's lock from construction until training ends.
 
     Raises:
-      NotImplementedError: ``workdir`` (not yet on Keras 3).
+      IdentityMismatch: ``workdir`` holds a different run.
+      WorkdirInUse: another live process holds ``workdir``.
     """
 
     def __init__(self, plan: Plan, *, schedule: Optional[_lr.Schedule] = None, steps_per_epoch: Optional[int] = None,
-                 test_data=None, recalibration_data=None, workdir: Optional[str] = None, verbose: int = 1,
-                 cycle_end_hooks: Sequence[Callable] = ()):
+                 test_data=None, recalibration_data=None, workdir: Optional[str] = None, overwrite: bool = False,
+                 verbose: int = 1, cycle_end_hooks: Sequence[Callable] = (), identity: Optional[dict] = None):
         super().__init__()
         if not isinstance(plan, Plan):
             raise TypeError(f"plan must be a tfimp.Plan, got {type(plan).__name__}")
-        if workdir is not None:
-            raise NotImplementedError("workdir= (checkpoints and resume) is not yet on tfimp's Keras 3 front end; "
-                                      "run without it, or on tf_keras (tfimp.keras)")
         self.plan = plan
         self.schedule = schedule
         self.steps_per_epoch = steps_per_epoch
@@ -94,6 +105,68 @@ class IMP(keras.callbacks.Callback):
         self._phase_wall = 0.0
         self._epoch_start = 0.0
         self._original: Optional[_lr.Original] = None
+        self._installed_on = None
+        self._restored_epoch: Optional[int] = None
+        self.workdir = workdir
+        self._owns_lock = False
+        if workdir is not None:  # claimed now: a mismatch is refused before anything is written
+            self._owns_lock = _workdir.acquire(workdir, verbose)
+            try:
+                _workdir.claim(workdir, {"plan": plan.to_dict(), "schedule": _workdir.describe(schedule),
+                                         "keras": keras.__version__.split(".")[0], **(identity or {})},
+                               overwrite, verbose)
+            except Exception:
+                if self._owns_lock:
+                    _workdir.release(workdir)
+                raise
+
+    # -- resume ---------------------------------------------------------------
+
+    def restore(self, model: keras.Model) -> int:
+        """Loads the workdir's newest checkpoint into ``model`` (compiled) and this callback.
+
+        Returns:
+          The epoch to pass to ``fit`` as ``initial_epoch`` (0 without a checkpoint;
+          ``plan.total_epochs`` for a finished run, so ``fit`` does nothing).
+        """
+        if self.workdir is None:
+            return 0
+        self._install_schedule(model)  # before reading: the save holds the optimizer as it runs
+        state = _checkpoint.restore(self.workdir, model)
+        if state is None:
+            self._restored_epoch = 0
+            return 0
+        self.rows = list(state["rows"])
+        self._cycles = {int(k): v for k, v in state["cycles"].items()}
+        self._phase_wall = float(state["phase_wall_s"])
+        self._dense_norm_sq = state.get("dense_norm_sq")
+        self._restored_epoch = int(state["next_epoch"])
+        if self.verbose and not self.finished:
+            print(f"[tfimp] resuming from {self.workdir!r} at epoch {self._restored_epoch + 1}"
+                  f"/{self.plan.total_epochs} ({len(self.rows)} cycle rows done)", flush=True)
+        return self._restored_epoch
+
+    @property
+    def finished(self) -> bool:
+        return self._restored_epoch is not None and self._restored_epoch >= self.plan.total_epochs
+
+    def _install_schedule(self, model: keras.Model) -> None:
+        """Takes over the learning rate once per optimizer: reads the compiled one (the default original
+        schedule) and puts a tabulated schedule in its place (so saves list the same optimizer variables)."""
+        if model.optimizer is None:
+            raise ValueError("compile the model before IMP runs: it drives the compiled optimizer's learning rate")
+        optimizer = _optimizers.unwrapped(model.optimizer)
+        if self._installed_on is optimizer:
+            return
+        if self.schedule is None:
+            compiled = _private.optimizer_learning_rate(optimizer)  # the schedule object, which has no public getter
+            if isinstance(compiled, _lr.Tabulated):
+                raise ValueError("the optimizer runs another IMP callback's schedule; compile a fresh optimizer "
+                                 "or pass schedule= (the original dense schedule)")
+            self.schedule = (compiled if isinstance(compiled, keras.optimizers.schedules.LearningRateSchedule)
+                             else float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+        optimizer.learning_rate = _lr.Tabulated(_lr.tabulate(self.schedule, 1), name="dense")
+        self._installed_on = optimizer
 
     # -- fit hooks --------------------------------------------------------------
 
@@ -109,11 +182,12 @@ class IMP(keras.callbacks.Callback):
         self.steps_per_epoch = int(steps)
         if not _masks.prunable_kernels(self.model):
             raise ValueError("IMP needs a wrapped model: call `model = tfimp.wrap(model)` before compile")
-        optimizer = _optimizers.unwrapped(self.model.optimizer)
-        if self.schedule is None:
-            compiled = _private.optimizer_learning_rate(optimizer)  # the schedule object, which has no public getter
-            self.schedule = (compiled if isinstance(compiled, keras.optimizers.schedules.LearningRateSchedule)
-                             else float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+        self._install_schedule(self.model)
+        if self.workdir is not None and self._restored_epoch is None:
+            saved = _checkpoint.load_state(self.workdir)
+            if saved is not None:
+                raise ValueError(f"workdir {self.workdir!r} holds a checkpoint at epoch {saved['next_epoch']}; "
+                                 "call `initial_epoch = imp.restore(model)` and pass it to fit to resume")
         self._original = _lr.Original(
             _lr.tabulate(self.schedule, max(1, self.plan.reference_epochs) * self.steps_per_epoch),
             _lr.warmup_steps_of(self.schedule))
@@ -152,10 +226,25 @@ class IMP(keras.callbacks.Callback):
         if epoch == start + length - 1:
             self.rows.append(self._row(self._phase, dict(logs or {})))
             self._phase_wall = 0.0
+            if self.workdir is not None:  # first: hooks may read cycle_N/
+                _checkpoint.write_cycle(self.workdir, self.model, self.rows[-1])
             for hook in self.cycle_end_hooks:
                 hook(self.model, self.rows[-1])
+        if self.workdir is not None:
+            _checkpoint.save(self.workdir, self.model, {
+                "next_epoch": epoch + 1, "rows": self.rows, "cycles": self._cycles, "phase_wall_s": self._phase_wall,
+                "dense_norm_sq": self._dense_norm_sq, "finished": epoch + 1 >= self.plan.total_epochs})
+            if epoch == start + length - 1:
+                _results.write_results(self.workdir, self.rows, {"plan": self.plan.to_dict()})
+
+    def release(self) -> None:
+        """Gives up the workdir's lock (training's end does it; a runner does it when ``fit`` never ends well)."""
+        if self._owns_lock:
+            _workdir.release(self.workdir)
+            self._owns_lock = False
 
     def on_train_end(self, logs=None):
+        self.release()
         if self.verbose and len(self.rows) == self.plan.cycles + (self.plan.dense_epochs > 0):
             print("[tfimp] IMP finished:\n" + _results.format_table(self.rows), flush=True)
 

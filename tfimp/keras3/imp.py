@@ -18,6 +18,7 @@ import keras
 
 from tfimp.core import results as _results
 from tfimp.core import schedules as _rules
+from tfimp.core import workdir as _workdir
 from tfimp.core.plan import Plan, bimp_plan, runner_plan
 from tfimp.keras3 import callbacks as _callbacks
 from tfimp.keras3 import data as _data
@@ -76,6 +77,13 @@ class _Trainer:
             loss=self.loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=self.metrics, steps_per_execution=self.steps_per_execution, jit_compile=self.jit_compile)
 
+    def identity(self, **extra) -> dict:
+        """What defines a run of this runner, for the workdir (see :mod:`tfimp.core.workdir`)."""
+        settings = {name: _workdir.describe(getattr(self, name)) for name in (
+            "optimizer", "learning_rate", "dense_schedule", "warmup_epochs", "momentum", "weight_decay", "nesterov",
+            "loss", "metrics", "batch_size", "steps_per_epoch", "seed", "jit_compile")}
+        return {"runner": type(self).__name__, "backend": keras.backend.backend(), **settings, **extra}
+
     @staticmethod
     def _validation(validation):
         return tuple(validation) if isinstance(validation, list) else validation
@@ -108,9 +116,15 @@ class IMP(_Trainer):
         return cls(plan, **settings)
 
     def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
-            verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
-            cycle_end_hooks: Sequence = ()) -> list[dict]:
-        """Runs the plan on ``model`` (wrapped unless it is already); returns the rows, one per cycle."""
+            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
+            cycle_end_hooks: Sequence = (), identity: Optional[dict] = None) -> list[dict]:
+        """Runs the plan on ``model`` (wrapped unless it is already); returns the rows, one per cycle.
+
+        With ``workdir``, rerunning the same call resumes where the last run
+        stopped (training arrays and :class:`tfimp.keras3.data.EpochOrdered`
+        data replay exactly); a finished run returns its rows without
+        training; a workdir holding another run is refused.
+        """
         _masks.check_keras3_model(model)
         train, steps = self._training_data(train)
         if not _masks.wrappers(model):
@@ -120,10 +134,27 @@ class IMP(_Trainer):
         self.callback = _callbacks.IMP(
             self.plan, schedule=self._schedule(self.plan.reference_epochs, steps), steps_per_epoch=steps,
             test_data=test, recalibration_data=train if self.plan.recalibrate_bn else None, workdir=workdir,
-            verbose=verbose, cycle_end_hooks=cycle_end_hooks)
-        model.fit(train, epochs=self.plan.total_epochs, steps_per_epoch=self.steps_per_epoch,
-                  validation_data=self._validation(validation), callbacks=[self.callback, *callbacks],
-                  verbose=verbose, shuffle=False)
+            overwrite=overwrite, verbose=verbose, cycle_end_hooks=cycle_end_hooks,
+            identity=self.identity(steps_per_epoch=steps, user=identity or {}))
+        try:
+            initial_epoch = self.callback.restore(model)
+        except BaseException:
+            self.callback.release()
+            raise
+        if self.callback.finished:
+            self.callback.release()
+            if verbose:
+                print(f"[tfimp] {workdir!r} holds this finished run; its {len(self.callback.rows)} rows are "
+                      "returned without training", flush=True)
+            return list(self.callback.rows)
+        if isinstance(train, _data.EpochOrdered):
+            train.epoch = initial_epoch  # the batches the uninterrupted run saw from here on
+        try:
+            model.fit(train, epochs=self.plan.total_epochs, initial_epoch=initial_epoch,
+                      steps_per_epoch=self.steps_per_epoch, validation_data=self._validation(validation),
+                      callbacks=[self.callback, *callbacks], verbose=verbose, shuffle=False)
+        finally:
+            self.callback.release()  # the lock goes even when fit stops with an error
         return list(self.callback.rows)
 
 

@@ -1,0 +1,109 @@
+"""Runs you can trust on Keras 3: identity and lock, cycle_N/ and load_cycle, exact resume after kill -9."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import tfimp
+from tfimp.core import workdir as workdir_layout
+from tfimp.keras3 import masks
+
+import k3_helpers as h
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _imp(**changes):
+    fields = dict(target_sparsity=0.8, cycles=2, dense_epochs=1, retrain_epochs=1, learning_rate=0.05, batch_size=32)
+    return tfimp.IMP(**{**fields, **changes})
+
+
+def test_cycles_results_and_load_cycle(tmp_path):
+    run = str(tmp_path / "run")
+    x, y = h.classification_data(128)
+    imp = _imp()
+    rows = imp.run(h.small_cnn(), (x, y), test=(x[:32], y[:32]), workdir=run, verbose=0)
+    assert workdir_layout.cycles(run) == [0, 1, 2]
+    for row in rows:
+        directory = workdir_layout.cycle_dir(run, row["cycle"])
+        assert sorted(os.listdir(directory)) == ["model.json", "model.weights.h5", "row.json"]
+        with open(os.path.join(directory, "row.json")) as handle:
+            assert json.load(handle) == json.loads(json.dumps(row))
+        model = tfimp.load_cycle(run, row["cycle"])
+        assert tfimp.sparsity(model) == row["sparsity"]
+    np.testing.assert_array_equal(tfimp.load_cycle(run, 2).predict(x[:8], verbose=0), imp.model.predict(x[:8], verbose=0))
+    with open(os.path.join(run, workdir_layout.RESULTS_JSON)) as handle:
+        assert [r["cycle"] for r in json.load(handle)["rows"]] == [0, 1, 2]
+    assert not os.path.exists(os.path.join(run, workdir_layout.LOCK))  # released at the end
+    with pytest.raises(FileNotFoundError, match=r"finished cycles: \[0, 1, 2\]"):
+        tfimp.load_cycle(run, 7)
+    again = _imp().run(h.small_cnn(), (x, y), test=(x[:32], y[:32]), workdir=run, verbose=0)
+    assert again == rows  # finished: the rows back, nothing trained
+    with pytest.raises(tfimp.core.workdir.IdentityMismatch, match="target_sparsity: 0.8"):
+        _imp(target_sparsity=0.9).run(h.small_cnn(), (x, y), workdir=run, verbose=0)
+    assert not os.path.exists(os.path.join(run, workdir_layout.LOCK))
+
+
+def test_a_live_lock_is_respected(tmp_path):
+    run = str(tmp_path / "run")
+    os.makedirs(run)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with open(os.path.join(run, workdir_layout.LOCK), "w") as handle:
+            json.dump({"host": os.uname().nodename, "pid": sleeper.pid}, handle)
+        x, y = h.classification_data(64)
+        with pytest.raises(tfimp.core.workdir.WorkdirInUse, match=f"process {sleeper.pid}"):
+            _imp().run(h.mlp(inputs=192), (x.reshape(64, -1), y), workdir=run, verbose=0)
+    finally:
+        sleeper.kill()
+
+
+_RUN = r"""
+import json, os, signal, sys
+import numpy as np, keras, tfimp
+sys.path.insert(0, sys.argv[3])
+import k3_helpers as h
+keras.utils.set_random_seed(0)
+x, y = h.classification_data(96, seed=1)
+imp = tfimp.IMP(target_sparsity=0.9, cycles=2, dense_epochs=2, retrain_epochs=2, learning_rate=0.05, batch_size=16)
+
+class Kill(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == (3, 2):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+kill = sys.argv[2] == "kill"
+rows = imp.run(h.small_cnn(), (x, y), test=(x, y), workdir=sys.argv[1], verbose=0, callbacks=[Kill()] if kill else [])
+model = imp.model
+np.savez(sys.argv[1] + ".npz", *[keras.ops.convert_to_numpy(v.value) for v in model.variables + model.optimizer.variables])
+print(json.dumps([{k: v for k, v in r.items() if k != "wall_s"} for r in rows]))
+"""
+
+
+def _run(workdir, mode):
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    return subprocess.run([sys.executable, "-c", _RUN, workdir, mode, HERE], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_a_run_killed_with_sigkill_resumes_exactly(tmp_path):
+    straight = _run(str(tmp_path / "straight"), "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = _run(str(tmp_path / "killed"), "kill")
+    assert killed.returncode == -signal.SIGKILL
+    assert os.path.exists(tmp_path / "killed" / workdir_layout.LOCK)  # the dead run's lock, taken over below
+    resumed = _run(str(tmp_path / "killed"), "resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout.splitlines()[-1]) == json.loads(straight.stdout.splitlines()[-1])
+    a, b = np.load(tmp_path / "straight.npz"), np.load(tmp_path / "killed.npz")
+    assert len(a.files) == len(b.files) > 10
+    for name in a.files:  # weights, masks, seed generators, optimizer slots and step: bit for bit
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)

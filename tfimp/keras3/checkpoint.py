@@ -1,0 +1,123 @@
+"""A Keras 3 run's state on disk: per-epoch saves, ``cycle_N/`` directories and ``load_cycle``.
+
+The units and their order are :mod:`tfimp.core.checkpoint`'s and
+:mod:`tfimp.core.workdir`'s (the same layout as tf_keras). The payload is
+Keras 3's own ``.weights.h5``, which holds the model's variables (weights,
+masks, seed generators) and the optimizer's (slots, step counter), so a run
+killed at any moment resumes exactly. ``cycle_N/`` holds the wrapped model's
+weights, its architecture (``model.json``, when Keras can serialise it) and
+``row.json``, written last.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import keras
+import numpy as np
+
+from tfimp import _private
+from tfimp.core import checkpoint as _core_checkpoint
+from tfimp.core import storage as _storage
+from tfimp.core import workdir as _workdir
+from tfimp.core.results import to_json
+from tfimp.keras3 import masks as _masks
+from tfimp.keras3.wrapper import MaskedLayer
+
+
+def save_weights(model: keras.Model, target: str) -> None:
+    """``model.save_weights`` (model and optimizer) to a ``.weights.h5`` file on any file system."""
+    with _storage.local_file(target, "w") as local:
+        model.save_weights(local)
+
+
+def load_weights(model: keras.Model, source: str) -> None:
+    """``model.load_weights`` from a ``.weights.h5`` file on any file system."""
+    with _storage.local_file(source, "r") as local:
+        model.load_weights(local)
+
+
+def build_optimizer(model: keras.Model) -> None:
+    """Creates the optimizer's slots, so a save restores them (Keras builds them lazily, at the first step)."""
+    optimizer = model.optimizer
+    if optimizer is None:
+        raise ValueError("compile the model before saving or restoring an IMP checkpoint")
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+
+
+def rng_states(model: keras.Model) -> list:
+    """The model's variables that are not weights: the states of its seed generators (dropout, noise, ...)."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def _write_payload(model: keras.Model, directory: str) -> None:
+    save_weights(model, os.path.join(directory, _workdir.KERAS3_WEIGHTS))
+    with _storage.local_file(os.path.join(directory, _workdir.KERAS3_RNG_STATES), "w") as local:
+        with open(local, "wb") as handle:
+            np.savez(handle, *[keras.ops.convert_to_numpy(v.value) for v in rng_states(model)])
+
+
+def _read_payload(model: keras.Model, directory: str) -> None:
+    load_weights(model, os.path.join(directory, _workdir.KERAS3_WEIGHTS))
+    with _storage.local_file(os.path.join(directory, _workdir.KERAS3_RNG_STATES), "r") as local:
+        with np.load(local) as saved:
+            states = rng_states(model)
+            if len(saved.files) != len(states):
+                raise ValueError(f"the checkpoint in {directory!r} holds {len(saved.files)} random-generator states, "
+                                 f"the model has {len(states)}: it was saved from another model")
+            for index, variable in enumerate(states):
+                variable.assign(saved[f"arr_{index}"])
+
+
+def save(workdir: str, model: keras.Model, state: dict) -> None:
+    """Saves weights, masks, optimizer, seed generators and ``state`` as one unit (``checkpoint/save_K/``)."""
+    build_optimizer(model)
+    _masks._sync_training_state(model)
+    _core_checkpoint.save(workdir, lambda directory: _write_payload(model, directory), state)
+
+
+def restore(workdir: str, model: keras.Model) -> Optional[dict]:
+    """Restores weights, masks, optimizer and seed generators from the newest complete save; returns its state."""
+    build_optimizer(model)
+    return _core_checkpoint.restore(workdir, lambda directory: _read_payload(model, directory))
+
+
+load_state = _core_checkpoint.load_state
+
+
+def write_cycle(workdir: str, model: keras.Model, row: dict) -> str:
+    """Writes finished cycle ``row["cycle"]`` as ``cycle_N/`` (``row.json`` last); returns its path."""
+    directory = _workdir.cycle_dir(workdir, row["cycle"])
+    _storage.remove(directory)
+    _storage.makedirs(directory)
+    save_weights(model, os.path.join(directory, _workdir.KERAS3_WEIGHTS))
+    if _private.keras3_is_functional(model):
+        _storage.atomic_write_text(os.path.join(directory, _workdir.CYCLE_MODEL), model.to_json())
+    _storage.atomic_write_text(os.path.join(directory, _workdir.CYCLE_ROW), to_json(row))
+    return directory
+
+
+def load_cycle(workdir: str, cycle: int, model: Optional[keras.Model] = None) -> keras.Model:
+    """The wrapped model as it was at the end of ``cycle`` (see the tf_keras ``tfimp.load_cycle``); uncompiled.
+
+    Raises:
+      FileNotFoundError: no such finished cycle (the message lists those there are).
+      ValueError: the cycle has no saved architecture and no ``model`` was given.
+    """
+    directory = _workdir.cycle_dir(workdir, cycle)
+    if not _storage.exists(os.path.join(directory, _workdir.CYCLE_ROW)):
+        raise FileNotFoundError(f"workdir {workdir!r} has no finished cycle {cycle}; "
+                                f"finished cycles: {_workdir.cycles(workdir)}")
+    if model is None:
+        architecture = _storage.read_text(os.path.join(directory, _workdir.CYCLE_MODEL))
+        if architecture is None:
+            raise ValueError(f"cycle {cycle} in {workdir!r} was saved from a subclassed model: pass a built "
+                             "instance as load_cycle(workdir, cycle, model=...)")
+        model = keras.models.model_from_json(architecture, custom_objects={"tfimp>MaskedLayer": MaskedLayer})
+    elif not _masks.wrappers(model):
+        model = _masks.wrap(model)
+    load_weights(model, os.path.join(directory, _workdir.KERAS3_WEIGHTS))
+    return model
