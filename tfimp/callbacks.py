@@ -41,7 +41,7 @@ from tfimp.core import notices as _notices
 from tfimp.core.plan import Plan
 from tfimp.results import _count, _test_loss_and_accuracy, format_table, row_from_logs  # noqa: F401
 
-class IMP(keras.callbacks.Callback):
+class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
     """Runs an IMP (or BIMP, or one-shot) plan inside ``model.fit``.
 
     Args:
@@ -117,13 +117,8 @@ class IMP(keras.callbacks.Callback):
         # Multi-worker: every worker saves (saving all-reduces BatchNorm statistics), only the chief into workdir.
         self._write_dir = None if workdir is None else _workdir.write_dir(workdir)
         if workdir is not None:  # claimed now: a mismatch is refused before anything is written
-            self._owns_lock = _workdir.acquire(workdir, verbose)
-            try:
-                _workdir.claim(workdir, {**self._description(), **(identity or {})}, overwrite, verbose)
-            except Exception:
-                if self._owns_lock:
-                    _workdir.release(workdir)
-                raise
+            self._owns_lock = _workdir.acquire_and_claim(workdir, {**self._description(), **(identity or {})},
+                                                         overwrite, verbose)
 
     # -- resume ---------------------------------------------------------------
 
@@ -142,23 +137,7 @@ class IMP(keras.callbacks.Callback):
         self._install_schedule(model)  # before reading: the checkpoint holds the optimizer as it runs
         _build_optimizer(model)
         _distribute.sync_workers(model.distribute_strategy)  # the chief has claimed the workdir
-        state = _checkpoint.restore(self.workdir, model)
-        if state is None:
-            self._restored_epoch = 0
-            return 0
-        self.rows = list(state["rows"])
-        self._cycles = {int(k): v for k, v in state["cycles"].items()}
-        self._phase_wall = float(state["phase_wall_s"])
-        self._dense_norm_sq = state.get("dense_norm_sq")
-        self._restored_epoch = int(state["next_epoch"])
-        if self.verbose and not self.finished:
-            print(f"[tfimp] resuming from {self.workdir!r} at epoch {self._restored_epoch + 1}"
-                  f"/{self.plan.total_epochs} ({len(self.rows)} cycle rows done)", flush=True)
-        return self._restored_epoch
-
-    @property
-    def finished(self) -> bool:
-        return self._restored_epoch is not None and self._restored_epoch >= self.plan.total_epochs
+        return self._resume_from(_checkpoint.restore(self.workdir, model))
 
     # -- fit hooks --------------------------------------------------------------
 
@@ -246,7 +225,7 @@ class IMP(keras.callbacks.Callback):
             for hook in self.cycle_end_hooks:
                 hook(self.model, self.rows[-1])
         if self.workdir is not None:
-            _checkpoint.save(self._write_dir, self.model, self._state(next_epoch=epoch + 1))
+            _checkpoint.save(self._write_dir, self.model, self._progress_state(epoch + 1))
             if epoch == start + length - 1:
                 _checkpoint.write_results(self._write_dir, self.rows, {"plan": self.plan.to_dict()})
 
@@ -346,10 +325,6 @@ class IMP(keras.callbacks.Callback):
                                         self._phase_wall)
         return _cycles.finish_row(row_from_logs(self.model, logs, self.test_data, **settings), record)
 
-    def _state(self, next_epoch: int) -> dict:
-        return {"next_epoch": next_epoch, "rows": self.rows, "cycles": self._cycles,
-                "phase_wall_s": self._phase_wall, "dense_norm_sq": self._dense_norm_sq,
-                "finished": next_epoch >= self.plan.total_epochs}
 
 
 def _build_optimizer(model: keras.Model) -> None:

@@ -31,16 +31,8 @@ write_results = _core_results.write_results
 load_results = _core_results.load_results
 
 
-def save_weights(model: keras.Model, target: str) -> None:
-    """``model.save_weights`` to an ``.h5`` file on any file system (h5py writes only local files)."""
-    with _storage.local_file(target, "w") as local:
-        model.save_weights(local)
-
-
-def load_weights(model: keras.Model, source: str) -> None:
-    """``model.load_weights`` from an ``.h5`` file on any file system."""
-    with _storage.local_file(source, "r") as local:
-        model.load_weights(local)
+save_weights = _core_checkpoint.save_weights
+load_weights = _core_checkpoint.load_weights
 
 
 def write_cycle(workdir: str, model: keras.Model, row: dict) -> str:
@@ -81,15 +73,9 @@ def load_cycle(workdir: str, cycle: int, model: keras.Model | None = None) -> ke
     """
     from tfimp import tfmot_glue
 
-    directory = _workdir.cycle_dir(workdir, cycle)
-    if not _storage.exists(os.path.join(directory, _workdir.CYCLE_ROW)):
-        raise FileNotFoundError(f"workdir {workdir!r} has no finished cycle {cycle}; "
-                                f"finished cycles: {_workdir.cycles(workdir)}")
+    directory = _core_checkpoint.finished_cycle_dir(workdir, cycle)
     if model is None:
-        architecture = _storage.read_text(os.path.join(directory, _workdir.CYCLE_MODEL))
-        if architecture is None:
-            raise ValueError(f"cycle {cycle} in {workdir!r} was saved from a subclassed model: pass a built "
-                             "instance as load_cycle(workdir, cycle, model=...)")
+        architecture = _core_checkpoint.cycle_architecture(workdir, cycle)
         with keras.utils.custom_object_scope(tfmot_glue.custom_objects()):
             model = keras.models.model_from_json(architecture)
     elif not tfmot_glue.wrappers(model):

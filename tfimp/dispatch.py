@@ -10,6 +10,7 @@ ends' own, and the same on both (the tf_keras ``wrap`` also takes
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any
 
@@ -23,6 +24,7 @@ _FUNCTIONS = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def _function(name: str, which: str):
     if which == _front_end.TF_KERAS:
         import tfimp

@@ -29,7 +29,6 @@ from typing import Callable, Iterable, Iterator, Sequence, Union
 from tfimp import _private, coverage
 from tfimp.core import coverage as _core_coverage
 from tfimp.core import masking as _masking
-from tfimp.core import notices as _notices
 from tfimp._backend import keras, tf
 
 from tensorflow_model_optimization.python.core.sparsity.keras import prune as _tfmot_prune
@@ -432,20 +431,7 @@ def _walk(layer: keras.layers.Layer, prefix: str, seen: set[int]) -> Iterator[tu
 
 def leaf_layers(model: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
     """(path name, layer) for every layer of ``model``, children before their parents; wrappers are leaves."""
-    ordered = list(_walk(model, "", set()))
-    depth = {id(layer): path.count("/") for path, layer in ordered}
-    return sorted(ordered, key=lambda item: -depth[id(item[1])])
-
-
-def _exclusion_predicate(exclude: Exclude) -> Callable[[keras.layers.Layer], bool]:
-    if exclude is None:
-        return lambda layer: False
-    if callable(exclude):
-        return exclude
-    if isinstance(exclude, str):
-        exclude = [exclude]
-    names = set(exclude)
-    return lambda layer: layer.name in names
+    return _core_coverage.children_first(list(_walk(model, "", set())))
 
 
 def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclude: Exclude = None,
@@ -495,13 +481,7 @@ def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclud
     """
     check_tf_keras_model(model)
     chosen = coverage.normalize_kinds(kinds)
-    excluded = _exclusion_predicate(exclude)
-    if isinstance(exclude, (list, tuple, set, frozenset, str)):
-        names = {exclude} if isinstance(exclude, str) else set(exclude)
-        known = {layer.name for _, layer in _walk(model, "", set())}
-        unknown = sorted(names - known)
-        if unknown:
-            raise ValueError(f"exclude names layers that are not in the model: {unknown}")
+    excluded = _core_coverage.exclusion(exclude, (layer.name for _, layer in _walk(model, "", set())))
     make = _two_argument_factory(wrapper)
     left_out: dict[str, str] = {}
 
@@ -519,20 +499,8 @@ def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclud
     source = _independent_copy(model) if _is_graph_model(model) else model
     wrapped = _wrap_layer_tree(source, wrapper_for)
     if not wrappers(wrapped):
-        outside = " outside `exclude`" if exclude is not None else ""
-        also = f"; left out: {left_out}" if left_out else ""
-        raise ValueError(f"model {model.name!r} has nothing to prune: no weight of the kinds {sorted(chosen)}"
-                         f"{outside} (see tfimp.coverage{also})")
-    report = coverage.describe(wrapped, left_out)
-    if verbose:
-        print(report.summary(), flush=True)
-    else:
-        _log.info("%s", report.summary())
-    warning = _core_coverage.dense_share_warning(report, model.name, chosen)
-    if warning:
-        _notices.warn(warning)
-    if left_out:
-        _log.warning("tfimp.wrap: left out of pruning, never called: %s", ", ".join(left_out))
+        raise _core_coverage.nothing_to_prune(model.name, chosen, exclude, left_out)
+    _core_coverage.say_what_was_wrapped(coverage.describe(wrapped, left_out), model.name, chosen, left_out, verbose)
     return wrapped
 
 

@@ -61,3 +61,41 @@ def restore(workdir: str, read_payload: Callable[[str], None]) -> Optional[dict]
         return None
     read_payload(path)
     return _storage.read_json(os.path.join(path, _STATE))
+
+
+def save_weights(model, target: str) -> None:
+    """``model.save_weights`` to an h5 file on any file system (h5py writes only local files)."""
+    with _storage.local_file(target, "w") as local:
+        model.save_weights(local)
+
+
+def load_weights(model, source: str) -> None:
+    """``model.load_weights`` from an h5 file on any file system."""
+    with _storage.local_file(source, "r") as local:
+        model.load_weights(local)
+
+
+def finished_cycle_dir(workdir: str, cycle: int) -> str:
+    """The directory of finished cycle ``cycle`` (its ``row.json`` is there).
+
+    Raises:
+      FileNotFoundError: no such finished cycle (the message lists those there are).
+    """
+    directory = _workdir.cycle_dir(workdir, cycle)
+    if not _storage.exists(os.path.join(directory, _workdir.CYCLE_ROW)):
+        raise FileNotFoundError(f"workdir {workdir!r} has no finished cycle {cycle}; "
+                                f"finished cycles: {_workdir.cycles(workdir)}")
+    return directory
+
+
+def cycle_architecture(workdir: str, cycle: int) -> str:
+    """The model architecture (Keras JSON) saved with finished cycle ``cycle``.
+
+    Raises:
+      ValueError: the cycle was saved from a subclassed model (no architecture).
+    """
+    architecture = _storage.read_text(os.path.join(_workdir.cycle_dir(workdir, cycle), _workdir.CYCLE_MODEL))
+    if architecture is None:
+        raise ValueError(f"cycle {cycle} in {workdir!r} was saved from a subclassed model: pass a built "
+                         "instance as load_cycle(workdir, cycle, model=...)")
+    return architecture

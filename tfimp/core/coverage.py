@@ -14,10 +14,14 @@ and its kind.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from tfimp import _private
+from tfimp.core import notices
+
+_log = logging.getLogger("tfimp")
 
 #: Every kind of prunable weight, in the order reports list them.
 KINDS: tuple[str, ...] = ("conv", "dense", "depthwise", "embedding", "attention", "rnn")
@@ -113,6 +117,37 @@ def walk(layer, direct_sublayers: Callable[[Any], list], wrapper_type: type, pre
         yield path, sub
         if not isinstance(sub, wrapper_type):
             yield from walk(sub, direct_sublayers, wrapper_type, f"{path}/", seen)
+
+
+def children_first(ordered: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """:func:`walk`'s ``(path, layer)`` pairs with deeper layers first (a layer's children before it)."""
+    depth = {id(layer): path.count("/") for path, layer in ordered}
+    return sorted(ordered, key=lambda item: -depth[id(item[1])])
+
+
+def exclusion(exclude, model_layer_names: Iterable[str]) -> Callable[[Any], bool]:
+    """``wrap``'s ``exclude`` (None, layer names, or a predicate ``layer -> bool``) as a predicate.
+
+    Raises:
+      ValueError: ``exclude`` names a layer that is not in the model.
+    """
+    if exclude is None:
+        return lambda layer: False
+    if callable(exclude):
+        return exclude
+    names = {exclude} if isinstance(exclude, str) else set(exclude)
+    unknown = sorted(names - set(model_layer_names))
+    if unknown:
+        raise ValueError(f"exclude names layers that are not in the model: {unknown}")
+    return lambda layer: layer.name in names
+
+
+def nothing_to_prune(model_name: str, chosen: Iterable[str], exclude, left_out: dict[str, str]) -> ValueError:
+    """The error of a ``wrap`` that found no weight to wrap."""
+    outside = " outside `exclude`" if exclude is not None else ""
+    also = f"; left out: {left_out}" if left_out else ""
+    return ValueError(f"model {model_name!r} has nothing to prune: no weight of the kinds {sorted(chosen)}"
+                      f"{outside} (see tfimp.coverage{also})")
 
 
 def resolve(layer, path: str):
@@ -228,6 +263,21 @@ def tally(layers: Iterable[tuple[str, Sequence]], masked_ids: set[int], total_pa
 #: ``wrap`` warns when more than this share of a model's parameters sits in weight matrices and tables left
 #: dense (rank >= 2 outside the masks; biases and normalisation are not counted).
 DENSE_SHARE_WARNING = 0.1
+
+
+def say_what_was_wrapped(report: Coverage, model_name: str, chosen: Iterable[str], left_out: dict[str, str],
+                         verbose: int) -> None:
+    """After ``wrap``: the coverage summary (printed with ``verbose``, else logged), the dense-share warning,
+    and the covered layers left out."""
+    if verbose:
+        print(report.summary(), flush=True)
+    else:
+        _log.info("%s", report.summary())
+    warning = dense_share_warning(report, model_name, chosen)
+    if warning:
+        notices.warn(warning)
+    if left_out:
+        _log.warning("tfimp.wrap: left out of pruning, never called: %s", ", ".join(left_out))
 
 
 def dense_share_warning(report: Coverage, model_name: str, chosen: Iterable[str]) -> str | None:

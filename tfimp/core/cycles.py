@@ -21,6 +21,40 @@ from tfimp.core.plan import Plan
 from tfimp.core.results import _count
 
 
+class ResumableProgress:
+    """What both front ends' IMP callbacks keep across a resume, and how it goes into and out of ``state.json``.
+
+    A mixin: the callback holds ``plan``, ``workdir``, ``verbose``, ``rows``,
+    ``_cycles`` (per pruned cycle: :func:`pruning_record`), ``_phase_wall``,
+    ``_dense_norm_sq`` and ``_restored_epoch``.
+    """
+
+    def _progress_state(self, next_epoch: int) -> dict:
+        """The checkpoint's ``state.json`` after epoch ``next_epoch - 1``."""
+        return {"next_epoch": next_epoch, "rows": self.rows, "cycles": self._cycles,
+                "phase_wall_s": self._phase_wall, "dense_norm_sq": self._dense_norm_sq,
+                "finished": next_epoch >= self.plan.total_epochs}
+
+    def _resume_from(self, state: Optional[dict]) -> int:
+        """Takes a restored ``state.json`` (``None``: nothing saved); returns the epoch to continue from."""
+        if state is None:
+            self._restored_epoch = 0
+            return 0
+        self.rows = list(state["rows"])
+        self._cycles = {int(k): v for k, v in state["cycles"].items()}
+        self._phase_wall = float(state["phase_wall_s"])
+        self._dense_norm_sq = state.get("dense_norm_sq")
+        self._restored_epoch = int(state["next_epoch"])
+        if self.verbose and not self.finished:
+            print(f"[tfimp] resuming from {self.workdir!r} at epoch {self._restored_epoch + 1}"
+                  f"/{self.plan.total_epochs} ({len(self.rows)} cycle rows done)", flush=True)
+        return self._restored_epoch
+
+    @property
+    def finished(self) -> bool:
+        return self._restored_epoch is not None and self._restored_epoch >= self.plan.total_epochs
+
+
 def pruning_record(plan: Plan, cycle: int, *, eta_max: float, alive_before: Sequence[np.ndarray],
                    alive_after: Sequence[np.ndarray], weights_before: Optional[Sequence[np.ndarray]],
                    norm_sq_before: float, norm_sq_after: float, dense_norm_sq: float,

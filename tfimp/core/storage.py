@@ -25,6 +25,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 from typing import Any, Iterator, Optional
 
@@ -90,8 +91,6 @@ def _files(*targets: str):
 
 def read_errors() -> tuple[type, ...]:
     """What reading a broken or half-written file may raise: OSError, ValueError and, with TensorFlow, its OpError."""
-    import sys
-
     tf = sys.modules.get("tensorflow")
     return (OSError, ValueError) + ((tf.errors.OpError,) if tf is not None and hasattr(tf, "errors") else ())
 

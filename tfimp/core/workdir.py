@@ -347,3 +347,15 @@ def claim(workdir: str, identity: dict, overwrite: bool = False, verbose: int = 
         atomic_write_text(path(workdir, IDENTITY), json.dumps(wanted, indent=2))
     for name, text in (files or {}).items():
         atomic_write_text(path(workdir, name), text)
+
+
+def acquire_and_claim(workdir: str, identity: dict, overwrite: bool = False, verbose: int = 1) -> bool:
+    """:func:`acquire` then :func:`claim`; a refused claim gives the lock back. Returns what ``acquire`` did."""
+    took = acquire(workdir, verbose)
+    try:
+        claim(workdir, identity, overwrite, verbose)
+    except Exception:
+        if took:
+            release(workdir)
+        raise
+    return took

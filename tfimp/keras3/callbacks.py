@@ -44,7 +44,7 @@ from tfimp.keras3 import masks as _masks
 from tfimp.keras3 import optimizers as _optimizers
 
 
-class IMP(keras.callbacks.Callback):
+class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
     """Runs an IMP plan inside Keras 3's ``model.fit`` (see the tf_keras ``tfimp.callbacks.IMP``).
 
     Example::
@@ -110,15 +110,9 @@ class IMP(keras.callbacks.Callback):
         self.workdir = workdir
         self._owns_lock = False
         if workdir is not None:  # claimed now: a mismatch is refused before anything is written
-            self._owns_lock = _workdir.acquire(workdir, verbose)
-            try:
-                _workdir.claim(workdir, {"plan": plan.to_dict(), "schedule": _workdir.describe(schedule),
-                                         "keras": keras.__version__.split(".")[0], **(identity or {})},
-                               overwrite, verbose)
-            except Exception:
-                if self._owns_lock:
-                    _workdir.release(workdir)
-                raise
+            self._owns_lock = _workdir.acquire_and_claim(
+                workdir, {"plan": plan.to_dict(), "schedule": _workdir.describe(schedule),
+                          "keras": keras.__version__.split(".")[0], **(identity or {})}, overwrite, verbose)
 
     # -- resume ---------------------------------------------------------------
 
@@ -132,23 +126,7 @@ class IMP(keras.callbacks.Callback):
         if self.workdir is None:
             return 0
         self._install_schedule(model)  # before reading: the save holds the optimizer as it runs
-        state = _checkpoint.restore(self.workdir, model)
-        if state is None:
-            self._restored_epoch = 0
-            return 0
-        self.rows = list(state["rows"])
-        self._cycles = {int(k): v for k, v in state["cycles"].items()}
-        self._phase_wall = float(state["phase_wall_s"])
-        self._dense_norm_sq = state.get("dense_norm_sq")
-        self._restored_epoch = int(state["next_epoch"])
-        if self.verbose and not self.finished:
-            print(f"[tfimp] resuming from {self.workdir!r} at epoch {self._restored_epoch + 1}"
-                  f"/{self.plan.total_epochs} ({len(self.rows)} cycle rows done)", flush=True)
-        return self._restored_epoch
-
-    @property
-    def finished(self) -> bool:
-        return self._restored_epoch is not None and self._restored_epoch >= self.plan.total_epochs
+        return self._resume_from(_checkpoint.restore(self.workdir, model))
 
     def _install_schedule(self, model: keras.Model) -> None:
         """Takes over the learning rate once per optimizer: reads the compiled one (the default original
@@ -231,9 +209,7 @@ class IMP(keras.callbacks.Callback):
             for hook in self.cycle_end_hooks:
                 hook(self.model, self.rows[-1])
         if self.workdir is not None:
-            _checkpoint.save(self.workdir, self.model, {
-                "next_epoch": epoch + 1, "rows": self.rows, "cycles": self._cycles, "phase_wall_s": self._phase_wall,
-                "dense_norm_sq": self._dense_norm_sq, "finished": epoch + 1 >= self.plan.total_epochs})
+            _checkpoint.save(self.workdir, self.model, self._progress_state(epoch + 1))
             if epoch == start + length - 1:
                 _results.write_results(self.workdir, self.rows, {"plan": self.plan.to_dict()})
 

@@ -26,16 +26,8 @@ from tfimp.keras3 import masks as _masks
 from tfimp.keras3.wrapper import MaskedLayer
 
 
-def save_weights(model: keras.Model, target: str) -> None:
-    """``model.save_weights`` (model and optimizer) to a ``.weights.h5`` file on any file system."""
-    with _storage.local_file(target, "w") as local:
-        model.save_weights(local)
-
-
-def load_weights(model: keras.Model, source: str) -> None:
-    """``model.load_weights`` from a ``.weights.h5`` file on any file system."""
-    with _storage.local_file(source, "r") as local:
-        model.load_weights(local)
+save_weights = _core_checkpoint.save_weights
+load_weights = _core_checkpoint.load_weights
 
 
 def build_optimizer(model: keras.Model) -> None:
@@ -107,15 +99,9 @@ def load_cycle(workdir: str, cycle: int, model: Optional[keras.Model] = None) ->
       FileNotFoundError: no such finished cycle (the message lists those there are).
       ValueError: the cycle has no saved architecture and no ``model`` was given.
     """
-    directory = _workdir.cycle_dir(workdir, cycle)
-    if not _storage.exists(os.path.join(directory, _workdir.CYCLE_ROW)):
-        raise FileNotFoundError(f"workdir {workdir!r} has no finished cycle {cycle}; "
-                                f"finished cycles: {_workdir.cycles(workdir)}")
+    directory = _core_checkpoint.finished_cycle_dir(workdir, cycle)
     if model is None:
-        architecture = _storage.read_text(os.path.join(directory, _workdir.CYCLE_MODEL))
-        if architecture is None:
-            raise ValueError(f"cycle {cycle} in {workdir!r} was saved from a subclassed model: pass a built "
-                             "instance as load_cycle(workdir, cycle, model=...)")
+        architecture = _core_checkpoint.cycle_architecture(workdir, cycle)
         model = keras.models.model_from_json(architecture, custom_objects={"tfimp>MaskedLayer": MaskedLayer})
     elif not _masks.wrappers(model):
         model = _masks.wrap(model)

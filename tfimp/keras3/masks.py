@@ -105,15 +105,6 @@ def covered_weights(model: keras.Model) -> list[tuple[str, keras.Variable]]:
 # --------------------------------------------------------------------------
 
 
-def _exclusion_predicate(exclude) -> Callable[[keras.layers.Layer], bool]:
-    if exclude is None:
-        return lambda layer: False
-    if callable(exclude):
-        return exclude
-    names = {exclude} if isinstance(exclude, str) else set(exclude)
-    return lambda layer: layer.name in names
-
-
 def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclude=None,
          verbose: int = 0) -> keras.Model:
     """Wraps every prunable weight of a Keras 3 ``model`` (see ``tfimp.wrap``; the same arguments and rules).
@@ -130,12 +121,7 @@ def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclud
     """
     check_keras3_model(model)
     chosen = _core_coverage.normalize_kinds(kinds)
-    excluded = _exclusion_predicate(exclude)
-    if isinstance(exclude, (list, tuple, set, frozenset, str)):
-        names = {exclude} if isinstance(exclude, str) else set(exclude)
-        unknown = sorted(names - {layer.name for _, layer in _walk(model, "", set())})
-        if unknown:
-            raise ValueError(f"exclude names layers that are not in the model: {unknown}")
+    excluded = _core_coverage.exclusion(exclude, (layer.name for _, layer in _walk(model, "", set())))
     if not model.built:
         raise ValueError(f"model {model.name!r} has not been built yet; run it once on a batch, `model(x[:1])`, "
                          "or `model.build(input_shape)`, then wrap it")
@@ -158,18 +144,9 @@ def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclud
         _wrap_in_place(model, wrapper_for)
         wrapped = model
     if not wrappers(wrapped):
-        outside = " outside `exclude`" if exclude is not None else ""
-        also = f"; left out: {left_out}" if left_out else ""
-        raise ValueError(f"model {model.name!r} has nothing to prune: no weight of the kinds {sorted(chosen)}"
-                         f"{outside} (see tfimp.coverage{also})")
+        raise _core_coverage.nothing_to_prune(model.name, chosen, exclude, left_out)
     _after_structure_change(wrapped)
-    report = describe(wrapped, left_out)
-    (print if verbose else _log.info)(report.summary())
-    warning = _core_coverage.dense_share_warning(report, model.name, chosen)
-    if warning:
-        _notices.warn(warning)
-    if left_out:
-        _log.warning("tfimp.wrap: left out of pruning, never called: %s", ", ".join(left_out))
+    _core_coverage.say_what_was_wrapped(describe(wrapped, left_out), model.name, chosen, left_out, verbose)
     return wrapped
 
 
@@ -251,9 +228,7 @@ def _after_structure_change(model: keras.Model) -> None:
 def describe(model: keras.Model, left_out: dict[str, str] | None = None) -> _core_coverage.Coverage:
     """The coverage of ``model``: parameters under masks and left dense, by layer type."""
     masked = {id(kernel.weight) for kernel in prunable_kernels(model)}
-    layers = [(path, layer) for path, layer in _walk(model, "", set())]
-    depth = {id(layer): path.count("/") for path, layer in layers}
-    leaves = sorted(layers, key=lambda item: -depth[id(item[1])])
+    leaves = _core_coverage.children_first(list(_walk(model, "", set())))
     entries = [(type(layer.layer if isinstance(layer, MaskedLayer) else layer).__name__, layer.trainable_weights)
                for _, layer in leaves]
     return _core_coverage.tally(entries, masked, _core_coverage.count_parameters(model.trainable_weights), left_out)
