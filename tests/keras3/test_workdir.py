@@ -69,9 +69,7 @@ import json, os, signal, sys
 import numpy as np, keras, tfimp
 sys.path.insert(0, sys.argv[3])
 import k3_helpers as h
-keras.utils.set_random_seed(0)
 x, y = h.classification_data(96, seed=1)
-imp = tfimp.IMP(target_sparsity=0.9, cycles=2, dense_epochs=2, retrain_epochs=2, learning_rate=0.05, batch_size=16)
 
 class Kill(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
@@ -80,11 +78,21 @@ class Kill(keras.callbacks.Callback):
         if (self.epoch, batch) == (3, 2):
             os.kill(os.getpid(), signal.SIGKILL)
 
-kill = sys.argv[2] == "kill"
-rows = imp.run(h.small_cnn(), (x, y), test=(x, y), workdir=sys.argv[1], verbose=0, callbacks=[Kill()] if kill else [])
-model = imp.model
-np.savez(sys.argv[1] + ".npz", *[keras.ops.convert_to_numpy(v.value) for v in model.variables + model.optimizer.variables])
-print(json.dumps([{k: v for k, v in r.items() if k != "wall_s"} for r in rows]))
+def run(workdir, callbacks=()):
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    imp = tfimp.IMP(target_sparsity=0.9, cycles=2, dense_epochs=2, retrain_epochs=2, learning_rate=0.05, batch_size=16)
+    rows = imp.run(h.small_cnn(), (x, y), test=(x, y), workdir=workdir, verbose=0, callbacks=list(callbacks))
+    model = imp.model
+    np.savez(workdir + ".npz", *[keras.ops.convert_to_numpy(v.value) for v in model.variables + model.optimizer.variables])
+    print(json.dumps([{k: v for k, v in r.items() if k != "wall_s"} for r in rows]))
+
+
+if sys.argv[2] == "kill":
+    run(sys.argv[1], [Kill()])
+else:  # the uninterrupted run, then the killed one resumed, in one fresh process
+    run(sys.argv[1] + "_straight")
+    run(sys.argv[1])
 """
 
 
@@ -95,15 +103,14 @@ def _run(workdir, mode):
 
 
 def test_a_run_killed_with_sigkill_resumes_exactly(tmp_path):
-    straight = _run(str(tmp_path / "straight"), "straight")
-    assert straight.returncode == 0, straight.stderr[-3000:]
     killed = _run(str(tmp_path / "killed"), "kill")
     assert killed.returncode == -signal.SIGKILL
     assert os.path.exists(tmp_path / "killed" / workdir_layout.LOCK)  # the dead run's lock, taken over below
-    resumed = _run(str(tmp_path / "killed"), "resume")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert json.loads(resumed.stdout.splitlines()[-1]) == json.loads(straight.stdout.splitlines()[-1])
-    a, b = np.load(tmp_path / "straight.npz"), np.load(tmp_path / "killed.npz")
+    both = _run(str(tmp_path / "killed"), "straight_then_resume")
+    assert both.returncode == 0, both.stderr[-3000:]
+    straight_rows, resumed_rows = (json.loads(line) for line in both.stdout.splitlines()[-2:])
+    assert resumed_rows == straight_rows and len(resumed_rows) == 3
+    a, b = np.load(tmp_path / "killed_straight.npz"), np.load(tmp_path / "killed.npz")
     assert len(a.files) == len(b.files) > 10
     for name in a.files:  # weights, masks, seed generators, optimizer slots and step: bit for bit
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
