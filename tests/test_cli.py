@@ -12,7 +12,7 @@ import tfimp
 
 import helpers  # noqa: E402
 from tfimp import config as tfimp_config
-from tfimp import data, keras, main, models
+from tfimp import data, keras, main, methods, models
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -170,18 +170,18 @@ def test_every_shipped_config_is_valid(name):
     assert "tfimp --config=configs/" + name in module.__doc__  # the docstring holds the command
     main.check_config(config)
     models.check_fits(config.model, data.spec(config.dataset).input_shape)
-    main.make_runner(config)
+    methods.make_runner(config)
 
 
 def test_optimizer_allr_and_str_keys_reach_the_runners():
-    runner = main.make_runner(_config(optimizer="keras_sgd_decoupled", allr_norm_drop="this_cycle",
+    runner = methods.make_runner(_config(optimizer="keras_sgd_decoupled", allr_norm_drop="this_cycle",
                                       recalibrate_bn=False))
     assert runner.optimizer == "keras_sgd_decoupled"
     assert (runner.plan.allr_norm_drop, runner.plan.recalibrate_bn) == ("this_cycle", False)
-    assert main.make_runner(_config()).optimizer == "torch_sgd" and main.make_runner(_config()).plan.recalibrate_bn
-    baseline = main.make_runner(_config(method="str", epochs=2, str_init=-3.0, str_weight_decay=1e-3))
+    assert methods.make_runner(_config()).optimizer == "torch_sgd" and methods.make_runner(_config()).plan.recalibrate_bn
+    baseline = methods.make_runner(_config(method="str", epochs=2, str_init=-3.0, str_weight_decay=1e-3))
     assert (baseline.str_init, baseline.str_weight_decay) == (-3.0, 1e-3)
-    dpf = main.make_runner(_config(method="dpf", epochs=4))
+    dpf = methods.make_runner(_config(method="dpf", epochs=4))
     assert (dpf.begin_fraction, dpf.end_fraction) == (0.0, 0.75)  # the method's defaults when unset
     with pytest.raises(ValueError, match=r"config.optimizer='adam' is unknown; known: \['keras_sgd_decoupled', "
                                          r"'torch_sgd'\]"):
@@ -224,7 +224,7 @@ def test_every_kind_of_config_key_is_checked_before_data_is_read(tmp_path, key, 
 
 
 def test_a_cli_method_is_one_registry_entry(tmp_path, fashion_dir):
-    main.RUNNERS.register("dense_short", lambda config, settings: tfimp.Dense(1, **settings))
+    methods.RUNNERS.register("dense_short", lambda config, settings: tfimp.Dense(1, **settings))
     try:
         config = _config(method="dense_short", data_dir=fashion_dir, train_subset=128, batch_size=64, verbose=0,
                          export_formats="")
@@ -233,14 +233,14 @@ def test_a_cli_method_is_one_registry_entry(tmp_path, fashion_dir):
         with pytest.raises(ValueError, match=r"known methods: \['dense', .*'str', 'dense_short'\]"):
             main.check_config(_config(method="nope"))
     finally:
-        main.RUNNERS.unregister("dense_short")
+        methods.RUNNERS.unregister("dense_short")
 
 
 def _capturing_runner(monkeypatch):
     """Makes main.run's runner available to the test (it returns only rows)."""
     made = []
-    original = main.make_runner
-    monkeypatch.setattr(main, "make_runner", lambda config: made.append(original(config)) or made[-1])
+    original = methods.make_runner
+    monkeypatch.setattr(methods, "make_runner", lambda *args: made.append(original(*args)) or made[-1])
     return made
 
 
@@ -250,10 +250,10 @@ import tensorflow as tf
 cpus = tf.config.list_physical_devices("CPU")  # two replicas on one CPU, before TensorFlow starts
 tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 import tfimp
-from tfimp import config as tfimp_config, main
+from tfimp import config as tfimp_config, main, methods
 made = []
-original = main.make_runner
-main.make_runner = lambda config: made.append(original(config)) or made[-1]
+original = methods.make_runner
+methods.make_runner = lambda *args: made.append(original(*args)) or made[-1]
 config = tfimp_config.base()
 config.update(json.loads(sys.argv[1]))
 rows = main.run(config, sys.argv[2])

@@ -30,7 +30,8 @@ __version__ = "0.1.0"
 #: Framework-free modules, public under these names (``tfimp.criteria`` is ``tfimp.core.criteria``).
 _CORE_MODULES = {"selection": "tfimp.core.selection", "criteria": "tfimp.core.criteria",
                  "registry": "tfimp.core.registry", "plan": "tfimp.core.plan", "core": "tfimp.core",
-                 "front_end": "tfimp.front_end", "keras3": "tfimp.keras3"}
+                 "front_end": "tfimp.front_end", "keras3": "tfimp.keras3", "methods": "tfimp.methods",
+                 "architectures": "tfimp.architectures"}
 _CORE_NAMES = {"Plan": "tfimp.core.plan"}
 #: The tf_keras front end: its modules and the names it defines.
 _TF_KERAS_MODULES = ("baselines", "batchnorm", "callbacks", "coverage", "data", "distribute", "export", "guards",
@@ -41,6 +42,7 @@ _TF_KERAS_NAMES = {"keras": "tfimp._backend", "tf": "tfimp._backend", "load_cycl
 _MODEL_FUNCTIONS = ("layer_sparsity", "load_model", "prune", "sparsity", "strip", "wrap")
 #: Modules whose Keras 3 twin serves a Keras 3 process (see tfimp.front_end).
 _KERAS3_MODULES = {"batchnorm": "tfimp.keras3.batchnorm", "callbacks": "tfimp.keras3.callbacks",
+                   "models": "tfimp.keras3.models",
                    "coverage": "tfimp.keras3.coverage",
                    "data": "tfimp.keras3.data", "lr": "tfimp.keras3.lr", "optimizers": "tfimp.keras3.optimizers"}
 _KERAS3_NAMES = {"IMP": "tfimp.keras3.imp", "Dense": "tfimp.keras3.imp", "load_cycle": "tfimp.keras3.checkpoint"}

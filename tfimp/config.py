@@ -7,14 +7,22 @@ their experiment needs; the CLI locks the config, so a misspelt
 
 from __future__ import annotations
 
-from tfimp import extras
+from typing import Callable
+
+from tfimp import extras, methods
+from tfimp.core import criteria, datasets, plan, retraining, schedules
 
 ml_collections = extras.require("ml_collections", "tfimp's experiment configs")
+
+#: ``config.keras``: 2 = the tf_keras front end (tfmot), 3 = Keras 3 on the backend ``KERAS_BACKEND`` names.
+KERAS_VERSIONS = (2, 3)
 
 
 def base() -> ml_collections.ConfigDict:
     """A config with every key the CLI reads."""
     config = ml_collections.ConfigDict()
+    # Front end
+    config.keras = 2                      # 2: tf_keras + tfmot; 3: Keras 3 (backend from KERAS_BACKEND: jax, tensorflow, torch)
     # Data
     config.dataset = "fashion_mnist"      # mnist, fashion_mnist, cifar10, cifar100, imagenet2012
     config.data_dir = ""                  # idx files or a tfds data_dir; "" = defaults
@@ -78,3 +86,76 @@ NOT_IDENTITY = ("verbose", "log_every_steps", "export_formats", "data_dir", "tpu
 def identity(config: ml_collections.ConfigDict) -> dict:
     """The part of ``config`` that defines a run (everything but :data:`NOT_IDENTITY`)."""
     return {key: value for key, value in config.to_dict().items() if key not in NOT_IDENTITY}
+
+
+#: Keys with a fixed set of values that every front end shares (the method's, model's, dataset's,
+#: optimizer's and criterion's are checked by name in :func:`check`; a front end checks its own keys).
+_CHOICES = {
+    "keras": KERAS_VERSIONS,
+    "dense_schedule": schedules.DENSE_SCHEDULES,
+    "optimizer_state": plan.OPTIMIZER_STATES,
+    "allr_norm_drop": plan.ALLR_NORM_DROPS,
+    "augmentation": ("",) + datasets.AUGMENTATIONS,
+    "verbose": (0, 1, 2),
+}
+#: Numeric keys: (check, what is allowed).
+_RANGES = {
+    "target_sparsity": (lambda v: 0.0 < v < 1.0, "0 < value < 1"),
+    "learning_rate": (lambda v: v > 0.0, "> 0"),
+    "momentum": (lambda v: 0.0 <= v < 1.0, "0 <= value < 1"),
+    "weight_decay": (lambda v: v >= 0.0, ">= 0"),
+    "validation_fraction": (lambda v: 0.0 <= v < 1.0, "0 <= value < 1"),
+    "train_subset": (lambda v: v >= 0, ">= 0 (0 = all)"),
+    "test_subset": (lambda v: v >= 0, ">= 0 (0 = all)"),
+    "dense_epochs": (lambda v: v >= 0, ">= 0"),
+    "warmup_epochs": (lambda v: v >= 0, ">= 0"),
+    "prune_frequency": (lambda v: v >= 0, ">= 0 (0 = the method's default)"),
+    "prune_begin_fraction": (lambda v: 0.0 <= v <= 1.0, "0 <= value <= 1"),
+    "prune_end_fraction": (lambda v: 0.0 <= v <= 1.0, "0 <= value <= 1"),
+    "str_weight_decay": (lambda v: v >= 0.0, ">= 0"),
+    "calibrate_str": (lambda v: v >= 0, ">= 0 (0 = off)"),
+}
+
+
+def check(config: ml_collections.ConfigDict, *, models: list[str], optimizers: list[str]) -> None:
+    """Fails before any work on a config that cannot run, on the keys every front end shares.
+
+    Args:
+      config: the experiment's config.
+      models, optimizers: the names the front end knows (methods: :mod:`tfimp.methods`).
+
+    Raises:
+      ValueError: an unknown method, dataset, model, criterion, schedule,
+        optimizer or augmentation, or a number out of range; the message
+        names the key and what is allowed.
+    """
+    if config.method not in methods.RUNNERS:
+        raise ValueError(f"config.method={config.method!r} is unknown; known methods: {methods.known()}")
+    datasets.spec(config.dataset)
+    if config.optimizer not in optimizers:
+        raise ValueError(f"config.optimizer={config.optimizer!r} is unknown; known: {optimizers}")
+    if config.model not in models:
+        raise ValueError(f"config.model={config.model!r} is unknown; known models: {models}")
+    if config.method != "dense":
+        criteria.get(config.criterion)
+        if config.method in ("imp", "oneshot"):
+            retraining.check_name(config.retrain_schedule)
+    if config.method in methods.DURING_TRAINING + ("bimp",) and config.epochs < 1:
+        raise ValueError(f"config.epochs (the whole budget) must be >= 1 for method {config.method!r}, "
+                         f"got {config.epochs}")
+    for key in ("batch_size", "retrain_epochs", "cycles", "log_every_steps", "steps_per_execution"):
+        if config.get(key) is not None and config[key] < 1:
+            raise ValueError(f"config.{key} must be >= 1, got {config[key]}")
+    for key, allowed in _CHOICES.items():
+        if config[key] not in allowed:
+            raise ValueError(f"config.{key}={config[key]!r} is unknown; known: {list(allowed)}")
+    for key, (in_range, allowed) in _RANGES.items():
+        if key == "target_sparsity" and config.method == "dense":
+            continue  # dense training has no target
+        if config.get(key) is not None and not in_range(config[key]):
+            raise ValueError(f"config.{key}={config[key]!r} is out of range; allowed: {allowed}")
+
+
+def printer(config: ml_collections.ConfigDict) -> Callable[..., None]:
+    """``print`` with ``config.verbose``, else nothing: verbose governs everything the CLI prints."""
+    return print if config.verbose else (lambda *args, **kwargs: None)

@@ -1,230 +1,40 @@
-"""Model builders (Keras 2 functional), found by name.
+"""The tf_keras front end's models by name (built with ``tf_keras``): ``tfimp.models`` in a tf_keras process.
+
+The built-in architectures and their table are in :mod:`tfimp.architectures`
+(written once for either Keras); this module binds them to tf_keras and adds
+keras-cv's ResNetV2 backbones, which exist only for Keras 2 here:
 
 | name | model | parameters |
 |---|---|---|
-| resnet20/32/44/56/110 | CIFAR ResNets (He et al. 2016, arXiv:1512.03385) | 0.27M ... 1.7M |
-| resnet18 | ResNet-18 for 32x32 inputs | 11.2M |
-| wrn28_10 | WideResNet-28-10, dropout 0.3 | 36.5M |
-| vgg16_bn | VGG-16 with BatchNorm for 32x32 inputs | 14.7M |
-| resnet50 | ResNet-50 for ImageNet (keras.applications, random weights) | 25.6M |
-| small_cnn | two conv blocks + two dense layers for 28x28 grey images | 0.12M |
 | kcv_resnet18_v2, kcv_resnet50_v2 | keras-cv's ResNetV2 backbones + a linear head, any input size (``[keras-cv]`` extra) | 11.2M, 23.6M |
 
 Each builder is ``fn(num_classes, input_shape) -> Model`` and outputs logits.
-Weight decay is applied by the optimizer (``tfimp.optimizers.TorchSGD``:
-coupled L2 on all parameters), as in the paper's code, not by kernel
-regularisers. The paper's models use PyTorch's BatchNorm settings (running
-statistics momentum 0.1, i.e. Keras momentum 0.9, and epsilon 1e-5) instead of
-Keras' defaults (0.99, 1e-3), and pad strided convolutions symmetrically as
-PyTorch does (:func:`torch_conv`); ``small_cnn``, tfimp's own demo model,
-keeps Keras' defaults.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
-from tfimp import extras
+from tfimp import architectures, extras
 from tfimp._backend import keras
-from tfimp.core.registry import Registry
+from tfimp.architectures import TORCH_BN_EPSILON, TORCH_BN_MOMENTUM  # noqa: F401  (public names)
 
-_REGISTRY: Registry[Callable[..., keras.Model]] = Registry("model")
-
-#: PyTorch's BatchNorm defaults in Keras terms: Keras' momentum is 1 - PyTorch's (0.1).
-TORCH_BN_MOMENTUM = 0.9
-TORCH_BN_EPSILON = 1e-5
+_MODELS = architectures.ModelRegistry(keras)
 
 #: ``@register("name")``: adds a builder ``fn(num_classes, input_shape) -> Model``.
-register = _REGISTRY.register
+register = _MODELS.register
 #: Names of the registered models, sorted.
-known = _REGISTRY.known
-
-
+known = _MODELS.known
+build = _MODELS.build
+check_fits = _MODELS.check_fits
 #: The input shape each built-in model is designed for (channels included).
-DESIGNED_FOR: dict[str, tuple[int, ...]] = {}
+DESIGNED_FOR = _MODELS.designed_for
 
-
-def check_fits(name: str, input_shape: tuple[int, ...], dataset: str = "the dataset") -> None:
-    """Raises ValueError when model ``name`` is not designed for ``input_shape``.
-
-    Models registered without a designed shape are not checked.
-    """
-    designed = DESIGNED_FOR.get(name)
-    if designed is not None and tuple(designed) != tuple(input_shape):
-        raise ValueError(
-            f"model {name!r} takes inputs of shape {tuple(designed)}, but {dataset} gives "
-            f"{tuple(input_shape)}; pick a model built for this dataset "
-            f"(for {tuple(input_shape)}: {[n for n, s in sorted(DESIGNED_FOR.items()) if tuple(s) == tuple(input_shape)]})"
-        )
-
-
-def build(name: str, *, num_classes: int, input_shape: tuple[int, ...]) -> keras.Model:
-    """Builds model ``name``.
-
-    Raises:
-      ValueError: unknown name (the message lists the known ones).
-    """
-    return _REGISTRY.get(name)(num_classes=num_classes, input_shape=tuple(input_shape))
-
-
-def _batch_norm(name: str) -> keras.layers.BatchNormalization:
-    """BatchNorm as PyTorch's default (momentum 0.1 there is 0.9 here; epsilon 1e-5), as in the paper's models."""
-    return keras.layers.BatchNormalization(momentum=TORCH_BN_MOMENTUM, epsilon=TORCH_BN_EPSILON, name=name)
-
-
-def torch_conv(filters: int, kernel_size: int, strides: int = 1, *, name: str, **conv_kwargs):
-    """A ``Conv2D`` padded as PyTorch's ``Conv2d(padding=kernel_size // 2)``: returns ``fn(x) -> y``.
-
-    Keras' ``padding="same"`` pads a strided convolution asymmetrically (all
-    of an odd total at the bottom/right, none at the top/left when the total
-    is 1), so a stride-2 3x3 convolution on an even-sized input samples the
-    pixels one row and column later than PyTorch's symmetric ``padding=1``.
-    The paper's models are PyTorch models: strided convolutions here get an
-    explicit symmetric ``ZeroPadding2D`` and ``"valid"`` padding. Stride-1
-    convolutions (odd kernels) are already symmetric with ``"same"``.
-    """
-    pad = kernel_size // 2
-    if strides == 1 or pad == 0:
-        return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", name=name, **conv_kwargs)
-    padding = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")
-    conv = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="valid", name=name, **conv_kwargs)
-    return lambda x: conv(padding(x))
-
-
-def _conv_bn(x, filters: int, kernel_size: int, strides: int, name: str):
-    x = torch_conv(filters, kernel_size, strides, use_bias=False, kernel_initializer="he_normal",
-                   name=f"{name}_conv")(x)
-    return _batch_norm(f"{name}_bn")(x)
-
-
-def cifar_resnet(depth: int, *, num_classes: int = 10, input_shape=(32, 32, 3)) -> keras.Model:
-    """CIFAR ResNet-``depth`` (depth = 6n + 2: 20, 32, 44, 56, 110).
-
-    Three stages of n basic blocks with 16/32/64 filters, identity shortcuts,
-    and a 1x1 convolution shortcut where the shape changes (option B).
-    """
-    if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, 110, ...), got {depth}")
-    blocks = (depth - 2) // 6
-    inputs = keras.Input(input_shape)
-    x = keras.layers.ReLU()(_conv_bn(inputs, 16, 3, 1, "stem"))
-    for stage, filters in enumerate((16, 32, 64)):
-        for block in range(blocks):
-            strides = 2 if stage > 0 and block == 0 else 1
-            name = f"stage{stage + 1}_block{block + 1}"
-            x = _basic_block(x, filters, strides, name)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, outputs, name=f"resnet{depth}")
-
-
-for _depth in (20, 32, 44, 56, 110):
-    register(f"resnet{_depth}")(lambda num_classes, input_shape, _d=_depth: cifar_resnet(_d, num_classes=num_classes, input_shape=input_shape))
-    DESIGNED_FOR[f"resnet{_depth}"] = (32, 32, 3)
-
-
-def _basic_block(x, filters: int, strides: int, name: str):
-    """Post-activation basic block (two 3x3 convs) with a 1x1 projection where shapes change."""
-    y = keras.layers.ReLU()(_conv_bn(x, filters, 3, strides, f"{name}_a"))
-    y = _conv_bn(y, filters, 3, 1, f"{name}_b")
-    shortcut = x if strides == 1 and x.shape[-1] == filters else _conv_bn(x, filters, 1, strides, f"{name}_proj")
-    return keras.layers.ReLU()(keras.layers.Add()([shortcut, y]))
-
-
-def resnet18_cifar(*, num_classes: int = 10, input_shape=(32, 32, 3)) -> keras.Model:
-    """ResNet-18 for 32x32 inputs: 3x3 stem without max-pool, [2, 2, 2, 2] basic blocks (~11.2M)."""
-    inputs = keras.Input(input_shape)
-    x = keras.layers.ReLU()(_conv_bn(inputs, 64, 3, 1, "stem"))
-    for stage, filters in enumerate((64, 128, 256, 512)):
-        for block in range(2):
-            x = _basic_block(x, filters, 2 if stage > 0 and block == 0 else 1, f"stage{stage + 1}_block{block + 1}")
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="resnet18")
-
-
-def wide_resnet(depth: int = 28, width: int = 10, dropout: float = 0.3, *, num_classes: int = 100,
-                input_shape=(32, 32, 3)) -> keras.Model:
-    """WideResNet-depth-width (Zagoruyko & Komodakis 2016, arXiv:1605.07146), pre-activation blocks."""
-    if (depth - 4) % 6:
-        raise ValueError(f"WideResNet depth must be 6n + 4 (16, 22, 28, 40, ...), got {depth}")
-    blocks = (depth - 4) // 6
-    conv = lambda filters, size, strides, name: torch_conv(  # noqa: E731
-        filters, size, strides, use_bias=False, kernel_initializer="he_normal", name=name)
-    inputs = keras.Input(input_shape)
-    x = conv(16, 3, 1, "stem_conv")(inputs)
-    for stage, filters in enumerate((16 * width, 32 * width, 64 * width)):
-        for block in range(blocks):
-            name = f"stage{stage + 1}_block{block + 1}"
-            strides = 2 if stage > 0 and block == 0 else 1
-            pre = keras.layers.ReLU()(_batch_norm(f"{name}_bn_a")(x))
-            y = conv(filters, 3, strides, f"{name}_conv_a")(pre)
-            y = keras.layers.ReLU()(_batch_norm(f"{name}_bn_b")(y))
-            y = keras.layers.Dropout(dropout)(y) if dropout else y
-            y = conv(filters, 3, 1, f"{name}_conv_b")(y)
-            shortcut = x if strides == 1 and x.shape[-1] == filters else conv(filters, 1, strides, f"{name}_proj")(pre)
-            x = keras.layers.Add()([shortcut, y])
-    x = keras.layers.ReLU()(_batch_norm("final_bn")(x))
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name=f"wrn{depth}_{width}")
-
-
-def vgg16_bn_cifar(*, num_classes: int = 10, input_shape=(32, 32, 3)) -> keras.Model:
-    """VGG-16 with BatchNorm for 32x32 inputs: 13 conv layers, one linear classifier (~14.7M)."""
-    plan = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
-    inputs = keras.Input(input_shape)
-    x, index = inputs, 0
-    for item in plan:
-        if item == "M":
-            x = keras.layers.MaxPooling2D()(x)
-            continue
-        index += 1
-        x = keras.layers.ReLU()(_conv_bn(x, item, 3, 1, f"conv{index}"))
-    x = keras.layers.Flatten()(x)
-    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="vgg16_bn")
-
-
-def resnet50_imagenet(*, num_classes: int = 1000, input_shape=(224, 224, 3)) -> keras.Model:
-    """ResNet-50 (He et al. 2016) from ``keras.applications`` with random weights: nothing downloads."""
-    model = keras.applications.ResNet50(weights=None, input_shape=input_shape, classes=num_classes,
-                                        classifier_activation=None)
-    for layer in model.layers:  # PyTorch's running-statistics momentum; its epsilon (1.001e-5) is kept
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = TORCH_BN_MOMENTUM
-    return model
-
-
-def small_cnn(*, num_classes: int = 10, input_shape=(28, 28, 1), fc1_batch_norm: bool = True) -> keras.Model:
-    """A small CNN for 28x28 grey images: two conv blocks and two dense layers (~0.1M).
-
-    ``fc1_batch_norm=False`` builds it as it was before BatchNorm preceded fc1's
-    ReLU (fc1 with a bias and its own ReLU), for ``benchmarks/recipe_seeds.py``.
-    """
-    inputs = keras.Input(input_shape)
-    x = inputs
-    for index, filters in enumerate((32, 64), start=1):
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{index}")(x)
-        x = keras.layers.ReLU()(keras.layers.BatchNormalization(name=f"bn{index}")(x))
-        x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Flatten()(x)
-    # BatchNorm before fc1's ReLU, as after the convolutions (Ioffe & Szegedy 2015, arXiv:1502.03167): without it
-    # the first steps at the default rate can push every pre-activation of this 3136-input layer negative, and
-    # the network stays at chance (seen for seed 0 on held-out 28x28 data; benchmarks/recipe_seeds.py).
-    if fc1_batch_norm:
-        x = keras.layers.Dense(32, use_bias=False, name="fc1")(x)
-        x = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn_fc1")(x))
-    else:
-        x = keras.layers.Dense(32, activation="relu", name="fc1")(x)
-    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="small_cnn")
-
-
-register("resnet18")(resnet18_cifar)
-register("wrn28_10")(lambda num_classes, input_shape: wide_resnet(28, 10, 0.3, num_classes=num_classes,
-                                                                  input_shape=input_shape))
-register("vgg16_bn")(vgg16_bn_cifar)
-register("resnet50")(resnet50_imagenet)
-register("small_cnn")(small_cnn)
-DESIGNED_FOR.update(resnet18=(32, 32, 3), wrn28_10=(32, 32, 3), vgg16_bn=(32, 32, 3), resnet50=(224, 224, 3),
-                    small_cnn=(28, 28, 1))
+torch_conv = architectures.bind(architectures.torch_conv, keras)
+cifar_resnet = architectures.bind(architectures.cifar_resnet, keras)
+resnet18_cifar = architectures.bind(architectures.resnet18_cifar, keras)
+wide_resnet = architectures.bind(architectures.wide_resnet, keras)
+vgg16_bn_cifar = architectures.bind(architectures.vgg16_bn_cifar, keras)
+resnet50_imagenet = architectures.bind(architectures.resnet50_imagenet, keras)
+small_cnn = architectures.bind(architectures.small_cnn, keras)
 
 
 #: keras-cv ResNetV2 configurations (its presets' architectures, written out: presets download their config).

@@ -32,6 +32,7 @@ import numpy as np
 
 from tfimp import _private
 from tfimp.core import cycles as _cycles
+from tfimp.core import guards as _guards
 from tfimp.core import masking as _masking
 from tfimp.core import notices as _notices
 from tfimp.core import results as _results
@@ -79,6 +80,9 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
       identity: more of what defines the run, stored in ``identity.json``; a
         later run in ``workdir`` with any difference is refused. The callback
         holds the workdir's lock from construction until training ends.
+      chance_guard: stop with :class:`tfimp.core.guards.ChanceLevelError` when
+        an epoch's training loss sits at ln(classes) (the network learned
+        nothing), before that epoch is saved or pruned.
 
     Raises:
       IdentityMismatch: ``workdir`` holds a different run.
@@ -87,7 +91,8 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
 
     def __init__(self, plan: Plan, *, schedule: Optional[_lr.Schedule] = None, steps_per_epoch: Optional[int] = None,
                  test_data=None, recalibration_data=None, workdir: Optional[str] = None, overwrite: bool = False,
-                 verbose: int = 1, cycle_end_hooks: Sequence[Callable] = (), identity: Optional[dict] = None):
+                 verbose: int = 1, cycle_end_hooks: Sequence[Callable] = (), identity: Optional[dict] = None,
+                 chance_guard: bool = True):
         super().__init__()
         if not isinstance(plan, Plan):
             raise TypeError(f"plan must be a tfimp.Plan, got {type(plan).__name__}")
@@ -98,6 +103,7 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
         self.recalibration_data = recalibration_data
         self.verbose = verbose
         self.cycle_end_hooks = list(cycle_end_hooks)
+        self.chance_guard = bool(chance_guard)
         self.rows: list[dict] = []
         self._cycles: dict[int, dict] = {}
         self._dense_norm_sq: Optional[float] = None
@@ -195,6 +201,8 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
             self.model.stop_training = True
             raise FloatingPointError(f"loss became {loss} in epoch {epoch + 1} (cycle {self._phase}); training "
                                      "stopped. Lower the learning rate or check the data.")
+        if self.chance_guard:  # before any save: the last good checkpoint stays, no pruning follows
+            _guards.check_epoch(self.model, logs or {}, epoch, f" (cycle {self._phase})")
         rate = float(keras.ops.convert_to_numpy(_optimizers.unwrapped(self.model.optimizer).learning_rate))
         if logs is not None:
             logs["sparsity"] = _masks.sparsity(self.model)

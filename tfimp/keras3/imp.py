@@ -42,7 +42,8 @@ class _Trainer:
                  warmup_epochs: int = 0, optimizer: str = "torch_sgd", momentum: float = 0.9,
                  weight_decay: float = 5e-4, nesterov: Optional[bool] = None, loss=None,
                  metrics: Sequence = ("accuracy",), batch_size: int = 128, steps_per_epoch: Optional[int] = None,
-                 seed: int = 0, steps_per_execution: int = 1, jit_compile: Union[bool, str] = "auto"):
+                 seed: int = 0, steps_per_execution: int = 1, jit_compile: Union[bool, str] = "auto",
+                 chance_guard: bool = True):
         if isinstance(dense_schedule, str) and dense_schedule not in DENSE_SCHEDULES:
             raise ValueError(f"unknown dense schedule {dense_schedule!r}; known: {list(DENSE_SCHEDULES)}")
         _optimizers.get(optimizer)
@@ -53,6 +54,7 @@ class _Trainer:
         self.nesterov, self.loss, self.metrics = nesterov, loss, list(metrics)
         self.batch_size, self.steps_per_epoch, self.seed = int(batch_size), steps_per_epoch, seed
         self.steps_per_execution, self.jit_compile = int(steps_per_execution), jit_compile
+        self.chance_guard = bool(chance_guard)
         self.model: Optional[keras.Model] = None
 
     def _schedule(self, epochs: int, steps_per_epoch: int):
@@ -100,7 +102,7 @@ class IMP(_Trainer):
 
     _SETTINGS = ("learning_rate", "dense_schedule", "warmup_epochs", "optimizer", "momentum", "weight_decay",
                  "nesterov", "loss", "metrics", "batch_size", "steps_per_epoch", "seed", "steps_per_execution",
-                 "jit_compile")
+                 "jit_compile", "chance_guard")
 
     def __init__(self, plan: Optional[Plan] = None, **kwargs):
         plan, settings = runner_plan(plan, kwargs, self._SETTINGS)
@@ -135,7 +137,7 @@ class IMP(_Trainer):
             self.plan, schedule=self._schedule(self.plan.reference_epochs, steps), steps_per_epoch=steps,
             test_data=test, recalibration_data=train if self.plan.recalibrate_bn else None, workdir=workdir,
             overwrite=overwrite, verbose=verbose, cycle_end_hooks=cycle_end_hooks,
-            identity=self.identity(steps_per_epoch=steps, user=identity or {}))
+            identity=self.identity(steps_per_epoch=steps, user=identity or {}), chance_guard=self.chance_guard)
         try:
             initial_epoch = self.callback.restore(model)
         except BaseException:

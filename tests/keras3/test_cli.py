@@ -1,0 +1,128 @@
+"""The CLI with --config.keras=3: every file it writes read back, exact sparsity, resume, refusals, models by name."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import tfimp
+from tfimp import config as tfimp_config
+from tfimp import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+import idx_files  # noqa: E402
+
+CONFIG = os.path.join(REPO, "configs", "fashion_mnist_imp.py")
+#: A run small enough for CI: 256 examples, batch 64, one dense epoch, two cycles of one epoch.
+SMALL = dict(keras=3, train_subset=256, test_subset=64, batch_size=64, dense_epochs=1, cycles=2, retrain_epochs=1,
+             validation_fraction=0.25, chance_guard=False, verbose=0, export_formats="")
+
+
+def _config(data_dir, **changes):
+    config = tfimp_config.base()
+    config.update(dict(SMALL, data_dir=str(data_dir), learning_rate=0.02, **changes))
+    return config
+
+
+def _prunable_total(model):
+    return sum(int(np.prod(kernel.weight.shape)) for kernel in tfimp.keras3.masks.prunable_kernels(model))
+
+
+def test_main_run_on_keras3_writes_every_output_and_keeps_the_process_keras3(tmp_path):
+    idx_files.make_idx_dataset(str(tmp_path / "idx"), n_train=256, n_test=64)
+    workdir = str(tmp_path / "run")
+    rows = main.run(_config(tmp_path / "idx"), workdir)
+    assert "tf_keras" not in sys.modules and not os.environ.get("TF_USE_LEGACY_KERAS")
+    assert [row["cycle"] for row in rows] == [0, 1, 2]
+    stored = json.load(open(os.path.join(workdir, "results.json")))
+    assert [row["sparsity"] for row in stored["rows"]] == [row["sparsity"] for row in rows]
+    assert json.load(open(os.path.join(workdir, "config.json")))["keras"] == 3
+    assert json.load(open(os.path.join(workdir, "identity.json")))["user"]["keras"] == 3
+    with open(os.path.join(workdir, "accuracy_vs_sparsity.png"), "rb") as png:
+        assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+    # The stripped model holds exactly the pruned count as zeros in its prunable kernels.
+    stripped = keras.saving.load_model(os.path.join(workdir, "model_stripped.keras"))
+    covered = tfimp.keras3.masks.covered_weights(stripped)
+    total = sum(int(np.prod(weight.shape)) for _, weight in covered)
+    zeros = sum(int(np.sum(keras.ops.convert_to_numpy(weight) == 0)) for _, weight in covered)
+    assert total == _prunable_total(tfimp.load_cycle(workdir, 2)) and zeros == math.floor(0.9 * total + 0.5)
+    assert rows[-1]["sparsity"] == zeros / total
+    cycle_two = tfimp.load_cycle(workdir, 2)
+    assert tfimp.sparsity(cycle_two) == rows[-1]["sparsity"]
+
+
+def test_the_console_command_runs_keras3_and_resumes_as_a_no_op(tmp_path):
+    idx_files.make_idx_dataset(str(tmp_path / "idx"), n_train=256, n_test=64)
+    workdir = str(tmp_path / "run")
+    overrides = [f"--config.{key}={value}" for key, value in SMALL.items() if key not in ("verbose",)]
+    command = [sys.executable, "-m", "tfimp.main", f"--config={CONFIG}", f"--workdir={workdir}",
+               f"--config.data_dir={tmp_path / 'idx'}", *overrides, "--config.verbose=1",
+               "--config.cycles=1"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert f"backend {keras.backend.backend()}" in first.stdout
+    assert "pruned to 90.0000% (global)" in first.stdout
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "holds this finished run" in again.stdout and "Epoch 1/" not in again.stdout
+    assert json.load(open(os.path.join(workdir, "results.json")))["rows"][-1]["sparsity"] == pytest.approx(0.9, abs=1e-5)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(method="gmp", epochs=2), "tf_keras front end only for now"),
+    (dict(method="dense"), "tf_keras front end only for now"),
+    (dict(dataset="cifar10", model="resnet20"), "read by the tf_keras front end only"),
+    (dict(augmentation="crop_flip"), "augmentation is tf_keras-only"),
+    (dict(strategy="mirrored"), r"known: \['default', 'data_parallel'\]"),
+    (dict(keras=4), r"config.keras=4 is unknown; known: \[2, 3\]"),
+    (dict(model="kcv_resnet18_v2"), "config.model='kcv_resnet18_v2' is unknown"),
+])
+def test_what_keras3_cannot_run_is_refused_before_any_work(tmp_path, change, message):
+    with pytest.raises(ValueError, match=message):
+        main.run(_config(tmp_path / "idx", **change), str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_keras2_is_refused_in_a_keras3_process(tmp_path):
+    with pytest.raises(ValueError, match="already uses Keras 3"):
+        main.run(_config(tmp_path / "idx", keras=2), str(tmp_path / "run"))
+    assert "tf_keras" not in sys.modules
+
+
+def _tf_keras_architectures():
+    """Each built-in model's parameter count and weighted layer names, as the tf_keras front end builds them."""
+    script = ("import json, tfimp\n"
+              "from tfimp import models\n"
+              "out = {}\n"
+              "for name in ('resnet20', 'vgg16_bn', 'small_cnn'):\n"
+              "    m = models.build(name, num_classes=10, input_shape=models.DESIGNED_FOR[name])\n"
+              "    out[name] = [m.count_params(), [l.name for l in m.layers if l.weights]]\n"
+              "print(json.dumps(out))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "TFIMP_TEST_KERAS")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_keras3_builds_the_same_models_as_tf_keras():
+    expected = _tf_keras_architectures()
+    for name, (count, names) in expected.items():
+        model = tfimp.models.build(name, num_classes=10, input_shape=tfimp.models.DESIGNED_FOR[name])
+        assert model.count_params() == count, name
+        assert [layer.name for layer in model.layers if layer.weights] == names, name
+    norms = [layer for layer in tfimp.models.build("resnet20", num_classes=10, input_shape=(32, 32, 3)).layers
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(layer.momentum == 0.9 and layer.epsilon == 1e-5 for layer in norms)
+    model = tfimp.wrap(tfimp.models.build("resnet20", num_classes=10, input_shape=(32, 32, 3)), verbose=0)
+    tfimp.prune(model, 0.9)
+    assert tfimp.sparsity(model) == math.floor(0.9 * _prunable_total(model) + 0.5) / _prunable_total(model)
+    with pytest.raises(ValueError, match="unknown model 'resnet57'"):
+        tfimp.models.build("resnet57", num_classes=10, input_shape=(32, 32, 3))

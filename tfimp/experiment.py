@@ -1,0 +1,187 @@
+"""The CLI's experiment on the tf_keras front end (``--config.keras=2``, the default).
+
+:func:`run` trains ``config``'s method (:mod:`tfimp.methods`) into a
+workdir, with tfimp's tf_keras pieces: ``tf.distribute`` strategies, the
+tf.data pipelines and augmentations of :mod:`tfimp.data`, STR calibration,
+per-cycle model reports and the checked exports. ``tfimp.main`` checks the
+config and calls it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tfimp import extras
+
+extras.require("tensorboard", "the tfimp command line's TensorBoard logs")
+
+import tfimp  # noqa: E402  (after the check above, which names the missing extra)
+from tfimp import checkpoint, data, export, methods, models, plots, report  # noqa: E402
+from tfimp import config as tfimp_config  # noqa: E402
+from tfimp._backend import keras  # noqa: E402
+
+
+def check_supported(config) -> None:
+    """Fails on the keys whose allowed values are the tf_keras front end's (strategy, export formats).
+
+    Raises:
+      ValueError: the message names the key and what is allowed.
+    """
+    if config.strategy not in tfimp.distribute.STRATEGIES:
+        raise ValueError(f"config.strategy={config.strategy!r} is unknown; known: {list(tfimp.distribute.STRATEGIES)}")
+    formats = [f for f in config.export_formats.split(",") if f] if config.export_formats else []
+    unknown = [f for f in formats if f not in export.FORMATS]
+    if unknown:
+        raise ValueError(f"config.export_formats has unknown format(s) {unknown}; known: {list(export.FORMATS)} "
+                         "(comma-separated; \"\" for none)")
+
+
+#: The runners' settings from a config (the tf_keras front end takes them as they are).
+runner_settings = methods.runner_settings
+
+
+def check_model_fits_data(model: keras.Model, spec: data.DatasetSpec) -> None:
+    """Raises ValueError when the built model's output does not match the dataset's classes."""
+    outputs = model.output_shape[-1]
+    if outputs != spec.num_classes:
+        raise ValueError(f"model {model.name!r} has {outputs} outputs, dataset {spec.name!r} has {spec.num_classes} classes")
+
+
+def _calibrated_str_runner(config, build_model, train, workdir: str):
+    """STR with ``str_weight_decay`` bisected to reach ``target_sparsity`` (``--config.calibrate_str=N``).
+
+    The decay found is written to ``workdir/str_calibration.json`` before the
+    run starts, so a resumed run reuses it (and keeps its identity) instead of
+    calibrating again. A workdir that holds another run is left to the
+    runner's own refusal, before any calibration run is spent on it.
+    """
+    say = tfimp_config.printer(config)
+    settings = methods.runner_settings(config)
+    if tfimp.workdir.holds_other_run(workdir, tfimp_config.identity(config)):
+        return methods.make_runner(config)  # its claim names the differences
+    wanted = {"target_sparsity": config.target_sparsity, "epochs": config.epochs, "str_init": config.str_init,
+              "seed": config.seed, "max_runs": config.calibrate_str}
+    stored = tfimp.workdir.read_json(tfimp.workdir.path(workdir, tfimp.workdir.STR_CALIBRATION))
+    if stored is not None and {key: stored.get(key) for key in wanted} == wanted:
+        decay, reached = stored["str_weight_decay"], stored["reached_sparsity"]
+        say(f"[tfimp] STR calibration from {tfimp.workdir.STR_CALIBRATION}: str_weight_decay {decay:.4g} "
+            f"(reached {reached:.4f} when calibrated)", flush=True)
+    else:
+        say(f"[tfimp] calibrating STR's str_weight_decay to reach {config.target_sparsity} "
+            f"(up to {config.calibrate_str} runs of {config.epochs} epochs)", flush=True)
+        decay, reached = tfimp.baselines.calibrate_str(
+            build_model, train, config.target_sparsity, config.epochs, str_init=config.str_init,
+            max_runs=config.calibrate_str, verbose=config.verbose, **settings)  # settings hold the seed
+        if tfimp.workdir.is_chief():
+            tfimp.workdir.makedirs(workdir)
+            checkpoint.atomic_write_text(tfimp.workdir.path(workdir, tfimp.workdir.STR_CALIBRATION),
+                                         checkpoint.to_json({**wanted, "str_weight_decay": decay,
+                                                             "reached_sparsity": reached}))
+        say(f"[tfimp] STR calibrated: str_weight_decay {decay:.4g} reached {reached:.4f}", flush=True)
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    runner = methods.during_training(config, settings, str_weight_decay=decay)
+    runner.calibration = f"--config.calibrate_str={config.calibrate_str}, reached {reached:.4f}"
+    return runner
+
+
+def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
+    """Runs the experiment ``config`` (checked, with its ``runner``) into ``workdir``; returns the per-cycle rows."""
+    say = tfimp_config.printer(config)
+    # First: a multi-worker strategy must configure TensorFlow's collectives before any op runs.
+    strategy = tfimp.distribute.make(config.strategy, config.tpu)
+    keras.utils.set_random_seed(config.seed)
+    say(f"[tfimp] config:\n{config}", flush=True)
+
+    models.check_fits(config.model, data.spec(config.dataset).input_shape, f"dataset {config.dataset!r}")
+
+    # -- Data ---------------------------------------------------------------
+    dataset = data.load(config.dataset, data_dir=config.data_dir or None, batch_size=config.batch_size,
+                        validation_fraction=config.validation_fraction, seed=config.seed,
+                        train_subset=config.train_subset or None, test_subset=config.test_subset or None,
+                        augmentation=config.augmentation or None)
+    say(f"[tfimp] {config.dataset}: {dataset.train_examples} training examples from {dataset.source}", flush=True)
+
+    # -- Devices and model -------------------------------------------------------
+    if config.strategy != "default":
+        say(f"[tfimp] strategy {config.strategy}: {strategy.num_replicas_in_sync} replica(s), "
+            f"{config.batch_size // strategy.num_replicas_in_sync} examples each per step", flush=True)
+    policy = keras.mixed_precision.global_policy()
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    def build_model() -> keras.Model:
+        with strategy.scope():  # variables, optimizer slots and tfimp's masks live on the strategy's devices
+            built = models.build(config.model, num_classes=dataset.spec.num_classes,
+                                 input_shape=dataset.spec.input_shape)
+            return _float32_outputs(built) if config.mixed_precision else built
+
+    try:
+        with tfimp.workdir.Locked(workdir, config.verbose):
+            if config.method == "str" and config.calibrate_str:
+                if overwrite:  # the previous run goes first, so the calibration written next survives
+                    if tfimp.workdir.is_chief():
+                        tfimp.workdir.remove_previous_run(workdir, config.verbose)
+                    overwrite = False
+                runner = _calibrated_str_runner(config, build_model, dataset.train, workdir)
+            model = build_model()
+            check_model_fits_data(model, dataset.spec)
+            # -- Train (resumable) --------------------------------------------
+            return _train_and_export(config, runner, model, dataset, workdir, overwrite)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _float32_outputs(model: keras.Model) -> keras.Model:
+    """The model with float32 logits (Keras' advice for mixed precision: a float16 softmax/loss loses accuracy)."""
+    outputs = keras.layers.Activation("linear", dtype="float32", name="float32_logits")(model.output)
+    return keras.Model(model.input, outputs, name=model.name)
+
+
+def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: bool) -> list[dict]:
+    """Trains, then writes the outputs; on a multi-worker job's other workers into their scratch, removed after.
+
+    Every worker writes the outputs (stripping and saving read variables that are all-reduced across workers);
+    only the chief's land in ``workdir``.
+    """
+    say = tfimp_config.printer(config)
+    tensorboard = keras.callbacks.TensorBoard(tfimp.workdir.path(workdir, tfimp.workdir.TENSORBOARD),
+                                              update_freq=config.log_every_steps)
+    train = dataset.train_epochs or dataset.train  # epoch-ordered: a resumed run continues exactly
+    rows = runner.run(model, train, dataset.validation, dataset.test, workdir=workdir,
+                      overwrite=overwrite, callbacks=[tensorboard], verbose=config.verbose,
+                      cycle_end_hooks=[report.CycleReporter(workdir, verbose=config.verbose)],
+                      identity=tfimp_config.identity(config))
+    out = tfimp.workdir.write_dir(workdir, model.distribute_strategy)
+    # The run has claimed the workdir: the readable copy of the config is this run's.
+    checkpoint.atomic_write_text(tfimp.workdir.path(out, tfimp.workdir.CONFIG), config.to_json_best_effort(indent=2))
+
+    # -- Outputs ------------------------------------------------------------
+    plots.accuracy_vs_sparsity(rows, tfimp.workdir.path(out, tfimp.workdir.PLOT),
+                               title=f"{config.method} {config.model} on {config.dataset}")
+    pruned = bool(tfimp.tfmot_glue.wrappers(runner.model)) and tfimp.sparsity(runner.model) > 0
+    if pruned and config.export_formats:
+        check = next(iter(dataset.test))[0].numpy()
+        files = export.export(runner.model, tfimp.workdir.path(out, tfimp.workdir.EXPORT),
+                              formats=config.export_formats.split(","), check_inputs=check)
+        table = export.size_table(files)
+        checkpoint.atomic_write_text(tfimp.workdir.path(out, tfimp.workdir.EXPORT_SIZES_TXT), table + "\n")
+        checkpoint.atomic_write_text(tfimp.workdir.path(out, tfimp.workdir.EXPORT_SIZES_JSON),
+                                     checkpoint.to_json([dataclasses.asdict(f) for f in files]))
+        say(f"[tfimp] exports (checked against the Keras model):\n{table}", flush=True)
+    if tfimp.tfmot_glue.wrappers(runner.model):
+        covered = tfimp.coverage.describe(runner.model)
+        say(f"[tfimp] pruned {tfimp.sparsity(runner.model):.2%} of the {covered.prunable_parameters:,} prunable "
+            f"weights, {covered.prunable_share:.1%} of the model's {covered.total_parameters:,} parameters; "
+            f"zeros over all parameters {tfimp.sparsity(runner.model, over='all'):.2%}", flush=True)
+        emptied = sorted({name for row in rows for name in row.get("emptied_layers") or []})
+        if emptied:
+            say(f"[tfimp] warning: layers left with no weight (layer collapse): {emptied}; "
+                "--config.min_kept_per_layer keeps a minimum per layer", flush=True)
+    final = tfimp.strip(runner.model) if tfimp.tfmot_glue.wrappers(runner.model) else runner.model
+    with tfimp.storage.local_file(tfimp.workdir.path(out, tfimp.workdir.STRIPPED_MODEL)) as local:
+        final.save(local)
+    tfimp.workdir.remove_worker_scratch(workdir, model.distribute_strategy)
+    cycle_dirs = ", ".join(f"cycle_{c}/" for c in tfimp.workdir.cycles(workdir))
+    say(f"[tfimp] results in {workdir}: {cycle_dirs} (tfimp.load_cycle), results.json, results.csv, "
+          "accuracy_vs_sparsity.png, tensorboard/, model_stripped.keras", flush=True)
+    return rows

@@ -1,0 +1,145 @@
+"""The CLI's experiment on Keras 3 (``--config.keras=3``; the backend is ``KERAS_BACKEND``'s).
+
+:func:`run` trains ``config``'s method (:mod:`tfimp.methods`; on Keras 3:
+``imp``, ``oneshot`` and ``bimp``) into a workdir with the Keras 3 front end:
+the same config keys, workdir layout, identity, lock, resume, ``cycle_N/``,
+results files, plot, TensorBoard logs (when TensorFlow is installed: Keras'
+TensorBoard callback writes with it) and ``model_stripped.keras`` as on
+tf_keras. ``strategy="data_parallel"`` trains on every local device through
+``keras.distribution.DataParallel`` (JAX).
+
+Not on Keras 3 yet, refused before any work with a message: the
+pruning-during-training methods and ``dense`` through the CLI, datasets
+other than the idx ones (mnist, fashion_mnist), augmentation, and the
+tf_keras strategies. Exports (``export_formats``) are tf_keras-only for now:
+the stripped model is written as ``model_stripped.keras``, which loads on
+every backend.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import keras
+
+from tfimp import config as tfimp_config
+from tfimp import methods, plots
+from tfimp.core import storage as _storage
+from tfimp.core import workdir as _workdir
+from tfimp.keras3 import data, masks, models
+
+#: ``config.method`` values this front end runs through the CLI.
+METHODS = ("imp", "oneshot", "bimp")
+#: ``config.strategy`` values: one device, or Keras' data parallelism over every local device.
+STRATEGIES = ("default", "data_parallel")
+
+
+def check_supported(config) -> None:
+    """Fails on what the Keras 3 front end cannot run yet (see the module docstring).
+
+    Raises:
+      ValueError: the message names the key, the value and what is allowed.
+    """
+    if config.method not in METHODS and config.method in methods.METHODS:
+        raise ValueError(f"config.method={config.method!r} runs on the tf_keras front end only for now "
+                         f"(config.keras=2); on Keras 3 the CLI runs {list(METHODS)}")
+    if data.spec(config.dataset).idx_prefix is None:
+        raise ValueError(f"config.dataset={config.dataset!r} is read by the tf_keras front end only for now "
+                         "(config.keras=2); on Keras 3 the CLI reads the idx datasets mnist and fashion_mnist")
+    if config.augmentation not in ("", "none"):
+        raise ValueError(f"config.augmentation={config.augmentation!r}: augmentation is tf_keras-only for now; "
+                         "on Keras 3 use \"\" or \"none\"")
+    if config.strategy not in STRATEGIES:
+        raise ValueError(f"config.strategy={config.strategy!r} is unknown on Keras 3; known: {list(STRATEGIES)} "
+                         "(tf.distribute strategies: config.keras=2)")
+
+
+def runner_settings(config) -> dict:
+    """The runners' settings from ``config``, with Keras 3's meaning of ``jit_compile``.
+
+    ``jit_compile=False`` (the config's default, tf_keras' eager graph) becomes
+    Keras 3's own default ``"auto"``: on JAX, ``False`` would run every step
+    eagerly, op by op, many times slower; ``True`` asks for XLA on every
+    backend.
+    """
+    settings = methods.runner_settings(config)
+    settings["jit_compile"] = True if config.jit_compile else "auto"
+    return settings
+
+
+def _distribution(strategy: str):
+    if strategy == "default":
+        return None
+    devices = keras.distribution.list_devices()
+    return keras.distribution.DataParallel(devices=devices)
+
+
+def _tensorboard(config, workdir: str) -> list:
+    """Keras' TensorBoard callback where TensorFlow is installed (it writes the event files), else none."""
+    if importlib.util.find_spec("tensorflow") is None:
+        tfimp_config.printer(config)("[tfimp] TensorFlow is not installed: no TensorBoard logs", flush=True)
+        return []
+    return [keras.callbacks.TensorBoard(_workdir.path(workdir, _workdir.TENSORBOARD),
+                                        update_freq=config.log_every_steps)]
+
+
+def _float32_outputs(model: keras.Model) -> keras.Model:
+    """The model with float32 logits (Keras' advice for mixed precision: a float16 softmax/loss loses accuracy)."""
+    outputs = keras.layers.Activation("linear", dtype="float32", name="float32_logits")(model.outputs[0])
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
+def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
+    """Runs the experiment ``config`` (checked, with its ``runner``) into ``workdir``; returns the per-cycle rows."""
+    say = tfimp_config.printer(config)
+    keras.utils.set_random_seed(config.seed)
+    say(f"[tfimp] Keras {keras.__version__}, backend {keras.backend.backend()}; config:\n{config}", flush=True)
+    spec = data.spec(config.dataset)
+    models.check_fits(config.model, spec.input_shape, f"dataset {config.dataset!r}")
+    dataset = data.load(config.dataset, data_dir=config.data_dir or None, batch_size=config.batch_size,
+                        validation_fraction=config.validation_fraction, seed=config.seed,
+                        train_subset=config.train_subset or None, test_subset=config.test_subset or None)
+    say(f"[tfimp] {config.dataset}: {dataset.train_examples} training examples from {dataset.source}", flush=True)
+    distribution = _distribution(config.strategy)
+    if distribution is not None:
+        say(f"[tfimp] strategy data_parallel: {len(distribution.device_mesh.devices.flat)} device(s), "
+            f"{config.batch_size} examples per step in all", flush=True)
+    previous_distribution, policy = keras.distribution.distribution(), keras.config.dtype_policy()
+    keras.distribution.set_distribution(distribution)
+    if config.mixed_precision:
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        with _workdir.Locked(workdir, config.verbose):
+            model = models.build(config.model, num_classes=spec.num_classes, input_shape=spec.input_shape)
+            model = _float32_outputs(model) if config.mixed_precision else model
+            if model.outputs[0].shape[-1] != spec.num_classes:
+                raise ValueError(f"model {model.name!r} has {model.outputs[0].shape[-1]} outputs, dataset "
+                                 f"{spec.name!r} has {spec.num_classes} classes")
+            rows = runner.run(model, dataset.train, dataset.validation, dataset.test, workdir=workdir,
+                              overwrite=overwrite, callbacks=_tensorboard(config, workdir), verbose=config.verbose,
+                              identity=tfimp_config.identity(config))
+            _write_outputs(config, runner.model, rows, workdir)
+            return rows
+    finally:
+        keras.distribution.set_distribution(previous_distribution)
+        keras.config.set_dtype_policy(policy)
+
+
+def _write_outputs(config, model: keras.Model, rows: list[dict], workdir: str) -> None:
+    """config.json, the plot, the stripped model, and the summary lines (the run has claimed the workdir)."""
+    say = tfimp_config.printer(config)
+    _storage.atomic_write_text(_workdir.path(workdir, _workdir.CONFIG), config.to_json_best_effort(indent=2))
+    plots.accuracy_vs_sparsity(rows, _workdir.path(workdir, _workdir.PLOT),
+                               title=f"{config.method} {config.model} on {config.dataset} (Keras 3)")
+    covered = masks.describe(model)
+    say(f"[tfimp] pruned {masks.sparsity(model):.2%} of the {covered.prunable_parameters:,} prunable weights, "
+        f"{covered.prunable_share:.1%} of the model's {covered.total_parameters:,} parameters; zeros over all "
+        f"parameters {masks.sparsity(model, over='all'):.2%}", flush=True)
+    if config.export_formats:
+        say(f"[tfimp] export_formats={config.export_formats!r}: exports are written by the tf_keras front end "
+            "only for now; the stripped model is model_stripped.keras (it loads on every backend)", flush=True)
+    with _storage.local_file(_workdir.path(workdir, _workdir.STRIPPED_MODEL)) as local:
+        masks.strip(model).save(local)
+    cycle_dirs = ", ".join(f"cycle_{c}/" for c in _workdir.cycles(workdir))
+    say(f"[tfimp] results in {workdir}: {cycle_dirs} (tfimp.load_cycle), results.json, results.csv, "
+        "accuracy_vs_sparsity.png, tensorboard/, model_stripped.keras", flush=True)

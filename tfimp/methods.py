@@ -1,0 +1,90 @@
+"""Experiment methods by name: ``config.method`` -> the runner that trains it (``RUNNERS``).
+
+A method is a function ``fn(config, settings) -> runner`` registered under
+its name; ``settings`` are the optimizer and data settings every runner
+takes (:func:`runner_settings`). The runners are the ones of the process's
+Keras (``tfimp.IMP`` is the tf_keras or the Keras 3 class, see
+:mod:`tfimp.front_end`), so one registry serves both front ends. A new
+method is one function and one ``RUNNERS.register`` line::
+
+    @tfimp.methods.RUNNERS.register("imp_twice")
+    def _imp_twice(config, settings):
+        return tfimp.IMP(tfimp.Plan(config.target_sparsity, cycles=2 * config.cycles), **settings)
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import tfimp
+from tfimp.core.registry import Registry
+
+#: The built-in methods, in the order the CLI lists them.
+METHODS = ("dense", "imp", "bimp", "oneshot", "gmp", "tfmot_gmp", "dpf", "str")
+#: Methods that prune while training (``tfimp.DuringTraining``, tf_keras front end).
+DURING_TRAINING = ("gmp", "tfmot_gmp", "dpf", "str")
+
+#: ``method name -> fn(config, settings) -> runner``.
+RUNNERS: Registry = Registry("method")
+
+
+def known() -> list[str]:
+    """Every registered method, the built-in ones first."""
+    return list(METHODS) + sorted(set(RUNNERS.known()) - set(METHODS))
+
+
+@RUNNERS.register("dense")
+def _dense(config, settings):
+    return tfimp.Dense(config.dense_epochs, **settings)
+
+
+def during_training(config, settings, str_weight_decay: Optional[float] = None):
+    """The ``tfimp.DuringTraining`` runner of ``config.method`` (``str_weight_decay`` overrides the config's)."""
+    return tfimp.DuringTraining(config.method, config.target_sparsity, config.epochs, criterion=config.criterion,
+                                begin_fraction=config.get("prune_begin_fraction"),
+                                end_fraction=config.get("prune_end_fraction"),
+                                frequency=config.prune_frequency or None, str_init=config.str_init,
+                                str_weight_decay=config.str_weight_decay if str_weight_decay is None
+                                else str_weight_decay, **settings)
+
+
+for _method in DURING_TRAINING:
+    RUNNERS.register(_method, during_training)
+
+
+def _plan_options(config) -> dict:
+    return dict(criterion=config.criterion, optimizer_state=config.optimizer_state,
+                allr_norm_drop=config.allr_norm_drop, recalibrate_bn=config.recalibrate_bn,
+                min_kept_per_layer=config.min_kept_per_layer or None)
+
+
+@RUNNERS.register("bimp")
+def _bimp(config, settings):
+    return tfimp.IMP.bimp(config.target_sparsity, config.cycles, total_epochs=config.epochs,
+                          dense_epochs=config.dense_epochs, **_plan_options(config),
+                          **{**settings, "dense_schedule": "linear"})
+
+
+def _imp(config, settings, cycles: int):
+    plan = tfimp.Plan(target_sparsity=config.target_sparsity, cycles=cycles, dense_epochs=config.dense_epochs,
+                      retrain_epochs=config.retrain_epochs, retrain_schedule=config.retrain_schedule,
+                      original_epochs=config.get("original_epochs"), **_plan_options(config))
+    return tfimp.IMP(plan, **settings)
+
+
+RUNNERS.register("imp", lambda config, settings: _imp(config, settings, config.cycles))
+RUNNERS.register("oneshot", lambda config, settings: _imp(config, settings, 1))
+
+
+def runner_settings(config) -> dict:
+    """The optimizer and data settings every runner takes."""
+    return dict(learning_rate=config.learning_rate, dense_schedule=config.dense_schedule,
+                warmup_epochs=config.warmup_epochs, optimizer=config.optimizer, momentum=config.momentum,
+                weight_decay=config.weight_decay, batch_size=config.batch_size, seed=config.seed,
+                steps_per_execution=config.steps_per_execution, jit_compile=config.jit_compile,
+                chance_guard=config.chance_guard)
+
+
+def make_runner(config, settings: Optional[dict] = None):
+    """The runner the config's method names (``RUNNERS``), with ``settings`` (default: :func:`runner_settings`)."""
+    return RUNNERS.get(config.method)(config, runner_settings(config) if settings is None else settings)
