@@ -205,6 +205,20 @@ def keras3_is_functional(model: Any) -> bool:
     return cls is not None and isinstance(model, cls)
 
 
+def keras3_conv_lstm_cell_class() -> type:
+    """Keras 3's ConvLSTM cell class, which is not exported (``keras.layers.ConvLSTM*`` build it in ``__init__``).
+
+    Read from its module rather than from a throwaway layer: constructing a
+    ConvLSTM layer draws from Keras' global seed (its dropout seed generator),
+    so ``keras.utils.set_random_seed(0)`` followed by ``import tfimp``'s Keras 3
+    coverage would give other initial weights than without it.
+    """
+    import importlib
+
+    module = importlib.import_module("keras.src.layers.rnn.conv_lstm")
+    return attribute(module, "ConvLSTMCell", what="Keras 3's ConvLSTM cell class, to make it prunable")
+
+
 def keras3_slot_variables(optimizer: Any, variable: Any) -> list:
     """The slot variables (momentum, Adam's moments, ...) a built Keras 3 optimizer keeps for ``variable``.
 

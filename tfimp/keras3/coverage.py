@@ -16,6 +16,7 @@ from typing import Iterable
 
 import keras
 
+from tfimp import _private
 from tfimp.core import coverage as _core
 from tfimp.core.coverage import Spec
 
@@ -58,8 +59,8 @@ register(keras.layers.MultiHeadAttention, {f"_{projection}_dense.kernel": "atten
                                            for projection in ("query", "key", "value", "output")})
 for _cell in (keras.layers.SimpleRNNCell, keras.layers.GRUCell, keras.layers.LSTMCell):
     register(_cell, _RECURRENT_CELL_SPECS)
-# ConvLSTM's cell class is not exported and is no LSTMCell: found from a throwaway layer (which builds nothing).
-register(type(keras.layers.ConvLSTM1D(1, 1).cell), _RECURRENT_CELL_SPECS)
+# ConvLSTM's cell class is not exported and is no LSTMCell.
+register(_private.keras3_conv_lstm_cell_class(), _RECURRENT_CELL_SPECS)
 register(keras.layers.RNN, _rnn_specs)  # SimpleRNN, GRU, LSTM and ConvLSTM* are RNN subclasses
 register(keras.layers.Bidirectional, _bidirectional_specs)
 register(keras.layers.TimeDistributed, _time_distributed_specs)
