@@ -30,6 +30,11 @@ writes ``fidelity.json`` into ``--out``. About 40 minutes on 2 CPU cores:
 
     python benchmarks/fidelity_fashion_mnist.py --out bench_out/fidelity
 
+``--keras 3`` runs the same protocol through tfimp's Keras 3 front end on the
+backend ``KERAS_BACKEND`` names (GMP is tf_keras-only for now and skipped):
+
+    KERAS_BACKEND=jax python benchmarks/fidelity_fashion_mnist.py --keras 3 --out bench_out/fidelity_k3
+
 ``--optimizer keras_sgd_decoupled`` reruns it with tf_keras' own SGD (decay
 outside the momentum buffer), ``--init keras`` with Keras' default
 initialisation instead of PyTorch's, ``--allr_norm_drop this_cycle`` with
@@ -48,7 +53,7 @@ import time
 import numpy as np
 
 import tfimp
-from tfimp import keras
+from tfimp.core import datasets
 
 #: The authors' PyTorch figures on this protocol (test accuracy %, seeds 0 and 1).
 AUTHORS = {
@@ -58,15 +63,34 @@ AUTHORS = {
     ("gmp", 0.9): (91.43, 91.15), ("gmp", 0.98): (85.35, 85.10),
 }
 DENSE_EPOCHS, CYCLES, RETRAIN_EPOCHS, BATCH = 6, 3, 2, 128
+OPTIMIZERS = ("torch_sgd", "keras_sgd_decoupled")
 
 
-def model_h(init: str = "torch") -> keras.Model:
+def select_keras(version: int):
+    """Keras 3 (``import keras``, before anything of tfimp's follows the process's Keras) or tfimp's tf_keras."""
+    if version == 3:
+        if os.environ.get("TF_USE_LEGACY_KERAS"):
+            raise SystemExit("--keras 3 needs a process without TF_USE_LEGACY_KERAS")
+        import keras
+
+        return keras
+    return tfimp.keras
+
+
+def process_keras():
+    """The Keras this process chose (see tfimp.front_end): Keras 3 after ``import keras``, else tf_keras."""
+    return select_keras(3 if tfimp.front_end.of_process() == tfimp.front_end.KERAS3 else 2)
+
+
+def model_h(init: str = "torch"):
     """The protocol's model: four bias-free 3x3 convolutions with BatchNorm and ReLU, then Dense 10.
 
     ``init="torch"`` initialises as PyTorch's ``Conv2d``/``Linear`` do (uniform
     within 1/sqrt(fan_in) for kernels and the Dense bias), as in the authors'
     runs; ``"keras"`` keeps Keras' Glorot-uniform kernels and zero bias.
+    Built with the process's Keras (tf_keras, or Keras 3 after ``import keras``).
     """
+    keras = process_keras()
     if init == "torch":
         kernel_init = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")  # bound 1/sqrt(fan_in)
         bias_init = keras.initializers.RandomUniform(-128 ** -0.5, 128 ** -0.5)  # fan_in of the Dense layer: 128
@@ -89,8 +113,12 @@ def model_h(init: str = "torch") -> keras.Model:
 
 
 def load(data_dir: str | None, train_subset: int | None):
-    """Fashion-MNIST as float arrays, normalised with the training set's mean and std."""
-    x_train, y_train, x_test, y_test, source = tfimp.data.load_arrays("fashion_mnist", data_dir)
+    """Fashion-MNIST as float arrays, normalised with the training set's mean and std (idx files, either Keras)."""
+    found = datasets.load_idx(datasets.idx_dirs("fashion_mnist", data_dir))
+    if found is None:
+        raise SystemExit(f"no Fashion-MNIST idx files in {datasets.idx_dirs('fashion_mnist', data_dir)}: "
+                         "apt-get install dataset-fashion-mnist, or pass --data_dir")
+    x_train, y_train, x_test, y_test, source = found
     if train_subset:
         x_train, y_train = x_train[:train_subset], y_train[:train_subset]
     x_train = x_train.reshape(-1, 28, 28, 1).astype(np.float32) / 255.0
@@ -114,6 +142,7 @@ def run_seed(seed: int, train, test, args) -> list[dict]:
         print(f"[fidelity] seed {seed} {method:9s} {sparsity:.0%}: test accuracy {accuracy:.2f}% "
               f"(sparsity {rows[-1]['sparsity']:.4f}, {time.perf_counter() - start:.0f} s)", flush=True)
 
+    keras = process_keras()
     keras.utils.set_random_seed(seed)
     dense_model = model_h(args.init)
     start = time.perf_counter()
@@ -132,7 +161,9 @@ def run_seed(seed: int, train, test, args) -> list[dict]:
             start = time.perf_counter()
             record(f"imp_{schedule}", sparsity, imp.run(model, train, test=test, verbose=0), start)
 
-    if args.gmp:
+    if args.gmp and args.keras == 3:
+        print("[fidelity] GMP (tfimp.DuringTraining) is tf_keras-only for now: skipped on Keras 3", flush=True)
+    elif args.gmp:
         steps = -(-len(train[0]) // BATCH)
         gmp_epochs = 2 * DENSE_EPOCHS
         for sparsity in args.sparsities:
@@ -169,13 +200,16 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--schedules", default="slr,allr")
     parser.add_argument("--sparsities", default="0.9,0.98", type=lambda s: [float(v) for v in s.split(",")])
-    parser.add_argument("--optimizer", default="torch_sgd", choices=tfimp.optimizers.known())
+    parser.add_argument("--keras", type=int, default=2, choices=(2, 3),
+                        help="front end: 2 = tf_keras (tfmot), 3 = Keras 3 on KERAS_BACKEND's backend")
+    parser.add_argument("--optimizer", default="torch_sgd", choices=OPTIMIZERS)
     parser.add_argument("--init", default="torch", choices=("torch", "keras"), help="model H's initialisation")
     parser.add_argument("--allr_norm_drop", default="since_dense", choices=tfimp.plan.ALLR_NORM_DROPS)
     parser.add_argument("--no_gmp", dest="gmp", action="store_false", help="skip the 12-epoch GMP runs")
     parser.add_argument("--data_dir", default=None, help="idx files (default: Debian's Fashion-MNIST)")
     parser.add_argument("--train_subset", type=int, default=0, help="first N training images (smoke runs only)")
     args = parser.parse_args()
+    keras = select_keras(args.keras)  # first: tfimp's names then follow this Keras
     for schedule in args.schedules.split(","):
         tfimp.lr.check_name(schedule)
 
@@ -184,11 +218,12 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         results += run_seed(seed, train, test, args)
     table, summary = summarise(results)
-    print(f"[fidelity] test accuracy (%), optimizer {args.optimizer}, init {args.init}, "
+    front = f"Keras {keras.__version__} ({keras.backend.backend()})" if args.keras == 3 else "tf_keras"
+    print(f"[fidelity] test accuracy (%), {front}, optimizer {args.optimizer}, init {args.init}, "
           f"ALLR norm drop {args.allr_norm_drop}:\n{table}", flush=True)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "fidelity.json"), "w", encoding="utf-8") as handle:
-        json.dump({"optimizer": args.optimizer, "init": args.init, "allr_norm_drop": args.allr_norm_drop,
+        json.dump({"front_end": front, "optimizer": args.optimizer, "init": args.init, "allr_norm_drop": args.allr_norm_drop,
                    "train_examples": len(train[0]), "summary": summary,
                    "runs": results}, handle, indent=2, default=float)
 

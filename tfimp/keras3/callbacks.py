@@ -113,6 +113,7 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
         self._original: Optional[_lr.Original] = None
         self._installed_on = None
         self._restored_epoch: Optional[int] = None
+        self._restored_global_rng = None
         self.workdir = workdir
         self._owns_lock = False
         if workdir is not None:  # claimed now: a mismatch is refused before anything is written
@@ -132,7 +133,12 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
         if self.workdir is None:
             return 0
         self._install_schedule(model)  # before reading: the save holds the optimizer as it runs
-        return self._resume_from(_checkpoint.restore(self.workdir, model))
+        saved = _checkpoint.restore(self.workdir, model)
+        if saved is not None:
+            # fit builds the model symbolically before on_train_begin, which on torch can draw from torch's
+            # global generator: the restored state is put back there, right before the first step.
+            self._restored_global_rng = _checkpoint.global_rng_state()
+        return self._resume_from(saved)
 
     def _install_schedule(self, model: keras.Model) -> None:
         """Takes over the learning rate once per optimizer: reads the compiled one (the default original
@@ -155,6 +161,8 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
     # -- fit hooks --------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
+        _checkpoint.set_global_rng_state(self._restored_global_rng)
+        self._restored_global_rng = None
         epochs = self.params.get("epochs")
         if epochs != self.plan.total_epochs:
             raise ValueError(

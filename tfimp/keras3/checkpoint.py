@@ -45,11 +45,38 @@ def rng_states(model: keras.Model) -> list:
     return [v for v in model.variables if id(v) not in weights]
 
 
+#: The npz entry of torch's global generator: Keras' torch backend draws unseeded dropout from it.
+_TORCH_GLOBAL_RNG = "torch_global_rng"
+
+
+def global_rng_state() -> Optional[np.ndarray]:
+    """The state of the backend's global generator that Keras draws from outside its seed generators, or None.
+
+    On the torch backend a Dropout without a seed runs ``torch.nn.functional.dropout`` (Keras' fast path),
+    which draws from torch's global generator; the other backends draw only through seed generators.
+    """
+    if keras.backend.backend() != "torch":
+        return None
+    import torch  # noqa: PLC0415  (torch backend only)
+
+    return torch.get_rng_state().numpy()
+
+
+def set_global_rng_state(state: Optional[np.ndarray]) -> None:
+    """Puts back a :func:`global_rng_state` (nothing for None)."""
+    if state is not None:
+        import torch  # noqa: PLC0415  (torch backend only)
+
+        torch.set_rng_state(torch.from_numpy(np.array(state, dtype=np.uint8)))
+
+
 def _write_payload(model: keras.Model, directory: str) -> None:
     save_weights(model, os.path.join(directory, _workdir.KERAS3_WEIGHTS))
+    state = global_rng_state()
+    extra = {} if state is None else {_TORCH_GLOBAL_RNG: state}
     with _storage.local_file(os.path.join(directory, _workdir.KERAS3_RNG_STATES), "w") as local:
         with open(local, "wb") as handle:
-            np.savez(handle, *[keras.ops.convert_to_numpy(v.value) for v in rng_states(model)])
+            np.savez(handle, *[keras.ops.convert_to_numpy(v.value) for v in rng_states(model)], **extra)
 
 
 def _read_payload(model: keras.Model, directory: str) -> None:
@@ -57,11 +84,14 @@ def _read_payload(model: keras.Model, directory: str) -> None:
     with _storage.local_file(os.path.join(directory, _workdir.KERAS3_RNG_STATES), "r") as local:
         with np.load(local) as saved:
             states = rng_states(model)
-            if len(saved.files) != len(states):
-                raise ValueError(f"the checkpoint in {directory!r} holds {len(saved.files)} random-generator states, "
+            held = [name for name in saved.files if name.startswith("arr_")]
+            if len(held) != len(states):
+                raise ValueError(f"the checkpoint in {directory!r} holds {len(held)} random-generator states, "
                                  f"the model has {len(states)}: it was saved from another model")
             for index, variable in enumerate(states):
                 variable.assign(saved[f"arr_{index}"])
+            if keras.backend.backend() == "torch" and _TORCH_GLOBAL_RNG in saved.files:
+                set_global_rng_state(saved[_TORCH_GLOBAL_RNG])
 
 
 def save(workdir: str, model: keras.Model, state: dict) -> None:

@@ -171,16 +171,34 @@ def _wrap_graph(model: keras.Model, wrapper_for: Callable) -> keras.Model:
     return keras.models.clone_model(model, clone_function=clone_function)
 
 
+def _attributes(container) -> list[tuple[str, object]]:
+    """``container``'s public attributes; on torch also its child modules, which torch keeps out of ``vars``."""
+    found = [(name, value) for name, value in vars(container).items() if not name.startswith("_")]
+    if keras.backend.backend() == "torch":
+        known = {name for name, _ in found}
+        found += [(name, child) for name, child in container.named_children()
+                  if name not in known and not name.startswith("_")]
+    return found
+
+
+def _set_attribute(container, name: str, new) -> None:
+    """Sets a layer attribute without Keras tracking it again (it was replaced in the tracker already)."""
+    if name in vars(container):
+        object.__setattr__(container, name, new)
+    else:  # a torch child module: torch's own registry of children, in the old one's place
+        import torch  # noqa: PLC0415  (torch backend only)
+
+        torch.nn.Module.add_module(container, name, new)
+
+
 def _replace_in_place(container, replacement: Callable) -> None:
     """Puts ``replacement(layer)`` where ``container`` holds each sublayer: attributes, lists, tuples, dicts."""
-    for name, value in list(vars(container).items()):
-        if name.startswith("_"):
-            continue
+    for name, value in _attributes(container):
         if isinstance(value, keras.layers.Layer):
             new = replacement(value)
             if new is not value:
                 _private.keras3_replace_tracked_layer(container, value, new)
-                object.__setattr__(container, name, new)  # tracked above, in the old one's place
+                _set_attribute(container, name, new)  # tracked above, in the old one's place
             continue
         if isinstance(value, dict):
             for key, item in list(value.items()):
