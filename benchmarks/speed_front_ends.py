@@ -58,7 +58,7 @@ def _worker(args) -> dict:
     """Runs in the front end's own process: returns the figures."""
     version, backend = FRONT_ENDS[args.worker]
     if version == 3:
-        import keras  # noqa: F401  (first: tfimp's names follow this Keras)
+        importlib.import_module("keras")  # first: tfimp's names then follow Keras 3
     sys.path.insert(0, HERE)
     import fidelity_fashion_mnist as fidelity  # noqa: E402
 
@@ -71,8 +71,11 @@ def _worker(args) -> dict:
                "train_examples": len(train[0])}
     variant = JAX_VARIANTS[args.variant]
     figures["variant"] = args.variant
+    figures["xla_flags"] = os.environ.get("XLA_FLAGS", "") if backend == "jax" else ""
 
     # 1. The IMP + SLR 98% run, as the fidelity protocol runs it.
+    if args.steps_only:
+        figures.update(imp_wall_s=float("nan"), imp_test_accuracy=float("nan"), imp_sparsity=float("nan"))
     keras.utils.set_random_seed(0)
     model = fidelity.model_h()
     imp = tfimp.IMP(target_sparsity=0.98, cycles=fidelity.CYCLES, dense_epochs=0,
@@ -81,11 +84,12 @@ def _worker(args) -> dict:
                     recalibrate_bn=variant.get("recalibrate_bn", True), learning_rate=0.1, dense_schedule="step",
                     momentum=0.9, weight_decay=5e-4, batch_size=fidelity.BATCH, seed=0,
                     steps_per_execution=variant.get("steps_per_execution", 1))
-    start = time.perf_counter()
-    rows = imp.run(model, train, test=test, verbose=0)
-    figures["imp_wall_s"] = time.perf_counter() - start
-    figures["imp_test_accuracy"] = rows[-1]["test_accuracy"]
-    figures["imp_sparsity"] = rows[-1]["sparsity"]
+    if not args.steps_only:
+        start = time.perf_counter()
+        rows = imp.run(model, train, test=test, verbose=0)
+        figures["imp_wall_s"] = time.perf_counter() - start
+        figures["imp_test_accuracy"] = rows[-1]["test_accuracy"]
+        figures["imp_sparsity"] = rows[-1]["sparsity"]
 
     # 2. One step, unwrapped against wrapped and 90% pruned.
     def compiled(wrapped: bool):
@@ -125,10 +129,14 @@ def _run_worker(name: str, variant: str, args) -> dict | None:
     env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "KERAS_BACKEND")}
     if backend:
         env["KERAS_BACKEND"] = backend
+    if args.xla_flags and name == "jax":
+        env["XLA_FLAGS"] = args.xla_flags
     command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--variant", variant,
                "--rounds", str(args.rounds), "--steps", str(args.steps), "--train_subset", str(args.train_subset)]
     if args.data_dir:
         command += ["--data_dir", args.data_dir]
+    if args.steps_only:
+        command.append("--steps_only")
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"[speed] worker {name} ({variant}) failed:\n{done.stderr[-4000:]}")
@@ -165,6 +173,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="training steps per timed round")
     parser.add_argument("--train_subset", type=int, default=0, help="first N training images (smoke runs only)")
     parser.add_argument("--data_dir", default=None, help="idx files (default: Debian's Fashion-MNIST)")
+    parser.add_argument("--steps_only", action="store_true", help="time the steps only, not the IMP run")
+    parser.add_argument("--xla_flags", default="", help="XLA_FLAGS for the JAX worker (XLA CPU options)")
     parser.add_argument("--worker", choices=list(FRONT_ENDS), help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="default", choices=list(JAX_VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
