@@ -83,7 +83,8 @@ def _worker(args) -> dict:
                     retrain_schedule="slr", criterion="global", optimizer_state="fresh_then_keep",
                     recalibrate_bn=variant.get("recalibrate_bn", True), learning_rate=0.1, dense_schedule="step",
                     momentum=0.9, weight_decay=5e-4, batch_size=fidelity.BATCH, seed=0,
-                    steps_per_execution=variant.get("steps_per_execution", 1))
+                    steps_per_execution=variant.get("steps_per_execution", 1),
+                    chance_guard=False)  # a timing run from the initial weights: tiny smoke runs learn nothing
     if not args.steps_only:
         start = time.perf_counter()
         rows = imp.run(model, train, test=test, verbose=0)
