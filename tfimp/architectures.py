@@ -215,6 +215,10 @@ class ModelRegistry:
             self._builders.register(name, bind(builder, keras))
             self.designed_for[name] = shape
 
+    def api(self):
+        """``(register, known, build, check_fits, designed_for)``: the names a front end's ``tfimp.models`` offers."""
+        return self.register, self.known, self.build, self.check_fits, self.designed_for
+
     def register(self, name: str, fn=None):
         """``@register("name")``: adds a builder ``fn(num_classes, input_shape) -> Model``.
 

@@ -14,15 +14,9 @@ import keras
 from tfimp import architectures
 from tfimp.architectures import TORCH_BN_EPSILON, TORCH_BN_MOMENTUM  # noqa: F401  (public names)
 
-_MODELS = architectures.ModelRegistry(keras)
-
-#: ``@register("name")``: adds a builder ``fn(num_classes, input_shape) -> Model``.
-register = _MODELS.register
-#: Names of the registered models, sorted.
-known = _MODELS.known
-build = _MODELS.build
-check_fits = _MODELS.check_fits
-#: The input shape each built-in model is designed for (channels included).
-DESIGNED_FOR = _MODELS.designed_for
+#: ``register("name")`` adds a builder ``fn(num_classes, input_shape) -> Model``; ``known()`` lists the names;
+#: ``build(name, num_classes=, input_shape=)``; ``check_fits(name, input_shape)``; ``DESIGNED_FOR``: each
+#: built-in model's input shape (see :class:`tfimp.architectures.ModelRegistry`).
+register, known, build, check_fits, DESIGNED_FOR = architectures.ModelRegistry(keras).api()
 #: A ``Conv2D`` padded as PyTorch pads it (see :func:`tfimp.architectures.torch_conv`).
 torch_conv = architectures.bind(architectures.torch_conv, keras)
