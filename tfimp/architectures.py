@@ -194,6 +194,19 @@ BUILT_IN: dict[str, tuple[Callable, tuple[int, ...]]] = {
 }
 
 
+def float32_outputs(keras: ModuleType, model):
+    """``model`` with float32 logits (Keras' advice for mixed precision: a float16 softmax/loss loses accuracy)."""
+    outputs = keras.layers.Activation("linear", dtype="float32", name="float32_logits")(model.outputs[0])
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
+def check_outputs_fit(model, num_classes: int, dataset: str) -> None:
+    """Raises ValueError when a built model's output does not match the dataset's classes."""
+    outputs = model.outputs[0].shape[-1]
+    if outputs != num_classes:
+        raise ValueError(f"model {model.name!r} has {outputs} outputs, dataset {dataset!r} has {num_classes} classes")
+
+
 def bind(builder: Callable, keras: ModuleType) -> Callable:
     """``builder`` with its Keras module filled in, keeping its name and docstring."""
     return functools.update_wrapper(functools.partial(builder, keras), builder)

@@ -16,7 +16,7 @@ from tfimp import extras
 extras.require("tensorboard", "the tfimp command line's TensorBoard logs")
 
 import tfimp  # noqa: E402  (after the check above, which names the missing extra)
-from tfimp import checkpoint, data, export, methods, models, plots, report  # noqa: E402
+from tfimp import architectures, checkpoint, data, export, methods, models, plots, report  # noqa: E402
 from tfimp import config as tfimp_config  # noqa: E402
 from tfimp._backend import keras  # noqa: E402
 
@@ -38,13 +38,6 @@ def check_supported(config) -> None:
 
 #: The runners' settings from a config (the tf_keras front end takes them as they are).
 runner_settings = methods.runner_settings
-
-
-def check_model_fits_data(model: keras.Model, spec: data.DatasetSpec) -> None:
-    """Raises ValueError when the built model's output does not match the dataset's classes."""
-    outputs = model.output_shape[-1]
-    if outputs != spec.num_classes:
-        raise ValueError(f"model {model.name!r} has {outputs} outputs, dataset {spec.name!r} has {spec.num_classes} classes")
 
 
 def _calibrated_str_runner(config, build_model, train, workdir: str):
@@ -113,7 +106,7 @@ def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
         with strategy.scope():  # variables, optimizer slots and tfimp's masks live on the strategy's devices
             built = models.build(config.model, num_classes=dataset.spec.num_classes,
                                  input_shape=dataset.spec.input_shape)
-            return _float32_outputs(built) if config.mixed_precision else built
+            return architectures.float32_outputs(keras, built) if config.mixed_precision else built
 
     try:
         with tfimp.workdir.Locked(workdir, config.verbose):
@@ -124,17 +117,11 @@ def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
                     overwrite = False
                 runner = _calibrated_str_runner(config, build_model, dataset.train, workdir)
             model = build_model()
-            check_model_fits_data(model, dataset.spec)
+            architectures.check_outputs_fit(model, dataset.spec.num_classes, dataset.spec.name)
             # -- Train (resumable) --------------------------------------------
             return _train_and_export(config, runner, model, dataset, workdir, overwrite)
     finally:
         keras.mixed_precision.set_global_policy(policy)
-
-
-def _float32_outputs(model: keras.Model) -> keras.Model:
-    """The model with float32 logits (Keras' advice for mixed precision: a float16 softmax/loss loses accuracy)."""
-    outputs = keras.layers.Activation("linear", dtype="float32", name="float32_logits")(model.output)
-    return keras.Model(model.input, outputs, name=model.name)
 
 
 def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: bool) -> list[dict]:

@@ -83,3 +83,35 @@ def test_bimp_and_dense_runners():
     assert rows[0]["initial_lr"] == pytest.approx(0.05) and 0 <= rows[0]["test_accuracy"] <= 1
     with pytest.raises(ValueError, match="unknown dense schedule"):
         tfimp.Dense(2, dense_schedule="nope")
+
+
+def test_a_run_at_chance_level_stops_with_a_clear_error_unless_the_guard_is_off(tmp_path):
+    from tfimp.core import guards
+
+    x = np.random.default_rng(0).normal(size=(64, 20)).astype("float32")
+    y = (np.arange(64) % 4).astype("int32")  # balanced: a dead network's loss is exactly ln 4
+
+    def dead():  # every ReLU unit dead from the start: only the output bias learns
+        inputs = keras.Input((20,))
+        hidden = keras.layers.Dense(8, activation="relu", bias_initializer=keras.initializers.Constant(-100.0),
+                                    name="hidden")(inputs)
+        return keras.Model(inputs, keras.layers.Dense(4, name="out")(hidden))
+
+    settings = dict(learning_rate=0.05, batch_size=16, weight_decay=0.0)
+    imp = tfimp.IMP(target_sparsity=0.5, cycles=1, dense_epochs=2, retrain_epochs=1, **settings)
+    with pytest.raises(guards.ChanceLevelError, match=r"chance level through epoch \d.*ln\(4\) = 1.3863"):
+        imp.run(dead(), (x, y), workdir=str(tmp_path / "run"), verbose=0)
+    assert not (tmp_path / "run" / "cycle_1").exists()  # no pruning step ran on it
+    rows = tfimp.IMP(target_sparsity=0.5, cycles=1, dense_epochs=2, retrain_epochs=1, chance_guard=False,
+                     **settings).run(dead(), (x, y), verbose=0)
+    assert len(rows) == 2
+    with pytest.raises(guards.ChanceLevelError):
+        tfimp.Dense(3, **settings).run(dead(), (x, y), verbose=0)
+    assert len(tfimp.Dense(3, chance_guard=False, **settings).run(dead(), (x, y), verbose=0)) == 1
+
+
+def test_a_model_whose_outputs_do_not_fit_the_dataset_is_named():
+    model = tfimp.models.build("small_cnn", num_classes=10, input_shape=(28, 28, 1))
+    tfimp.architectures.check_outputs_fit(model, 10, "fashion_mnist")
+    with pytest.raises(ValueError, match="model 'small_cnn' has 10 outputs, dataset 'cifar100' has 100 classes"):
+        tfimp.architectures.check_outputs_fit(model, 100, "cifar100")

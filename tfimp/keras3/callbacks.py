@@ -45,6 +45,13 @@ from tfimp.keras3 import masks as _masks
 from tfimp.keras3 import optimizers as _optimizers
 
 
+class ChanceGuard(keras.callbacks.Callback):
+    """:func:`tfimp.core.guards.check_epoch` at the end of every epoch, for runs without the IMP callback."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        _guards.check_epoch(self.model, logs or {}, epoch)
+
+
 class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
     """Runs an IMP plan inside Keras 3's ``model.fit`` (see the tf_keras ``tfimp.callbacks.IMP``).
 

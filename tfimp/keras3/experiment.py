@@ -23,7 +23,7 @@ import importlib.util
 import keras
 
 from tfimp import config as tfimp_config
-from tfimp import methods, plots
+from tfimp import architectures, methods, plots
 from tfimp.core import storage as _storage
 from tfimp.core import workdir as _workdir
 from tfimp.keras3 import data, masks, models
@@ -83,12 +83,6 @@ def _tensorboard(config, workdir: str) -> list:
                                         update_freq=config.log_every_steps)]
 
 
-def _float32_outputs(model: keras.Model) -> keras.Model:
-    """The model with float32 logits (Keras' advice for mixed precision: a float16 softmax/loss loses accuracy)."""
-    outputs = keras.layers.Activation("linear", dtype="float32", name="float32_logits")(model.outputs[0])
-    return keras.Model(model.inputs, outputs, name=model.name)
-
-
 def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
     """Runs the experiment ``config`` (checked, with its ``runner``) into ``workdir``; returns the per-cycle rows."""
     say = tfimp_config.printer(config)
@@ -111,10 +105,8 @@ def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
     try:
         with _workdir.Locked(workdir, config.verbose):
             model = models.build(config.model, num_classes=spec.num_classes, input_shape=spec.input_shape)
-            model = _float32_outputs(model) if config.mixed_precision else model
-            if model.outputs[0].shape[-1] != spec.num_classes:
-                raise ValueError(f"model {model.name!r} has {model.outputs[0].shape[-1]} outputs, dataset "
-                                 f"{spec.name!r} has {spec.num_classes} classes")
+            model = architectures.float32_outputs(keras, model) if config.mixed_precision else model
+            architectures.check_outputs_fit(model, spec.num_classes, spec.name)
             rows = runner.run(model, dataset.train, dataset.validation, dataset.test, workdir=workdir,
                               overwrite=overwrite, callbacks=_tensorboard(config, workdir), verbose=config.verbose,
                               identity=tfimp_config.identity(config))

@@ -178,9 +178,10 @@ class Dense(_Trainer):
         self._compile(model, schedule)
         self.model = model
         start = time.perf_counter()
+        guard = [_callbacks.ChanceGuard()] if self.chance_guard else []
         history = model.fit(train, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
-                            validation_data=self._validation(validation), callbacks=list(callbacks), verbose=verbose,
-                            shuffle=False)
+                            validation_data=self._validation(validation), callbacks=[*guard, *callbacks],
+                            verbose=verbose, shuffle=False)
         wall_s = time.perf_counter() - start
         logs = {k: v[-1] for k, v in history.history.items()}
         test_metrics = _callbacks._evaluate(model, test) if test is not None else None
