@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfimp import data
+from tfimp import data, tfdata
 
 from helpers import make_idx_dataset
 
@@ -61,7 +61,7 @@ def test_split_and_shuffle_are_deterministic_given_the_seed(tmp_path):
 
 
 def test_offline_without_data_fails_fast_and_says_how_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", str(tmp_path / "not_installed"))
+    monkeypatch.setattr(tfdata, "DEBIAN_FASHION_MNIST", str(tmp_path / "not_installed"))
     monkeypatch.setenv("TFIMP_OFFLINE", "1")
     import tensorflow_datasets as tfds
 
@@ -92,7 +92,7 @@ def mocked_tfds(monkeypatch):
     """A tiny tfds dataset: tfds' own mock generates examples from the builder's features."""
     import tensorflow_datasets as tfds
 
-    monkeypatch.setattr(data, "network_reachable", lambda timeout=5.0: True)
+    monkeypatch.setattr(tfdata, "network_reachable", lambda timeout=5.0: True)
     with tfds.testing.mock_data(num_examples=24):
         yield
 
@@ -137,7 +137,7 @@ def test_augmentation_is_deterministic_given_the_seed_and_changes_per_epoch(augm
 def test_crop_flip_pads_by_four_and_keeps_content():
     import tensorflow as tf
     image = tf.reshape(tf.range(32 * 32 * 3, dtype=tf.float32) + 1.0, (32, 32, 3))
-    out = data._crop_flip(image, tf.constant([1, 2], tf.int64)).numpy()
+    out = tfdata._crop_flip(image, tf.constant([1, 2], tf.int64)).numpy()
     nonzero_rows = np.flatnonzero(out.any(axis=(1, 2)))
     assert out.shape == (32, 32, 3) and 28 <= len(nonzero_rows) <= 32  # at most 4 padded rows
 

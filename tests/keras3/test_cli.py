@@ -78,8 +78,6 @@ def test_the_console_command_runs_keras3_and_resumes_as_a_no_op(tmp_path):
 @pytest.mark.parametrize("change, message", [
     (dict(method="gmp", epochs=2), "tf_keras front end only for now"),
     (dict(method="dense"), "tf_keras front end only for now"),
-    (dict(dataset="cifar10", model="resnet20"), "read by the tf_keras front end only"),
-    (dict(augmentation="crop_flip"), "augmentation is tf_keras-only"),
     (dict(strategy="mirrored"), r"known: \['default', 'data_parallel'\]"),
     (dict(keras=4), r"config.keras=4 is unknown; known: \[2, 3\]"),
     (dict(model="kcv_resnet18_v2"), "config.model='kcv_resnet18_v2' is unknown"),

@@ -298,10 +298,16 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
             _results.make_row(logs, sparsity=_masks.sparsity(self.model), test_metrics=test, **settings), record)
 
 
+#: Batch size of the test evaluations of ``(x, y)`` arrays. Keras' default of 32 made each of the
+#: fidelity protocol's nine evaluations take 1.2 s on the TensorFlow backend, 0.5 s at 256; the
+#: batch size does not change the metrics (BatchNorm runs in inference mode).
+EVALUATION_BATCH_SIZE = 256
+
+
 def _evaluate(model: keras.Model, data) -> dict:
     """``model.evaluate`` of a dataset, a ``PyDataset`` or an ``(x, y)`` pair, as a dict."""
     if isinstance(data, tuple) and len(data) == 2:
-        return model.evaluate(data[0], data[1], verbose=0, return_dict=True)
+        return model.evaluate(data[0], data[1], batch_size=EVALUATION_BATCH_SIZE, verbose=0, return_dict=True)
     return model.evaluate(data, verbose=0, return_dict=True)
 
 

@@ -1,4 +1,4 @@
-"""Data for the Keras 3 front end, without TensorFlow: numpy arrays in a ``keras.utils.PyDataset``.
+"""Data for the Keras 3 front end: numpy arrays in a ``keras.utils.PyDataset``, or tf.data where TensorFlow is.
 
 :class:`EpochOrdered` gives the batches of epoch ``e`` in an order that
 depends only on the seed and ``e`` (a seeded permutation per epoch), as the
@@ -6,13 +6,17 @@ tf_keras ``tfimp.data.EpochOrdered`` does: a run resumed at epoch ``e``
 sees exactly the batches the uninterrupted run saw. :func:`load` reads
 MNIST and Fashion-MNIST from idx files (Debian's package or a
 ``data_dir``), with the tf_keras front end's seeded validation split and
-normalisation. ``tfimp.data`` is this module in a Keras 3 process.
+normalisation, without TensorFlow. The tensorflow-datasets datasets and
+augmentation come through :mod:`tfimp.tfdata`'s ``tf.data`` pipelines,
+which Keras 3 trains on with every backend. ``tfimp.data`` is this module
+in a Keras 3 process.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from typing import Optional
 
 import keras
@@ -93,27 +97,65 @@ class Data:
         return self.train.steps_per_epoch
 
 
-def load(name: str, *, data_dir: Optional[str] = None, batch_size: int = 128, validation_fraction: float = 0.1,
-         seed: int = 0, train_subset: Optional[int] = None, test_subset: Optional[int] = None) -> Data:
-    """Loads MNIST or Fashion-MNIST from idx files as numpy data (see the tf_keras ``tfimp.data.load``).
+def uses_tf_data(name: str, augmentation: Optional[str] = None) -> bool:
+    """Whether :func:`load` reads ``name`` through ``tf.data`` (:mod:`tfimp.tfdata`) rather than as numpy arrays.
 
-    Args:
-      name: ``mnist`` or ``fashion_mnist`` (datasets from tensorflow-datasets need the tf_keras front end).
-      data_dir: a directory with the four idx files (Debian's Fashion-MNIST is found without it).
-      batch_size, validation_fraction, seed, train_subset: as for tf_keras.
-      test_subset: use only the first N test examples, for quick runs.
-
-    Raises:
-      ValueError: an unknown dataset, a bad option, or a dataset this front end cannot read yet.
-      DataUnavailableError: the idx files are not on disk.
+    The idx datasets without augmentation are numpy (no TensorFlow needed);
+    the tensorflow-datasets ones (CIFAR, ImageNet) and any augmentation go
+    through the tf_keras front end's ``tf.data`` pipelines, which Keras 3
+    trains on with every backend.
     """
     data_spec = spec(name)
-    if data_spec.idx_prefix is None:
-        raise ValueError(f"tfimp's Keras 3 front end reads {name!r} not yet (only the idx datasets mnist and "
-                         "fashion_mnist); load it yourself as arrays or a keras.utils.PyDataset")
+    chosen = data_spec.augmentation if augmentation is None else augmentation
+    if chosen not in _datasets.AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {chosen!r}; known: {list(_datasets.AUGMENTATIONS)}")
+    return data_spec.idx_prefix is None or chosen != "none"
+
+
+def _tfdata():
+    """:mod:`tfimp.tfdata`, or an ImportError that says why TensorFlow is needed."""
+    try:
+        import tensorflow  # noqa: F401, PLC0415  (only the tf.data datasets need it)
+    except ImportError as error:
+        raise ImportError("the tensorflow-datasets datasets and augmentation read through tf.data, which needs "
+                          "TensorFlow: pip install tensorflow tensorflow-datasets (the idx datasets mnist and "
+                          "fashion_mnist without augmentation need neither)") from error
+    from tfimp import tfdata  # noqa: PLC0415
+
+    return tfdata
+
+
+def load(name: str, *, data_dir: Optional[str] = None, batch_size: int = 128, validation_fraction: float = 0.1,
+         seed: int = 0, train_subset: Optional[int] = None, test_subset: Optional[int] = None,
+         augmentation: Optional[str] = None):
+    """Loads dataset ``name`` for Keras 3 (see the tf_keras ``tfimp.data.load``).
+
+    MNIST and Fashion-MNIST without augmentation come from idx files as
+    numpy data (:class:`Data`, no TensorFlow). Every other dataset, and
+    any augmentation, comes as the tf_keras front end's ``tf.data``
+    pipelines (a :class:`tfimp.tfdata.Data`: same split, order,
+    augmentation and normalisation, epoch-ordered training batches), which
+    Keras 3 trains on with any backend where TensorFlow is installed.
+
+    Args:
+      name: ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100`` or ``imagenet2012``.
+      data_dir: idx files, or a tensorflow-datasets data_dir (Debian's Fashion-MNIST is found without it).
+      batch_size, validation_fraction, seed, train_subset: as for tf_keras.
+      test_subset: use only the first N test examples, for quick runs.
+      augmentation: override the dataset's default (``none`` to disable).
+
+    Raises:
+      ValueError: an unknown dataset or augmentation, or a bad option.
+      DataUnavailableError: the data is not on disk (and, for tfds, cannot be downloaded).
+      ImportError: a tf.data dataset without TensorFlow installed.
+    """
+    data_spec = spec(name)
     for option, value in (("batch_size", batch_size), ("train_subset", train_subset), ("test_subset", test_subset)):
         if value is not None and value < 1:
             raise ValueError(f"{option} must be >= 1, got {value}")
+    if uses_tf_data(name, augmentation):
+        return _tfdata().load(name, data_dir=data_dir, batch_size=batch_size, validation_fraction=validation_fraction,
+                              seed=seed, train_subset=train_subset, test_subset=test_subset, augmentation=augmentation)
     found = _datasets.load_idx(_datasets.idx_dirs(name, data_dir))
     if found is None:
         raise DataUnavailableError(f"dataset {name!r}: no idx files in {_datasets.idx_dirs(name, data_dir)}; "
@@ -135,3 +177,14 @@ def load(name: str, *, data_dir: Optional[str] = None, batch_size: int = 128, va
         batch_size=batch_size,
         source=source,
     )
+
+
+def tf_data_epochs(train):
+    """The epoch-ordered ``tf.data`` twin of ``train`` (a :class:`tfimp.tfdata.EpochOrdered`, or a
+    :func:`load` training pipeline), or None: without :mod:`tfimp.tfdata` loaded, nothing is one."""
+    tfdata = sys.modules.get("tfimp.tfdata")
+    if tfdata is None:
+        return None
+    if isinstance(train, tfdata.EpochOrdered):
+        return train
+    return tfdata.epoch_ordered(train)

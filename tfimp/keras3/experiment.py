@@ -8,9 +8,13 @@ TensorBoard callback writes with it) and ``model_stripped.keras`` as on
 tf_keras. ``strategy="data_parallel"`` trains on every local device through
 ``keras.distribution.DataParallel`` (JAX).
 
+Data: mnist and fashion_mnist without augmentation are numpy (no
+TensorFlow needed); the tensorflow-datasets datasets (CIFAR, ImageNet) and
+every augmentation come as the tf_keras front end's ``tf.data`` pipelines
+(:mod:`tfimp.tfdata`), on any backend where TensorFlow is installed.
+
 Not on Keras 3 yet, refused before any work with a message: the
-pruning-during-training methods and ``dense`` through the CLI, datasets
-other than the idx ones (mnist, fashion_mnist), augmentation, and the
+pruning-during-training methods and ``dense`` through the CLI, and the
 tf_keras strategies. Exports (``export_formats``) are tf_keras-only for now:
 the stripped model is written as ``model_stripped.keras``, which loads on
 every backend.
@@ -43,12 +47,11 @@ def check_supported(config) -> None:
     if config.method not in METHODS and config.method in methods.METHODS:
         raise ValueError(f"config.method={config.method!r} runs on the tf_keras front end only for now "
                          f"(config.keras=2); on Keras 3 the CLI runs {list(METHODS)}")
-    if data.spec(config.dataset).idx_prefix is None:
-        raise ValueError(f"config.dataset={config.dataset!r} is read by the tf_keras front end only for now "
-                         "(config.keras=2); on Keras 3 the CLI reads the idx datasets mnist and fashion_mnist")
-    if config.augmentation not in ("", "none"):
-        raise ValueError(f"config.augmentation={config.augmentation!r}: augmentation is tf_keras-only for now; "
-                         "on Keras 3 use \"\" or \"none\"")
+    if data.uses_tf_data(config.dataset, config.augmentation or None) and importlib.util.find_spec(
+            "tensorflow") is None:
+        raise ValueError(f"config.dataset={config.dataset!r} with augmentation "
+                         f"{config.augmentation or 'the default'!r} reads through tf.data, which needs TensorFlow; "
+                         "install tensorflow and tensorflow-datasets, or use mnist/fashion_mnist without augmentation")
     if config.strategy not in STRATEGIES:
         raise ValueError(f"config.strategy={config.strategy!r} is unknown on Keras 3; known: {list(STRATEGIES)} "
                          "(tf.distribute strategies: config.keras=2)")
@@ -92,7 +95,8 @@ def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
     models.check_fits(config.model, spec.input_shape, f"dataset {config.dataset!r}")
     dataset = data.load(config.dataset, data_dir=config.data_dir or None, batch_size=config.batch_size,
                         validation_fraction=config.validation_fraction, seed=config.seed,
-                        train_subset=config.train_subset or None, test_subset=config.test_subset or None)
+                        train_subset=config.train_subset or None, test_subset=config.test_subset or None,
+                        augmentation=config.augmentation or None)
     say(f"[tfimp] {config.dataset}: {dataset.train_examples} training examples from {dataset.source}", flush=True)
     distribution = _distribution(config.strategy)
     if distribution is not None:

@@ -64,13 +64,35 @@ class _Trainer:
                               self.warmup_epochs * steps_per_epoch)
 
     def _training_data(self, train):
-        """(training data for fit, steps per epoch): arrays become an EpochOrdered."""
+        """(training data, steps per epoch): arrays become an EpochOrdered, a ``tfimp.data.load`` ``tf.data``
+        pipeline its epoch-ordered twin (a :class:`tfimp.tfdata.EpochOrdered`)."""
         if isinstance(train, (tuple, list)) and len(train) == 2:
             train = _data.EpochOrdered(train[0], train[1], self.batch_size, self.seed)
-        steps = self.steps_per_epoch or (len(train) if hasattr(train, "__len__") else None)
+        elif (twin := _data.tf_data_epochs(train)) is not None:
+            train = twin
+        if self.steps_per_epoch:
+            steps = self.steps_per_epoch
+        elif _data.tf_data_epochs(train) is not None:
+            steps = train.steps_per_epoch
+        else:
+            steps = len(train) if hasattr(train, "__len__") else None
         if not steps:
             raise ValueError("the training data has unknown length; pass steps_per_epoch")
         return train, int(steps)
+
+    def _for_fit(self, train, first_epoch: int, end_epoch: int, steps: int):
+        """(data, steps_per_epoch) to give ``fit`` for epochs ``first_epoch .. end_epoch - 1``: epoch-ordered
+        data starts at that epoch's batches, so a resumed run sees what the uninterrupted one saw."""
+        if _data.tf_data_epochs(train) is not None:
+            return train.epochs(first_epoch, end_epoch), steps
+        if isinstance(train, _data.EpochOrdered):
+            train.epoch = first_epoch
+        return train, self.steps_per_epoch
+
+    @staticmethod
+    def _one_pass(train):
+        """One finite pass over the training data (BatchNorm re-estimation)."""
+        return train.epoch(0) if _data.tf_data_epochs(train) is not None else train
 
     def _compile(self, model: keras.Model, learning_rate) -> None:
         model.compile(
@@ -135,7 +157,8 @@ class IMP(_Trainer):
         self.model = model
         self.callback = _callbacks.IMP(
             self.plan, schedule=self._schedule(self.plan.reference_epochs, steps), steps_per_epoch=steps,
-            test_data=test, recalibration_data=train if self.plan.recalibrate_bn else None, workdir=workdir,
+            test_data=test, recalibration_data=self._one_pass(train) if self.plan.recalibrate_bn else None,
+            workdir=workdir,
             overwrite=overwrite, verbose=verbose, cycle_end_hooks=cycle_end_hooks,
             identity=self.identity(steps_per_epoch=steps, user=identity or {}), chance_guard=self.chance_guard)
         try:
@@ -149,11 +172,11 @@ class IMP(_Trainer):
                 print(f"[tfimp] {workdir!r} holds this finished run; its {len(self.callback.rows)} rows are "
                       "returned without training", flush=True)
             return list(self.callback.rows)
-        if isinstance(train, _data.EpochOrdered):
-            train.epoch = initial_epoch  # the batches the uninterrupted run saw from here on
+        # The batches the uninterrupted run saw from here on.
+        fit_data, fit_steps = self._for_fit(train, initial_epoch, self.plan.total_epochs, steps)
         try:
-            model.fit(train, epochs=self.plan.total_epochs, initial_epoch=initial_epoch,
-                      steps_per_epoch=self.steps_per_epoch, validation_data=self._validation(validation),
+            model.fit(fit_data, epochs=self.plan.total_epochs, initial_epoch=initial_epoch,
+                      steps_per_epoch=fit_steps, validation_data=self._validation(validation),
                       callbacks=[self.callback, *callbacks], verbose=verbose, shuffle=False)
         finally:
             self.callback.release()  # the lock goes even when fit stops with an error
@@ -179,7 +202,8 @@ class Dense(_Trainer):
         self.model = model
         start = time.perf_counter()
         guard = [_callbacks.ChanceGuard()] if self.chance_guard else []
-        history = model.fit(train, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
+        fit_data, fit_steps = self._for_fit(train, 0, self.epochs, steps)
+        history = model.fit(fit_data, epochs=self.epochs, steps_per_epoch=fit_steps,
                             validation_data=self._validation(validation), callbacks=[*guard, *callbacks],
                             verbose=verbose, shuffle=False)
         wall_s = time.perf_counter() - start
