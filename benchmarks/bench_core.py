@@ -22,7 +22,7 @@ import tracemalloc
 import numpy as np
 
 import tfimp
-from tfimp import keras, models, tf, tfmot_glue
+from tfimp import keras, models, tf, wrapping
 
 
 def _timed(fn) -> float:
@@ -43,7 +43,7 @@ def _peak_bytes(fn) -> int:
 
 def bench_global_prune(model: keras.Model, repeats: int) -> dict:
     wrapped = tfimp.wrap(model)
-    kernels = tfmot_glue.prunable_kernels(wrapped)
+    kernels = wrapping.prunable_kernels(wrapped)
     total = sum(k.size for k in kernels)
     magnitudes = np.concatenate([np.abs(k.weight.numpy()).ravel() for k in kernels])
     kth = int(0.9 * magnitudes.size)

@@ -24,7 +24,7 @@ import argparse
 import numpy as np
 
 import tfimp
-from tfimp import data, keras, models, tfmot_glue
+from tfimp import data, keras, models, wrapping
 
 
 class _Trace(keras.callbacks.Callback):
@@ -38,7 +38,7 @@ class _Trace(keras.callbacks.Callback):
         self._effective: dict[str, np.ndarray] = {}
 
     def _masks(self) -> np.ndarray:
-        return np.concatenate([k.mask.numpy().ravel() for k in tfmot_glue.prunable_kernels(self.model)])
+        return np.concatenate([k.mask.numpy().ravel() for k in wrapping.prunable_kernels(self.model)])
 
     def on_epoch_begin(self, epoch, logs=None):
         self._revived, self._updates, self._growth, self._growth_layer = 0.0, 0, 0.0, ""
@@ -51,7 +51,7 @@ class _Trace(keras.callbacks.Callback):
             self._updates += 1
         self._previous = mask
         # Per layer: how far one step moved the kernel the forward pass uses (mask updates included).
-        for kernel in tfmot_glue.prunable_kernels(self.model):
+        for kernel in wrapping.prunable_kernels(self.model):
             effective = kernel.weight.numpy() * (kernel.mask.numpy() != 0)
             before = self._effective.get(kernel.name)
             if before is not None and np.linalg.norm(before) > 0:

@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import numpy as np  # noqa: E402
 
 import tfimp  # noqa: E402
-from tfimp import keras, tf, tfmot_glue  # noqa: E402
+from tfimp import keras, tf, tfmot_glue, wrapping  # noqa: E402
 
 SPARSITY = 0.9
 IMAGE = (64, 64, 3)
@@ -271,7 +271,7 @@ def measure_tfimp(name, build, inputs, steps, out_dir) -> dict:
         warnings.simplefilter("always")
         wrapped = tfimp.wrap(model)
         per_layer = tfimp.prune(wrapped, SPARSITY)
-    kernels = tfmot_glue.prunable_kernels(wrapped)
+    kernels = wrapping.prunable_kernels(wrapped)
     prunable = sum(k.size for k in kernels)
     pruned = sum(int(np.count_nonzero(k.mask.numpy() == 0)) for k in kernels)
     _train(wrapped, x, y, steps)

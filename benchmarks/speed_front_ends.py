@@ -22,7 +22,7 @@ The authors' PyTorch code ran that IMP + SLR 98% run in 80-86 s on this
 table prints each front end's wall against that and against tf_keras.
 Every worker's figures go to ``--out``/speed.json.
 
-    python benchmarks/speed_front_ends.py --out bench_out/speed
+    python benchmarks/speed_front_ends.py --out bench_out/speed --repeats 3   # workers interleaved 3 times
     python benchmarks/speed_front_ends.py --front_ends jax --jax_variants   # where JAX's time goes
 """
 
@@ -149,17 +149,29 @@ def _run_worker(name: str, variant: str, args) -> dict | None:
 
 
 def table(results: list[dict]) -> str:
-    """The side-by-side table: wall against the authors' and against tf_keras, step times and the mask cost."""
-    base = next((r["imp_wall_s"] for r in results if r["front_end"] == "tf_keras" and r["variant"] == "default"),
-                None)
-    lines = ["| front end | variant | IMP + SLR 98% wall | / authors' 80-86 s | / tf_keras | test acc. | "
-             "plain step | masked step | mask cost |", "|---|---|---|---|---|---|---|---|---|"]
+    """The side-by-side table, one row per front end (and variant): medians over the repeats.
+
+    ``/ tf_keras`` is the median over repeats of the front end's wall over
+    tf_keras' wall *in the same repeat* (the machine's speed drifts between
+    repeats by tens of percent, so only neighbours compare).
+    """
+    base = {r["repeat"]: r["imp_wall_s"] for r in results if r["front_end"] == "tf_keras" and r["variant"] == "default"}
+    groups: dict[tuple, list[dict]] = {}
     for r in results:
-        against_authors = f"{r['imp_wall_s'] / AUTHORS_WALL_S[1]:.2f}-{r['imp_wall_s'] / AUTHORS_WALL_S[0]:.2f}x"
-        against_base = f"{r['imp_wall_s'] / base:.2f}x" if base else "-"
-        lines.append(f"| {r['front_end']} ({r['backend']}) | {r['variant']} | {r['imp_wall_s']:.1f} s | "
-                     f"{against_authors} | {against_base} | {100 * r['imp_test_accuracy']:.2f}% | "
-                     f"{r['step_ms_plain']:.2f} ms | {r['step_ms_masked']:.2f} ms | {r['mask_cost']:.3f}x |")
+        groups.setdefault((r["front_end"], r["backend"], r["variant"]), []).append(r)
+    lines = ["| front end | variant | repeats | IMP + SLR 98% wall (median, range) | / authors' 80-86 s | / tf_keras "
+             "(paired) | test acc. | plain step | masked step | mask cost |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for (front_end, backend, variant), rows in groups.items():
+        walls = [r["imp_wall_s"] for r in rows]
+        wall = statistics.median(walls)
+        paired = [r["imp_wall_s"] / base[r["repeat"]] for r in rows if r["repeat"] in base]
+        against_base = f"{statistics.median(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f})" if paired else "-"
+        lines.append(
+            f"| {front_end} ({backend}) | {variant} | {len(rows)} | {wall:.1f} s ({min(walls):.1f}-{max(walls):.1f}) | "
+            f"{wall / AUTHORS_WALL_S[1]:.2f}-{wall / AUTHORS_WALL_S[0]:.2f}x | {against_base} | "
+            f"{100 * rows[-1]['imp_test_accuracy']:.2f}% | {statistics.median(r['step_ms_plain'] for r in rows):.2f} ms | "
+            f"{statistics.median(r['step_ms_masked'] for r in rows):.2f} ms | "
+            f"{statistics.median(r['mask_cost'] for r in rows):.3f}x |")
     return "\n".join(lines)
 
 
@@ -170,6 +182,8 @@ def main() -> None:
                         help=f"comma-separated, of {list(FRONT_ENDS)}")
     parser.add_argument("--jax_variants", action="store_true",
                         help=f"also run the JAX worker with each of {list(JAX_VARIANTS)}")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run every worker this many times, interleaved (the table gives medians)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the per-step timing")
     parser.add_argument("--steps", type=int, default=100, help="training steps per timed round")
     parser.add_argument("--train_subset", type=int, default=0, help="first N training images (smoke runs only)")
@@ -186,13 +200,16 @@ def main() -> None:
     unknown = [n for n in names if n not in FRONT_ENDS]
     if unknown:
         raise SystemExit(f"unknown front end(s) {unknown}; known: {list(FRONT_ENDS)}")
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats must be >= 1, got {args.repeats}")
     results = []
-    for name in names:
-        variants = list(JAX_VARIANTS) if name == "jax" and args.jax_variants else ["default"]
-        for variant in variants:
-            figures = _run_worker(name, variant, args)
-            if figures is not None:
-                results.append(figures)
+    for repeat in range(args.repeats):
+        for name in names:
+            variants = list(JAX_VARIANTS) if name == "jax" and args.jax_variants else ["default"]
+            for variant in variants:
+                figures = _run_worker(name, variant, args)
+                if figures is not None:
+                    results.append({**figures, "repeat": repeat})
     print(f"[speed] side by side (this machine, {os.cpu_count()} cores):\n{table(results)}", flush=True)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "speed.json"), "w", encoding="utf-8") as handle:

@@ -76,7 +76,7 @@ model = keras.Model(inputs, outputs)'''),
 rows = imp.run(model, data.train, data.validation, data.test, verbose=0)
 print(tfimp.results.format_table(rows))
 # What the table shows: a dense phase, then three cycles of rising sparsity ending at exactly 90%.
-kernels = tfimp.tfmot_glue.prunable_kernels(imp.model)
+kernels = tfimp.wrapping.prunable_kernels(imp.model)
 total = sum(k.size for k in kernels)
 pruned = sum(int((k.mask.numpy() == 0).sum()) for k in kernels)
 print(f"{pruned:,} of {total:,} weights pruned")
@@ -133,7 +133,7 @@ for layer in layers[:6] + ["..."] + layers[-3:]:
     print(f"{layer:28s}" + "".join(f"{allocations[c][layer]:>13.1%}" for c in criteria))
 # What the table shows: uniform prunes every layer to 90%, uniform+ keeps the first convolution dense,
 # global and LAMP spread the same total unevenly.
-sizes = {kernel.name: kernel.size for kernel in tfimp.tfmot_glue.prunable_kernels(model)}
+sizes = {kernel.name: kernel.size for kernel in tfimp.wrapping.prunable_kernels(model)}
 assert all(allocations["uniform"][name] == int(0.9 * size + 0.5) / size for name, size in sizes.items())
 assert allocations["uniform_plus"][layers[0]] == 0.0
 assert max(allocations["global"].values()) - min(allocations["global"].values()) > 0.1'''),
@@ -205,8 +205,8 @@ backbone = keras_cv.models.ResNetV2Backbone(
 inputs = keras.Input((28, 28, 1))
 features = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
 model = tfimp.wrap(keras.Model(inputs, keras.layers.Dense(10, name="logits")(features)))
-print(len(tfimp.tfmot_glue.prunable_kernels(model)), "kernels wrapped, e.g.",
-      [k.name for k in tfimp.tfmot_glue.prunable_kernels(model)][:3])'''),
+print(len(tfimp.wrapping.prunable_kernels(model)), "kernels wrapped, e.g.",
+      [k.name for k in tfimp.wrapping.prunable_kernels(model)][:3])'''),
         new_markdown_cell("Your own `compile` and `fit`: the callback owns the learning rate (your compiled "
                           "schedule is the original one that SLR is built from) and prunes at the start of each "
                           "cycle. `fit` must run exactly `plan.total_epochs` epochs."),
@@ -221,7 +221,7 @@ model.fit(data.train_epochs.epochs(0, plan.total_epochs), epochs=plan.total_epoc
           validation_data=data.validation, callbacks=[imp, board], verbose=2)
 print(tfimp.results.format_table(imp.rows))
 # What the table shows: the dense phase, then two cycles ending at exactly 80% sparsity.
-kernels = tfimp.tfmot_glue.prunable_kernels(model)
+kernels = tfimp.wrapping.prunable_kernels(model)
 pruned = sum(int((k.mask.numpy() == 0).sum()) for k in kernels)
 assert [row["cycle"] for row in imp.rows] == [0, 1, 2]
 assert pruned == int(0.8 * sum(k.size for k in kernels) + 0.5) and imp.rows[-1]["sparsity"] == tfimp.sparsity(model)'''),

@@ -30,11 +30,11 @@ from idx_files import _write_idx, make_idx_dataset  # noqa: E402,F401  (numpy on
 
 def prunable_total(model) -> int:
     """How many weights tfimp's default coverage prunes in ``model`` (wrapped or not)."""
-    from tfimp import tfmot_glue
+    from tfimp import wrapping
 
-    if tfmot_glue.wrappers(model):
-        return sum(k.size for k in tfmot_glue.prunable_kernels(model))
-    return sum(int(w.variable.shape.num_elements()) for w in tfmot_glue.covered_weights(model))
+    if wrapping.wrappers(model):
+        return sum(k.size for k in wrapping.prunable_kernels(model))
+    return sum(int(w.variable.shape.num_elements()) for w in wrapping.covered_weights(model))
 
 
 def exact_fraction(target: float, total: int):

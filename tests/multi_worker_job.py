@@ -44,10 +44,10 @@ def main(runner_name, workdir, out, stop_at=None):
         model = helpers.small_cnn()
     callbacks = [] if stop_at is None else [_Die(int(stop_at))]
     rows = runner.run(model, (x, y), test=(x, y), workdir=workdir, verbose=0, callbacks=callbacks)
-    kernels = {w.name: (w * m).numpy() for _, wrapper in tfimp.tfmot_glue.wrappers(runner.model)
-               for w, m, _ in wrapper.pruning_vars} if tfimp.tfmot_glue.wrappers(runner.model) else {}
-    masks = {w.name: m.numpy() for _, wrapper in tfimp.tfmot_glue.wrappers(runner.model)
-             for w, m, _ in wrapper.pruning_vars} if tfimp.tfmot_glue.wrappers(runner.model) else {}
+    kernels = {w.name: (w * m).numpy() for _, wrapper in tfimp.wrapping.wrappers(runner.model)
+               for w, m, _ in wrapper.pruning_vars} if tfimp.wrapping.wrappers(runner.model) else {}
+    masks = {w.name: m.numpy() for _, wrapper in tfimp.wrapping.wrappers(runner.model)
+             for w, m, _ in wrapper.pruning_vars} if tfimp.wrapping.wrappers(runner.model) else {}
     weights = {v.name: v.numpy() for v in runner.model.weights}
     np.savez(out, rows=json.dumps(rows), sparsity=tfimp.sparsity(runner.model) if kernels else 0.0,
              **{f"mask/{k}": v for k, v in masks.items()}, **{f"weight/{k}": v for k, v in weights.items()})

@@ -20,12 +20,12 @@ def _run(model=None, **settings):
 
 
 def _masks(model):
-    return [k.mask.numpy() for k in tfimp.tfmot_glue.prunable_kernels(model)]
+    return [k.mask.numpy() for k in tfimp.wrapping.prunable_kernels(model)]
 
 
 def _assert_exactly_pruned(model):
     assert tfimp.sparsity(model) == helpers.exact_sparsity(model, 0.75)
-    for kernel in tfimp.tfmot_glue.prunable_kernels(model):
+    for kernel in tfimp.wrapping.prunable_kernels(model):
         assert not np.any(kernel.weight.numpy()[kernel.mask.numpy() == 0]), kernel.name
 
 
@@ -81,7 +81,7 @@ def test_mixed_float16_keeps_pruned_weights_exactly_zero(plain):
     assert isinstance(imp.model.optimizer, keras.mixed_precision.LossScaleOptimizer)
     assert float(imp.model.optimizer.loss_scale) > 1.0  # the loss scale survived the optimizer resets
     _assert_exactly_pruned(imp.model)
-    for _, wrapper in tfimp.tfmot_glue.wrappers(imp.model):
+    for _, wrapper in tfimp.wrapping.wrappers(imp.model):
         assert wrapper.layer.compute_dtype == "float16"
         for weight, mask, _ in wrapper.pruning_vars:
             assert weight.dtype == tf.float32 and mask.dtype == tf.float32

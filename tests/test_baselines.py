@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tfimp
-from tfimp import baselines, keras, tfmot_glue
+from tfimp import baselines, keras, tfmot_glue, wrapping
 
 import helpers
 
@@ -20,7 +20,7 @@ def _run(method, sparsity=0.8, epochs=3, **options):
 
 
 def _pruned_weights_are_zero(model):
-    for kernel in tfmot_glue.prunable_kernels(model):
+    for kernel in wrapping.prunable_kernels(model):
         assert not np.any(kernel.weight.numpy()[kernel.mask.numpy() == 0]), kernel.name
 
 
@@ -34,7 +34,7 @@ def test_cubic_ramp():
 @pytest.mark.parametrize("method", ["gmp", "dpf"])
 def test_gmp_and_dpf_reach_the_target_exactly(method):
     runner, rows = _run(method, frequency=2)
-    total = sum(k.size for k in tfmot_glue.prunable_kernels(runner.model))
+    total = sum(k.size for k in wrapping.prunable_kernels(runner.model))
     exact = math.floor(0.8 * total + 0.5) / total
     assert tfimp.sparsity(runner.model) == exact and rows[-1]["sparsity"] == pytest.approx(exact)
     assert [r["cycle"] for r in rows] == [1, 2, 3]
@@ -51,10 +51,10 @@ def test_gmp_sparsity_rises_along_the_ramp_and_never_revives():
 
 def test_dpf_keeps_dense_weights_behind_the_mask_during_training():
     x, y = helpers.random_data(64)
-    model = tfmot_glue.wrap(helpers.small_cnn(),
+    model = wrapping.wrap(helpers.small_cnn(),
                             wrapper=lambda layer: tfmot_glue.ReparamPruneLowMagnitude(layer, reparam="dpf"))
     tfimp.prune(model, 0.5, allow_revival=True, zero_pruned=False)
-    kernel = tfmot_glue.prunable_kernels(model)[-1]
+    kernel = wrapping.prunable_kernels(model)[-1]
     before = kernel.weight.numpy().copy()
     pruned = kernel.mask.numpy() == 0
     model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(True))
@@ -65,16 +65,16 @@ def test_dpf_keeps_dense_weights_behind_the_mask_during_training():
     wrapper = kernel.wrapper
     np.testing.assert_array_equal(np.asarray(wrapper.effective_kernels()[0]), after * kernel.mask.numpy())
     before_bake = model.predict(x, verbose=0)
-    tfmot_glue.finalize_reparams(model)
+    baselines.finalize_reparams(model)
     assert not np.any(kernel.weight.numpy()[pruned])
     np.testing.assert_array_equal(model.predict(x, verbose=0), before_bake)
 
 
 def test_tfmot_gmp_prunes_each_layer_to_the_target():
     runner, rows = _run("tfmot_gmp", frequency=2)
-    assert all(type(w) is tfmot_glue.PruneLowMagnitude for _, w in tfmot_glue.wrappers(runner.model))
+    assert all(type(w) is tfmot_glue.PruneLowMagnitude for _, w in wrapping.wrappers(runner.model))
     for name, value in tfimp.layer_sparsity(runner.model).items():
-        size = [k.size for k in tfmot_glue.prunable_kernels(runner.model) if k.name == name][0]
+        size = [k.size for k in wrapping.prunable_kernels(runner.model) if k.name == name][0]
         assert value == pytest.approx(0.8, abs=1.5 / size), name
     _pruned_weights_are_zero(runner.model)
 
@@ -137,7 +137,7 @@ def test_during_training_and_dense_runs_resume_after_a_kill(tmp_path, monkeypatc
         assert tfimp.load_cycle(workdir, 0).get_weights()[0].tolist() == resumed.model.get_weights()[0].tolist()
     else:
         assert [r["cycle"] for r in rows] == [1, 2, 3, 4]
-        total = sum(k.size for k in tfmot_glue.prunable_kernels(resumed.model))
+        total = sum(k.size for k in wrapping.prunable_kernels(resumed.model))
         assert tfimp.sparsity(resumed.model) == math.floor(0.8 * total + 0.5) / total
     again = runner().run(helpers.small_cnn(), (x, y), workdir=workdir, verbose=0)
     assert again == rows  # finished: not redone
@@ -175,12 +175,12 @@ def test_dpf_in_your_own_fit_keeps_the_mask_it_trained_with():
 
     class LastMasks(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            last_masks["masks"] = [k.mask.numpy().copy() for k in tfmot_glue.prunable_kernels(self.model)]
+            last_masks["masks"] = [k.mask.numpy().copy() for k in wrapping.prunable_kernels(self.model)]
 
     # 24 steps; the mask is computed at step 16 only (level 0 before): the dense weights drift after it.
     pruning = baselines.GradualPruning(0.7, 0, 16, frequency=16, dpf=True)
     model.fit(x, y, batch_size=32, epochs=3, callbacks=[pruning, LastMasks()], verbose=0, shuffle=False)
-    for kernel, mask in zip(tfmot_glue.prunable_kernels(model), last_masks["masks"]):
+    for kernel, mask in zip(wrapping.prunable_kernels(model), last_masks["masks"]):
         np.testing.assert_array_equal(kernel.mask.numpy(), mask)
     _pruned_weights_are_zero(model)
     assert tfimp.sparsity(model) == helpers.exact_sparsity(model, 0.7)
@@ -237,3 +237,34 @@ def test_a_method_that_ends_short_of_its_target_says_so(capsys):
         rows = runner.run(helpers.small_cnn(), (x, y), verbose=1)
     assert abs(rows[-1]["sparsity"] - 0.9) > 0.01
     assert "[tfimp] warning: str ended at sparsity" in capsys.readouterr().out
+
+
+def test_the_during_training_methods_are_one_registry_that_the_cli_lists():
+    from tfimp import methods
+
+    assert sorted(baselines.METHODS) == sorted(methods.DURING_TRAINING)
+    assert sorted(baselines.DURING_TRAINING_METHODS.known()) == sorted(baselines.METHODS)
+    with pytest.raises(ValueError, match=r"unknown during-training method 'sgmp'; known: \['gmp', 'tfmot_gmp'"):
+        tfimp.DuringTraining("sgmp", 0.5, 2)
+    assert tfimp.DuringTraining("dpf", 0.5, 4).ramp(10) == (0, 30, 16)  # DPF's defaults: 0 to 3/4, every 16
+    assert tfimp.DuringTraining("gmp", 0.5, 4).ramp(100) == (40, 300, 8)  # Zhu & Gupta's 0.1-0.75, 30+ updates
+
+
+def test_a_new_reparametrisation_is_one_registry_entry():
+    from tfimp import reparametrisations
+
+    @reparametrisations.REPARAMETRISATIONS.register("halved")
+    def halved(weight, mask, threshold):
+        return 0.5 * weight * mask
+
+    try:
+        model = wrapping.wrap(helpers.small_cnn(),
+                              wrapper=lambda layer: tfmot_glue.ReparamPruneLowMagnitude(layer, reparam="halved"))
+        kernel = wrapping.prunable_kernels(model)[0]
+        tfimp.prune(model, 0.5, allow_revival=True, zero_pruned=False)
+        np.testing.assert_array_equal(np.asarray(kernel.wrapper.effective_kernels()[0]),
+                                      0.5 * kernel.weight.numpy() * kernel.mask.numpy())
+        with pytest.raises(ValueError, match=r"reparam must be one of \('dpf', 'halved', 'str', 'none'\)"):
+            tfmot_glue.ReparamPruneLowMagnitude(keras.layers.Dense(2), reparam="doubled")
+    finally:
+        reparametrisations.REPARAMETRISATIONS.unregister("halved")

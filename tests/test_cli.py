@@ -258,7 +258,7 @@ config = tfimp_config.base()
 config.update(json.loads(sys.argv[1]))
 rows = main.run(config, sys.argv[2])
 model = made[0].model
-masks = [m for _, w in tfimp.tfmot_glue.wrappers(model) for _, m, _ in w.pruning_vars]
+masks = [m for _, w in tfimp.wrapping.wrappers(model) for _, m, _ in w.pruning_vars]
 print(json.dumps({"strategy": type(model.distribute_strategy).__name__,
                   "replicas": model.distribute_strategy.num_replicas_in_sync,
                   "masks": sorted({type(m).__name__ for m in masks}),

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 import tfimp
-from tfimp import coverage, keras, tfmot_glue
+from tfimp import coverage, keras, tfmot_glue, wrapping
 
 import helpers
 
 
 def _names(model):
-    return [k.name for k in tfmot_glue.prunable_kernels(model)]
+    return [k.name for k in wrapping.prunable_kernels(model)]
 
 
 def _text_rnn_model():
@@ -74,14 +74,14 @@ def test_embedding_and_recurrent_weights_are_wrapped_and_pruned_exactly():
                              "gru/kernel", "gru/recurrent_kernel", "td", "rnn/kernel", "rnn/recurrent_kernel", "head"]
     report = coverage.describe(model)
     assert report.dense_matrix_parameters == 0
-    total = sum(k.size for k in tfmot_glue.prunable_kernels(model))
+    total = sum(k.size for k in wrapping.prunable_kernels(model))
     assert report.prunable_parameters == total
     tfimp.prune(model, 0.9)
-    assert sum(int(np.count_nonzero(k.mask.numpy() == 0)) for k in tfmot_glue.prunable_kernels(model)) == round(0.9 * total)
+    assert sum(int(np.count_nonzero(k.mask.numpy() == 0)) for k in wrapping.prunable_kernels(model)) == round(0.9 * total)
     x, y = _tokens(32, 12, 50), np.random.default_rng(1).integers(0, 2, 32)
     model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(True))
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    for kernel in tfmot_glue.prunable_kernels(model):
+    for kernel in wrapping.prunable_kernels(model):
         assert not np.any(kernel.weight.numpy()[kernel.mask.numpy() == 0]), kernel.name
 
 
@@ -116,11 +116,11 @@ def test_transformer_with_custom_block_prunes_attention_and_reloads_in_a_fresh_p
     assert not any("stay dense" in str(w.message) for w in caught)
     x = _tokens(16, 10, 40)
     tfimp.prune(wrapped, 0.8, min_kept_per_layer=0.05)  # untrained: the small embedding init would go first
-    total = sum(k.size for k in tfmot_glue.prunable_kernels(wrapped))
+    total = sum(k.size for k in wrapping.prunable_kernels(wrapped))
     wrapped.compile(keras.optimizers.SGD(0.05, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(True))
     wrapped.fit(x, np.arange(16) % 2, batch_size=4, epochs=1, verbose=0)
     stripped = tfimp.strip(wrapped)
-    assert not tfmot_glue.wrappers(stripped)
+    assert not wrapping.wrappers(stripped)
     assert tfimp.sparsity(stripped) == pytest.approx(round(0.8 * total) / total, abs=0.5 / total)
     # tf_keras' SavedModel does not restore a MultiHeadAttention held inside a custom layer even without
     # tfimp (its projections are built lazily, after the checkpoint is read): .keras and h5 here.
@@ -245,7 +245,7 @@ def test_depthwise_separable_conv1d3d_transpose_einsum_are_covered():
     x = keras.layers.Flatten()(x)
     outputs = keras.layers.EinsumDense("ab,bc->ac", output_shape=3, name="einsum")(x)
     model = tfimp.wrap(keras.Model(inputs, outputs))
-    kinds = {w.name: w.kind for w in tfmot_glue.covered_weights(model)}
+    kinds = {w.name: w.kind for w in wrapping.covered_weights(model)}
     assert kinds == {"dw": "depthwise", "sep/depthwise_kernel": "depthwise", "sep/pointwise_kernel": "conv",
                      "up": "conv", "c1": "conv", "sep1/depthwise_kernel": "depthwise",
                      "sep1/pointwise_kernel": "conv", "c3": "conv", "c3t": "conv", "einsum": "dense"}
@@ -256,7 +256,7 @@ def test_depthwise_separable_conv1d3d_transpose_einsum_are_covered():
 def test_sparsity_over_all_parameters_counts_every_zero():
     model = tfimp.wrap(helpers.small_cnn())
     tfimp.prune(model, 0.5)
-    masked = sum(int(np.count_nonzero(k.mask.numpy() == 0)) for k in tfmot_glue.prunable_kernels(model))
+    masked = sum(int(np.count_nonzero(k.mask.numpy() == 0)) for k in wrapping.prunable_kernels(model))
     all_params = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
     zero_biases = sum(int(np.count_nonzero(v.numpy() == 0)) for v in model.trainable_weights if len(v.shape) == 1)
     assert tfimp.sparsity(model, over="all") == (masked + zero_biases) / all_params
@@ -277,7 +277,7 @@ def test_collapse_is_warned_and_the_guard_keeps_a_minimum_exactly():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         per_layer = tfimp.prune(guarded, 0.3, min_kept_per_layer=0.25)
-    kernels = {k.name: k for k in tfmot_glue.prunable_kernels(guarded)}
+    kernels = {k.name: k for k in wrapping.prunable_kernels(guarded)}
     kept_small = int(np.count_nonzero(kernels["small"].mask.numpy()))
     assert kept_small == 10  # ceil(0.25 * 40): the guard's minimum, and no more
     assert sum(int(np.count_nonzero(k.mask.numpy() == 0)) for k in kernels.values()) == round(0.3 * 240)
@@ -328,7 +328,7 @@ def test_imp_rows_record_emptied_layers_and_the_plan_guard_prevents_them(tmp_pat
         assert "cycle 1 emptied 1 layers" in capsys.readouterr().out
     else:
         assert rows[-1]["emptied_layers"] == saved["emptied_layers"] == []
-        small = [k for k in tfmot_glue.prunable_kernels(imp.model) if k.name == "small"][0]
+        small = [k for k in wrapping.prunable_kernels(imp.model) if k.name == "small"][0]
         assert int(np.count_nonzero(small.mask.numpy())) == 10
         assert json.loads((tmp_path / "run" / "identity.json").read_text())["plan"]["min_kept_per_layer"] == 0.25
 
@@ -391,7 +391,7 @@ def test_a_registered_layer_type_is_pruned_and_strips_to_a_loadable_model(tmp_pa
         wrapped = tfimp.wrap(model)
         assert _names(wrapped) == ["scaled"]
         tfimp.prune(wrapped, 0.5)
-        assert int(np.count_nonzero(tfmot_glue.prunable_kernels(wrapped)[0].mask.numpy() == 0)) == 12
+        assert int(np.count_nonzero(wrapping.prunable_kernels(wrapped)[0].mask.numpy() == 0)) == 12
         stripped = tfimp.strip(wrapped)
         stripped.save(str(tmp_path / "m.keras"))
         loaded = keras.models.load_model(str(tmp_path / "m.keras"))

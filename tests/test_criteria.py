@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tfimp
-from tfimp import criteria, tfmot_glue
+from tfimp import criteria, wrapping
 
 import helpers
 
@@ -95,17 +95,17 @@ def reference_masks(weights, alive, sparsity, criterion):
 def _set_tied_random_weights(model, seed):
     """Random kernels rounded to one decimal: many exact ties."""
     rng = np.random.default_rng(seed)
-    for kernel in tfmot_glue.prunable_kernels(model):
+    for kernel in wrapping.prunable_kernels(model):
         values = np.round(rng.normal(size=kernel.shape), 1).astype("float32")
         kernel.weight.assign(values)
 
 
 def _masks(model):
-    return [k.mask.numpy() != 0 for k in tfmot_glue.prunable_kernels(model)]
+    return [k.mask.numpy() != 0 for k in wrapping.prunable_kernels(model)]
 
 
 def _weights(model):
-    return [k.weight.numpy() for k in tfmot_glue.prunable_kernels(model)]
+    return [k.weight.numpy() for k in wrapping.prunable_kernels(model)]
 
 
 CRITERIA = ["global", "uniform", "uniform_plus", "erk", "lamp"]
@@ -115,7 +115,7 @@ CRITERIA = ["global", "uniform", "uniform_plus", "erk", "lamp"]
 def test_masks_equal_numpy_reference_over_successive_prunes(criterion):
     model = tfimp.wrap(helpers.small_cnn())
     _set_tied_random_weights(model, seed=1)
-    total = sum(k.size for k in tfmot_glue.prunable_kernels(model))
+    total = sum(k.size for k in wrapping.prunable_kernels(model))
     for sparsity in (0.3, 0.6, 0.8):
         weights, alive = _weights(model), _masks(model)
         expected = reference_masks(weights, alive, sparsity, criterion)
@@ -137,7 +137,7 @@ def test_masks_equal_numpy_reference_over_successive_prunes(criterion):
 def test_uniform_layer_counts_exact():
     model = tfimp.wrap(helpers.small_cnn())
     result = tfimp.prune(model, 0.55, criterion="uniform")
-    for kernel in tfmot_glue.prunable_kernels(model):
+    for kernel in wrapping.prunable_kernels(model):
         expected = _round(0.55 * kernel.size)
         assert int((kernel.mask.numpy() == 0).sum()) == expected
         assert result[kernel.name] == expected / kernel.size
@@ -148,7 +148,7 @@ def test_uniform_plus_keeps_first_dense_and_last_at_most_80_percent():
     result = tfimp.prune(model, 0.9, criterion="uniform_plus")
     names = list(result)
     assert result[names[0]] == 0.0
-    last = tfmot_glue.prunable_kernels(model)[-1]
+    last = wrapping.prunable_kernels(model)[-1]
     assert last.name == names[-1] and result[names[-1]] == _round(0.8 * last.size) / last.size
     assert tfimp.sparsity(model) == helpers.exact_sparsity(model, 0.9)
 

@@ -78,7 +78,7 @@ def test_a_keras_cv_backbone_from_the_registry_is_wrapped_pruned_and_trained():
     convs = [layer for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D)]
     assert model.count_params() == pytest.approx(11.19e6, rel=0.01)  # ResNet-18's size
     wrapped = tfimp.wrap(model)
-    assert len(tfimp.tfmot_glue.prunable_kernels(wrapped)) == len(convs) + 1  # every convolution and the head
+    assert len(tfimp.wrapping.prunable_kernels(wrapped)) == len(convs) + 1  # every convolution and the head
     tfimp.prune(wrapped, 0.9)
     assert tfimp.sparsity(wrapped) == helpers.exact_sparsity(wrapped, 0.9)
     wrapped.compile(tfimp.optimizers.make("torch_sgd", 0.01), keras.losses.SparseCategoricalCrossentropy(True))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tfimp
-from tfimp import checkpoint, keras, lr, tf, tfmot_glue
+from tfimp import checkpoint, keras, lr, tf, wrapping
 
 import helpers
 
@@ -57,7 +57,7 @@ def _fit_with_probe(plan, schedule, model=None, **callback_args):
 def test_sparsity_after_each_cycle_is_the_exact_geometric_target():
     plan = tfimp.Plan(target_sparsity=0.95, cycles=4, dense_epochs=1, retrain_epochs=1)
     model, imp, probe = _fit_with_probe(plan, 0.05)
-    total = sum(k.size for k in tfmot_glue.prunable_kernels(model))
+    total = sum(k.size for k in wrapping.prunable_kernels(model))
     q = 1 - 0.05 ** (1 / 4)
     assert [row["cycle"] for row in imp.rows] == [0, 1, 2, 3, 4]
     for cycle in range(1, 5):
@@ -92,7 +92,7 @@ def test_allr_initial_lr_follows_the_measured_norm_drop():
         def on_epoch_end(self, epoch, logs=None):
             if epoch == plan.dense_epochs - 1:  # the weights the pruning step sees
                 self.before = [v.numpy().copy() for v in self.model.trainable_variables]
-                self.alive = sum(int(np.count_nonzero(k.mask.numpy())) for k in tfmot_glue.prunable_kernels(self.model))
+                self.alive = sum(int(np.count_nonzero(k.mask.numpy())) for k in wrapping.prunable_kernels(self.model))
 
     snapshot = Snapshot()
     model.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(True))
@@ -101,7 +101,7 @@ def test_allr_initial_lr_follows_the_measured_norm_drop():
     x, y = _data()
     model.fit(x, y, batch_size=BATCH, epochs=plan.total_epochs, callbacks=[snapshot, imp, probe], verbose=0)
 
-    masks = {id(k.weight): k.mask.numpy() for k in tfmot_glue.prunable_kernels(model)}
+    masks = {id(k.weight): k.mask.numpy() for k in wrapping.prunable_kernels(model)}
     removed_sq = sum(float(np.sum((w * (masks[id(v)] == 0)) ** 2))
                      for v, w in zip(model.trainable_variables, snapshot.before) if id(v) in masks)
     d = math.sqrt(removed_sq / sum(float(np.sum(w.astype(np.float64) ** 2)) for w in snapshot.before))
@@ -178,7 +178,7 @@ def test_resume_after_a_crash_mid_cycle_gives_complete_rows(tmp_path, monkeypatc
     imp = _imp(**fields)
     rows = imp.run(helpers.small_cnn(), (x, y), workdir=workdir, verbose=0)
     assert [r["cycle"] for r in rows] == [0, 1, 2, 3]
-    total = sum(k.size for k in tfmot_glue.prunable_kernels(imp.model))
+    total = sum(k.size for k in wrapping.prunable_kernels(imp.model))
     assert rows[-1]["sparsity"] == pytest.approx(math.floor(0.9 * total + 0.5) / total, abs=1e-12)
     with open(os.path.join(workdir, "results.json")) as handle:
         assert [r["cycle"] for r in json.load(handle)["rows"]] == [0, 1, 2, 3]
@@ -259,7 +259,7 @@ def test_runs_under_mirrored_strategy():
     rows = imp.run(model, (x, y), verbose=0)
     assert imp.model.distribute_strategy is strategy
     assert rows[-1]["sparsity"] == helpers.exact_sparsity(imp.model, 0.8)
-    for kernel in tfmot_glue.prunable_kernels(imp.model):
+    for kernel in wrapping.prunable_kernels(imp.model):
         mask = kernel.mask.numpy()
         for replica in kernel.weight.values:
             assert not np.any(replica.numpy()[mask == 0])
@@ -379,7 +379,7 @@ def test_a_nan_or_infinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_pat
     class Poison(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             if epoch == 3 and bad == "nan":
-                kernel = tfmot_glue.prunable_kernels(self.model)[-1].weight  # the logits: no ReLU hides NaN
+                kernel = wrapping.prunable_kernels(self.model)[-1].weight  # the logits: no ReLU hides NaN
                 kernel.assign(tf.fill(kernel.shape, float("nan")))
             elif epoch == 3:
                 infinite.assign(1.0)
@@ -429,7 +429,7 @@ def test_run_reestimates_batch_norm_after_each_pruning_and_records_pruned_accura
     rows = imp.run(helpers.small_cnn(), (x, y), test=_data(seed=1), verbose=0)
     assert isinstance(imp.model.optimizer, tfimp.optimizers.TorchSGD)
     # Once per pruning step, right after it, over the whole training set (4 batches).
-    total = sum(k.size for k in tfmot_glue.prunable_kernels(imp.model))
+    total = sum(k.size for k in wrapping.prunable_kernels(imp.model))
     assert [s for s, _ in calls] == [round(0.5 * total) / total, round(0.75 * total) / total]
     assert all(n == STEPS for _, n in calls)
     assert rows[0]["test_accuracy_pruned"] is None and rows[0]["test_accuracy_bn_reestimated"] is None
@@ -456,7 +456,7 @@ def test_allr_norm_drop_in_later_cycles(norm_drop):
             self.norms[epoch] = sum(float(np.sum(v.numpy().astype(np.float64) ** 2))
                                     for v in self.model.trainable_variables)
             self.alive[epoch] = sum(int(np.count_nonzero(k.mask.numpy()))
-                                    for k in tfmot_glue.prunable_kernels(self.model))
+                                    for k in wrapping.prunable_kernels(self.model))
 
         def on_epoch_end(self, epoch, logs=None):
             self.norms[f"end{epoch}"] = sum(float(np.sum(v.numpy().astype(np.float64) ** 2))
@@ -520,7 +520,7 @@ def run(workdir, callbacks=()):
 
 
 def state(model, rows):
-    kernels = tfimp.tfmot_glue.prunable_kernels(model)
+    kernels = tfimp.wrapping.prunable_kernels(model)
     return ([w.numpy() for w in model.weights], [k.mask.numpy() for k in kernels],
             [{k: v for k, v in r.items() if k != "wall_s"} for r in rows])
 

@@ -34,7 +34,7 @@ def test_every_model_wraps_and_prunes(name, classes, shape):
     wrapped = tfimp.wrap(models.build(name, num_classes=classes, input_shape=shape))
     layers = tfimp.prune(wrapped, 0.9)
     assert len(layers) >= 3
-    total = sum(k.size for k in tfimp.tfmot_glue.prunable_kernels(wrapped))
+    total = sum(k.size for k in tfimp.wrapping.prunable_kernels(wrapped))
     assert tfimp.sparsity(wrapped) == math.floor(0.9 * total + 0.5) / total
 
 

@@ -81,9 +81,9 @@ def test_keeps_pruned_weights_zero_and_round_trips_config():
     tfimp.prune(model, 0.7)
     x, y = helpers.random_data(64)
     model.fit(x, y, batch_size=16, epochs=2, verbose=0)
-    for kernel in tfimp.tfmot_glue.prunable_kernels(model):
+    for kernel in tfimp.wrapping.prunable_kernels(model):
         assert np.all(kernel.weight.numpy()[kernel.mask.numpy() == 0] == 0.0)
-    assert tfimp.sparsity(model) == pytest.approx(0.7, abs=1 / sum(k.size for k in tfimp.tfmot_glue.prunable_kernels(model)))
+    assert tfimp.sparsity(model) == pytest.approx(0.7, abs=1 / sum(k.size for k in tfimp.wrapping.prunable_kernels(model)))
     clone = optimizers.TorchSGD.from_config(opt.get_config())
     assert (clone.momentum, clone.nesterov, clone.coupled_weight_decay) == (0.9, True, 5e-4)
 
@@ -129,7 +129,7 @@ def test_mirrored_strategy_matches_one_device():
             model.compile(optimizers.make("torch_sgd", 0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         tfimp.prune(model, 0.5)
         model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
-        results.append([k.weight.numpy() for k in tfimp.tfmot_glue.prunable_kernels(model)])
+        results.append([k.weight.numpy() for k in tfimp.wrapping.prunable_kernels(model)])
     for one, mirrored in zip(*results):
         np.testing.assert_allclose(one, mirrored, rtol=1e-4, atol=1e-5)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tfimp
-from tfimp import _private, keras, tf, tfmot_glue
+from tfimp import keras, _private, tf, tfmot_glue, wrapping
 
 import helpers
 
@@ -54,8 +54,8 @@ def test_autocast_variable_inner_and_the_constraint_hook():
     # the mask constraint is what every optimizer applies after its update
     model = tfimp.wrap(helpers.small_cnn())
     tfimp.prune(model, 0.8)
-    kernel = tfmot_glue.prunable_kernels(model)[0]
-    assert isinstance(kernel.weight.constraint, tfmot_glue._KeepPrunedConstraint)
+    kernel = wrapping.prunable_kernels(model)[0]
+    assert isinstance(kernel.weight.constraint, tfmot_glue.KeepPrunedConstraint)
     x, y = helpers.random_data(16)
     for optimizer in (keras.optimizers.SGD(0.1, momentum=0.9), keras.optimizers.Adam(0.01)):
         model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(True))
@@ -116,7 +116,7 @@ def test_a_variable_momentum_is_read_by_batchnorm_at_every_call():
 
 def test_tfmot_pruning_triples_and_compiled_function_reset():
     model = tfimp.wrap(helpers.small_cnn())
-    wrapper = tfmot_glue.wrappers(model)[0][1]
+    wrapper = wrapping.wrappers(model)[0][1]
     weight, mask, threshold = _private.pruning_triples(wrapper)[0]
     assert mask.shape == weight.shape and threshold.shape == ()
 

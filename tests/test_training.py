@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 import tfimp
-from tfimp import keras, tf, tfmot_glue
+from tfimp import keras, tf, wrapping
 
 import helpers
 
 
 def _masks(model):
-    return [k.mask.numpy().copy() for k in tfmot_glue.prunable_kernels(model)]
+    return [k.mask.numpy().copy() for k in wrapping.prunable_kernels(model)]
 
 
 class _AssertPrunedAreZero(keras.callbacks.Callback):
@@ -22,7 +22,7 @@ class _AssertPrunedAreZero(keras.callbacks.Callback):
         self.checks = 0
 
     def _check(self):
-        for kernel, mask in zip(tfmot_glue.prunable_kernels(self.model), self.masks):
+        for kernel, mask in zip(wrapping.prunable_kernels(self.model), self.masks):
             np.testing.assert_array_equal(kernel.mask.numpy(), mask)  # masks never move
             weight = kernel.weight.numpy()
             assert not np.any(weight[mask == 0]), f"pruned weights of {kernel.name} moved"
@@ -50,12 +50,12 @@ def test_pruned_weights_stay_zero_through_fit(optimizer):
     checker = _AssertPrunedAreZero(masks)
     model.compile(OPTIMIZERS[optimizer](), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = helpers.random_data(64)
-    kept_before = [k.weight.numpy()[m != 0].copy() for k, m in zip(tfmot_glue.prunable_kernels(model), masks)]
+    kept_before = [k.weight.numpy()[m != 0].copy() for k, m in zip(wrapping.prunable_kernels(model), masks)]
     model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[checker])
     assert checker.checks == 2 * 4 + 2
     assert tfimp.sparsity(model) == helpers.exact_sparsity(model, 0.75)
     # Training did happen on the kept weights.
-    kept_after = [k.weight.numpy()[m != 0] for k, m in zip(tfmot_glue.prunable_kernels(model), masks)]
+    kept_after = [k.weight.numpy()[m != 0] for k, m in zip(wrapping.prunable_kernels(model), masks)]
     assert any(not np.allclose(a, b) for a, b in zip(kept_before, kept_after))
 
 
@@ -69,7 +69,7 @@ def test_custom_training_loop_keeps_zeros_via_apply_gradients(wrapped_cnn):
             loss = loss_fn(y, wrapped_cnn(x, training=True))
         grads = tape.gradient(loss, wrapped_cnn.trainable_variables)
         optimizer.apply_gradients(zip(grads, wrapped_cnn.trainable_variables))
-        for k in tfmot_glue.prunable_kernels(wrapped_cnn):
+        for k in wrapping.prunable_kernels(wrapped_cnn):
             assert not np.any(k.weight.numpy()[k.mask.numpy() == 0])
 
 
@@ -81,7 +81,7 @@ def test_existing_kernel_constraint_is_kept():
     tfimp.prune(model, 0.5)
     model.compile(keras.optimizers.SGD(1.0), "mse")
     model.fit(np.ones((8, 4), "float32"), np.ones((8, 2), "float32") * 50, verbose=0, epochs=2)
-    capped = tfmot_glue.prunable_kernels(model)[0]
+    capped = wrapping.prunable_kernels(model)[0]
     weight = capped.weight.numpy()
     assert np.linalg.norm(weight, axis=0).max() <= 0.01 + 1e-6
     assert not np.any(weight[capped.mask.numpy() == 0])
@@ -112,8 +112,8 @@ def test_strip_keeps_zeros_and_loads_without_tfimp_objects(tmp_path, wrapped_cnn
     x, _ = helpers.random_data(8)
     expected = wrapped_cnn.predict(x, verbose=0)
     stripped = tfimp.strip(wrapped_cnn)
-    assert not tfmot_glue.wrappers(stripped)
-    kernels = [w.variable.numpy() for w in tfmot_glue.covered_weights(stripped)]
+    assert not wrapping.wrappers(stripped)
+    kernels = [w.variable.numpy() for w in wrapping.covered_weights(stripped)]
     for kernel, mask in zip(kernels, masks):
         assert not np.any(kernel[mask == 0])
     assert tfimp.sparsity(stripped) == helpers.exact_sparsity(stripped, 0.9)
@@ -148,7 +148,7 @@ def test_mirrored_strategy_gives_the_same_masks(criterion):
     for a, b in zip(_masks(single), _masks(mirrored)):
         np.testing.assert_array_equal(a, b)
     # Every replica holds the same mask.
-    for kernel in tfmot_glue.prunable_kernels(mirrored):
+    for kernel in wrapping.prunable_kernels(mirrored):
         replicas = [v.numpy() for v in kernel.mask.values]
         assert len(replicas) == 2
         np.testing.assert_array_equal(replicas[0], replicas[1])
@@ -163,7 +163,7 @@ def test_fit_under_mirrored_strategy_keeps_zeros():
     tfimp.prune(model, 0.8)
     x, y = helpers.random_data(64)
     model.fit(x, y, batch_size=16, epochs=2, verbose=0)
-    for kernel in tfmot_glue.prunable_kernels(model):
+    for kernel in wrapping.prunable_kernels(model):
         mask = kernel.mask.numpy()
         for replica in kernel.weight.values:
             assert not np.any(replica.numpy()[mask == 0])
@@ -196,7 +196,7 @@ def test_masks_cost_no_communication_between_replicas():
     assert len(_collectives_in_a_replica_forward_pass(tfmot_wrapped, strategy)) == 4 * 2
     x = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype("float32")
     strategy.run(lambda inputs: model(inputs, training=True), args=(x,))
-    for kernel in tfmot_glue.prunable_kernels(model):  # and it did apply the masks on both replicas
+    for kernel in wrapping.prunable_kernels(model):  # and it did apply the masks on both replicas
         mask = kernel.mask.numpy()
         for replica in kernel.weight.values:
             assert not np.any(replica.numpy()[mask == 0])

@@ -156,7 +156,7 @@ def test_each_cycle_is_a_directory_and_load_cycle_gives_the_model_of_that_cycle(
         with open(os.path.join(directory, "report.json")) as handle:
             report = json.load(handle)
         loaded = tfimp.load_cycle(run, row["cycle"])
-        total = sum(k.size for k in tfimp.tfmot_glue.prunable_kernels(loaded))
+        total = sum(k.size for k in tfimp.wrapping.prunable_kernels(loaded))
         assert tfimp.sparsity(loaded) == row["sparsity"]
         assert sum(layer["parameters"] - layer["nonzero"] for layer in report["layers"]) == round(
             row["sparsity"] * total)

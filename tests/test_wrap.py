@@ -4,24 +4,24 @@ import numpy as np
 import pytest
 
 import tfimp
-from tfimp import keras, tf, tfmot_glue
+from tfimp import keras, tf, tfmot_glue, wrapping
 
 import helpers
 
 
 def _wrapped_names(model):
-    return [k.name for k in tfmot_glue.prunable_kernels(model)]
+    return [k.name for k in wrapping.prunable_kernels(model)]
 
 
 def test_functional_model_wraps_conv_and_dense_only(wrapped_cnn):
     assert _wrapped_names(wrapped_cnn) == ["conv1", "conv2", "fc1", "logits"]
-    for _, wrapper in tfmot_glue.wrappers(wrapped_cnn):
+    for _, wrapper in wrapping.wrappers(wrapped_cnn):
         assert isinstance(wrapper, tfmot_glue.PruneLowMagnitude)
         assert isinstance(wrapper.pruning_schedule, tfmot_glue.NeverPrune)
         weight, mask, threshold = wrapper.pruning_vars[0]
         assert "kernel" in weight.name and mask.shape == weight.shape
     # biases and BatchNorm stay out of the masks
-    masked = {id(k.weight) for k in tfmot_glue.prunable_kernels(wrapped_cnn)}
+    masked = {id(k.weight) for k in wrapping.prunable_kernels(wrapped_cnn)}
     bn = wrapped_cnn.get_layer("bn1")
     assert all(id(v) not in masked for v in bn.weights)
 
@@ -99,10 +99,10 @@ def test_subclassed_model_with_layer_lists_is_wrapped_in_place_and_trains():
     wrapped.compile(keras.optimizers.SGD(0.05, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(True))
     wrapped.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert tfimp.sparsity(wrapped) == helpers.exact_sparsity(wrapped, 0.7)
-    for k in tfmot_glue.prunable_kernels(wrapped):
+    for k in wrapping.prunable_kernels(wrapped):
         assert not np.any(k.weight.numpy()[k.mask.numpy() == 0])
     stripped = tfimp.strip(wrapped)
-    assert not tfmot_glue.wrappers(stripped)
+    assert not wrapping.wrappers(stripped)
     assert tfimp.sparsity(stripped) == helpers.exact_sparsity(stripped, 0.7)
 
 
@@ -164,7 +164,7 @@ def test_a_keras3_model_goes_to_the_keras3_front_end_and_tfmot_refuses_it_clearl
     wrapped = tfimp.wrap(model)  # the model functions serve either Keras, by the model's classes
     assert type(wrapped.layers[0]).__module__ == "tfimp.keras3.wrapper"
     assert tfimp.prune(wrapped, 0.5) == {"dense": 0.5} and tfimp.sparsity(wrapped) == 0.5
-    for call in (lambda: tfimp.tfmot_glue.wrap(model), lambda: tfimp.pruning.prune(model, 0.5)):
+    for call in (lambda: tfimp.wrapping.wrap(model), lambda: tfimp.pruning.prune(model, 0.5)):
         with pytest.raises(TypeError, match="tf_keras"):
             call()
     with pytest.raises(TypeError, match=r"a Keras model \(tf_keras or Keras 3\)"):
@@ -214,7 +214,7 @@ def test_layers_in_lists_tuples_and_dicts_stay_saveable_after_wrap(tmp_path):
     model = _Containers()
     model(x[:2])
     wrapped = tfimp.wrap(model)
-    assert len(tfmot_glue.wrappers(wrapped)) == 5
+    assert len(wrapping.wrappers(wrapped)) == 5
     assert isinstance(wrapped.pair, tuple) and list(wrapped.heads) == ["a", "b"] and len(wrapped.blocks) == 2
     tfimp.prune(wrapped, 0.6)
     expected = wrapped.predict(x, verbose=0)
@@ -261,7 +261,7 @@ def test_strip_means_plain():
     x, y = helpers.random_data(32, (6, 6, 3), classes=3)
     model(x[:2])
     stripped = tfimp.strip(tfimp.prune(tfimp.wrap(model), 0.8) and model)
-    assert not tfmot_glue.wrappers(stripped)
+    assert not wrapping.wrappers(stripped)
     leftovers = [w.name for w in stripped.weights
                  if type(getattr(w, "_constraint", None)).__module__.startswith("tfimp")]
     assert leftovers == [] and not any("mask" in w.name or "threshold" in w.name for w in stripped.weights)
@@ -285,7 +285,7 @@ def test_tfmots_update_pruning_step_callback_is_harmless():
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(True))
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     tfimp.prune(model, 0.7)
-    kernels = tfmot_glue.prunable_kernels(model)
+    kernels = wrapping.prunable_kernels(model)
     masks = [k.mask.numpy().copy() for k in kernels]
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[tfmot_glue.tfmot_step_callback()])
     for kernel, mask in zip(kernels, masks):
@@ -300,7 +300,7 @@ def test_a_layer_called_twice_is_wrapped_once_and_its_mask_serves_both_calls(tmp
     merged = keras.layers.Concatenate()([shared(first), shared(second)])
     model = keras.Model([first, second], keras.layers.Dense(2, name="head")(merged))
     wrapped = tfimp.wrap(model)
-    assert [k.name for k in tfmot_glue.prunable_kernels(wrapped)] == ["shared", "head"]  # one mask each
+    assert [k.name for k in wrapping.prunable_kernels(wrapped)] == ["shared", "head"]  # one mask each
     rng = np.random.default_rng(0)
     x = [rng.normal(size=(16, 6)).astype("float32") for _ in range(2)]
     y = rng.integers(0, 2, 16)
@@ -313,4 +313,4 @@ def test_a_layer_called_twice_is_wrapped_once_and_its_mask_serves_both_calls(tmp
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), wrapped.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     assert int((loaded.get_layer("shared").kernel.numpy() == 0).sum()) == int(
-        (tfmot_glue.prunable_kernels(wrapped)[0].mask.numpy() == 0).sum())
+        (wrapping.prunable_kernels(wrapped)[0].mask.numpy() == 0).sum())

@@ -35,7 +35,11 @@ _CORE_MODULES = {"selection": "tfimp.core.selection", "criteria": "tfimp.core.cr
 _CORE_NAMES = {"Plan": "tfimp.core.plan"}
 #: The tf_keras front end: its modules and the names it defines.
 _TF_KERAS_MODULES = ("baselines", "batchnorm", "callbacks", "coverage", "data", "distribute", "export", "guards",
-                     "lr", "models", "optimizers", "plots", "pruning", "report", "results", "storage", "workdir")
+                     "lr", "models", "optimizers", "plots", "pruning", "report", "results", "storage", "workdir",
+                     "wrapping")
+#: Modules of the tf_keras front end that are not public names but load with it.
+_TF_KERAS_INTERNAL = ("checkpoint", "imp", "tfmot_glue", "reparametrisations")
+_loading_tf_keras = False
 _TF_KERAS_NAMES = {"keras": "tfimp._backend", "tf": "tfimp._backend", "load_cycle": "tfimp.checkpoint",
                    "IMP": "tfimp.imp", "Dense": "tfimp.imp", "DuringTraining": "tfimp.baselines"}
 #: Model functions: they serve either Keras, by the model (or file) they are given.
@@ -53,8 +57,15 @@ __all__ = sorted(set(_CORE_MODULES) - {"registry", "core", "keras3"} | set(_CORE
 
 def _load_tf_keras_front_end() -> None:
     """Imports every module of the tf_keras front end, so its Keras classes are registered for loading files."""
-    for name in _TF_KERAS_MODULES + ("checkpoint", "imp", "tfmot_glue"):
-        importlib.import_module(f"tfimp.{name}")
+    global _loading_tf_keras
+    if _loading_tf_keras:  # a module of the front end importing another (``from tfimp import wrapping``)
+        return
+    _loading_tf_keras = True
+    try:
+        for name in _TF_KERAS_MODULES + _TF_KERAS_INTERNAL:
+            importlib.import_module(f"tfimp.{name}")
+    finally:
+        _loading_tf_keras = False
 
 
 def _front_end_of_process() -> str:

@@ -21,6 +21,7 @@ row per epoch like IMP's rows, and end with exact masks and zeroed weights
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -28,17 +29,42 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from tfimp import _private
+from tfimp import methods as _methods
 from tfimp import results as _results
 from tfimp import checkpoint as _checkpoint
 from tfimp.core import criteria as _criteria
 from tfimp.core import notices as _notices
 from tfimp import pruning as _pruning
-from tfimp import tfmot_glue
+from tfimp import reparametrisations as _reparametrisations
+from tfimp import tfmot_glue, wrapping
+from tfimp import wrapping as _wrapping
+from tfimp.core.registry import Registry
 from tfimp import workdir as _workdir
 from tfimp._backend import keras
 from tfimp.imp import OneFitRunner, RowCollector
 
-METHODS = ("gmp", "tfmot_gmp", "dpf", "str")
+
+def finalize_reparams(model: keras.Model) -> None:
+    """Finalizes every :class:`ReparamPruneLowMagnitude` of ``model``.
+
+    The forward pass changes (STR's soft threshold is baked into the weights),
+    so evaluation and prediction functions Keras traced before are dropped:
+    reused, they would apply the threshold a second time.
+    """
+    changed = False
+    for _, wrapper in _wrapping.wrappers(model):
+        if isinstance(wrapper, tfmot_glue.ReparamPruneLowMagnitude) and wrapper.reparam != "none":
+            wrapper.finalize()
+            changed = True
+    if changed:
+        _private.reset_compiled_functions(model)
+
+
+def str_thresholds(model: keras.Model) -> list:
+    """The learnable STR threshold variables of ``model``."""
+    return [w.str_threshold for _, w in _wrapping.wrappers(model)
+            if isinstance(w, tfmot_glue.ReparamPruneLowMagnitude) and w.str_threshold is not None]
 
 
 def cubic_sparsity(step: int, target: float, begin: int, end: int) -> float:
@@ -133,19 +159,19 @@ class GradualPruning(keras.callbacks.Callback):
 
     def _finish(self) -> None:
         """Exact target at the end (idempotent)."""
-        tfmot_glue.finalize_reparams(self.model)  # DPF: keep the mask it trained with, zero the rest
+        finalize_reparams(self.model)  # DPF: keep the mask it trained with, zero the rest
         if _pruning.sparsity(self.model) < self.target_sparsity:
             _pruning.prune(self.model, self.target_sparsity, self.criterion)
 
 
 def current_sparsity(model: keras.Model) -> float:
     """Sparsity the forward pass sees now (STR: zeros of the soft-thresholded kernels)."""
-    str_wrappers = [w for _, w in tfmot_glue.wrappers(model)
-                    if isinstance(w, tfmot_glue.ReparamPruneLowMagnitude) and w.reparam == "str"]
+    str_wrappers = [w for _, w in _wrapping.wrappers(model) if isinstance(w, tfmot_glue.ReparamPruneLowMagnitude)
+                    and w.reparam in _reparametrisations.MASK_FROM_EFFECTIVE]
     if not str_wrappers:
         return _pruning.sparsity(model)
     zeros = total = 0
-    for _, wrapper in tfmot_glue.wrappers(model):
+    for _, wrapper in _wrapping.wrappers(model):
         kernels = (wrapper.effective_kernels() if wrapper in str_wrappers
                    else tfmot_glue.masked_values(wrapper))
         for kernel in kernels:
@@ -182,7 +208,7 @@ class EpochRows(RowCollector):
         steps = self.params.get("steps") or 0
         last = epoch + 1 == self.epochs
         if last:
-            tfmot_glue.finalize_reparams(self.model)  # exact masks before the final measurement
+            finalize_reparams(self.model)  # exact masks before the final measurement
         row = _results.row_from_logs(
             self.model, dict(logs or {}), self.test_data if last else None, cycle=epoch + 1,
             target=self.target_sparsity, schedule=self.method,
@@ -193,6 +219,72 @@ class EpochRows(RowCollector):
         if self.workdir:  # every worker writes; the chief into the workdir
             _checkpoint.write_results(_workdir.write_dir(self.workdir, self.model.distribute_strategy), self.rows,
                                       {"method": self.method})
+
+
+@dataclasses.dataclass(frozen=True)
+class DuringTrainingMethod:
+    """What makes one pruning-during-training method: its ramp's defaults, its wrapper and its callbacks.
+
+    Attributes:
+      default_fractions: ``epochs -> (begin_fraction, end_fraction)`` of the ramp when the user gives none.
+      default_frequency: steps between mask updates (``None``: :func:`auto_frequency` of the ramp).
+      wrapper: ``(runner, begin, end, frequency) -> wrapper factory`` for ``tfimp.wrap`` (``None``: tfimp's
+        policy wrapper).
+      callbacks: ``(runner, begin, end, frequency, steps_per_epoch) -> callbacks`` that prune during ``fit``.
+      uses_criterion: the method prunes by ``criterion`` (its rows name it).
+      reaches_its_own_sparsity: the sparsity is where the method ends up (STR), not a schedule's target.
+    """
+
+    default_fractions: Callable[[int], tuple[float, float]]
+    default_frequency: Optional[int]
+    wrapper: Callable[..., Optional[Callable]]
+    callbacks: Callable[..., list]
+    uses_criterion: bool
+    reaches_its_own_sparsity: bool = False
+
+
+def _zhu_gupta_fractions(epochs: int) -> tuple[float, float]:
+    return 0.1, 0.75
+
+
+def _reparametrised(runner: "DuringTraining", begin: int, end: int, frequency: int) -> Callable:
+    return lambda layer: tfmot_glue.ReparamPruneLowMagnitude(
+        layer, reparam=runner.method, str_init=runner.str_init, str_weight_decay=runner.str_weight_decay)
+
+
+#: ``method name -> DuringTrainingMethod``: a new baseline is one entry (and its runner in ``tfimp.methods``).
+DURING_TRAINING_METHODS: Registry[DuringTrainingMethod] = Registry("during-training method")
+DURING_TRAINING_METHODS.register("gmp", DuringTrainingMethod(
+    default_fractions=_zhu_gupta_fractions, default_frequency=None, wrapper=lambda runner, *ramp: None,
+    callbacks=lambda runner, begin, end, frequency, steps: [
+        GradualPruning(runner.target_sparsity, begin, end, frequency, runner.criterion)],
+    uses_criterion=True))
+DURING_TRAINING_METHODS.register("tfmot_gmp", DuringTrainingMethod(
+    default_fractions=_zhu_gupta_fractions, default_frequency=None,
+    wrapper=lambda runner, begin, end, frequency: tfmot_glue.tfmot_polynomial_wrapper(
+        runner.target_sparsity, begin, end, frequency),
+    callbacks=lambda runner, *ramp_and_steps: [tfmot_glue.tfmot_step_callback()], uses_criterion=False))
+DURING_TRAINING_METHODS.register("dpf", DuringTrainingMethod(
+    # From the start to one epoch before the end, the level raised at epoch ends, as in the authors' code.
+    default_fractions=lambda epochs: (0.0, (epochs - 1) / epochs if epochs > 1 else 1.0), default_frequency=16,
+    wrapper=_reparametrised,
+    callbacks=lambda runner, begin, end, frequency, steps: [
+        GradualPruning(runner.target_sparsity, begin, end, frequency, runner.criterion, dpf=True,
+                       level_every=steps)],
+    uses_criterion=True))
+DURING_TRAINING_METHODS.register("str", DuringTrainingMethod(
+    default_fractions=_zhu_gupta_fractions, default_frequency=None, wrapper=_reparametrised,
+    callbacks=lambda runner, *ramp_and_steps: [], uses_criterion=False, reaches_its_own_sparsity=True))
+
+#: The built-in during-training methods, in the CLI's order (``tfimp.methods.DURING_TRAINING``; a test keeps
+#: them equal to the registry's built-in entries).
+METHODS = _methods.DURING_TRAINING
+
+
+def known_methods() -> list[str]:
+    """Every registered during-training method: the built-in ones first, in the CLI's order."""
+    return [m for m in METHODS if m in DURING_TRAINING_METHODS] + sorted(
+        set(DURING_TRAINING_METHODS.known()) - set(METHODS))
 
 
 class DuringTraining(OneFitRunner):
@@ -228,16 +320,14 @@ class DuringTraining(OneFitRunner):
     def __init__(self, method: str, target_sparsity: float, epochs: int, *, criterion: str = "global",
                  begin_fraction: Optional[float] = None, end_fraction: Optional[float] = None,
                  frequency: Optional[int] = None, str_init: float = -5.0, str_weight_decay: float = 0.0, **settings):
-        if method not in METHODS:
-            raise ValueError(f"unknown during-training method {method!r}; known: {list(METHODS)}")
+        if method not in DURING_TRAINING_METHODS:
+            raise ValueError(f"unknown during-training method {method!r}; known: {known_methods()}")
         if not 0.0 < target_sparsity < 1.0:
             raise ValueError(f"target_sparsity must be in (0, 1), got {target_sparsity}")
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
-        if method == "dpf":
-            begin_default, end_default = 0.0, (epochs - 1) / epochs if epochs > 1 else 1.0
-        else:
-            begin_default, end_default = 0.1, 0.75
+        spec = DURING_TRAINING_METHODS.get(method)
+        begin_default, end_default = spec.default_fractions(int(epochs))
         begin_fraction = begin_default if begin_fraction is None else begin_fraction
         end_fraction = end_default if end_fraction is None else end_fraction
         if not 0.0 <= begin_fraction <= end_fraction <= 1.0:
@@ -249,6 +339,7 @@ class DuringTraining(OneFitRunner):
         _criteria.get(criterion)
         super().__init__(**settings)
         self.method, self.target_sparsity, self.epochs = method, float(target_sparsity), int(epochs)
+        self.spec = spec
         self.criterion = criterion
         self.begin_fraction, self.end_fraction = begin_fraction, end_fraction
         self.frequency = frequency
@@ -262,20 +353,17 @@ class DuringTraining(OneFitRunner):
         end = max(begin, int(round(self.end_fraction * self.epochs * steps_per_epoch)))
         if self.frequency is not None:
             return begin, end, self.frequency
-        return begin, end, 16 if self.method == "dpf" else auto_frequency(end - begin)
+        if self.spec.default_frequency is not None:
+            return begin, end, self.spec.default_frequency
+        return begin, end, auto_frequency(end - begin)
 
     def _wrapper_factory(self, begin: int, end: int, frequency: int):
-        if self.method == "tfmot_gmp":
-            return tfmot_glue.tfmot_polynomial_wrapper(self.target_sparsity, begin, end, frequency)
-        if self.method in ("dpf", "str"):
-            return lambda layer: tfmot_glue.ReparamPruneLowMagnitude(
-                layer, reparam=self.method, str_init=self.str_init, str_weight_decay=self.str_weight_decay)
-        return None  # gmp: tfimp's policy wrapper
+        return self.spec.wrapper(self, begin, end, frequency)
 
     def _prepare(self, model: keras.Model, train, steps: int) -> keras.Model:
         begin, end, frequency = self.ramp(steps)
         with model.distribute_strategy.scope():
-            model = tfmot_glue.wrap(model, wrapper=self._wrapper_factory(begin, end, frequency))
+            model = _wrapping.wrap(model, wrapper=self._wrapper_factory(begin, end, frequency))
             self._build_on(model, train)
         return model
 
@@ -286,26 +374,20 @@ class DuringTraining(OneFitRunner):
                 "str_init": self.str_init, "str_weight_decay": self.str_weight_decay}
 
     def _callbacks(self, steps: int) -> list:
-        begin, end, frequency = self.ramp(steps)
-        if self.method in ("gmp", "dpf"):
-            return [GradualPruning(self.target_sparsity, begin, end, frequency, self.criterion,
-                                   dpf=self.method == "dpf", level_every=steps if self.method == "dpf" else 1)]
-        if self.method == "tfmot_gmp":
-            return [tfmot_glue.tfmot_step_callback()]
-        return []
+        return self.spec.callbacks(self, *self.ramp(steps), steps)
 
     def _rows_callback(self, steps: int, test, workdir: Optional[str]) -> RowCollector:
         return EpochRows(self.method, self.target_sparsity, self.epochs, test, workdir,
-                         self.criterion if self.method in ("gmp", "dpf") else None)
+                         self.criterion if self.spec.uses_criterion else None)
 
     def _before_restore(self, model: keras.Model) -> None:
-        tfmot_glue.finalize_reparams(model)  # the saved weights are the finalized model's
+        finalize_reparams(model)  # the saved weights are the finalized model's
 
     def _check_result(self, final_row: dict, verbose: int) -> None:
         reached = float(final_row["sparsity"])
         if abs(reached - self.target_sparsity) <= TARGET_TOLERANCE:
             return
-        if self.method != "str":
+        if not self.spec.reaches_its_own_sparsity:
             advice = ""
         elif self.calibration:
             advice = (f" Its decay was calibrated ({self.calibration}) and got no closer: give the calibration "

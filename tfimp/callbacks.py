@@ -34,7 +34,7 @@ from tfimp import workdir as _workdir
 from tfimp import lr as _lr
 from tfimp import optimizers as _optimizers
 from tfimp import pruning as _pruning
-from tfimp import tfmot_glue
+from tfimp import wrapping
 from tfimp._backend import keras, tf
 from tfimp.core import cycles as _cycles
 from tfimp.core import notices as _notices
@@ -154,7 +154,7 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
         self.steps_per_epoch = int(steps)
         self._refuse_other_rate_setters()
         self._install_schedule(self.model)
-        if not tfmot_glue.prunable_kernels(self.model):
+        if not wrapping.prunable_kernels(self.model):
             raise ValueError("IMP needs a wrapped model: call `model = tfimp.wrap(model)` before compile")
         if (self.verbose and self.plan.recalibrate_bn and self.recalibration_data is None
                 and _batchnorm.batch_norm_layers(self.model)):
@@ -277,7 +277,7 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
 
     def _prune(self, cycle: int) -> None:
         """Prunes to the cycle's target and records what ALLR and the rows need."""
-        kernels = tfmot_glue.prunable_kernels(self.model)
+        kernels = wrapping.prunable_kernels(self.model)
         alive_before = [k.mask.numpy() != 0 for k in kernels]
         # Only the per-cycle norm drop needs the pruned values themselves.
         weights_before = [k.weight.numpy() for k in kernels] if self.plan.allr_norm_drop == "this_cycle" else None

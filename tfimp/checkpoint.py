@@ -43,13 +43,13 @@ def write_cycle(workdir: str, model: keras.Model, row: dict) -> str:
     written again. Returns its path.
     """
     from tfimp import report as _report  # report imports this module's writer
-    from tfimp import tfmot_glue
+    from tfimp import wrapping
 
     directory = _workdir.cycle_dir(workdir, row["cycle"])
     _storage.remove(directory)
     _storage.makedirs(directory)
     save_weights(model, os.path.join(directory, _workdir.CYCLE_WEIGHTS))
-    if tfmot_glue.is_graph_model(model):  # subclassed: load_cycle needs the user's model object
+    if wrapping.is_graph_model(model):  # subclassed: load_cycle needs the user's model object
         atomic_write_text(os.path.join(directory, _workdir.CYCLE_MODEL), model.to_json())
     try:
         atomic_write_text(os.path.join(directory, _workdir.CYCLE_REPORT), _report.model_report(model).to_json())
@@ -71,17 +71,17 @@ def load_cycle(workdir: str, cycle: int, model: keras.Model | None = None) -> ke
       FileNotFoundError: no such finished cycle (the message lists those there are).
       ValueError: the cycle has no saved architecture and no ``model`` was given.
     """
-    from tfimp import tfmot_glue
+    from tfimp import wrapping
 
     directory = _core_checkpoint.finished_cycle_dir(workdir, cycle)
     if model is None:
         architecture = _core_checkpoint.cycle_architecture(workdir, cycle)
-        with keras.utils.custom_object_scope(tfmot_glue.custom_objects()):
+        with keras.utils.custom_object_scope(wrapping.custom_objects()):
             model = keras.models.model_from_json(architecture)
-    elif not tfmot_glue.wrappers(model):
-        model = tfmot_glue.wrap(model)
+    elif not wrapping.wrappers(model):
+        model = wrapping.wrap(model)
     load_weights(model, os.path.join(directory, _workdir.CYCLE_WEIGHTS))
-    tfmot_glue.apply_masks(tfmot_glue.prunable_kernels(model))
+    wrapping.apply_masks(wrapping.prunable_kernels(model))
     return model
 
 

@@ -106,9 +106,9 @@ register(keras.layers.TimeDistributed, _time_distributed_specs)
 
 def describe(model: keras.Model, left_out: dict[str, str] | None = None) -> Coverage:
     """The :class:`Coverage` of ``model`` (wrapped or not: an unwrapped model has nothing under masks)."""
-    from tfimp import tfmot_glue
+    from tfimp import tfmot_glue, wrapping
 
-    masked = {id(kernel.weight) for kernel in tfmot_glue.prunable_kernels(model)}
+    masked = {id(kernel.weight) for kernel in wrapping.prunable_kernels(model)}
     layers = [(type(layer.layer if isinstance(layer, tfmot_glue.PruneLowMagnitude) else layer).__name__,
-               layer.trainable_weights) for _, layer in tfmot_glue.leaf_layers(model)]
+               layer.trainable_weights) for _, layer in wrapping.leaf_layers(model)]
     return _core.tally(layers, masked, _core.count_parameters(model.trainable_weights), left_out)

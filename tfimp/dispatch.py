@@ -2,7 +2,7 @@
 
 Each looks at what it is given (:mod:`tfimp.front_end`) and calls the same
 function of that front end, importing it on first use: a tf_keras model goes
-to ``tfimp.tfmot_glue``/``tfimp.pruning``, a Keras 3 model to
+to ``tfimp.wrapping``/``tfimp.pruning``, a Keras 3 model to
 ``tfimp.keras3.masks``. The arguments, results and errors are the front
 ends' own, and the same on both (the tf_keras ``wrap`` also takes
 ``wrapper=``, which the baselines use).
@@ -17,7 +17,7 @@ from typing import Any
 from tfimp import front_end as _front_end
 
 _FUNCTIONS = {
-    _front_end.TF_KERAS: {"wrap": "tfimp.tfmot_glue", "strip": "tfimp.tfmot_glue", "load_model": "tfimp.tfmot_glue",
+    _front_end.TF_KERAS: {"wrap": "tfimp.wrapping", "strip": "tfimp.wrapping", "load_model": "tfimp.wrapping",
                           "prune": "tfimp.pruning", "sparsity": "tfimp.pruning", "layer_sparsity": "tfimp.pruning"},
     _front_end.KERAS3: dict.fromkeys(("wrap", "strip", "load_model", "prune", "sparsity", "layer_sparsity"),
                                      "tfimp.keras3.masks"),

@@ -145,7 +145,7 @@ def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: b
     # -- Outputs ------------------------------------------------------------
     plots.accuracy_vs_sparsity(rows, tfimp.workdir.path(out, tfimp.workdir.PLOT),
                                title=f"{config.method} {config.model} on {config.dataset}")
-    pruned = bool(tfimp.tfmot_glue.wrappers(runner.model)) and tfimp.sparsity(runner.model) > 0
+    pruned = bool(tfimp.wrapping.wrappers(runner.model)) and tfimp.sparsity(runner.model) > 0
     if pruned and config.export_formats:
         check = next(iter(dataset.test))[0].numpy()
         files = export.export(runner.model, tfimp.workdir.path(out, tfimp.workdir.EXPORT),
@@ -155,7 +155,7 @@ def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: b
         checkpoint.atomic_write_text(tfimp.workdir.path(out, tfimp.workdir.EXPORT_SIZES_JSON),
                                      checkpoint.to_json([dataclasses.asdict(f) for f in files]))
         say(f"[tfimp] exports (checked against the Keras model):\n{table}", flush=True)
-    if tfimp.tfmot_glue.wrappers(runner.model):
+    if tfimp.wrapping.wrappers(runner.model):
         covered = tfimp.coverage.describe(runner.model)
         say(f"[tfimp] pruned {tfimp.sparsity(runner.model):.2%} of the {covered.prunable_parameters:,} prunable "
             f"weights, {covered.prunable_share:.1%} of the model's {covered.total_parameters:,} parameters; "
@@ -164,7 +164,7 @@ def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: b
         if emptied:
             say(f"[tfimp] warning: layers left with no weight (layer collapse): {emptied}; "
                 "--config.min_kept_per_layer keeps a minimum per layer", flush=True)
-    final = tfimp.strip(runner.model) if tfimp.tfmot_glue.wrappers(runner.model) else runner.model
+    final = tfimp.strip(runner.model) if tfimp.wrapping.wrappers(runner.model) else runner.model
     with tfimp.storage.local_file(tfimp.workdir.path(out, tfimp.workdir.STRIPPED_MODEL)) as local:
         final.save(local)
     tfimp.workdir.remove_worker_scratch(workdir, model.distribute_strategy)

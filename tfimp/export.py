@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tfimp import pruning, storage, tfmot_glue
+from tfimp import pruning, storage, wrapping
 from tfimp._backend import keras, tf
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite_dynamic")
@@ -119,7 +119,7 @@ def dense_reference(stripped: keras.Model, seed: int = 0) -> keras.Model:
     rng = np.random.default_rng(seed)
     dense = keras.models.clone_model(stripped)
     dense.set_weights(stripped.get_weights())
-    for weight in tfmot_glue.covered_weights(dense):
+    for weight in wrapping.covered_weights(dense):
         variable = weight.variable
         values = variable.numpy()
         alive = values[values != 0]
@@ -151,10 +151,10 @@ def export(model: keras.Model, directory: str, *, formats: Sequence[str] = ("ker
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"unknown export format(s) {unknown or list(formats)}; known: {list(FORMATS)}")
-    tfmot_glue.check_tf_keras_model(model)
+    wrapping.check_tf_keras_model(model)
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built; call it on a batch or build it before exporting")
-    if not tfmot_glue.wrappers(model):
+    if not wrapping.wrappers(model):
         raise ValueError(f"model {model.name!r} is not a pruned model: wrap it with tfimp.wrap and prune it first")
     sparsity = pruning.sparsity(model)
     if sparsity == 0.0:
@@ -167,7 +167,7 @@ def export(model: keras.Model, directory: str, *, formats: Sequence[str] = ("ker
 
 def _export_checked(model: keras.Model, directory: str, formats: Sequence[str], check_inputs, compare_dense: bool,
                     sparsity: float) -> list[ExportedFile]:
-    stripped = tfmot_glue.strip(model)
+    stripped = wrapping.strip(model)
     x = check_inputs if check_inputs is not None else np.random.default_rng(0).normal(
         size=(8, *stripped.input_shape[1:])).astype("float32")
     expected = _predict(stripped, x)

@@ -24,7 +24,7 @@ from tfimp import data as _data
 from tfimp import checkpoint as _checkpoint
 from tfimp import lr as _lr
 from tfimp import optimizers as _optimizers
-from tfimp import tfmot_glue
+from tfimp import wrapping
 from tfimp import storage as _storage
 from tfimp import workdir as _workdir
 from tfimp._backend import keras, tf
@@ -191,7 +191,7 @@ class _Trainer:
           cycle_end_hooks: ``hook(model, row)`` after each cycle's row.
           identity: more of what defines the run (the CLI passes its config).
         """
-        tfmot_glue.check_tf_keras_model(model)
+        wrapping.check_tf_keras_model(model)
         train, validation, test, steps = self._datasets(train, validation, test)
         with _workdir.Locked(workdir, verbose):
             return self._run(model, train, validation, test, steps, workdir, overwrite, verbose, callbacks,
@@ -228,7 +228,7 @@ class _Trainer:
     @staticmethod
     def _build_on(model: keras.Model, train) -> None:
         """Builds a not-yet-called (subclassed) model on one training batch, so its wrappers have masks."""
-        if model.built and not tfmot_glue.unbuilt_wrappers(model):
+        if model.built and not wrapping.unbuilt_wrappers(model):
             return
         features = next(iter(_Trainer._one_pass(train)))[0]
         model(features, training=False)
@@ -279,9 +279,9 @@ class IMP(_Trainer):
     def _run(self, model, train, validation, test, steps, workdir, overwrite, verbose, callbacks, cycle_end_hooks,
              identity) -> list[dict]:
         """The plan in one ``fit`` with the IMP callback (wrapping the model unless it is already)."""
-        if not tfmot_glue.wrappers(model):
+        if not wrapping.wrappers(model):
             with model.distribute_strategy.scope():
-                model = tfmot_glue.wrap(model, verbose=verbose)
+                model = wrapping.wrap(model, verbose=verbose)
         with model.distribute_strategy.scope():
             self._build_on(model, train)
         self._compile(model, self.learning_rate)

@@ -21,14 +21,14 @@ import numpy as np
 from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
 from tfimp.core import notices as _notices
-from tfimp import tfmot_glue
+from tfimp import tfmot_glue, wrapping
 from tfimp._backend import keras
 
 
 def _kernels_or_raise(model) -> list[tfmot_glue.PrunableKernel]:
-    tfmot_glue.check_tf_keras_model(model)
-    unbuilt = tfmot_glue.unbuilt_wrappers(model)
-    kernels = tfmot_glue.prunable_kernels(model)
+    wrapping.check_tf_keras_model(model)
+    unbuilt = wrapping.unbuilt_wrappers(model)
+    kernels = wrapping.prunable_kernels(model)
     if unbuilt and (not kernels or not model.built):
         raise ValueError(
             f"model {model.name!r} has not been called yet ({len(unbuilt)} wrapped layers without weights, e.g. "
@@ -39,7 +39,7 @@ def _kernels_or_raise(model) -> list[tfmot_glue.PrunableKernel]:
                       f"called) and are left out of the selection: {unbuilt}")
     if kernels:
         return kernels
-    if tfmot_glue.covered_weights(model):
+    if wrapping.covered_weights(model):
         raise ValueError(
             f"model {model.name!r} is not wrapped for pruning; call `model = tfimp.wrap(model)` first"
         )
@@ -110,11 +110,11 @@ emptied_layers = _masking.emptied_layers
 
 def _zero_counting_arrays(model: keras.Model) -> list[tuple[str, np.ndarray]]:
     """What sparsity counts: the masks of a wrapped model, else the weights of every kind tfimp prunes."""
-    tfmot_glue.check_tf_keras_model(model)
-    kernels = tfmot_glue.prunable_kernels(model)
+    wrapping.check_tf_keras_model(model)
+    kernels = wrapping.prunable_kernels(model)
     if kernels:
         return [(k.name, k.mask.numpy()) for k in kernels]
-    arrays = [(weight.name, weight.variable.numpy()) for weight in tfmot_glue.covered_weights(model)]
+    arrays = [(weight.name, weight.variable.numpy()) for weight in wrapping.covered_weights(model)]
     if not arrays:
         raise ValueError(f"model {model.name!r} has no weight of a kind tfimp prunes (see tfimp.coverage)")
     return arrays
@@ -151,8 +151,8 @@ def sparsity(model: keras.Model, over: str = "prunable") -> float:
     if over not in SPARSITY_SCOPES:
         raise ValueError(f"over must be one of {SPARSITY_SCOPES}, got {over!r}")
     if over == "all":
-        tfmot_glue.check_tf_keras_model(model)
-        masks = {id(k.weight): k.mask.numpy() for k in tfmot_glue.prunable_kernels(model)}
+        wrapping.check_tf_keras_model(model)
+        masks = {id(k.weight): k.mask.numpy() for k in wrapping.prunable_kernels(model)}
         zeros, total = _masking.zeros_over_all((v.numpy(), masks.get(id(v))) for v in model.trainable_weights)
         if not total:
             raise ValueError(f"model {model.name!r} has no trainable parameters")

@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from tfimp import _private, tfmot_glue
+from tfimp import _private, wrapping
 from tfimp._backend import keras
 
 
@@ -145,11 +145,11 @@ def model_report(model: keras.Model) -> ModelReport:
     Raises:
       ValueError: the model is not built, or a convolution's output size is unknown.
     """
-    tfmot_glue.check_tf_keras_model(model)
+    wrapping.check_tf_keras_model(model)
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built; call it on a batch or build it first")
     layers = []
-    found = tfmot_glue.covered_weights(model)
+    found = wrapping.covered_weights(model)
     outers = [weight.outer for weight in found if weight.kind not in _LOOKUP_KINDS]
     traced = None if all(_has_output_shape(outer) for outer in outers) else _trace_output_shapes(model, outers)
     for weight in found:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Optional
 
 from tfimp import pruning as _pruning
-from tfimp import tfmot_glue
+from tfimp import wrapping
 from tfimp._backend import keras
 from tfimp.core import results as _core_results
 from tfimp.core.results import _accuracy_key, _count, format_table, loss_and_accuracy  # noqa: F401
@@ -20,7 +20,7 @@ def row_from_logs(model: keras.Model, logs: dict, test_data, *, cycle: int, targ
     """One results row: the phase's settings, its last epoch's logs and, if given, the test metrics."""
     test = model.evaluate(test_data, verbose=0, return_dict=True) if test_data is not None else None
     return _core_results.make_row(
-        logs, sparsity=_pruning.sparsity(model) if tfmot_glue.wrappers(model) else 0.0, test_metrics=test,
+        logs, sparsity=_pruning.sparsity(model) if wrapping.wrappers(model) else 0.0, test_metrics=test,
         cycle=cycle, target=target, schedule=schedule, initial_lr=initial_lr, epochs=epochs, steps=steps,
         wall_s=wall_s, criterion=criterion)
 

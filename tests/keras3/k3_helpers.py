@@ -41,3 +41,15 @@ def pruned_but_nonzero(model):
     from tfimp.keras3 import masks
 
     return sum(int(np.count_nonzero(numpy_of(k.weight)[numpy_of(k.mask) == 0])) for k in masks.prunable_kernels(model))
+
+
+class StopAtEpoch(keras.callbacks.Callback):
+    """Stops training at the start of ``epoch`` with KeyboardInterrupt, as an interruption would."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.stop_epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.stop_epoch:
+            raise KeyboardInterrupt(f"stopped at epoch {epoch}")

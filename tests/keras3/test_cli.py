@@ -75,16 +75,39 @@ def test_the_console_command_runs_keras3_and_resumes_as_a_no_op(tmp_path):
     assert json.load(open(os.path.join(workdir, "results.json")))["rows"][-1]["sparsity"] == pytest.approx(0.9, abs=1e-5)
 
 
+def test_dense_through_the_cli_on_keras3_writes_its_row_and_a_plain_model(tmp_path):
+    idx_files.make_idx_dataset(str(tmp_path / "idx"), n_train=256, n_test=64)
+    workdir = str(tmp_path / "run")
+    rows = main.run(_config(tmp_path / "idx", method="dense", dense_epochs=2), workdir)
+    assert [(row["cycle"], row["sparsity"], row["epochs"], row["retrain_schedule"]) for row in rows] == [
+        (0, 0.0, 2, "dense")]
+    stored = json.load(open(os.path.join(workdir, "results.json")))
+    assert stored["method"] == "dense" and stored["rows"][0]["test_accuracy"] == rows[0]["test_accuracy"]
+    assert json.load(open(os.path.join(workdir, "cycle_0", "row.json")))["train_loss"] == rows[0]["train_loss"]
+    stripped = keras.saving.load_model(os.path.join(workdir, "model_stripped.keras"))
+    x = np.zeros((2, 28, 28, 1), "float32")
+    np.testing.assert_allclose(stripped.predict(x, verbose=0), tfimp.load_cycle(workdir, 0).predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-6)
+    assert main.run(_config(tmp_path / "idx", method="dense", dense_epochs=2), workdir) == rows  # finished: a no-op
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(method="gmp", epochs=2), "tf_keras front end only for now"),
-    (dict(method="dense"), "tf_keras front end only for now"),
-    (dict(strategy="mirrored"), r"known: \['default', 'data_parallel'\]"),
+    (dict(strategy="tpu"), r"known: \['default', 'data_parallel', 'mirrored'\]"),
     (dict(keras=4), r"config.keras=4 is unknown; known: \[2, 3\]"),
     (dict(model="kcv_resnet18_v2"), "config.model='kcv_resnet18_v2' is unknown"),
 ])
 def test_what_keras3_cannot_run_is_refused_before_any_work(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
         main.run(_config(tmp_path / "idx", **change), str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_each_strategy_is_refused_on_a_backend_it_does_not_run_on(tmp_path):
+    wrong, runs_on = ("data_parallel", "on JAX") if keras.backend.backend() == "tensorflow" else (
+        "mirrored", "TensorFlow backend")
+    with pytest.raises(ValueError, match=f"config.strategy='{wrong}' .*{runs_on}"):
+        main.run(_config(tmp_path / "idx", strategy=wrong), str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run")
 
 

@@ -17,6 +17,8 @@ import tfimp
 from tfimp import config as tfimp_config
 from tfimp import main
 
+import k3_helpers as h
+
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow_datasets") is None,
                                 reason="the tf.data datasets need TensorFlow and tensorflow-datasets")
 
@@ -53,18 +55,6 @@ def test_tfds_cifar_with_augmentation_loads_as_tf_data(mocked_tfds, tmp_path):
         tfimp.data.uses_tf_data("cifar10", "mixup")
 
 
-class _StopAt(keras.callbacks.Callback):
-    """Stops the process's training at the start of ``epoch``, as an interruption would."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.stop_epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.stop_epoch:
-            raise KeyboardInterrupt(f"stopped at epoch {epoch}")
-
-
 def _imp_run(loaded, workdir, callbacks=()):
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
@@ -79,7 +69,7 @@ def test_an_interrupted_tf_data_run_resumes_with_the_same_batches(mocked_tfds, t
     loaded = tfimp.data.load("cifar10", data_dir=str(tmp_path / "tfds"), batch_size=8, validation_fraction=0.0)
     straight_rows, straight = _imp_run(loaded, str(tmp_path / "straight"))
     with pytest.raises(KeyboardInterrupt):
-        _imp_run(loaded, str(tmp_path / "resumed"), [_StopAt(3)])  # epochs 0-2 done and checkpointed
+        _imp_run(loaded, str(tmp_path / "resumed"), [h.StopAtEpoch(3)])  # epochs 0-2 done and checkpointed
     resumed_rows, resumed = _imp_run(loaded, str(tmp_path / "resumed"))
     assert [r["cycle"] for r in resumed_rows] == [0, 1, 2]
     assert [r["test_accuracy"] for r in resumed_rows] == [r["test_accuracy"] for r in straight_rows]

@@ -114,3 +114,46 @@ def test_a_run_killed_with_sigkill_resumes_exactly(tmp_path):
     assert len(a.files) == len(b.files) > 10
     for name in a.files:  # weights, masks, seed generators, optimizer slots and step: bit for bit
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def _dense_run(workdir, epochs=3, callbacks=()):
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    x, y = h.classification_data(96, seed=2)
+    dense = tfimp.Dense(epochs, learning_rate=0.05, batch_size=16, chance_guard=False)
+    rows = dense.run(h.small_cnn(), (x, y), test=(x[:32], y[:32]), workdir=workdir, verbose=0,
+                     callbacks=list(callbacks))
+    _DENSE_WEIGHTS[workdir] = [keras.ops.convert_to_numpy(v.value) for v in dense.model.weights]
+    return rows, [keras.ops.convert_to_numpy(v.value) for v in dense.model.variables + dense.model.optimizer.variables]
+
+
+_DENSE_WEIGHTS = {}
+
+
+def test_a_dense_run_checkpoints_resumes_exactly_and_writes_cycle_zero(tmp_path):
+    straight_rows, straight = _dense_run(str(tmp_path / "straight"))
+    with pytest.raises(KeyboardInterrupt):
+        _dense_run(str(tmp_path / "resumed"), callbacks=[h.StopAtEpoch(2)])  # epochs 0 and 1 saved
+    assert workdir_layout.cycles(str(tmp_path / "resumed")) == []
+    assert not os.path.exists(tmp_path / "resumed" / workdir_layout.LOCK)
+    resumed_rows, resumed = _dense_run(str(tmp_path / "resumed"))
+    drop_wall = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
+    assert drop_wall(resumed_rows) == drop_wall(straight_rows) and resumed_rows[0]["cycle"] == 0
+    assert resumed_rows[0]["sparsity"] == 0.0 and resumed_rows[0]["epochs"] == 3
+    for a, b in zip(straight, resumed):  # weights, seed generators, optimizer slots and step: bit for bit
+        np.testing.assert_array_equal(a, b)
+    run = str(tmp_path / "resumed")
+    with open(os.path.join(workdir_layout.cycle_dir(run, 0), "row.json")) as handle:
+        assert json.load(handle) == json.loads(json.dumps(resumed_rows[0]))
+    with open(os.path.join(run, workdir_layout.RESULTS_JSON)) as handle:
+        stored = json.load(handle)
+    assert stored["rows"] == json.loads(json.dumps(resumed_rows)) and stored["method"] == "dense"
+    in_cycle_zero = [keras.ops.convert_to_numpy(v.value) for v in tfimp.load_cycle(run, 0).weights]
+    assert len(in_cycle_zero) == len(_DENSE_WEIGHTS[run]) > 5
+    for a, b in zip(in_cycle_zero, _DENSE_WEIGHTS[run]):  # cycle_0/ holds the final weights
+        np.testing.assert_array_equal(a, b)
+    again, _ = _dense_run(run)  # finished: the row back, nothing trained
+    assert again == resumed_rows
+    with pytest.raises(tfimp.core.workdir.IdentityMismatch, match="epochs"):
+        _dense_run(run, epochs=4)
+

@@ -52,6 +52,98 @@ class ChanceGuard(keras.callbacks.Callback):
         _guards.check_epoch(self.model, logs or {}, epoch)
 
 
+class DenseRun(keras.callbacks.Callback):
+    """A dense run's workdir and its one row on Keras 3 (what :class:`tfimp.Dense` runs ``fit`` with).
+
+    Every epoch is checkpointed (weights, optimizer, seed generators, the
+    run's wall time) in the IMP callback's layout, so ``restore`` resumes
+    exactly; after the last epoch the row (cycle 0, ``schedule="dense"``)
+    is made, written as ``cycle_0/`` and ``results.json``.
+
+    Args:
+      epochs: the run's epochs (``fit`` must run as many).
+      steps_per_epoch: batches per epoch (the row's ``steps``).
+      initial_lr: the dense schedule's first rate (the row's ``initial_lr``).
+      test_data: evaluated after the last epoch (``test_*`` columns).
+      workdir, overwrite, verbose, identity: as for :class:`IMP`.
+
+    Raises:
+      IdentityMismatch: ``workdir`` holds a different run.
+      WorkdirInUse: another live process holds ``workdir``.
+    """
+
+    def __init__(self, epochs: int, steps_per_epoch: int, *, initial_lr: float, test_data=None,
+                 workdir: Optional[str] = None, overwrite: bool = False, verbose: int = 1,
+                 identity: Optional[dict] = None):
+        super().__init__()
+        self.epochs, self.steps_per_epoch, self.initial_lr = int(epochs), int(steps_per_epoch), float(initial_lr)
+        self.test_data, self.workdir, self.verbose = test_data, workdir, verbose
+        self.rows: list[dict] = []
+        self._wall = 0.0
+        self._epoch_start = 0.0
+        self._restored_epoch: Optional[int] = None
+        self._restored_global_rng = None
+        self._owns_lock = False
+        if workdir is not None:
+            self._owns_lock = _workdir.acquire_and_claim(
+                workdir, {"method": "dense", "epochs": self.epochs, "keras": keras.__version__.split(".")[0],
+                          **(identity or {})}, overwrite, verbose)
+
+    def restore(self, model: keras.Model) -> int:
+        """Loads the workdir's newest checkpoint into ``model`` (compiled); returns the epoch ``fit`` starts at."""
+        if self.workdir is None:
+            return 0
+        saved = _checkpoint.restore(self.workdir, model)
+        self._restored_epoch = 0 if saved is None else int(saved["next_epoch"])
+        if saved is not None:
+            self._restored_global_rng = _checkpoint.global_rng_state()  # re-applied after fit's symbolic build
+            self.rows, self._wall = list(saved["rows"]), float(saved["wall_s"])
+            if self.verbose and not self.finished:
+                print(f"[tfimp] resuming from {self.workdir!r} at epoch {self._restored_epoch + 1}/{self.epochs}",
+                      flush=True)
+        return self._restored_epoch
+
+    @property
+    def finished(self) -> bool:
+        return self._restored_epoch is not None and self._restored_epoch >= self.epochs
+
+    def release(self) -> None:
+        """Gives up the workdir's lock (see :meth:`IMP.release`)."""
+        if self._owns_lock:
+            _workdir.release(self.workdir)
+            self._owns_lock = False
+
+    def on_train_begin(self, logs=None):
+        _checkpoint.set_global_rng_state(self._restored_global_rng)
+        self._restored_global_rng = None
+        if self.params.get("epochs") != self.epochs:
+            raise ValueError(f"the dense run takes {self.epochs} epochs, but fit was called with "
+                             f"epochs={self.params.get('epochs')}")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._wall += time.perf_counter() - self._epoch_start
+        last = epoch + 1 == self.epochs
+        if last:
+            test = _evaluate(self.model, self.test_data) if self.test_data is not None else None
+            self.rows = [_results.make_row(dict(logs or {}), sparsity=_masks.sparsity(self.model), test_metrics=test,
+                                           cycle=0, target=0.0, schedule="dense", initial_lr=self.initial_lr,
+                                           epochs=self.epochs, steps=self.epochs * self.steps_per_epoch,
+                                           wall_s=self._wall)]
+            if self.workdir is not None:
+                _checkpoint.write_cycle(self.workdir, self.model, self.rows[0])
+        if self.workdir is not None:
+            _checkpoint.save(self.workdir, self.model, {"next_epoch": epoch + 1, "rows": self.rows,
+                                                        "wall_s": self._wall, "finished": last})
+            if last:
+                _results.write_results(self.workdir, self.rows, {"method": "dense"})
+
+    def on_train_end(self, logs=None):
+        self.release()
+
+
 class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
     """Runs an IMP plan inside Keras 3's ``model.fit`` (see the tf_keras ``tfimp.callbacks.IMP``).
 

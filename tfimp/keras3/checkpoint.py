@@ -131,6 +131,8 @@ def load_cycle(workdir: str, cycle: int, model: Optional[keras.Model] = None) ->
     """
     directory = _core_checkpoint.finished_cycle_dir(workdir, cycle)
     if model is None:
+        # model.json may carry the compile config (TorchSGD, a Tabulated rate): their classes register on import.
+        from tfimp.keras3 import lr, optimizers  # noqa: F401, PLC0415
         architecture = _core_checkpoint.cycle_architecture(workdir, cycle)
         model = keras.models.model_from_json(architecture, custom_objects={"tfimp>MaskedLayer": MaskedLayer})
     elif not _masks.wrappers(model):

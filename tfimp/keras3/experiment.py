@@ -1,12 +1,14 @@
 """The CLI's experiment on Keras 3 (``--config.keras=3``; the backend is ``KERAS_BACKEND``'s).
 
 :func:`run` trains ``config``'s method (:mod:`tfimp.methods`; on Keras 3:
-``imp``, ``oneshot`` and ``bimp``) into a workdir with the Keras 3 front end:
+``dense``, ``imp``, ``oneshot`` and ``bimp``) into a workdir with the Keras 3 front end:
 the same config keys, workdir layout, identity, lock, resume, ``cycle_N/``,
 results files, plot, TensorBoard logs (when TensorFlow is installed: Keras'
 TensorBoard callback writes with it) and ``model_stripped.keras`` as on
 tf_keras. ``strategy="data_parallel"`` trains on every local device through
-``keras.distribution.DataParallel`` (JAX).
+``keras.distribution.DataParallel`` (JAX); ``strategy="mirrored"`` through
+tf.distribute's ``MirroredStrategy`` (the TensorFlow backend), the model
+built, wrapped and compiled in its scope.
 
 Data: mnist and fashion_mnist without augmentation are numpy (no
 TensorFlow needed); the tensorflow-datasets datasets (CIFAR, ImageNet) and
@@ -14,14 +16,14 @@ every augmentation come as the tf_keras front end's ``tf.data`` pipelines
 (:mod:`tfimp.tfdata`), on any backend where TensorFlow is installed.
 
 Not on Keras 3 yet, refused before any work with a message: the
-pruning-during-training methods and ``dense`` through the CLI, and the
-tf_keras strategies. Exports (``export_formats``) are tf_keras-only for now:
+pruning-during-training methods and the tf_keras strategies. Exports (``export_formats``) are tf_keras-only for now:
 the stripped model is written as ``model_stripped.keras``, which loads on
 every backend.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 
 import keras
@@ -33,9 +35,10 @@ from tfimp.core import workdir as _workdir
 from tfimp.keras3 import data, masks, models
 
 #: ``config.method`` values this front end runs through the CLI.
-METHODS = ("imp", "oneshot", "bimp")
-#: ``config.strategy`` values: one device, or Keras' data parallelism over every local device.
-STRATEGIES = ("default", "data_parallel")
+METHODS = ("dense", "imp", "oneshot", "bimp")
+#: ``config.strategy`` values: one device; Keras' data parallelism over every local device (JAX);
+#: tf.distribute's MirroredStrategy over every local device (the TensorFlow backend).
+STRATEGIES = ("default", "data_parallel", "mirrored")
 
 
 def check_supported(config) -> None:
@@ -54,7 +57,14 @@ def check_supported(config) -> None:
                          "install tensorflow and tensorflow-datasets, or use mnist/fashion_mnist without augmentation")
     if config.strategy not in STRATEGIES:
         raise ValueError(f"config.strategy={config.strategy!r} is unknown on Keras 3; known: {list(STRATEGIES)} "
-                         "(tf.distribute strategies: config.keras=2)")
+                         "(tf.distribute's multi-worker and TPU strategies: config.keras=2)")
+    backend = keras.backend.backend()
+    if config.strategy == "mirrored" and backend != "tensorflow":
+        raise ValueError(f"config.strategy='mirrored' is tf.distribute's and runs on Keras 3's TensorFlow backend "
+                         f"(KERAS_BACKEND=tensorflow), not on {backend!r}; on JAX use strategy=data_parallel")
+    if config.strategy == "data_parallel" and backend != "jax":
+        raise ValueError(f"config.strategy='data_parallel' is keras.distribution's, which Keras 3 runs on JAX, "
+                         f"not on {backend!r}; on TensorFlow use strategy=mirrored")
 
 
 def runner_settings(config) -> dict:
@@ -71,10 +81,23 @@ def runner_settings(config) -> dict:
 
 
 def _distribution(strategy: str):
-    if strategy == "default":
+    """Keras' distribution for ``strategy`` (JAX's data parallelism), or None."""
+    if strategy != "data_parallel":
         return None
     devices = keras.distribution.list_devices()
     return keras.distribution.DataParallel(devices=devices)
+
+
+def _strategy_scope(strategy: str, say):
+    """The tf.distribute scope the model must be built, wrapped and compiled in (``mirrored``), else a no-op."""
+    if strategy != "mirrored":
+        return contextlib.nullcontext()
+    import tensorflow as tf  # noqa: PLC0415  (the TensorFlow backend only)
+
+    mirrored = tf.distribute.MirroredStrategy()
+    say(f"[tfimp] strategy mirrored: {mirrored.num_replicas_in_sync} replica(s), batches split among them",
+        flush=True)
+    return mirrored.scope()
 
 
 def _tensorboard(config, workdir: str) -> list:
@@ -107,7 +130,7 @@ def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
     if config.mixed_precision:
         keras.config.set_dtype_policy("mixed_float16")
     try:
-        with _workdir.Locked(workdir, config.verbose):
+        with _workdir.Locked(workdir, config.verbose), _strategy_scope(config.strategy, say):
             model = models.build(config.model, num_classes=spec.num_classes, input_shape=spec.input_shape)
             model = architectures.float32_outputs(keras, model) if config.mixed_precision else model
             architectures.check_outputs_fit(model, spec.num_classes, spec.name)

@@ -11,7 +11,6 @@ process.
 
 from __future__ import annotations
 
-import time
 from typing import Optional, Sequence, Union
 
 import keras
@@ -192,25 +191,44 @@ class Dense(_Trainer):
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         self.epochs = int(epochs)
 
-    def run(self, model: keras.Model, train, validation=None, test=None, *, verbose: int = 1,
-            callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict]:
-        """Trains ``model``; returns one row (cycle 0)."""
+    def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
+            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
+            identity: Optional[dict] = None) -> list[dict]:
+        """Trains ``model``; returns one row (cycle 0).
+
+        With ``workdir``, every epoch is checkpointed and rerunning the same
+        call resumes (arrays and epoch-ordered data replay exactly); a
+        finished run returns its row without training; the run is written as
+        ``cycle_0/`` and ``results.json``, as an IMP run's dense phase is.
+        """
         _masks.check_keras3_model(model)
         train, steps = self._training_data(train)
         schedule = self._schedule(self.epochs, steps)
         self._compile(model, schedule)
         self.model = model
-        start = time.perf_counter()
-        guard = [_callbacks.ChanceGuard()] if self.chance_guard else []
-        fit_data, fit_steps = self._for_fit(train, 0, self.epochs, steps)
-        history = model.fit(fit_data, epochs=self.epochs, steps_per_epoch=fit_steps,
-                            validation_data=self._validation(validation), callbacks=[*guard, *callbacks],
-                            verbose=verbose, shuffle=False)
-        wall_s = time.perf_counter() - start
-        logs = {k: v[-1] for k, v in history.history.items()}
-        test_metrics = _callbacks._evaluate(model, test) if test is not None else None
-        rates = _lr.tabulate(schedule, self.epochs * steps)
-        row = _results.make_row(logs, sparsity=0.0, test_metrics=test_metrics, cycle=0, target=0.0, schedule="dense",
-                                initial_lr=float(rates.max()), epochs=self.epochs, steps=self.epochs * steps,
-                                wall_s=wall_s)
-        return [row]
+        progress = _callbacks.DenseRun(
+            self.epochs, steps, initial_lr=float(_lr.tabulate(schedule, self.epochs * steps).max()), test_data=test,
+            workdir=workdir, overwrite=overwrite, verbose=verbose,
+            identity=self.identity(epochs=self.epochs, steps_per_epoch=steps, user=identity or {}))
+        try:
+            initial_epoch = progress.restore(model)
+        except BaseException:
+            progress.release()
+            raise
+        if progress.finished:
+            progress.release()
+            if verbose:
+                print(f"[tfimp] {workdir!r} holds this finished dense run; its row is returned without training",
+                      flush=True)
+            return list(progress.rows)
+        guard = [_callbacks.ChanceGuard()] if self.chance_guard else []  # first: a failed epoch is not saved
+        fit_data, fit_steps = self._for_fit(train, initial_epoch, self.epochs, steps)
+        try:
+            model.fit(fit_data, epochs=self.epochs, initial_epoch=initial_epoch, steps_per_epoch=fit_steps,
+                      validation_data=self._validation(validation), callbacks=[*guard, progress, *callbacks],
+                      verbose=verbose, shuffle=False)
+        finally:
+            progress.release()
+        if verbose:
+            print("[tfimp] dense finished:\n" + _results.format_table(progress.rows), flush=True)
+        return list(progress.rows)

@@ -408,5 +408,7 @@ def _strip_in_place(container) -> None:
 
 def load_model(path: str, *, compile: bool = True, extra_custom_objects: dict | None = None) -> keras.Model:
     """Loads a wrapped or stripped Keras 3 model saved as ``.keras`` (the masks come back with it)."""
+    # A compiled model's file names tfimp's optimizer and schedules: their classes register on import.
+    from tfimp.keras3 import lr, optimizers  # noqa: F401, PLC0415
     return keras.saving.load_model(path, compile=compile, custom_objects={
         "tfimp>MaskedLayer": MaskedLayer, **(extra_custom_objects or {})})

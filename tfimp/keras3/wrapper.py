@@ -65,7 +65,11 @@ class MaskedLayer(keras.layers.Wrapper):
         for variable in self.layer.variables:
             value = variable.value  # the enclosing scope's value during a stateless (JAX) step
             if id(variable) in masks:
-                value = ops.multiply(value, ops.cast(masks[id(variable)].value, value.dtype))
+                mask = masks[id(variable)]
+                # The cast only where the dtypes differ: in eager PyTorch every op is paid for at every step.
+                same = mask.dtype == keras.backend.standardize_dtype(value.dtype)  # autocast may have changed it
+                mask_value = mask.value if same else ops.cast(mask.value, value.dtype)
+                value = ops.multiply(value, mask_value)
             mapping.append((variable, value))
         if training is not None and self._passes_training:
             kwargs["training"] = training
