@@ -24,6 +24,7 @@ Every worker's figures go to ``--out``/speed.json.
 
     python benchmarks/speed_front_ends.py --out bench_out/speed --repeats 3   # workers interleaved 3 times
     python benchmarks/speed_front_ends.py --front_ends jax --jax_variants   # where JAX's time goes
+    python benchmarks/speed_front_ends.py --phases    # the IMP run's wall split into steps, compiling, BN, tests
 """
 
 from __future__ import annotations
@@ -52,6 +53,49 @@ JAX_VARIANTS = {
     "steps_per_execution_8": {"steps_per_execution": 8},
     "no_bn_reestimation": {"recalibrate_bn": False},
 }
+
+
+def _instrument(version: int, keras) -> tuple[dict, object]:
+    """Timers for ``--phases``: (totals, a callback for the run's fit).
+
+    Wraps the IMP callback's BatchNorm re-estimation and test evaluations
+    with timers, and times each epoch's first batch (tracing, compiling and
+    one step) apart from the other batches; the rest of the wall is
+    ``other_s`` (pruning, checkpoint-free bookkeeping, Keras' own epoch ends).
+    """
+    totals = {"steps_s": 0.0, "first_batches_s": 0.0, "bn_reestimation_s": 0.0, "test_evaluation_s": 0.0}
+
+    def timed(module, name: str, key: str) -> None:
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                totals[key] += time.perf_counter() - start
+
+        setattr(module, name, wrapper)
+
+    if version == 3:
+        from tfimp.keras3 import batchnorm, callbacks  # noqa: PLC0415
+
+        timed(callbacks, "_evaluate", "test_evaluation_s")
+    else:
+        from tfimp import batchnorm, callbacks, results  # noqa: PLC0415
+
+        timed(callbacks, "_test_loss_and_accuracy", "test_evaluation_s")
+        timed(results, "_test_loss_and_accuracy", "test_evaluation_s")
+    timed(batchnorm, "reestimate", "bn_reestimation_s")
+
+    class BatchTimer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            totals["first_batches_s" if batch == 0 else "steps_s"] += time.perf_counter() - self._start
+
+    return totals, BatchTimer()
 
 
 def _worker(args) -> dict:
@@ -86,9 +130,12 @@ def _worker(args) -> dict:
                     steps_per_execution=variant.get("steps_per_execution", 1),
                     chance_guard=False)  # a timing run from the initial weights: tiny smoke runs learn nothing
     if not args.steps_only:
+        phases, timer = _instrument(version, keras) if args.phases else (None, None)
         start = time.perf_counter()
-        rows = imp.run(model, train, test=test, verbose=0)
+        rows = imp.run(model, train, test=test, verbose=0, callbacks=[timer] if timer else [])
         figures["imp_wall_s"] = time.perf_counter() - start
+        if phases is not None:
+            figures["phases"] = {**phases, "other_s": figures["imp_wall_s"] - sum(phases.values())}
         figures["imp_test_accuracy"] = rows[-1]["test_accuracy"]
         figures["imp_sparsity"] = rows[-1]["sparsity"]
 
@@ -138,6 +185,8 @@ def _run_worker(name: str, variant: str, args) -> dict | None:
         command += ["--data_dir", args.data_dir]
     if args.steps_only:
         command.append("--steps_only")
+    if args.phases:
+        command.append("--phases")
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"[speed] worker {name} ({variant}) failed:\n{done.stderr[-4000:]}")
@@ -175,6 +224,20 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+PHASES = ("steps_s", "first_batches_s", "bn_reestimation_s", "test_evaluation_s", "other_s")
+
+
+def phase_table(results: list[dict]) -> str:
+    """One row per worker run with ``--phases``: the IMP run's wall split into its parts."""
+    lines = ["| front end | repeat | wall | steps | first batches (compile) | BatchNorm re-estimation | "
+             "test evaluations | other |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        if "phases" in r:
+            parts = " | ".join(f"{r['phases'][name]:.1f}" for name in PHASES)
+            lines.append(f"| {r['front_end']} ({r['backend']}) | {r['repeat']} | {r['imp_wall_s']:.1f} | {parts} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench_out/speed")
@@ -189,6 +252,8 @@ def main() -> None:
     parser.add_argument("--train_subset", type=int, default=0, help="first N training images (smoke runs only)")
     parser.add_argument("--data_dir", default=None, help="idx files (default: Debian's Fashion-MNIST)")
     parser.add_argument("--steps_only", action="store_true", help="time the steps only, not the IMP run")
+    parser.add_argument("--phases", action="store_true",
+                        help="time the IMP run's parts: steps, first batches, BatchNorm re-estimation, test evaluations")
     parser.add_argument("--xla_flags", default="", help="XLA_FLAGS for the JAX worker (XLA CPU options)")
     parser.add_argument("--worker", choices=list(FRONT_ENDS), help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="default", choices=list(JAX_VARIANTS), help=argparse.SUPPRESS)
@@ -211,6 +276,8 @@ def main() -> None:
                 if figures is not None:
                     results.append({**figures, "repeat": repeat})
     print(f"[speed] side by side (this machine, {os.cpu_count()} cores):\n{table(results)}", flush=True)
+    if any("phases" in r for r in results):
+        print(f"[speed] where the IMP run's wall goes (seconds):\n{phase_table(results)}", flush=True)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "speed.json"), "w", encoding="utf-8") as handle:
         json.dump({"authors_wall_s": AUTHORS_WALL_S, "results": results}, handle, indent=2)

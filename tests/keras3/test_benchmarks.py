@@ -58,7 +58,7 @@ def test_fidelity_benchmark_runs_on_keras3(tmp_path):
 def test_speed_benchmark_worker_of_this_backend(tmp_path):
     out = str(tmp_path / "speed")
     result = _bench("speed_front_ends.py", "--front_ends", BACKEND, "--train_subset", "256",
-                    "--rounds", "2", "--steps", "2", "--out", out)
+                    "--rounds", "2", "--steps", "2", "--phases", "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
     written = json.load(open(os.path.join(out, "speed.json")))
     assert written["authors_wall_s"] == [80.0, 86.0]
@@ -71,3 +71,9 @@ def test_speed_benchmark_worker_of_this_backend(tmp_path):
     row = next(line for line in result.stdout.splitlines() if line.startswith(f"| {BACKEND} ({BACKEND})"))
     assert f"{figures['imp_wall_s']:.1f} s" in row and f"{figures['mask_cost']:.3f}x" in row
     assert figures["repeat"] == 0 and row.split("|")[3].strip() == "1"  # one repeat
+    phases = figures["phases"]  # --phases: the wall split into its parts, each measured
+    assert set(phases) == {"steps_s", "first_batches_s", "bn_reestimation_s", "test_evaluation_s", "other_s"}
+    assert all(phases[name] > 0 for name in ("steps_s", "first_batches_s", "bn_reestimation_s", "test_evaluation_s"))
+    assert sum(phases.values()) == pytest.approx(figures["imp_wall_s"]) and phases["other_s"] >= 0
+    split = next(line for line in result.stdout.splitlines() if line.startswith(f"| {BACKEND} ({BACKEND}) | 0 |"))
+    assert f"| {phases['bn_reestimation_s']:.1f} |" in split
