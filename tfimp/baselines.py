@@ -37,7 +37,7 @@ from tfimp.core import criteria as _criteria
 from tfimp.core import notices as _notices
 from tfimp import pruning as _pruning
 from tfimp import reparametrisations as _reparametrisations
-from tfimp import tfmot_glue, wrapping
+from tfimp import tfmot_glue
 from tfimp import wrapping as _wrapping
 from tfimp.core.registry import Registry
 from tfimp import workdir as _workdir

@@ -52,7 +52,24 @@ class ChanceGuard(keras.callbacks.Callback):
         _guards.check_epoch(self.model, logs or {}, epoch)
 
 
-class DenseRun(keras.callbacks.Callback):
+class _ClaimsWorkdir:
+    """The workdir claim both run callbacks hold: taken at construction, released by training's end or the runner."""
+
+    workdir: Optional[str]
+    _owns_lock = False
+
+    def _claim(self, identity: dict, overwrite: bool, verbose: int) -> None:
+        if self.workdir is not None:  # claimed now: a mismatch is refused before anything is written
+            self._owns_lock = _workdir.acquire_and_claim(self.workdir, identity, overwrite, verbose)
+
+    def release(self) -> None:
+        """Gives up the workdir's lock (training's end does it; a runner does it when ``fit`` never ends well)."""
+        if self._owns_lock:
+            _workdir.release(self.workdir)
+            self._owns_lock = False
+
+
+class DenseRun(keras.callbacks.Callback, _ClaimsWorkdir):
     """A dense run's workdir and its one row on Keras 3 (what :class:`tfimp.Dense` runs ``fit`` with).
 
     Every epoch is checkpointed (weights, optimizer, seed generators, the
@@ -83,11 +100,8 @@ class DenseRun(keras.callbacks.Callback):
         self._epoch_start = 0.0
         self._restored_epoch: Optional[int] = None
         self._restored_global_rng = None
-        self._owns_lock = False
-        if workdir is not None:
-            self._owns_lock = _workdir.acquire_and_claim(
-                workdir, {"method": "dense", "epochs": self.epochs, "keras": keras.__version__.split(".")[0],
-                          **(identity or {})}, overwrite, verbose)
+        self._claim({"method": "dense", "epochs": self.epochs, "keras": keras.__version__.split(".")[0],
+                     **(identity or {})}, overwrite, verbose)
 
     def restore(self, model: keras.Model) -> int:
         """Loads the workdir's newest checkpoint into ``model`` (compiled); returns the epoch ``fit`` starts at."""
@@ -106,12 +120,6 @@ class DenseRun(keras.callbacks.Callback):
     @property
     def finished(self) -> bool:
         return self._restored_epoch is not None and self._restored_epoch >= self.epochs
-
-    def release(self) -> None:
-        """Gives up the workdir's lock (see :meth:`IMP.release`)."""
-        if self._owns_lock:
-            _workdir.release(self.workdir)
-            self._owns_lock = False
 
     def on_train_begin(self, logs=None):
         _checkpoint.set_global_rng_state(self._restored_global_rng)
@@ -144,7 +152,7 @@ class DenseRun(keras.callbacks.Callback):
         self.release()
 
 
-class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
+class IMP(keras.callbacks.Callback, _cycles.ResumableProgress, _ClaimsWorkdir):
     """Runs an IMP plan inside Keras 3's ``model.fit`` (see the tf_keras ``tfimp.callbacks.IMP``).
 
     Example::
@@ -214,11 +222,8 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
         self._restored_epoch: Optional[int] = None
         self._restored_global_rng = None
         self.workdir = workdir
-        self._owns_lock = False
-        if workdir is not None:  # claimed now: a mismatch is refused before anything is written
-            self._owns_lock = _workdir.acquire_and_claim(
-                workdir, {"plan": plan.to_dict(), "schedule": _workdir.describe(schedule),
-                          "keras": keras.__version__.split(".")[0], **(identity or {})}, overwrite, verbose)
+        self._claim({"plan": plan.to_dict(), "schedule": _workdir.describe(schedule),
+                     "keras": keras.__version__.split(".")[0], **(identity or {})}, overwrite, verbose)
 
     # -- resume ---------------------------------------------------------------
 
@@ -327,12 +332,6 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
             _checkpoint.save(self.workdir, self.model, self._progress_state(epoch + 1))
             if epoch == start + length - 1:
                 _results.write_results(self.workdir, self.rows, {"plan": self.plan.to_dict()})
-
-    def release(self) -> None:
-        """Gives up the workdir's lock (training's end does it; a runner does it when ``fit`` never ends well)."""
-        if self._owns_lock:
-            _workdir.release(self.workdir)
-            self._owns_lock = False
 
     def on_train_end(self, logs=None):
         self.release()

@@ -11,7 +11,7 @@ process.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import keras
 
@@ -71,7 +71,7 @@ class _Trainer:
             train = twin
         if self.steps_per_epoch:
             steps = self.steps_per_epoch
-        elif _data.tf_data_epochs(train) is not None:
+        elif hasattr(train, "steps_per_epoch"):  # either EpochOrdered: the numpy one or the tf.data one
             steps = train.steps_per_epoch
         else:
             steps = len(train) if hasattr(train, "__len__") else None
@@ -87,6 +87,29 @@ class _Trainer:
         if isinstance(train, _data.EpochOrdered):
             train.epoch = first_epoch
         return train, self.steps_per_epoch
+
+    def _resume_and_fit(self, model: keras.Model, progress, train, steps: int, epochs: int, validation, *,
+                        callbacks: Sequence, verbose: int, finished_message: Callable[[list], str]) -> list[dict]:
+        """Restores ``progress`` (an IMP or DenseRun callback holding the workdir) into ``model``, returns a
+        finished run's rows, or fits from the restored epoch; the lock goes however ``fit`` ends."""
+        try:
+            initial_epoch = progress.restore(model)
+        except BaseException:
+            progress.release()
+            raise
+        if progress.finished:
+            progress.release()
+            if verbose:
+                print(finished_message(progress.rows), flush=True)
+            return list(progress.rows)
+        fit_data, fit_steps = self._for_fit(train, initial_epoch, epochs, steps)  # the batches the run saw from here
+        try:
+            model.fit(fit_data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=fit_steps,
+                      validation_data=self._validation(validation), callbacks=list(callbacks), verbose=verbose,
+                      shuffle=False)
+        finally:
+            progress.release()
+        return list(progress.rows)
 
     @staticmethod
     def _one_pass(train):
@@ -160,26 +183,11 @@ class IMP(_Trainer):
             workdir=workdir,
             overwrite=overwrite, verbose=verbose, cycle_end_hooks=cycle_end_hooks,
             identity=self.identity(steps_per_epoch=steps, user=identity or {}), chance_guard=self.chance_guard)
-        try:
-            initial_epoch = self.callback.restore(model)
-        except BaseException:
-            self.callback.release()
-            raise
-        if self.callback.finished:
-            self.callback.release()
-            if verbose:
-                print(f"[tfimp] {workdir!r} holds this finished run; its {len(self.callback.rows)} rows are "
-                      "returned without training", flush=True)
-            return list(self.callback.rows)
-        # The batches the uninterrupted run saw from here on.
-        fit_data, fit_steps = self._for_fit(train, initial_epoch, self.plan.total_epochs, steps)
-        try:
-            model.fit(fit_data, epochs=self.plan.total_epochs, initial_epoch=initial_epoch,
-                      steps_per_epoch=fit_steps, validation_data=self._validation(validation),
-                      callbacks=[self.callback, *callbacks], verbose=verbose, shuffle=False)
-        finally:
-            self.callback.release()  # the lock goes even when fit stops with an error
-        return list(self.callback.rows)
+        return self._resume_and_fit(
+            model, self.callback, train, steps, self.plan.total_epochs, validation,
+            callbacks=[self.callback, *callbacks], verbose=verbose,
+            finished_message=lambda rows: f"[tfimp] {workdir!r} holds this finished run; its {len(rows)} rows are "
+                                         "returned without training")
 
 
 class Dense(_Trainer):
@@ -210,25 +218,12 @@ class Dense(_Trainer):
             self.epochs, steps, initial_lr=float(_lr.tabulate(schedule, self.epochs * steps).max()), test_data=test,
             workdir=workdir, overwrite=overwrite, verbose=verbose,
             identity=self.identity(epochs=self.epochs, steps_per_epoch=steps, user=identity or {}))
-        try:
-            initial_epoch = progress.restore(model)
-        except BaseException:
-            progress.release()
-            raise
-        if progress.finished:
-            progress.release()
-            if verbose:
-                print(f"[tfimp] {workdir!r} holds this finished dense run; its row is returned without training",
-                      flush=True)
-            return list(progress.rows)
         guard = [_callbacks.ChanceGuard()] if self.chance_guard else []  # first: a failed epoch is not saved
-        fit_data, fit_steps = self._for_fit(train, initial_epoch, self.epochs, steps)
-        try:
-            model.fit(fit_data, epochs=self.epochs, initial_epoch=initial_epoch, steps_per_epoch=fit_steps,
-                      validation_data=self._validation(validation), callbacks=[*guard, progress, *callbacks],
-                      verbose=verbose, shuffle=False)
-        finally:
-            progress.release()
-        if verbose:
-            print("[tfimp] dense finished:\n" + _results.format_table(progress.rows), flush=True)
-        return list(progress.rows)
+        rows = self._resume_and_fit(
+            model, progress, train, steps, self.epochs, validation, callbacks=[*guard, progress, *callbacks],
+            verbose=verbose,
+            finished_message=lambda rows: f"[tfimp] {workdir!r} holds this finished dense run; its row is returned "
+                                         "without training")
+        if verbose and not progress.finished:
+            print("[tfimp] dense finished:\n" + _results.format_table(rows), flush=True)
+        return rows
