@@ -23,7 +23,8 @@ table prints each front end's wall against that and against tf_keras.
 Every worker's figures go to ``--out``/speed.json.
 
     python benchmarks/speed_front_ends.py --out bench_out/speed --repeats 3   # workers interleaved 3 times
-    python benchmarks/speed_front_ends.py --front_ends jax --jax_variants   # where JAX's time goes
+    python benchmarks/speed_front_ends.py --front_ends jax --variants all   # where JAX's time goes
+    python benchmarks/speed_front_ends.py --front_ends tf_keras,tensorflow --variants default,steps_per_execution_8
     python benchmarks/speed_front_ends.py --phases    # the IMP run's wall split into steps, compiling, BN, tests
 """
 
@@ -47,8 +48,8 @@ FRONT_ENDS = {  # name -> (config.keras, KERAS_BACKEND)
     "tensorflow": (3, "tensorflow"),
     "torch": (3, "torch"),
 }
-#: Variants of the JAX worker (``--jax_variants``): what each changes, as keyword arguments of the runner/compile.
-JAX_VARIANTS = {
+#: Variants of every worker (``--variants``): what each changes, as keyword arguments of the runner/compile.
+VARIANTS = {
     "default": {},
     "steps_per_execution_8": {"steps_per_execution": 8},
     "no_bn_reestimation": {"recalibrate_bn": False},
@@ -113,7 +114,7 @@ def _worker(args) -> dict:
     figures = {"front_end": args.worker, "keras": keras.__version__,
                "backend": keras.backend.backend() if version == 3 else "tensorflow (tf_keras)",
                "train_examples": len(train[0])}
-    variant = JAX_VARIANTS[args.variant]
+    variant = VARIANTS[args.variant]
     figures["variant"] = args.variant
     figures["xla_flags"] = os.environ.get("XLA_FLAGS", "") if backend == "jax" else ""
 
@@ -243,8 +244,8 @@ def main() -> None:
     parser.add_argument("--out", default="bench_out/speed")
     parser.add_argument("--front_ends", default="tf_keras,jax,tensorflow,torch",
                         help=f"comma-separated, of {list(FRONT_ENDS)}")
-    parser.add_argument("--jax_variants", action="store_true",
-                        help=f"also run the JAX worker with each of {list(JAX_VARIANTS)}")
+    parser.add_argument("--variants", default="default",
+                        help=f"comma-separated, of {list(VARIANTS)}, or 'all': each front end runs each")
     parser.add_argument("--repeats", type=int, default=1,
                         help="run every worker this many times, interleaved (the table gives medians)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the per-step timing")
@@ -256,7 +257,7 @@ def main() -> None:
                         help="time the IMP run's parts: steps, first batches, BatchNorm re-estimation, test evaluations")
     parser.add_argument("--xla_flags", default="", help="XLA_FLAGS for the JAX worker (XLA CPU options)")
     parser.add_argument("--worker", choices=list(FRONT_ENDS), help=argparse.SUPPRESS)
-    parser.add_argument("--variant", default="default", choices=list(JAX_VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="default", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(_worker(args)), flush=True)
@@ -267,10 +268,13 @@ def main() -> None:
         raise SystemExit(f"unknown front end(s) {unknown}; known: {list(FRONT_ENDS)}")
     if args.repeats < 1:
         raise SystemExit(f"--repeats must be >= 1, got {args.repeats}")
+    variants = list(VARIANTS) if args.variants == "all" else [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise SystemExit(f"unknown variant(s) {unknown or args.variants!r}; known: {list(VARIANTS)} or 'all'")
     results = []
     for repeat in range(args.repeats):
         for name in names:
-            variants = list(JAX_VARIANTS) if name == "jax" and args.jax_variants else ["default"]
             for variant in variants:
                 figures = _run_worker(name, variant, args)
                 if figures is not None:
