@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import tfimp
-from tfimp import baselines, keras, tfmot_glue, wrapping
+from tfimp import baselines, keras, methods, tfmot_glue, wrapping
+from tfimp.core import during_training
 
 import helpers
 
@@ -29,6 +30,21 @@ def test_cubic_ramp():
     assert baselines.cubic_sparsity(60, 0.9, 10, 110) == pytest.approx(0.9 - 0.9 * 0.5 ** 3)
     assert baselines.cubic_sparsity(110, 0.9, 10, 110) == 0.9
     assert baselines.cubic_sparsity(500, 0.9, 10, 110) == 0.9
+
+
+def test_the_pruning_ramp_says_when_each_method_prunes():
+    gmp = during_training.PruningRamp(0.9, begin_step=2, end_step=9, frequency=3)
+    due = {step: gmp.due(step) for step in range(12) if gmp.due(step) is not None}
+    assert sorted(due) == [5, 8, 9]  # on the grid from begin (level 0 at begin itself), and at end
+    assert due[9] == 0.9 and due[5] == pytest.approx(baselines.cubic_sparsity(5, 0.9, 2, 9))
+    dpf = during_training.PruningRamp(0.8, begin_step=0, end_step=8, frequency=4, level_every=3, dpf=True)
+    fires = [step for step in range(14) if dpf.due(step) is not None]
+    assert fires == [3, 4, 6, 8, 9, 12]  # every 4 steps for the whole run, and where the level rises (3, 6, 9)
+    assert dpf.level(4) == dpf.level(3) and dpf.due(13) is None
+    with pytest.raises(ValueError, match=r"0 <= begin_step <= end_step, got 1, 1, 5, 2"):
+        during_training.PruningRamp(0.5, begin_step=5, end_step=2, frequency=1)
+    with pytest.raises(ValueError, match=r"target_sparsity must be in \(0, 1\), got 1.0"):
+        during_training.PruningRamp(1.0, 0, 2)
 
 
 @pytest.mark.parametrize("method", ["gmp", "dpf"])
@@ -243,7 +259,8 @@ def test_the_during_training_methods_are_one_registry_that_the_cli_lists():
     from tfimp import methods
 
     assert sorted(baselines.METHODS) == sorted(methods.DURING_TRAINING)
-    assert sorted(baselines.DURING_TRAINING_METHODS.known()) == sorted(baselines.METHODS)
+    assert sorted(during_training.RULES.known()) == sorted(baselines.METHODS)
+    assert baselines.known_methods() == list(methods.DURING_TRAINING)
     with pytest.raises(ValueError, match=r"unknown during-training method 'sgmp'; known: \['gmp', 'tfmot_gmp'"):
         tfimp.DuringTraining("sgmp", 0.5, 2)
     assert tfimp.DuringTraining("dpf", 0.5, 4).ramp(10) == (0, 30, 16)  # DPF's defaults: 0 to 3/4, every 16
@@ -254,8 +271,8 @@ def test_a_new_reparametrisation_is_one_registry_entry():
     from tfimp import reparametrisations
 
     @reparametrisations.REPARAMETRISATIONS.register("halved")
-    def halved(weight, mask, threshold):
-        return 0.5 * weight * mask
+    def halved(weight, mask, threshold, ops):
+        return 0.5 * weight * ops.cast(mask, weight.dtype)
 
     try:
         model = wrapping.wrap(helpers.small_cnn(),

@@ -45,11 +45,12 @@ _TF_KERAS_NAMES = {"keras": "tfimp._backend", "tf": "tfimp._backend", "load_cycl
 #: Model functions: they serve either Keras, by the model (or file) they are given.
 _MODEL_FUNCTIONS = ("layer_sparsity", "load_model", "prune", "sparsity", "strip", "wrap")
 #: Modules whose Keras 3 twin serves a Keras 3 process (see tfimp.front_end).
-_KERAS3_MODULES = {"batchnorm": "tfimp.keras3.batchnorm", "callbacks": "tfimp.keras3.callbacks",
+_KERAS3_MODULES = {"baselines": "tfimp.keras3.baselines", "batchnorm": "tfimp.keras3.batchnorm", "callbacks": "tfimp.keras3.callbacks",
                    "models": "tfimp.keras3.models",
                    "coverage": "tfimp.keras3.coverage",
                    "data": "tfimp.keras3.data", "lr": "tfimp.keras3.lr", "optimizers": "tfimp.keras3.optimizers"}
-_KERAS3_NAMES = {"IMP": "tfimp.keras3.imp", "Dense": "tfimp.keras3.imp", "load_cycle": "tfimp.keras3.checkpoint"}
+_KERAS3_NAMES = {"IMP": "tfimp.keras3.imp", "Dense": "tfimp.keras3.imp", "load_cycle": "tfimp.keras3.checkpoint",
+                 "DuringTraining": "tfimp.keras3.baselines"}
 
 __all__ = sorted(set(_CORE_MODULES) - {"registry", "core", "keras3"} | set(_CORE_NAMES) | set(_TF_KERAS_MODULES)
                  | set(_TF_KERAS_NAMES) | set(_MODEL_FUNCTIONS))

@@ -22,9 +22,7 @@ row per epoch like IMP's rows, and end with exact masks and zeroed weights
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
-import warnings
 from typing import Callable, Optional
 
 import numpy as np
@@ -33,8 +31,7 @@ from tfimp import _private
 from tfimp import methods as _methods
 from tfimp import results as _results
 from tfimp import checkpoint as _checkpoint
-from tfimp.core import criteria as _criteria
-from tfimp.core import notices as _notices
+from tfimp.core import during_training as _during
 from tfimp import pruning as _pruning
 from tfimp import reparametrisations as _reparametrisations
 from tfimp import tfmot_glue
@@ -67,26 +64,13 @@ def str_thresholds(model: keras.Model) -> list:
             if isinstance(w, tfmot_glue.ReparamPruneLowMagnitude) and w.str_threshold is not None]
 
 
-def cubic_sparsity(step: int, target: float, begin: int, end: int) -> float:
-    """Zhu & Gupta's ramp: 0 before ``begin``, ``target`` from ``end`` on, cubic between."""
-    if step <= begin:
-        return 0.0
-    if step >= end:
-        return float(target)
-    return float(target - target * (1.0 - (step - begin) / (end - begin)) ** 3)
+cubic_sparsity = _during.cubic_sparsity
+auto_frequency = _during.auto_frequency
+TARGET_TOLERANCE = _during.TARGET_TOLERANCE
+STR_DENSE_START = _during.STR_DENSE_START
 
 
-def auto_frequency(ramp_steps: int, updates: int = 30, most: int = 100) -> int:
-    """Steps between mask updates for a ramp of ``ramp_steps``: at least ``updates`` updates, never rarer than ``most``.
-
-    Zhu & Gupta prune every 100 steps over ramps of tens of thousands of
-    steps; a short budget needs proportionally more frequent updates, or the
-    ramp degenerates into a few large one-shot prunings.
-    """
-    return max(1, min(most, ramp_steps // updates))
-
-
-class GradualPruning(keras.callbacks.Callback):
+class GradualPruning(_during.RampSteps, keras.callbacks.Callback):
     """Prunes along the cubic ramp (GMP), or recomputes DPF's masks, inside ``fit``.
 
     GMP: every ``frequency`` steps between ``begin_step`` and ``end_step`` the
@@ -117,38 +101,17 @@ class GradualPruning(keras.callbacks.Callback):
 
     def __init__(self, target_sparsity: float, begin_step: int, end_step: int, frequency: int = 100,
                  criterion: str = "global", dpf: bool = False, level_every: int = 1):
-        super().__init__()
-        if not 0.0 < target_sparsity < 1.0:
-            raise ValueError(f"target_sparsity must be in (0, 1), got {target_sparsity}")
-        if frequency < 1 or level_every < 1 or not 0 <= begin_step <= end_step:
-            raise ValueError(f"need frequency >= 1, level_every >= 1 and 0 <= begin_step <= end_step, got "
-                             f"{frequency}, {level_every}, {begin_step}, {end_step}")
-        _criteria.get(criterion)
-        self.target_sparsity = float(target_sparsity)
-        self.begin_step, self.end_step, self.frequency = int(begin_step), int(end_step), int(frequency)
-        self.level_every = int(level_every)
-        self.criterion = criterion
-        self.dpf = dpf
-        self._step = 0
-
-    def level(self, step: int) -> float:
-        """The ramp's sparsity at ``step`` (piecewise constant over ``level_every`` steps)."""
-        return cubic_sparsity(step - step % self.level_every, self.target_sparsity, self.begin_step, self.end_step)
+        keras.callbacks.Callback.__init__(self)
+        _during.RampSteps.__init__(self, target_sparsity, begin_step, end_step, frequency, criterion, dpf,
+                                   level_every)
 
     def on_train_begin(self, logs=None):
         self._step = int(keras.backend.get_value(self.model.optimizer.iterations))
 
     def on_train_batch_begin(self, batch, logs=None):
-        step = self._step
-        self._step += 1
-        level = self.level(step)
-        if self.dpf:  # the whole run, from the dense weights; also as soon as the level rises
-            if level > 0 and (step % self.frequency == 0 or level != self.level(step - 1)):
-                _pruning.prune(self.model, level, self.criterion, allow_revival=True, zero_pruned=False)
-            return
-        due = (step - self.begin_step) % self.frequency == 0 or step == self.end_step
-        if self.begin_step <= step <= self.end_step and due and level > 0:
-            _pruning.prune(self.model, level, self.criterion)
+        level = self.next_level()
+        if level is not None:
+            _pruning.prune(self.model, level, self.criterion, **self.prune_options())
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 == self.params.get("epochs"):
@@ -223,71 +186,66 @@ class EpochRows(RowCollector):
 
 @dataclasses.dataclass(frozen=True)
 class DuringTrainingMethod:
-    """What makes one pruning-during-training method: its ramp's defaults, its wrapper and its callbacks.
+    """How the tf_keras front end runs one method of :data:`tfimp.core.during_training.RULES`.
 
     Attributes:
-      default_fractions: ``epochs -> (begin_fraction, end_fraction)`` of the ramp when the user gives none.
-      default_frequency: steps between mask updates (``None``: :func:`auto_frequency` of the ramp).
       wrapper: ``(runner, begin, end, frequency) -> wrapper factory`` for ``tfimp.wrap`` (``None``: tfimp's
         policy wrapper).
       callbacks: ``(runner, begin, end, frequency, steps_per_epoch) -> callbacks`` that prune during ``fit``.
-      uses_criterion: the method prunes by ``criterion`` (its rows name it).
-      reaches_its_own_sparsity: the sparsity is where the method ends up (STR), not a schedule's target.
     """
 
-    default_fractions: Callable[[int], tuple[float, float]]
-    default_frequency: Optional[int]
     wrapper: Callable[..., Optional[Callable]]
     callbacks: Callable[..., list]
-    uses_criterion: bool
-    reaches_its_own_sparsity: bool = False
-
-
-def _zhu_gupta_fractions(epochs: int) -> tuple[float, float]:
-    return 0.1, 0.75
 
 
 def _reparametrised(runner: "DuringTraining", begin: int, end: int, frequency: int) -> Callable:
     return lambda layer: tfmot_glue.ReparamPruneLowMagnitude(
-        layer, reparam=runner.method, str_init=runner.str_init, str_weight_decay=runner.str_weight_decay)
+        layer, reparam=runner.spec.reparametrisation, str_init=runner.str_init,
+        str_weight_decay=runner.str_weight_decay)
 
 
-#: ``method name -> DuringTrainingMethod``: a new baseline is one entry (and its runner in ``tfimp.methods``).
-DURING_TRAINING_METHODS: Registry[DuringTrainingMethod] = Registry("during-training method")
-DURING_TRAINING_METHODS.register("gmp", DuringTrainingMethod(
-    default_fractions=_zhu_gupta_fractions, default_frequency=None, wrapper=lambda runner, *ramp: None,
-    callbacks=lambda runner, begin, end, frequency, steps: [
-        GradualPruning(runner.target_sparsity, begin, end, frequency, runner.criterion)],
-    uses_criterion=True))
+def _rule_callbacks(runner: "DuringTraining", begin: int, end: int, frequency: int, steps: int) -> list:
+    rule = runner.spec
+    if rule.pruning is None:
+        return []
+    return [GradualPruning(runner.target_sparsity, begin, end, frequency, rule.fixed_criterion or runner.criterion,
+                           dpf=rule.pruning == "dpf", level_every=steps if rule.level_every_epoch else 1)]
+
+
+def standard_method(rule: _during.MethodRule) -> DuringTrainingMethod:
+    """The tf_keras wiring a rule implies: the reparametrised wrapper where it has a reparametrisation, and
+    :class:`GradualPruning` along its ramp (or DPF's recomputation)."""
+    return DuringTrainingMethod(wrapper=_reparametrised if rule.reparametrisation else lambda runner, *ramp: None,
+                                callbacks=_rule_callbacks)
+
+
+#: ``method name -> DuringTrainingMethod`` where the tf_keras front end runs a rule its own way (tfmot's own
+#: schedule and wrapper for ``tfmot_gmp``); every other rule of ``tfimp.core.during_training.RULES`` runs by
+#: :func:`standard_method`. A new baseline is one rule there.
+DURING_TRAINING_METHODS: Registry[DuringTrainingMethod] = Registry("tf_keras during-training wiring")
 DURING_TRAINING_METHODS.register("tfmot_gmp", DuringTrainingMethod(
-    default_fractions=_zhu_gupta_fractions, default_frequency=None,
     wrapper=lambda runner, begin, end, frequency: tfmot_glue.tfmot_polynomial_wrapper(
         runner.target_sparsity, begin, end, frequency),
-    callbacks=lambda runner, *ramp_and_steps: [tfmot_glue.tfmot_step_callback()], uses_criterion=False))
-DURING_TRAINING_METHODS.register("dpf", DuringTrainingMethod(
-    # From the start to one epoch before the end, the level raised at epoch ends, as in the authors' code.
-    default_fractions=lambda epochs: (0.0, (epochs - 1) / epochs if epochs > 1 else 1.0), default_frequency=16,
-    wrapper=_reparametrised,
-    callbacks=lambda runner, begin, end, frequency, steps: [
-        GradualPruning(runner.target_sparsity, begin, end, frequency, runner.criterion, dpf=True,
-                       level_every=steps)],
-    uses_criterion=True))
-DURING_TRAINING_METHODS.register("str", DuringTrainingMethod(
-    default_fractions=_zhu_gupta_fractions, default_frequency=None, wrapper=_reparametrised,
-    callbacks=lambda runner, *ramp_and_steps: [], uses_criterion=False, reaches_its_own_sparsity=True))
+    callbacks=lambda runner, *ramp_and_steps: [tfmot_glue.tfmot_step_callback()]))
 
 #: The built-in during-training methods, in the CLI's order (``tfimp.methods.DURING_TRAINING``; a test keeps
-#: them equal to the registry's built-in entries).
+#: them equal to the core's built-in rules).
 METHODS = _methods.DURING_TRAINING
 
 
 def known_methods() -> list[str]:
     """Every registered during-training method: the built-in ones first, in the CLI's order."""
-    return [m for m in METHODS if m in DURING_TRAINING_METHODS] + sorted(
-        set(DURING_TRAINING_METHODS.known()) - set(METHODS))
+    return [m for m in METHODS if m in _during.RULES] + sorted(set(_during.RULES.known()) - set(METHODS))
 
 
-class DuringTraining(OneFitRunner):
+def wiring(method: str) -> DuringTrainingMethod:
+    """How this front end runs ``method``: its own entry, else the rule's standard wiring."""
+    if method in DURING_TRAINING_METHODS:
+        return DURING_TRAINING_METHODS.get(method)
+    return standard_method(_during.RULES.get(method))
+
+
+class DuringTraining(_during.BudgetedMethod, OneFitRunner):
     """Runs one pruning-during-training baseline for a budget of ``epochs``.
 
     Example:
@@ -320,45 +278,16 @@ class DuringTraining(OneFitRunner):
     def __init__(self, method: str, target_sparsity: float, epochs: int, *, criterion: str = "global",
                  begin_fraction: Optional[float] = None, end_fraction: Optional[float] = None,
                  frequency: Optional[int] = None, str_init: float = -5.0, str_weight_decay: float = 0.0, **settings):
-        if method not in DURING_TRAINING_METHODS:
-            raise ValueError(f"unknown during-training method {method!r}; known: {known_methods()}")
-        if not 0.0 < target_sparsity < 1.0:
-            raise ValueError(f"target_sparsity must be in (0, 1), got {target_sparsity}")
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
-        spec = DURING_TRAINING_METHODS.get(method)
-        begin_default, end_default = spec.default_fractions(int(epochs))
-        begin_fraction = begin_default if begin_fraction is None else begin_fraction
-        end_fraction = end_default if end_fraction is None else end_fraction
-        if not 0.0 <= begin_fraction <= end_fraction <= 1.0:
-            raise ValueError(f"need 0 <= begin_fraction <= end_fraction <= 1, got {begin_fraction}, {end_fraction}")
-        if frequency is not None and frequency < 1:
-            raise ValueError(f"frequency must be >= 1 (or None for the method's default), got {frequency}")
-        if str_weight_decay < 0:
-            raise ValueError(f"str_weight_decay must be >= 0, got {str_weight_decay}")
-        _criteria.get(criterion)
+        self.set_budget(method, target_sparsity, epochs, criterion=criterion, begin_fraction=begin_fraction,
+                        end_fraction=end_fraction, frequency=frequency, str_init=str_init,
+                        str_weight_decay=str_weight_decay, known=known_methods)
         super().__init__(**settings)
-        self.method, self.target_sparsity, self.epochs = method, float(target_sparsity), int(epochs)
-        self.spec = spec
-        self.criterion = criterion
-        self.begin_fraction, self.end_fraction = begin_fraction, end_fraction
+        self.wiring = wiring(method)
+        self.begin_fraction, self.end_fraction = self.budget.begin_fraction, self.budget.end_fraction
         self.frequency = frequency
-        self.str_init, self.str_weight_decay = float(str_init), float(str_weight_decay)
-        #: What calibrated ``str_weight_decay`` (e.g. "8 runs of calibrate_str"), for the short-of-target warning.
-        self.calibration: Optional[str] = None
-
-    def ramp(self, steps_per_epoch: int) -> tuple[int, int, int]:
-        """(begin step, end step, steps between mask updates) for this budget."""
-        begin = int(round(self.begin_fraction * self.epochs * steps_per_epoch))
-        end = max(begin, int(round(self.end_fraction * self.epochs * steps_per_epoch)))
-        if self.frequency is not None:
-            return begin, end, self.frequency
-        if self.spec.default_frequency is not None:
-            return begin, end, self.spec.default_frequency
-        return begin, end, auto_frequency(end - begin)
 
     def _wrapper_factory(self, begin: int, end: int, frequency: int):
-        return self.spec.wrapper(self, begin, end, frequency)
+        return self.wiring.wrapper(self, begin, end, frequency)
 
     def _prepare(self, model: keras.Model, train, steps: int) -> keras.Model:
         begin, end, frequency = self.ramp(steps)
@@ -368,13 +297,10 @@ class DuringTraining(OneFitRunner):
         return model
 
     def _run_identity(self, steps: int) -> dict:
-        begin, end, frequency = self.ramp(steps)
-        return {"method": self.method, "target_sparsity": self.target_sparsity, "epochs": self.epochs,
-                "criterion": self.criterion, "begin": begin, "end": end, "frequency": frequency,
-                "str_init": self.str_init, "str_weight_decay": self.str_weight_decay}
+        return self.budget.identity(steps)
 
     def _callbacks(self, steps: int) -> list:
-        return self.spec.callbacks(self, *self.ramp(steps), steps)
+        return self.wiring.callbacks(self, *self.ramp(steps), steps)
 
     def _rows_callback(self, steps: int, test, workdir: Optional[str]) -> RowCollector:
         return EpochRows(self.method, self.target_sparsity, self.epochs, test, workdir,
@@ -384,33 +310,7 @@ class DuringTraining(OneFitRunner):
         finalize_reparams(model)  # the saved weights are the finalized model's
 
     def _check_result(self, final_row: dict, verbose: int) -> None:
-        reached = float(final_row["sparsity"])
-        if abs(reached - self.target_sparsity) <= TARGET_TOLERANCE:
-            return
-        if not self.spec.reaches_its_own_sparsity:
-            advice = ""
-        elif self.calibration:
-            advice = (f" Its decay was calibrated ({self.calibration}) and got no closer: give the calibration "
-                      "more runs, or the run more epochs")
-        else:
-            advice = (" STR reaches what its threshold start and decay lead to: calibrate the decay with "
-                      "tfimp.baselines.calibrate_str (CLI: --config.calibrate_str=8)")
-        message = (f"{self.method} ended at sparsity {reached:.4f}, {abs(reached - self.target_sparsity):.4f} away "
-                   f"from its target {self.target_sparsity}.{advice}")
-        _notices.warn(message)
-        if verbose:
-            print(f"[tfimp] warning: {message}", flush=True)
-
-    @property
-    def label(self) -> str:
-        return self.method
-
-
-#: STR's threshold parameter at the start of a calibrated run: sigmoid(-8) = 3e-4, a nearly dense start.
-#: A during-training run that ends farther than this from its target sparsity warns.
-TARGET_TOLERANCE = 0.01
-
-STR_DENSE_START = -8.0
+        self.check_result(final_row, verbose)
 
 
 def calibrate_str(build_model: Callable[[], keras.Model], train, target_sparsity: float, epochs: int, *,
@@ -452,30 +352,11 @@ def calibrate_str(build_model: Callable[[], keras.Model], train, target_sparsity
     Raises:
       ValueError: a bad target or bracket.
     """
-    if not 0.0 < target_sparsity < 1.0:
-        raise ValueError(f"target_sparsity must be in (0, 1), got {target_sparsity}")
-    if not 0.0 < low < high or max_runs < 1:
-        raise ValueError(f"need 0 < low < high and max_runs >= 1, got {low}, {high}, {max_runs}")
-    best: Optional[tuple[float, float]] = None
-    log_low, log_high = math.log(low), math.log(high)
-    for run in range(max_runs):
-        decay = math.exp((log_low + log_high) / 2)
+    def run_rows(decay: float) -> list:
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
-        with warnings.catch_warnings():  # a calibration run short of the target is the bisection's business
-            warnings.filterwarnings("ignore", message="str ended at sparsity")
-            rows = DuringTraining("str", target_sparsity, epochs, str_init=str_init, str_weight_decay=decay,
-                                  seed=seed, **settings).run(build_model(), train, verbose=0)
-        reached = float(rows[-1]["sparsity"])
-        if verbose:
-            print(f"[tfimp] STR calibration run {run + 1}: str_weight_decay {decay:.4g} reaches {reached:.4f} "
-                  f"(target {target_sparsity:.4f})", flush=True)
-        if best is None or abs(reached - target_sparsity) < abs(best[1] - target_sparsity):
-            best = (decay, reached)
-        if abs(reached - target_sparsity) <= tolerance:
-            break
-        if reached < target_sparsity:
-            log_low = math.log(decay)
-        else:
-            log_high = math.log(decay)
-    return best
+        return DuringTraining("str", target_sparsity, epochs, str_init=str_init, str_weight_decay=decay, seed=seed,
+                              **settings).run(build_model(), train, verbose=0)
+
+    return _during.bisect_str_decay(run_rows, target_sparsity, low=low, high=high, tolerance=tolerance,
+                                    max_runs=max_runs, verbose=verbose)

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 
+from tfimp import report as _report
 from tfimp import storage as _storage
 from tfimp import workdir as _workdir
+from tfimp import wrapping
 from tfimp._backend import keras, tf
 from tfimp.core import checkpoint as _core_checkpoint
 from tfimp.core import results as _core_results
@@ -42,9 +44,6 @@ def write_cycle(workdir: str, model: keras.Model, row: dict) -> str:
     writing) is not a finished cycle and is replaced when the cycle is
     written again. Returns its path.
     """
-    from tfimp import report as _report  # report imports this module's writer
-    from tfimp import wrapping
-
     directory = _workdir.cycle_dir(workdir, row["cycle"])
     _storage.remove(directory)
     _storage.makedirs(directory)
@@ -71,8 +70,6 @@ def load_cycle(workdir: str, cycle: int, model: keras.Model | None = None) -> ke
       FileNotFoundError: no such finished cycle (the message lists those there are).
       ValueError: the cycle has no saved architecture and no ``model`` was given.
     """
-    from tfimp import wrapping
-
     directory = _core_checkpoint.finished_cycle_dir(workdir, cycle)
     if model is None:
         architecture = _core_checkpoint.cycle_architecture(workdir, cycle)

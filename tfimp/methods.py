@@ -21,7 +21,7 @@ from tfimp.core.registry import Registry
 
 #: The built-in methods, in the order the CLI lists them.
 METHODS = ("dense", "imp", "bimp", "oneshot", "gmp", "tfmot_gmp", "dpf", "str")
-#: Methods that prune while training (``tfimp.DuringTraining``, tf_keras front end).
+#: Methods that prune while training (``tfimp.DuringTraining``, both front ends).
 DURING_TRAINING = ("gmp", "tfmot_gmp", "dpf", "str")
 
 #: ``method name -> fn(config, settings) -> runner``.

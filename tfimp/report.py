@@ -23,7 +23,9 @@ from typing import Optional
 import numpy as np
 
 from tfimp import _private, wrapping
-from tfimp._backend import keras
+from tfimp import storage as _storage
+from tfimp import workdir as _workdir
+from tfimp._backend import keras, tf
 
 
 @dataclasses.dataclass
@@ -218,9 +220,7 @@ def print_report(model: keras.Model, path: Optional[str] = None) -> ModelReport:
     report = model_report(model)
     print(report.table(), flush=True)
     if path:
-        from tfimp import checkpoint
-
-        checkpoint.atomic_write_text(path, report.to_json())
+        _storage.atomic_write_text(path, report.to_json())
     return report
 
 
@@ -240,9 +240,6 @@ class CycleReporter:
         self._writer = None  # made at the first cycle, after the run has claimed the workdir
 
     def __call__(self, model: keras.Model, row: dict) -> None:
-        from tfimp import workdir as _workdir
-        from tfimp._backend import tf
-
         cycle = int(row["cycle"])
         out = _workdir.write_dir(self.workdir, model.distribute_strategy)  # multi-worker: the chief's is the workdir
         report = self._saved_report(out, cycle) or model_report(model)
@@ -267,8 +264,5 @@ class CycleReporter:
     @staticmethod
     def _saved_report(directory: str, cycle: int) -> Optional[ModelReport]:
         """The report the runner has just written into ``cycle_N/`` (computing it twice costs a trace)."""
-        from tfimp import storage as _storage
-        from tfimp import workdir as _workdir
-
         saved = _storage.read_json(_workdir.path(_workdir.cycle_dir(directory, cycle), _workdir.CYCLE_REPORT))
         return None if saved is None else ModelReport.from_dict(saved)

@@ -44,10 +44,11 @@ def test_fidelity_benchmark_runs_on_keras3(tmp_path):
     written = json.load(open(os.path.join(out, "fidelity.json")))
     assert written["front_end"] == f"Keras {keras.__version__} (jax)"
     runs = {(r["method"], r["target_sparsity"]): r for r in written["runs"]}
-    assert set(runs) == {("dense", 0.0), ("imp_slr", 0.9)}  # GMP is skipped on Keras 3, and says so
-    assert "GMP (tfimp.DuringTraining) is tf_keras-only for now" in result.stdout
+    assert set(runs) == {("dense", 0.0), ("imp_slr", 0.9), ("gmp", 0.9)}
     total = _model_h_prunable()
     assert runs[("imp_slr", 0.9)]["sparsity"] == math.floor(0.9 * total + 0.5) / total
+    assert runs[("gmp", 0.9)]["sparsity"] == math.floor(0.9 * total + 0.5) / total
+    assert [row["cycle"] for row in runs[("gmp", 0.9)]["rows"]] == list(range(1, 13))  # 12 epochs, one row each
     assert [row["cycle"] for row in runs[("imp_slr", 0.9)]["rows"]] == [1, 2, 3]
     summary = {(s["method"], s["target_sparsity"]): s for s in written["summary"]}
     ours = 100 * runs[("imp_slr", 0.9)]["rows"][-1]["test_accuracy"]

@@ -91,8 +91,25 @@ def test_dense_through_the_cli_on_keras3_writes_its_row_and_a_plain_model(tmp_pa
     assert main.run(_config(tmp_path / "idx", method="dense", dense_epochs=2), workdir) == rows  # finished: a no-op
 
 
+def test_a_during_training_method_through_the_cli_on_keras3_prunes_exactly(tmp_path):
+    idx_files.make_idx_dataset(str(tmp_path / "idx"), n_train=256, n_test=64)
+    workdir = str(tmp_path / "run")
+    rows = main.run(_config(tmp_path / "idx", method="gmp", epochs=3, target_sparsity=0.75), workdir)
+    assert [(row["cycle"], row["retrain_schedule"], row["criterion"]) for row in rows] == [
+        (1, "gmp", "global"), (2, "gmp", "global"), (3, "gmp", "global")]
+    stripped = keras.saving.load_model(os.path.join(workdir, "model_stripped.keras"))
+    total = sum(int(np.size(v)) for v in (keras.ops.convert_to_numpy(w) for w in stripped.trainable_weights)
+                if np.ndim(v) > 1)  # the kernels: what tfimp prunes in this model
+    zeros = sum(int(np.size(v) - np.count_nonzero(v)) for v in
+                (keras.ops.convert_to_numpy(w) for w in stripped.trainable_weights) if np.ndim(v) > 1)
+    assert zeros == tfimp.criteria.round_count(0.75, total) and rows[-1]["sparsity"] == zeros / total
+    stored = json.load(open(os.path.join(workdir, "results.json")))
+    assert stored["method"] == "gmp" and stored["rows"] == json.loads(json.dumps(rows))
+    assert json.load(open(os.path.join(workdir, "cycle_3", "row.json")))["test_accuracy"] == rows[-1]["test_accuracy"]
+
+
 @pytest.mark.parametrize("change, message", [
-    (dict(method="gmp", epochs=2), "tf_keras front end only for now"),
+    (dict(method="str", epochs=2, calibrate_str=2), "calibrate_str=2 runs through the tf_keras front end"),
     (dict(strategy="tpu"), r"known: \['default', 'data_parallel', 'mirrored'\]"),
     (dict(keras=4), r"config.keras=4 is unknown; known: \[2, 3\]"),
     (dict(model="kcv_resnet18_v2"), "config.model='kcv_resnet18_v2' is unknown"),

@@ -69,39 +69,42 @@ class _ClaimsWorkdir:
             self._owns_lock = False
 
 
-class DenseRun(keras.callbacks.Callback, _ClaimsWorkdir):
-    """A dense run's workdir and its one row on Keras 3 (what :class:`tfimp.Dense` runs ``fit`` with).
+class EpochRun(keras.callbacks.Callback, _ClaimsWorkdir):
+    """A one-``fit`` run's workdir on Keras 3: per-epoch checkpoints, exact resume, its rows, ``cycle_N/``.
 
-    Every epoch is checkpointed (weights, optimizer, seed generators, the
-    run's wall time) in the IMP callback's layout, so ``restore`` resumes
-    exactly; after the last epoch the row (cycle 0, ``schedule="dense"``)
-    is made, written as ``cycle_0/`` and ``results.json``.
+    Every epoch is checkpointed (weights, masks, optimizer, seed generators,
+    the rows, the run's wall time) in the IMP callback's layout, so
+    :meth:`restore` resumes exactly; after the last epoch the final row's
+    cycle is written as ``cycle_N/`` and the rows as ``results.json``.
+    Subclasses say which rows an epoch adds (:meth:`_rows_after`); the
+    dense run and the pruning-during-training runs are two of them.
 
     Args:
       epochs: the run's epochs (``fit`` must run as many).
-      steps_per_epoch: batches per epoch (the row's ``steps``).
-      initial_lr: the dense schedule's first rate (the row's ``initial_lr``).
+      steps_per_epoch: batches per epoch (the rows' ``steps``).
       test_data: evaluated after the last epoch (``test_*`` columns).
-      workdir, overwrite, verbose, identity: as for :class:`IMP`.
+      workdir, overwrite, verbose: as for :class:`IMP`.
+      identity: what defines the run, for ``identity.json``.
+      metadata: written beside the rows in ``results.json``.
 
     Raises:
       IdentityMismatch: ``workdir`` holds a different run.
       WorkdirInUse: another live process holds ``workdir``.
     """
 
-    def __init__(self, epochs: int, steps_per_epoch: int, *, initial_lr: float, test_data=None,
-                 workdir: Optional[str] = None, overwrite: bool = False, verbose: int = 1,
-                 identity: Optional[dict] = None):
+    def __init__(self, epochs: int, steps_per_epoch: int, *, test_data=None, workdir: Optional[str] = None,
+                 overwrite: bool = False, verbose: int = 1, identity: Optional[dict] = None,
+                 metadata: Optional[dict] = None):
         super().__init__()
-        self.epochs, self.steps_per_epoch, self.initial_lr = int(epochs), int(steps_per_epoch), float(initial_lr)
+        self.epochs, self.steps_per_epoch = int(epochs), int(steps_per_epoch)
         self.test_data, self.workdir, self.verbose = test_data, workdir, verbose
+        self.metadata = dict(metadata or {})
         self.rows: list[dict] = []
         self._wall = 0.0
         self._epoch_start = 0.0
         self._restored_epoch: Optional[int] = None
         self._restored_global_rng = None
-        self._claim({"method": "dense", "epochs": self.epochs, "keras": keras.__version__.split(".")[0],
-                     **(identity or {})}, overwrite, verbose)
+        self._claim({"keras": keras.__version__.split(".")[0], **(identity or {})}, overwrite, verbose)
 
     def restore(self, model: keras.Model) -> int:
         """Loads the workdir's newest checkpoint into ``model`` (compiled); returns the epoch ``fit`` starts at."""
@@ -125,31 +128,61 @@ class DenseRun(keras.callbacks.Callback, _ClaimsWorkdir):
         _checkpoint.set_global_rng_state(self._restored_global_rng)
         self._restored_global_rng = None
         if self.params.get("epochs") != self.epochs:
-            raise ValueError(f"the dense run takes {self.epochs} epochs, but fit was called with "
+            raise ValueError(f"the run takes {self.epochs} epochs, but fit was called with "
                              f"epochs={self.params.get('epochs')}")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._wall += time.perf_counter() - self._epoch_start
+        epoch_wall = time.perf_counter() - self._epoch_start
+        self._wall += epoch_wall
         last = epoch + 1 == self.epochs
+        test = _evaluate(self.model, self.test_data) if last and self.test_data is not None else None
+        self.rows = [row for row in self.rows if row["cycle"] <= epoch]  # a resumed epoch's row, once
+        self.rows += self._rows_after(epoch, dict(logs or {}), test, epoch_wall, last)
+        if self.workdir is None:
+            return
         if last:
-            test = _evaluate(self.model, self.test_data) if self.test_data is not None else None
-            self.rows = [_results.make_row(dict(logs or {}), sparsity=_masks.sparsity(self.model), test_metrics=test,
-                                           cycle=0, target=0.0, schedule="dense", initial_lr=self.initial_lr,
-                                           epochs=self.epochs, steps=self.epochs * self.steps_per_epoch,
-                                           wall_s=self._wall)]
-            if self.workdir is not None:
-                _checkpoint.write_cycle(self.workdir, self.model, self.rows[0])
-        if self.workdir is not None:
-            _checkpoint.save(self.workdir, self.model, {"next_epoch": epoch + 1, "rows": self.rows,
-                                                        "wall_s": self._wall, "finished": last})
-            if last:
-                _results.write_results(self.workdir, self.rows, {"method": "dense"})
+            _checkpoint.write_cycle(self.workdir, self.model, self.rows[-1])
+        _checkpoint.save(self.workdir, self.model, {"next_epoch": epoch + 1, "rows": self.rows,
+                                                    "wall_s": self._wall, "finished": last})
+        if last:
+            _results.write_results(self.workdir, self.rows, self.metadata)
+
+    def _rows_after(self, epoch: int, logs: dict, test: Optional[dict], epoch_wall: float, last: bool) -> list:
+        """The rows epoch ``epoch`` adds (``test``: the test metrics, after the last epoch only)."""
+        raise NotImplementedError
 
     def on_train_end(self, logs=None):
         self.release()
+
+
+class DenseRun(EpochRun):
+    """A dense run's workdir and its one row on Keras 3 (what :class:`tfimp.Dense` runs ``fit`` with).
+
+    An :class:`EpochRun` whose one row (cycle 0, ``schedule="dense"``) is
+    made after the last epoch.
+
+    Args:
+      epochs, steps_per_epoch, test_data, workdir, overwrite, verbose, identity: as for :class:`EpochRun`.
+      initial_lr: the dense schedule's first rate (the row's ``initial_lr``).
+    """
+
+    def __init__(self, epochs: int, steps_per_epoch: int, *, initial_lr: float, test_data=None,
+                 workdir: Optional[str] = None, overwrite: bool = False, verbose: int = 1,
+                 identity: Optional[dict] = None):
+        self.initial_lr = float(initial_lr)
+        super().__init__(epochs, steps_per_epoch, test_data=test_data, workdir=workdir, overwrite=overwrite,
+                         verbose=verbose, identity={"method": "dense", "epochs": int(epochs), **(identity or {})},
+                         metadata={"method": "dense"})
+
+    def _rows_after(self, epoch: int, logs: dict, test: Optional[dict], epoch_wall: float, last: bool) -> list:
+        if not last:
+            return []
+        return [_results.make_row(logs, sparsity=_masks.sparsity(self.model), test_metrics=test, cycle=0, target=0.0,
+                                  schedule="dense", initial_lr=self.initial_lr, epochs=self.epochs,
+                                  steps=self.epochs * self.steps_per_epoch, wall_s=self._wall)]
 
 
 class IMP(keras.callbacks.Callback, _cycles.ResumableProgress, _ClaimsWorkdir):

@@ -23,7 +23,7 @@ from tfimp.core import storage as _storage
 from tfimp.core import workdir as _workdir
 from tfimp.core.results import to_json
 from tfimp.keras3 import masks as _masks
-from tfimp.keras3.wrapper import MaskedLayer
+from tfimp.keras3.wrapper import MaskedLayer, ReparamMaskedLayer
 
 
 save_weights = _core_checkpoint.save_weights
@@ -134,7 +134,8 @@ def load_cycle(workdir: str, cycle: int, model: Optional[keras.Model] = None) ->
         # model.json may carry the compile config (TorchSGD, a Tabulated rate): their classes register on import.
         from tfimp.keras3 import lr, optimizers  # noqa: F401, PLC0415
         architecture = _core_checkpoint.cycle_architecture(workdir, cycle)
-        model = keras.models.model_from_json(architecture, custom_objects={"tfimp>MaskedLayer": MaskedLayer})
+        model = keras.models.model_from_json(architecture, custom_objects={"tfimp>MaskedLayer": MaskedLayer,
+                                                                         "tfimp>ReparamMaskedLayer": ReparamMaskedLayer})
     elif not _masks.wrappers(model):
         model = _masks.wrap(model)
     load_weights(model, os.path.join(directory, _workdir.KERAS3_WEIGHTS))

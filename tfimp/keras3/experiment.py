@@ -1,7 +1,7 @@
 """The CLI's experiment on Keras 3 (``--config.keras=3``; the backend is ``KERAS_BACKEND``'s).
 
 :func:`run` trains ``config``'s method (:mod:`tfimp.methods`; on Keras 3:
-``dense``, ``imp``, ``oneshot`` and ``bimp``) into a workdir with the Keras 3 front end:
+every method but STR's calibration) into a workdir with the Keras 3 front end:
 the same config keys, workdir layout, identity, lock, resume, ``cycle_N/``,
 results files, plot, TensorBoard logs (when TensorFlow is installed: Keras'
 TensorBoard callback writes with it) and ``model_stripped.keras`` as on
@@ -15,10 +15,12 @@ TensorFlow needed); the tensorflow-datasets datasets (CIFAR, ImageNet) and
 every augmentation come as the tf_keras front end's ``tf.data`` pipelines
 (:mod:`tfimp.tfdata`), on any backend where TensorFlow is installed.
 
-Not on Keras 3 yet, refused before any work with a message: the
-pruning-during-training methods and the tf_keras strategies. Exports (``export_formats``) are tf_keras-only for now:
-the stripped model is written as ``model_stripped.keras``, which loads on
-every backend.
+Not on Keras 3 yet, refused before any work with a message: STR's decay
+calibration through the CLI (``calibrate_str``; call
+``tfimp.baselines.calibrate_str`` and pass the decay) and the tf_keras
+strategies. Exports (``export_formats``) are tf_keras-only for now: the
+stripped model is written as ``model_stripped.keras``, which loads on every
+backend.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from tfimp.core import workdir as _workdir
 from tfimp.keras3 import data, masks, models
 
 #: ``config.method`` values this front end runs through the CLI.
-METHODS = ("dense", "imp", "oneshot", "bimp")
+METHODS = ("dense", "imp", "oneshot", "bimp", *methods.DURING_TRAINING)
 #: ``config.strategy`` values: one device; Keras' data parallelism over every local device (JAX);
 #: tf.distribute's MirroredStrategy over every local device (the TensorFlow backend).
 STRATEGIES = ("default", "data_parallel", "mirrored")
@@ -50,6 +52,10 @@ def check_supported(config) -> None:
     if config.method not in METHODS and config.method in methods.METHODS:
         raise ValueError(f"config.method={config.method!r} runs on the tf_keras front end only for now "
                          f"(config.keras=2); on Keras 3 the CLI runs {list(METHODS)}")
+    if config.method == "str" and config.calibrate_str:
+        raise ValueError(f"config.calibrate_str={config.calibrate_str} runs through the tf_keras front end's CLI "
+                         "only for now (config.keras=2); on Keras 3 call tfimp.baselines.calibrate_str and pass "
+                         "the decay it finds as --config.str_weight_decay")
     if data.uses_tf_data(config.dataset, config.augmentation or None) and importlib.util.find_spec(
             "tensorflow") is None:
         raise ValueError(f"config.dataset={config.dataset!r} with augmentation "

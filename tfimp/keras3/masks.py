@@ -22,7 +22,7 @@ from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
 from tfimp.core import notices as _notices
 from tfimp.keras3 import coverage
-from tfimp.keras3.wrapper import MaskedLayer
+from tfimp.keras3.wrapper import MaskedLayer, ReparamMaskedLayer
 
 _log = logging.getLogger("tfimp")
 
@@ -106,8 +106,12 @@ def covered_weights(model: keras.Model) -> list[tuple[str, keras.Variable]]:
 
 
 def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclude=None,
-         verbose: int = 0) -> keras.Model:
+         verbose: int = 0, wrapper: Callable | None = None) -> keras.Model:
     """Wraps every prunable weight of a Keras 3 ``model`` (see ``tfimp.wrap``; the same arguments and rules).
+
+    ``wrapper(layer, weight_paths)`` makes each wrapper (default
+    :class:`MaskedLayer`; the baselines pass a
+    :class:`tfimp.keras3.wrapper.ReparamMaskedLayer` factory).
 
     Sequential and functional models are copied first, weights included, so
     the model passed in is left as it was; subclassed models are wrapped in
@@ -136,7 +140,7 @@ def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclud
         if not layer.built:
             left_out[layer.name] = "never called: no weights"
             return None
-        return MaskedLayer(layer, paths)
+        return MaskedLayer(layer, paths) if wrapper is None else wrapper(layer, paths)
 
     if _private.keras3_is_functional(model):
         wrapped = _wrap_graph(_independent_copy(model), wrapper_for)
@@ -275,7 +279,8 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
     Besides the masks and the zeros, the slots of a built optimizer
     (momentum, Adam's moments, ...) are zeroed at the pruned positions: the
     forward pass gives pruned weights a zero gradient, so with zero state
-    no step moves them again.
+    no step moves them again. ``zero_pruned=False`` (DPF, whose pruned
+    weights keep learning) leaves both the weights and the slots as they are.
     """
     sparsity = _masking.validate_sparsity(sparsity)
     _criteria.get(criterion)
@@ -290,7 +295,7 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
         kernel.mask.assign(keep)
         if zero_pruned:
             kernel.weight.assign(weight * keep)
-        if optimizer is not None:
+        if optimizer is not None and zero_pruned:  # DPF (zero_pruned=False): pruned weights keep their momentum
             for slot in _private.keras3_slot_variables(optimizer, kernel.weight):
                 slot.assign(keras.ops.convert_to_numpy(slot.value) * keep.astype(slot.dtype))
     if step.emptied:
@@ -411,4 +416,5 @@ def load_model(path: str, *, compile: bool = True, extra_custom_objects: dict | 
     # A compiled model's file names tfimp's optimizer and schedules: their classes register on import.
     from tfimp.keras3 import lr, optimizers  # noqa: F401, PLC0415
     return keras.saving.load_model(path, compile=compile, custom_objects={
-        "tfimp>MaskedLayer": MaskedLayer, **(extra_custom_objects or {})})
+        "tfimp>MaskedLayer": MaskedLayer, "tfimp>ReparamMaskedLayer": ReparamMaskedLayer,
+        **(extra_custom_objects or {})})

@@ -24,6 +24,7 @@ from typing import Sequence
 import keras
 from keras import ops
 
+from tfimp.core import reparametrisations as _reparametrisations
 from tfimp.core.coverage import resolve
 
 
@@ -65,11 +66,7 @@ class MaskedLayer(keras.layers.Wrapper):
         for variable in self.layer.variables:
             value = variable.value  # the enclosing scope's value during a stateless (JAX) step
             if id(variable) in masks:
-                mask = masks[id(variable)]
-                # The cast only where the dtypes differ: in eager PyTorch every op is paid for at every step.
-                same = mask.dtype == keras.backend.standardize_dtype(value.dtype)  # autocast may have changed it
-                mask_value = mask.value if same else ops.cast(mask.value, value.dtype)
-                value = ops.multiply(value, mask_value)
+                value = self._masked_value(value, masks[id(variable)])
             mapping.append((variable, value))
         if training is not None and self._passes_training:
             kwargs["training"] = training
@@ -83,5 +80,89 @@ class MaskedLayer(keras.layers.Wrapper):
                 variable.assign(after)  # the layer's own state update, on to the enclosing scope
         return outputs
 
+    @staticmethod
+    def _masked_value(value, mask):
+        """The value the wrapped layer computes with: ``value * mask``."""
+        # The cast only where the dtypes differ: in eager PyTorch every op is paid for at every step.
+        same = mask.dtype == keras.backend.standardize_dtype(value.dtype)  # autocast may have changed it
+        return ops.multiply(value, mask.value if same else ops.cast(mask.value, value.dtype))
+
     def get_config(self) -> dict:
         return {**super().get_config(), "weight_paths": list(self.weight_paths)}
+
+
+@keras.saving.register_keras_serializable(package="tfimp")
+class ReparamMaskedLayer(MaskedLayer):
+    """A :class:`MaskedLayer` whose forward pass uses a transform of the *dense* weight (DPF, STR).
+
+    The transform is one of :mod:`tfimp.core.reparametrisations`, run with
+    ``keras.ops`` (the same definition as the tf_keras front end's):
+
+    * ``dpf``: the value ``weight * mask``, the gradient to all of the dense
+      weight (straight-through), so pruned weights keep learning and may come
+      back when the mask is recomputed;
+    * ``str``: ``sign(w) * relu(|w| - sigmoid(s))`` with one learnable ``s``
+      per layer, started at ``str_init``, with an extra L2 of
+      ``str_weight_decay`` on it.
+
+    :meth:`finalize` bakes the transform into the weights and masks; from
+    then on the layer computes as a :class:`MaskedLayer`. STR's threshold
+    stays a weight of the layer either way, so a finalized model's file
+    loads into a freshly built one.
+    """
+
+    def __init__(self, layer: keras.layers.Layer, weight_paths: Sequence[str], reparam: str = "dpf",
+                 str_init: float = -5.0, str_weight_decay: float = 0.0, finalized: bool = False, **kwargs):
+        if _reparametrisations.check(reparam) == _reparametrisations.NONE:
+            raise ValueError("reparam 'none' is a plain tfimp MaskedLayer; ReparamMaskedLayer takes one of "
+                             f"{_reparametrisations.REPARAMETRISATIONS.known()}")
+        if str_weight_decay < 0:
+            raise ValueError(f"str_weight_decay must be >= 0, got {str_weight_decay}")
+        super().__init__(layer, weight_paths, **kwargs)
+        self.reparam, self.str_init, self.str_weight_decay = reparam, float(str_init), float(str_weight_decay)
+        self.finalized = bool(finalized)
+        self.str_threshold = None
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        if self.reparam in _reparametrisations.WITH_THRESHOLD and self.str_threshold is None:
+            self.str_threshold = self.add_weight(
+                shape=(), initializer=keras.initializers.Constant(self.str_init), trainable=True,
+                # Extra coupled L2 on s (gradient str_weight_decay * s), on top of the optimizer's own decay.
+                regularizer=keras.regularizers.L2(self.str_weight_decay / 2) if self.str_weight_decay else None,
+                name="str_threshold")
+
+    @property
+    def active(self) -> str:
+        """The transform the forward pass applies now (``"none"`` once finalized)."""
+        return _reparametrisations.NONE if self.finalized else self.reparam
+
+    def _masked_value(self, value, mask):
+        if self.finalized:
+            return super()._masked_value(value, mask)
+        threshold = None if self.str_threshold is None else self.str_threshold.value
+        mask_value = mask.value
+        return _reparametrisations.effective(self.reparam, value, mask_value, threshold, ops)
+
+    def effective_weights(self) -> list:
+        """The weights the forward pass uses now, as numpy arrays."""
+        return [ops.convert_to_numpy(self._masked_value(weight.value, mask))
+                for weight, mask in zip(self.masked_weights(), self.masks)]
+
+    def finalize(self, *, bake: bool = True) -> None:
+        """Ends the reparametrisation: with ``bake``, each weight becomes its effective value times the mask
+        (STR: the mask becomes the effective weight's non-zeros); ``bake=False`` only marks it finalized
+        (weights restored from a finalized run's save are baked already)."""
+        if self.finalized:
+            return
+        if bake:
+            for weight, mask, value in zip(self.masked_weights(), self.masks, self.effective_weights()):
+                if self.reparam in _reparametrisations.MASK_FROM_EFFECTIVE:
+                    mask.assign((value != 0).astype(mask.dtype))
+                keep = ops.convert_to_numpy(mask.value).astype(value.dtype)
+                weight.assign(value * keep)
+        self.finalized = True
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "reparam": self.reparam, "str_init": self.str_init,
+                "str_weight_decay": self.str_weight_decay, "finalized": self.finalized}

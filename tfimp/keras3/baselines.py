@@ -1,0 +1,278 @@
+"""The pruning-during-training baselines on Keras 3: GMP, tfmot's per-layer GMP, DPF and STR, on every backend.
+
+The methods are :mod:`tfimp.core.during_training`'s rules, the forward-pass
+transforms :mod:`tfimp.core.reparametrisations`' (in ``keras.ops``), so a
+Keras 3 run is the tf_keras one (``tfimp.baselines``) on another Keras:
+
+* ``gmp``: masks grow along Zhu & Gupta's cubic ramp, every ``frequency``
+  steps, by ``criterion`` (global by default);
+* ``tfmot_gmp``: the same ramp per layer on tfmot's ``PolynomialDecay``
+  steps (tfmot does not run on Keras 3; its schedule is reproduced with the
+  ``uniform`` criterion: every layer reaches the target);
+* ``dpf``: the mask recomputed from the dense weights every 16 steps, the
+  gradient reaching pruned weights (straight-through);
+* ``str``: a learnable soft threshold per layer; the sparsity is where it ends.
+
+``tfimp.DuringTraining(...).run(model, (x, y), test=...)`` trains one in one
+``fit`` of ``epochs``, one row per epoch, with a workdir: per-epoch
+checkpoints, exact resume, ``cycle_E/`` and ``results.json``.
+``tfimp.baselines`` and ``tfimp.DuringTraining`` are this module in a
+Keras 3 process.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Optional, Sequence
+
+import keras
+import numpy as np
+
+from tfimp.core import during_training as _during
+from tfimp.core import results as _results
+from tfimp.core import reparametrisations as _reparametrisations
+from tfimp.keras3 import callbacks as _callbacks
+from tfimp.keras3 import masks as _masks
+from tfimp.keras3 import optimizers as _optimizers
+from tfimp.keras3.imp import _Trainer
+from tfimp.keras3.wrapper import ReparamMaskedLayer
+
+cubic_sparsity = _during.cubic_sparsity
+auto_frequency = _during.auto_frequency
+TARGET_TOLERANCE = _during.TARGET_TOLERANCE
+STR_DENSE_START = _during.STR_DENSE_START
+#: The built-in methods, in the CLI's order.
+METHODS = tuple(_during.RULES.known())
+
+
+def known_methods() -> list[str]:
+    """Every during-training method (the rules of :mod:`tfimp.core.during_training`)."""
+    from tfimp import methods  # noqa: PLC0415  (the CLI's order)
+
+    return [m for m in methods.DURING_TRAINING if m in _during.RULES] + sorted(
+        set(_during.RULES.known()) - set(methods.DURING_TRAINING))
+
+
+def _reparametrised(model: keras.Model) -> list[ReparamMaskedLayer]:
+    return [wrapper for _, wrapper in _masks.wrappers(model) if isinstance(wrapper, ReparamMaskedLayer)]
+
+
+def finalize_reparams(model: keras.Model, *, bake: bool = True) -> None:
+    """Finalizes every :class:`~tfimp.keras3.wrapper.ReparamMaskedLayer` of ``model`` (exact masks, zeroed weights).
+
+    The forward pass changes, so the functions Keras traced before are
+    dropped (reused, they would apply STR's threshold a second time).
+    ``bake=False`` only marks them finalized (weights restored from a
+    finished run are baked already).
+    """
+    pending = [wrapper for wrapper in _reparametrised(model) if not wrapper.finalized]
+    if not pending:
+        return
+    _masks._sync_training_state(model)
+    for wrapper in pending:
+        wrapper.finalize(bake=bake)
+    _masks._after_structure_change(model)
+
+
+def str_thresholds(model: keras.Model) -> list:
+    """The learnable STR threshold variables of ``model``."""
+    return [w.str_threshold for w in _reparametrised(model) if w.str_threshold is not None]
+
+
+def current_sparsity(model: keras.Model) -> float:
+    """Sparsity the forward pass sees now (STR: zeros of the soft-thresholded weights)."""
+    live = [w for w in _reparametrised(model)
+            if not w.finalized and w.reparam in _reparametrisations.MASK_FROM_EFFECTIVE]
+    if not live:
+        return _masks.sparsity(model)
+    _masks._sync_training_state(model)
+    zeros = total = 0
+    for _, wrapper in _masks.wrappers(model):
+        if wrapper in live:
+            arrays = wrapper.effective_weights()
+        else:
+            arrays = [keras.ops.convert_to_numpy(mask.value) for mask in wrapper.masks]
+        for values in arrays:
+            zeros += values.size - int(np.count_nonzero(values))
+            total += values.size
+    return zeros / total
+
+
+class GradualPruning(_during.RampSteps, keras.callbacks.Callback):
+    """Prunes along the cubic ramp (GMP), or recomputes DPF's masks, inside Keras 3's ``fit``.
+
+    The tf_keras ``tfimp.baselines.GradualPruning`` on Keras 3: GMP's masks
+    grow (monotone) every ``frequency`` steps between ``begin_step`` and
+    ``end_step``; DPF's are recomputed from the dense weights every
+    ``frequency`` steps for the whole run and whenever the ramp's level
+    rises, pruned weights free to come back. At the end of training the
+    model holds exactly ``target_sparsity`` (DPF: the mask it last trained
+    with, topped up by magnitude if the ramp fell short).
+
+    Args:
+      target_sparsity, begin_step, end_step, frequency, criterion, dpf, level_every:
+        as for the tf_keras class.
+    """
+
+    def __init__(self, target_sparsity: float, begin_step: int, end_step: int, frequency: int = 100,
+                 criterion: str = "global", dpf: bool = False, level_every: int = 1):
+        keras.callbacks.Callback.__init__(self)
+        _during.RampSteps.__init__(self, target_sparsity, begin_step, end_step, frequency, criterion, dpf,
+                                   level_every)
+
+    def on_train_begin(self, logs=None):
+        # Read before the first step: on JAX, fit holds the variables' values outside them while it runs.
+        self._step = int(keras.ops.convert_to_numpy(_optimizers.unwrapped(self.model.optimizer).iterations))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        level = self.next_level()
+        if level is not None:
+            self._prune(level, **self.prune_options())
+
+    def _prune(self, level: float, **options) -> None:
+        with warnings.catch_warnings():  # an early, small level may empty a tiny layer for a while
+            warnings.filterwarnings("ignore", message="tfimp.prune: pruning .* removed every weight")
+            _masks.prune(self.model, level, self.criterion, **options)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.params.get("epochs"):
+            self.finish()  # before the run's rows measure the final model
+
+    def finish(self) -> None:
+        """Exact target at the end (idempotent)."""
+        finalize_reparams(self.model)  # DPF: keep the mask it trained with, zero the rest
+        if _masks.sparsity(self.model) < self.target_sparsity:
+            _masks.prune(self.model, self.target_sparsity, self.criterion)
+
+
+class DuringTrainingRun(_callbacks.EpochRun):
+    """One row per epoch of a during-training run (``cycle`` = epoch number; test metrics on the last).
+
+    An :class:`tfimp.keras3.callbacks.EpochRun`: checkpointed every epoch,
+    resumed exactly, the last epoch written as ``cycle_E/``. A finished
+    run's restored weights are finalized ones, so its wrappers are marked so.
+    """
+
+    def __init__(self, method: str, target_sparsity: float, epochs: int, steps_per_epoch: int, *,
+                 criterion: Optional[str], test_data=None, workdir: Optional[str] = None, overwrite: bool = False,
+                 verbose: int = 1, identity: Optional[dict] = None):
+        self.method, self.target_sparsity, self.criterion = method, float(target_sparsity), criterion
+        super().__init__(epochs, steps_per_epoch, test_data=test_data, workdir=workdir, overwrite=overwrite,
+                         verbose=verbose, identity=identity, metadata={"method": method})
+
+    def restore(self, model: keras.Model) -> int:
+        epoch = super().restore(model)
+        if self.finished:
+            finalize_reparams(model, bake=False)
+        return epoch
+
+    def _rows_after(self, epoch: int, logs: dict, test: Optional[dict], epoch_wall: float, last: bool) -> list:
+        optimizer = _optimizers.unwrapped(self.model.optimizer)
+        return [_results.make_row(
+            logs, sparsity=current_sparsity(self.model), test_metrics=test, cycle=epoch + 1,
+            target=self.target_sparsity, schedule=self.method,
+            initial_lr=float(keras.ops.convert_to_numpy(optimizer.learning_rate)), epochs=1,
+            steps=self.steps_per_epoch, wall_s=epoch_wall, criterion=self.criterion)]
+
+
+class DuringTraining(_during.BudgetedMethod, _Trainer):
+    """Runs one pruning-during-training baseline for a budget of ``epochs`` on Keras 3.
+
+    The tf_keras ``tfimp.DuringTraining``'s arguments and rows.
+
+    Example:
+      >>> rows = tfimp.DuringTraining("gmp", 0.9, epochs=10).run(model, (x, y), test=(xt, yt))
+
+    Args:
+      method: ``gmp``, ``tfmot_gmp``, ``dpf`` or ``str``.
+      target_sparsity: S (STR reports what it reaches; :func:`calibrate_str` aims it at S).
+      epochs: the whole budget.
+      criterion: for ``gmp`` and ``dpf``.
+      begin_fraction, end_fraction: the ramp, as fractions of the budget (defaults: the method's).
+      frequency: steps between mask updates (defaults: DPF 16, GMP :func:`auto_frequency` of the ramp).
+      str_init, str_weight_decay: STR's threshold start and the extra L2 on it.
+      **settings: optimizer and data settings, as for :class:`tfimp.IMP`.
+
+    Raises:
+      ValueError: an unknown method or a bad setting (named); ``steps_per_execution`` above 1 for a method
+        that prunes between steps.
+    """
+
+    def __init__(self, method: str, target_sparsity: float, epochs: int, *, criterion: str = "global",
+                 begin_fraction: Optional[float] = None, end_fraction: Optional[float] = None,
+                 frequency: Optional[int] = None, str_init: float = -5.0, str_weight_decay: float = 0.0, **settings):
+        self.set_budget(method, target_sparsity, epochs, criterion=criterion, begin_fraction=begin_fraction,
+                        end_fraction=end_fraction, frequency=frequency, str_init=str_init,
+                        str_weight_decay=str_weight_decay, known=known_methods)
+        super().__init__(**settings)
+        if self.spec.pruning is not None and self.steps_per_execution > 1:
+            raise ValueError(f"{method} prunes between training steps, which steps_per_execution="
+                             f"{self.steps_per_execution} would skip; use steps_per_execution=1")
+        self.callback: Optional[DuringTrainingRun] = None
+
+    def _wrapper(self) -> Optional[Callable]:
+        if self.spec.reparametrisation is None:
+            return None
+        return lambda layer, paths: ReparamMaskedLayer(layer, paths, reparam=self.spec.reparametrisation,
+                                                       str_init=self.str_init,
+                                                       str_weight_decay=self.str_weight_decay)
+
+    def _pruning_callbacks(self, steps: int) -> list:
+        if self.spec.pruning is None:
+            return []
+        begin, end, frequency = self.ramp(steps)
+        return [GradualPruning(self.target_sparsity, begin, end, frequency,
+                               self.spec.fixed_criterion or self.criterion, dpf=self.spec.pruning == "dpf",
+                               level_every=steps if self.spec.level_every_epoch else 1)]
+
+    def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
+            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
+            identity: Optional[dict] = None) -> list[dict]:
+        """Wraps ``model`` (unwrapped: the method's wrapper) and trains it; returns one row per epoch.
+
+        With ``workdir``, rerunning the same call resumes (arrays and
+        epoch-ordered data replay exactly); a finished run returns its rows
+        without training.
+        """
+        _masks.check_keras3_model(model)
+        if _masks.wrappers(model):
+            raise ValueError(f"{self.method} wraps the model itself (its own wrapper); pass the unwrapped model")
+        train, steps = self._training_data(train)
+        model = _masks.wrap(model, wrapper=self._wrapper(), verbose=verbose)
+        schedule = self._schedule(self.epochs, steps)
+        self._compile(model, schedule)
+        self.model = model
+        self.callback = DuringTrainingRun(
+            self.method, self.target_sparsity, self.epochs, steps,
+            criterion=(self.spec.fixed_criterion or self.criterion) if self.spec.uses_criterion else None,
+            test_data=test, workdir=workdir, overwrite=overwrite, verbose=verbose,
+            identity=self.identity(**self.budget.identity(steps), steps_per_epoch=steps, user=identity or {}))
+        guard = [_callbacks.ChanceGuard()] if self.chance_guard else []  # first: a failed epoch is not saved
+        rows = self._resume_and_fit(
+            model, self.callback, train, steps, self.epochs, validation,
+            callbacks=[*guard, *self._pruning_callbacks(steps), self.callback, *callbacks], verbose=verbose,
+            finished_message=lambda rows: f"[tfimp] {workdir!r} holds this finished {self.method} run; its "
+                                         f"{len(rows)} rows are returned without training")
+        finalize_reparams(model)  # a fit stopped early by a callback: still exact masks
+        self.check_result(rows[-1], verbose)
+        if verbose:
+            print(f"[tfimp] {self.method} finished:\n" + _results.format_table(rows), flush=True)
+        return rows
+
+
+def calibrate_str(build_model: Callable[[], keras.Model], train, target_sparsity: float, epochs: int, *,
+                  str_init: float = STR_DENSE_START, low: float = 1e-3, high: float = 1.0, tolerance: float = 0.01,
+                  max_runs: int = 8, seed: int = 0, verbose: int = 1, **settings) -> tuple[float, float]:
+    """Finds the decay on STR's thresholds whose run reaches ``target_sparsity`` (see the tf_keras
+    ``tfimp.baselines.calibrate_str``: the same bisection on short runs); returns ``(decay, reached)``.
+
+    Raises:
+      ValueError: a bad target or bracket.
+    """
+    def run_rows(decay: float) -> list:
+        keras.utils.set_random_seed(seed)
+        return DuringTraining("str", target_sparsity, epochs, str_init=str_init, str_weight_decay=decay, seed=seed,
+                              **settings).run(build_model(), train, verbose=0)
+
+    return _during.bisect_str_decay(run_rows, target_sparsity, low=low, high=high, tolerance=tolerance,
+                                    max_runs=max_runs, verbose=verbose)
