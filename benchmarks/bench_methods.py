@@ -27,6 +27,12 @@ The README's table came from (about an hour on 2 CPU cores):
 
     python benchmarks/bench_methods.py --out bench_out/methods
 
+``--keras 3`` runs every run through the CLI's Keras 3 front end
+(``config.keras=3``) on the backend ``KERAS_BACKEND`` names, with the same
+configs, so the tables can be set side by side:
+
+    KERAS_BACKEND=jax python benchmarks/bench_methods.py --keras 3 --groups a --out bench_out/methods_k3
+
 On a GPU, CIFAR-10 with ResNet-56 (data from tfds):
 
     python benchmarks/bench_methods.py --dataset cifar10 --model resnet56 --train_subset 0 \
@@ -42,8 +48,9 @@ import statistics
 import time
 
 import tfimp
-from tfimp import baselines, data, keras, main, models
 from tfimp import config as tfimp_config
+from tfimp import main
+from tfimp.core import during_training
 
 IMP_SCHEDULES = {"imp_ft": "ft", "imp_lrw": "lrw", "imp_slr": "slr", "imp_clr": "clr", "imp_llr": "llr",
                  "imp_allr": "allr"}
@@ -58,7 +65,7 @@ def base_config(args, seed: int, sparsity: float):
                   test_subset=args.test_subset,
                   batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
                   seed=seed, verbose=0, target_sparsity=sparsity, criterion="global", cycles=args.imp_cycles,
-                  retrain_epochs=args.imp_retrain_epochs, export_formats="")
+                  retrain_epochs=args.imp_retrain_epochs, export_formats="", keras=args.keras)
     return config
 
 
@@ -98,8 +105,8 @@ def split_configs(args, seed: int) -> list[tuple[str, dict, object]]:
 
 
 def _layer_sparsity(workdir: str, rows: list[dict]) -> dict:
-    report = tfimp.storage.read_json(os.path.join(tfimp.workdir.cycle_dir(workdir, rows[-1]["cycle"]), "report.json"))
-    return {layer["name"]: layer["sparsity"] for layer in report["layers"]} if report else {}
+    """Per-layer sparsity of the run's last cycle, read back from its ``cycle_N/`` (either front end)."""
+    return tfimp.layer_sparsity(tfimp.load_cycle(workdir, rows[-1]["cycle"]))
 
 
 class Runner:
@@ -111,7 +118,7 @@ class Runner:
 
     def run(self, group: str, method: str, target, seed: int, config, **facts) -> dict:
         workdir = os.path.join(self.args.out, "runs", f"{group}_{method}_{target}_{seed}")
-        keras.backend.clear_session()
+        tfimp.front_end.choose(self.args.keras).backend.clear_session()
         start = time.perf_counter()
         rows = main.run(config, workdir, overwrite=True)
         wall = time.perf_counter() - start
@@ -128,11 +135,12 @@ class Runner:
 
 def calibrate_str(args, target: float, seed: int) -> tuple[float, float]:
     """STR's ``str_weight_decay`` for ``target`` on this benchmark's data and budget."""
-    spec = data.spec(args.dataset)
-    loaded = data.load(args.dataset, data_dir=args.data_dir or None, batch_size=args.batch_size, seed=seed,
-                       train_subset=args.train_subset or None)
-    build = lambda: models.build(args.model, num_classes=spec.num_classes, input_shape=spec.input_shape)  # noqa: E731
-    return baselines.calibrate_str(build, loaded.train_epochs, target, args.epochs, tolerance=args.str_tolerance,
+    spec = tfimp.data.spec(args.dataset)  # tfimp's names follow the Keras select_keras chose
+    loaded = tfimp.data.load(args.dataset, data_dir=args.data_dir or None, batch_size=args.batch_size, seed=seed,
+                             train_subset=args.train_subset or None)
+    build = lambda: tfimp.models.build(args.model, num_classes=spec.num_classes,  # noqa: E731
+                                       input_shape=spec.input_shape)
+    return tfimp.baselines.calibrate_str(build, loaded.train, target, args.epochs, tolerance=args.str_tolerance,
                                    max_runs=args.str_calibration_runs, seed=seed, learning_rate=args.learning_rate,
                                    weight_decay=args.weight_decay, batch_size=args.batch_size)
 
@@ -172,7 +180,7 @@ def run_grid(args) -> list[dict]:
             runs = []
             for seed in seeds:
                 config = method_config("str", target, seed, args)
-                config.update(str_init=baselines.STR_DENSE_START, str_weight_decay=decay)
+                config.update(str_init=during_training.STR_DENSE_START, str_weight_decay=decay)
                 runs.append(runner.run("str", "str", target, seed, config, str_weight_decay=decay))
             at = round(statistics.mean(r["sparsity"] for r in runs), 4)
             for seed in seeds:  # IMP at exactly the sparsity STR reached
@@ -327,8 +335,12 @@ def main_cli() -> None:
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=0.02)
     parser.add_argument("--weight_decay", type=float, default=5e-4)
+    parser.add_argument("--keras", type=int, default=2, choices=(2, 3),
+                        help="front end: 2 = tf_keras (tfmot), 3 = Keras 3 on KERAS_BACKEND's backend")
     parser.add_argument("--out", default="bench_out/methods")
     args = parser.parse_args()
+    keras = tfimp.front_end.choose(args.keras)  # first: the CLI's front end and tfimp's names then follow it
+    front = f"Keras {keras.__version__} ({keras.backend.backend()})" if args.keras == 3 else "tf_keras"
     if any(not 0.0 < s < 1.0 for s in args.sparsities + [args.c_sparsity]):
         parser.error(f"sparsities must lie in (0, 1), got {args.sparsities} and {args.c_sparsity}")
     if args.epochs <= args.imp_cycles * args.imp_retrain_epochs:
@@ -340,9 +352,9 @@ def main_cli() -> None:
     except ValueError as error:
         parser.error(str(error))
     with open(os.path.join(args.out, "methods.json"), "w", encoding="utf-8") as handle:
-        json.dump({"args": vars(args), "results": results}, handle, indent=2)
+        json.dump({"front_end": front, "args": vars(args), "results": results}, handle, indent=2)
     plot(results, os.path.join(args.out, "accuracy_vs_sparsity.png"))
-    print(f"\nmean ± std over seeds {args.seeds}; {args.model} on {args.dataset} "
+    print(f"\nmean ± std over seeds {args.seeds}; {front}; {args.model} on {args.dataset} "
           f"(train_subset {args.train_subset or 'all'}); budget {args.epochs} epochs\n")
     print(summarise(results))
     print(f"\nwrote {args.out}/methods.json and {args.out}/accuracy_vs_sparsity.png")

@@ -66,20 +66,9 @@ DENSE_EPOCHS, CYCLES, RETRAIN_EPOCHS, BATCH = 6, 3, 2, 128
 OPTIMIZERS = ("torch_sgd", "keras_sgd_decoupled")
 
 
-def select_keras(version: int):
-    """Keras 3 (``import keras``, before anything of tfimp's follows the process's Keras) or tfimp's tf_keras."""
-    if version == 3:
-        if os.environ.get("TF_USE_LEGACY_KERAS"):
-            raise SystemExit("--keras 3 needs a process without TF_USE_LEGACY_KERAS")
-        import keras
-
-        return keras
-    return tfimp.keras
-
-
 def process_keras():
     """The Keras this process chose (see tfimp.front_end): Keras 3 after ``import keras``, else tf_keras."""
-    return select_keras(3 if tfimp.front_end.of_process() == tfimp.front_end.KERAS3 else 2)
+    return tfimp.front_end.keras_of_process()
 
 
 def model_h(init: str = "torch"):
@@ -207,7 +196,7 @@ def main() -> None:
     parser.add_argument("--data_dir", default=None, help="idx files (default: Debian's Fashion-MNIST)")
     parser.add_argument("--train_subset", type=int, default=0, help="first N training images (smoke runs only)")
     args = parser.parse_args()
-    keras = select_keras(args.keras)  # first: tfimp's names then follow this Keras
+    keras = tfimp.front_end.choose(args.keras)  # first: tfimp's names then follow this Keras
     for schedule in [s for s in args.schedules.split(",") if s]:  # --schedules "": no IMP runs
         tfimp.lr.check_name(schedule)
 

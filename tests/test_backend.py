@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import tfimp
 
 
@@ -16,6 +18,21 @@ def test_the_tf_keras_front_end_selects_tf_keras():
     # tf.keras is tf_keras's API (its module may be named "tensorflow.keras" once another package imported it so)
     assert tfimp.tf.keras.layers.Dense is tf_keras.layers.Dense
     assert os.path.dirname(tfimp.tf.keras.__file__).startswith(os.path.dirname(tf_keras.__file__))
+
+
+def test_choosing_a_keras_commits_the_process_or_says_why_it_cannot():
+    assert tfimp.front_end.choose(2) is tfimp.keras and tfimp.front_end.keras_of_process() is tfimp.keras
+    with pytest.raises(ValueError, match="this process already uses tf_keras, not keras3"):
+        tfimp.front_end.choose(3)
+    with pytest.raises(ValueError, match="must be 2 \\(tf_keras\\) or 3, got 4"):
+        tfimp.front_end.choose(4)
+    fresh = _run("""
+        import tfimp
+        keras = tfimp.front_end.choose(3)
+        print(keras.__version__, tfimp.front_end.of_process(), tfimp.callbacks.__name__)
+    """, {})
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert fresh.stdout.split()[1:] == ["keras3", "tfimp.keras3.callbacks"] and fresh.stdout.startswith("3.")
 
 
 def _run(code: str, env_update: dict) -> subprocess.CompletedProcess:

@@ -104,6 +104,19 @@ def test_str_reports_the_sparsity_it_reaches():
     _pruned_weights_are_zero(runner.model)
 
 
+@pytest.mark.parametrize("method", ["str", "dpf"])
+def test_a_reparametrised_runs_last_cycle_loads_back_as_it_ended(tmp_path, method):
+    workdir = str(tmp_path / method)
+    x, y = helpers.random_data(128)
+    runner = tfimp.DuringTraining(method, 0.8, 2, batch_size=32, learning_rate=0.05, str_init=-2.5,
+                                  chance_guard=False)
+    rows = runner.run(helpers.small_cnn(), (x, y), workdir=workdir, verbose=0)
+    loaded = tfimp.load_cycle(workdir, 2)
+    assert tfimp.sparsity(loaded) == pytest.approx(rows[-1]["sparsity"]) and rows[-1]["sparsity"] > 0.05
+    assert tfimp.layer_sparsity(loaded) == tfimp.layer_sparsity(runner.model)
+    np.testing.assert_array_equal(loaded.predict(x[:8], verbose=0), runner.model.predict(x[:8], verbose=0))
+
+
 def test_bad_baseline_settings():
     with pytest.raises(ValueError, match=r"unknown during-training method 'snip'; known: \['gmp', 'tfmot_gmp', 'dpf', 'str'\]"):
         tfimp.DuringTraining("snip", 0.9, 3)

@@ -50,6 +50,38 @@ def of_process() -> str:
     return TF_KERAS
 
 
+def choose(version: int):
+    """Commits this process to a Keras, before anything of tfimp's follows it; returns that Keras module.
+
+    ``choose(3)`` imports Keras 3 (``import keras``), ``choose(2)`` tfimp's
+    tf_keras (``tfimp.keras``): a script's ``--keras`` flag. Afterwards the
+    names of the module docstring resolve to that front end.
+
+    Raises:
+      ValueError: ``version`` is not 2 or 3, or the process is already committed to the other Keras.
+    """
+    if version not in (2, 3):
+        raise ValueError(f"Keras version must be 2 (tf_keras) or 3, got {version!r}")
+    wanted = KERAS3 if version == 3 else TF_KERAS
+    if ("keras" in sys.modules or "tfimp._backend" in sys.modules) and of_process() != wanted:
+        raise ValueError(f"this process already uses {of_process()}, not {wanted}: choose the Keras before "
+                         "importing either (for Keras 3, without TF_USE_LEGACY_KERAS)")
+    if version == 3:
+        if os.environ.get("TF_USE_LEGACY_KERAS") in _LEGACY_KERAS_VALUES:
+            raise ValueError("Keras 3 needs a process without TF_USE_LEGACY_KERAS (it makes tf.keras Keras 2)")
+        import keras  # noqa: PLC0415
+
+        return keras
+    from tfimp._backend import keras  # noqa: PLC0415
+
+    return keras
+
+
+def keras_of_process():
+    """The Keras module this process uses (see :func:`of_process`): Keras 3, or tfimp's tf_keras."""
+    return choose(3 if of_process() == KERAS3 else 2)
+
+
 def of_file(path: str) -> str:
     """The front end that wrote a saved model: a ``.keras`` file says its Keras version; h5 and SavedModel are tf_keras."""
     if str(path).endswith(".keras") and zipfile.is_zipfile(path):

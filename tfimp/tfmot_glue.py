@@ -253,25 +253,32 @@ class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
     REPARAMS = _reparametrisations.known()
 
     def __init__(self, layer: keras.layers.Layer, reparam: str = "dpf", str_init: float = -5.0,
-                 str_weight_decay: float = 0.0, **kwargs):
+                 str_weight_decay: float = 0.0, keeps_threshold: bool = False, **kwargs):
         if reparam not in _reparametrisations.known():
             raise ValueError(f"reparam must be one of {_reparametrisations.known()}, got {reparam!r}")
         super().__init__(layer, **kwargs)
         self.reparam = reparam
         self.str_init = float(str_init)
         self.str_weight_decay = float(str_weight_decay)
+        #: A finalized STR wrapper still holds its threshold variable (its saved weights include it).
+        self.keeps_threshold = bool(keeps_threshold)
         self.str_threshold = None
 
     def build(self, input_shape):
         if self.reparam == "none":
             super().build(input_shape)
+            if self.keeps_threshold:
+                self._add_threshold()
             return
         PruneLowMagnitude.build(self, input_shape)  # masks, but no mask constraint: weights stay dense
         if self.reparam in _reparametrisations.WITH_THRESHOLD:
-            self.str_threshold = self.add_weight(
-                "str_threshold", shape=(), initializer=keras.initializers.Constant(self.str_init), trainable=True,
-                # Extra coupled L2 on s (gradient str_weight_decay * s), on top of the optimizer's own decay.
-                regularizer=keras.regularizers.L2(self.str_weight_decay / 2) if self.str_weight_decay else None)
+            self._add_threshold()
+
+    def _add_threshold(self) -> None:
+        self.str_threshold = self.add_weight(
+            "str_threshold", shape=(), initializer=keras.initializers.Constant(self.str_init), trainable=True,
+            # Extra coupled L2 on s (gradient str_weight_decay * s), on top of the optimizer's own decay.
+            regularizer=keras.regularizers.L2(self.str_weight_decay / 2) if self.str_weight_decay else None)
 
     @property
     def trainable_weights(self):
@@ -319,7 +326,7 @@ class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "reparam": self.reparam, "str_init": self.str_init,
-                "str_weight_decay": self.str_weight_decay}
+                "str_weight_decay": self.str_weight_decay, "keeps_threshold": self.str_threshold is not None}
 
 
 def tfmot_polynomial_wrapper(target_sparsity: float, begin_step: int, end_step: int, frequency: int):

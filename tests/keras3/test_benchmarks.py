@@ -35,6 +35,48 @@ def _model_h_prunable():
 
 
 @needs_fashion_mnist
+def test_the_dpf_diagnosis_traces_each_run_epoch_by_epoch(tmp_path):
+    result = _bench("diagnose_dpf.py", "--keras", "3", "--seeds", "0", "--epochs", "2", "--train_subset", "512")
+    assert result.returncode == 0, result.stderr[-3000:]
+    tables = _dpf_trace_tables(result.stdout)
+    assert list(tables) == ["DPF (reference: mask every 16 steps)", "DPF, mask every step", "global GMP"]
+    for title, rows in tables.items():
+        assert [row[0] for row in rows] == [1, 2], title
+        assert rows[-1][1] == 0.95, title  # every method trains its last epoch at the target
+    # DPF's mask every step: at most one change per step (4 steps an epoch: 512 / 128) once the ramp has begun.
+    assert 1 <= tables["DPF, mask every step"][-1][3] <= 4
+    assert all(row[2] == 0.0 for row in tables["global GMP"])  # GMP's masks only grow: nothing revived
+
+
+@needs_fashion_mnist
+def test_the_equal_budget_benchmark_runs_on_keras3(tmp_path):
+    out = str(tmp_path / "methods")
+    result = _bench("bench_methods.py", "--keras", "3", "--groups", "a,b,str", "--methods", "dense,gmp,dpf,imp_slr",
+                    "--criteria", "erk", "--sparsities", "0.9", "--seeds", "0", "--epochs", "3", "--imp_cycles", "2",
+                    "--str_calibration_runs", "1", "--train_subset", "256", "--test_subset", "300", "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = json.load(open(os.path.join(out, "methods.json")))
+    assert written["front_end"] == f"Keras {keras.__version__} ({BACKEND})"
+    by_method = {r["method"]: r for r in written["results"]}
+    assert set(by_method) == {"dense", "gmp", "dpf", "imp_slr", "imp_slr_erk", "str", "imp_slr_at_str"}
+    import tfimp
+    from tfimp.keras3 import masks
+
+    total = sum(k.size for k in masks.prunable_kernels(
+        tfimp.wrap(tfimp.models.build("small_cnn", num_classes=10, input_shape=(28, 28, 1)), verbose=0)))
+    for method in ("gmp", "dpf", "imp_slr", "imp_slr_erk"):  # every method at its exact target, equal budget
+        assert by_method[method]["sparsity"] == math.floor(0.9 * total + 0.5) / total, method
+        assert by_method[method]["epochs"] == 3
+    # (b): read back from each run's last cycle_N/: ERK spread the same count differently over the same layers.
+    erk, global_ = by_method["imp_slr_erk"]["layer_sparsity"], by_method["imp_slr"]["layer_sparsity"]
+    assert set(erk) == set(global_) and len(erk) >= 3 and erk != global_
+    assert by_method["imp_slr_at_str"]["sparsity"] == pytest.approx(round(by_method["str"]["sparsity"], 4), abs=1e-3)
+    table = result.stdout[result.stdout.index("(a, b) test accuracy"):]
+    dense_line = next(line for line in table.splitlines() if line.startswith("dense"))
+    assert f"{100 * by_method['dense']['test_accuracy']:.2f} ± 0.00" in dense_line
+
+
+@needs_fashion_mnist
 @pytest.mark.skipif(BACKEND != "jax", reason="the fidelity claim is made for Keras 3 on JAX")
 def test_fidelity_benchmark_runs_on_keras3(tmp_path):
     out = str(tmp_path / "fidelity")
@@ -78,3 +120,16 @@ def test_speed_benchmark_worker_of_this_backend(tmp_path):
     assert sum(phases.values()) == pytest.approx(figures["imp_wall_s"]) and phases["other_s"] >= 0
     split = next(line for line in result.stdout.splitlines() if line.startswith(f"| {BACKEND} ({BACKEND}) | 0 |"))
     assert f"| {phases['bn_reestimation_s']:.1f} |" in split
+
+
+def _dpf_trace_tables(stdout: str) -> dict:
+    """The diagnosis' tables: title -> rows of (epoch, sparsity, revived, updates)."""
+    tables, title = {}, None
+    for line in stdout.splitlines():
+        if " at 95%, seed 0" in line:
+            title = line.split(" at ")[0]
+            tables[title] = []
+        elif title and line.split() and line.split()[0].isdigit():
+            cells = line.split()
+            tables[title].append((int(cells[0]), float(cells[2]), float(cells[6]), int(cells[7])))
+    return tables

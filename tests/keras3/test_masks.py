@@ -26,6 +26,9 @@ def test_the_process_is_a_keras3_process_and_the_names_are_keras3s():
     with pytest.raises(AttributeError, match="tf_keras front end.*Keras 3"):
         tfimp.distribute  # noqa: B018
     assert tfimp.DuringTraining.__module__ == "tfimp.keras3.baselines"
+    assert tfimp.front_end.choose(3) is keras and tfimp.front_end.keras_of_process() is keras
+    with pytest.raises(ValueError, match="this process already uses keras3, not tf_keras"):
+        tfimp.front_end.choose(2)
 
 
 def test_wrap_copies_a_functional_model_and_prune_is_exact():
