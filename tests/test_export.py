@@ -42,7 +42,7 @@ def test_every_format_round_trips_with_predictions_and_sparsity(tmp_path, pruned
 
 
 def test_bad_exports_are_clear_errors(tmp_path, pruned_model):
-    with pytest.raises(ValueError, match=r"unknown export format\(s\) \['onnx'\]"):
+    with pytest.raises(ValueError, match=r"formats has unknown format\(s\) \['onnx'\]"):
         export.export(pruned_model, str(tmp_path), formats=["onnx"])
     with pytest.raises(ValueError, match="not a pruned model"):
         export.export(helpers.small_cnn(), str(tmp_path))

@@ -29,11 +29,7 @@ def check_supported(config) -> None:
     """
     if config.strategy not in tfimp.distribute.STRATEGIES:
         raise ValueError(f"config.strategy={config.strategy!r} is unknown; known: {list(tfimp.distribute.STRATEGIES)}")
-    formats = [f for f in config.export_formats.split(",") if f] if config.export_formats else []
-    unknown = [f for f in formats if f not in export.FORMATS]
-    if unknown:
-        raise ValueError(f"config.export_formats has unknown format(s) {unknown}; known: {list(export.FORMATS)} "
-                         "(comma-separated; \"\" for none)")
+    export.parse_formats(config.export_formats or "", export.FORMATS, key="config.export_formats")
 
 
 #: The runners' settings from a config (the tf_keras front end takes them as they are).

@@ -48,6 +48,21 @@ def test_the_dpf_diagnosis_traces_each_run_epoch_by_epoch(tmp_path):
     assert all(row[2] == 0.0 for row in tables["global GMP"])  # GMP's masks only grow: nothing revived
 
 
+def test_the_export_size_benchmark_writes_every_format_this_backend_can(tmp_path):
+    from tfimp.keras3 import export
+
+    result = _bench("export_sizes.py", "--keras", "3", "--sparsity", "0.8", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = json.load(open(os.path.join(tmp_path, "export_sizes.json")))
+    assert [f["format"] for f in written["files"]] == [f for f in export.FORMATS if export.unavailable(f) is None]
+    assert sorted(written["skipped"]) == [f for f in export.FORMATS if export.unavailable(f) is not None]
+    for entry in written["files"]:
+        assert entry["max_abs_error"] <= entry["tolerance"] and entry["gzip_bytes"] < entry["dense_gzip_bytes"]
+        line = next(row for row in result.stdout.splitlines() if row.split() and row.split()[0] == entry["format"])
+        assert f"{entry['bytes']:,d}" in line
+    assert written["sparsity"] == pytest.approx(0.8, abs=1e-5)
+
+
 @needs_fashion_mnist
 def test_the_equal_budget_benchmark_runs_on_keras3(tmp_path):
     out = str(tmp_path / "methods")

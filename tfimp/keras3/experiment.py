@@ -15,26 +15,33 @@ TensorFlow needed); the tensorflow-datasets datasets (CIFAR, ImageNet) and
 every augmentation come as the tf_keras front end's ``tf.data`` pipelines
 (:mod:`tfimp.tfdata`), on any backend where TensorFlow is installed.
 
+Exports (``export_formats``): :mod:`tfimp.keras3.export`'s formats, each
+checked in a fresh process, into ``export/`` with ``sizes.txt`` and
+``sizes.json``; a format this backend or environment cannot write is refused
+before training. The stripped model is also written as
+``model_stripped.keras``, which loads on every backend.
+
 Not on Keras 3 yet, refused before any work with a message: STR's decay
 calibration through the CLI (``calibrate_str``; call
 ``tfimp.baselines.calibrate_str`` and pass the decay) and the tf_keras
-strategies. Exports (``export_formats``) are tf_keras-only for now: the
-stripped model is written as ``model_stripped.keras``, which loads on every
-backend.
+strategies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
+import json
 
 import keras
+import numpy as np
 
 from tfimp import config as tfimp_config
 from tfimp import architectures, methods, plots
 from tfimp.core import storage as _storage
 from tfimp.core import workdir as _workdir
-from tfimp.keras3 import data, masks, models
+from tfimp.keras3 import data, export, masks, models
 
 #: ``config.method`` values this front end runs through the CLI.
 METHODS = ("dense", "imp", "oneshot", "bimp", *methods.DURING_TRAINING)
@@ -61,6 +68,7 @@ def check_supported(config) -> None:
         raise ValueError(f"config.dataset={config.dataset!r} with augmentation "
                          f"{config.augmentation or 'the default'!r} reads through tf.data, which needs TensorFlow; "
                          "install tensorflow and tensorflow-datasets, or use mnist/fashion_mnist without augmentation")
+    export.check_formats(config.export_formats or "", key="config.export_formats")
     if config.strategy not in STRATEGIES:
         raise ValueError(f"config.strategy={config.strategy!r} is unknown on Keras 3; known: {list(STRATEGIES)} "
                          "(tf.distribute's multi-worker and TPU strategies: config.keras=2)")
@@ -143,14 +151,20 @@ def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
             rows = runner.run(model, dataset.train, dataset.validation, dataset.test, workdir=workdir,
                               overwrite=overwrite, callbacks=_tensorboard(config, workdir), verbose=config.verbose,
                               identity=tfimp_config.identity(config))
-            _write_outputs(config, runner.model, rows, workdir)
+            _write_outputs(config, runner.model, rows, workdir, _check_batch(dataset.test))
             return rows
     finally:
         keras.distribution.set_distribution(previous_distribution)
         keras.config.set_dtype_policy(policy)
 
 
-def _write_outputs(config, model: keras.Model, rows: list[dict], workdir: str) -> None:
+def _check_batch(test) -> np.ndarray:
+    """Up to 8 test inputs for the export check: from arrays, or the first batch of a tf.data pipeline."""
+    x = test[0] if isinstance(test, tuple) else next(iter(test))[0]
+    return np.asarray(x[:8], dtype="float32")
+
+
+def _write_outputs(config, model: keras.Model, rows: list[dict], workdir: str, check_inputs=None) -> None:
     """config.json, the plot, the stripped model, and the summary lines (the run has claimed the workdir)."""
     say = tfimp_config.printer(config)
     _storage.atomic_write_text(_workdir.path(workdir, _workdir.CONFIG), config.to_json_best_effort(indent=2))
@@ -160,9 +174,15 @@ def _write_outputs(config, model: keras.Model, rows: list[dict], workdir: str) -
     say(f"[tfimp] pruned {masks.sparsity(model):.2%} of the {covered.prunable_parameters:,} prunable weights, "
         f"{covered.prunable_share:.1%} of the model's {covered.total_parameters:,} parameters; zeros over all "
         f"parameters {masks.sparsity(model, over='all'):.2%}", flush=True)
-    if config.export_formats:
-        say(f"[tfimp] export_formats={config.export_formats!r}: exports are written by the tf_keras front end "
-            "only for now; the stripped model is model_stripped.keras (it loads on every backend)", flush=True)
+    if config.export_formats and masks.wrappers(model) and masks.sparsity(model) > 0:
+        files = export.export(model, _workdir.path(workdir, _workdir.EXPORT),
+                              formats=config.export_formats.split(","), check_inputs=check_inputs)
+        table = export.size_table(files)
+        _storage.atomic_write_text(_workdir.path(workdir, _workdir.EXPORT_SIZES_TXT), table + "\n")
+        _storage.atomic_write_text(_workdir.path(workdir, _workdir.EXPORT_SIZES_JSON),
+                                   json.dumps([dataclasses.asdict(f) for f in files], indent=2))
+        say(f"[tfimp] exports (each loaded in a fresh process and checked against the Keras model):\n{table}",
+            flush=True)
     with _storage.local_file(_workdir.path(workdir, _workdir.STRIPPED_MODEL)) as local:
         masks.strip(model).save(local)
     cycle_dirs = ", ".join(f"cycle_{c}/" for c in _workdir.cycles(workdir))

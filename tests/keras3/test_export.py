@@ -1,0 +1,132 @@
+"""Exports from Keras 3: each format written, loaded in a fresh process, its predictions and zeros read back."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import tfimp
+from tfimp import config as tfimp_config
+from tfimp import main
+from tfimp.keras3 import export, masks
+
+import k3_helpers as h
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+import idx_files  # noqa: E402
+
+BACKEND = keras.backend.backend()
+WRITABLE = [fmt for fmt in export.FORMATS if export.unavailable(fmt) is None]
+
+
+@pytest.fixture
+def pruned():
+    keras.utils.set_random_seed(0)
+    model = masks.wrap(h.small_cnn(), verbose=0)
+    model(np.zeros((1, 8, 8, 3), "float32"))
+    masks.prune(model, 0.8)
+    return model
+
+
+def _zeros(model):
+    return sum(int(np.sum(keras.ops.convert_to_numpy(v.value) == 0)) for v in model.weights if "float" in str(v.dtype))
+
+
+def test_every_format_this_backend_writes_is_checked_in_a_fresh_process(tmp_path, pruned):
+    assert {"keras", "savedmodel", "tflite"} <= set(WRITABLE)  # TensorFlow is installed beside both suites' backends
+    x, _ = h.classification_data(16)
+    files = export.export(pruned, str(tmp_path), formats=WRITABLE, check_inputs=x)
+    assert [f.format for f in files] == WRITABLE
+    stripped = masks.strip(pruned)
+    expected = keras.ops.convert_to_numpy(stripped(x, training=False))
+    for f in files:
+        assert f.max_abs_error <= f.tolerance, f
+        assert (f.bytes, f.gzip_bytes) == export.file_size(f.path)
+        assert 0 < f.gzip_bytes < f.dense_gzip_bytes, f  # the zeros compress; the refilled reference does not
+    by_format = {f.format: f for f in files}
+    assert by_format["keras"].sparsity == masks.sparsity(pruned) == by_format["savedmodel"].sparsity
+    loaded = keras.saving.load_model(by_format["keras"].path, compile=False)  # plain Keras: no tfimp objects
+    assert _zeros(loaded) == _zeros(stripped)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, training=False)), expected, atol=1e-5)
+    table = export.size_table(files)
+    for f in files:
+        line = next(row for row in table.splitlines() if row.split()[0] == f.format)
+        assert f"{f.gzip_bytes:,d}" in line and f"{f.dense_gzip_bytes / f.gzip_bytes:.2f}x" in line
+
+
+_OTHER_BACKEND = """
+import sys
+import keras, numpy as np
+model = keras.saving.load_model(sys.argv[1], compile=False)
+np.save(sys.argv[3], keras.ops.convert_to_numpy(model(np.load(sys.argv[2]), training=False)))
+print(keras.backend.backend())
+"""
+
+
+def test_the_stripped_keras_file_loads_on_every_other_backend_without_tfimp(tmp_path, pruned):
+    x, _ = h.classification_data(8)
+    path = str(tmp_path / "stripped.keras")
+    masks.strip(pruned).save(path)
+    expected = keras.ops.convert_to_numpy(masks.strip(pruned)(x, training=False))
+    np.save(tmp_path / "x.npy", x)
+    others = [b for b in ("jax", "tensorflow", "torch") if b != BACKEND and importlib.util.find_spec(b)]
+    assert others  # jax and tensorflow are both installed for the suite
+    for backend in others:
+        env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+        env["KERAS_BACKEND"] = backend
+        out = str(tmp_path / f"{backend}.npy")
+        done = subprocess.run([sys.executable, "-c", _OTHER_BACKEND, path, str(tmp_path / "x.npy"), out],
+                              env=env, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split()[-1] == backend
+        np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
+
+
+def test_bad_exports_are_refused_before_any_work(tmp_path, pruned):
+    with pytest.raises(ValueError, match=r"formats has unknown format\(s\) \['tflit'\]; known: \['keras'"):
+        export.export(pruned, str(tmp_path), formats="keras,tflit")
+    with pytest.raises(ValueError, match="not a pruned model"):
+        export.export(h.small_cnn(), str(tmp_path))
+    unpruned = masks.wrap(h.small_cnn(), verbose=0)
+    unpruned(np.zeros((1, 8, 8, 3), "float32"))
+    with pytest.raises(ValueError, match="not pruned"):
+        export.export(unpruned, str(tmp_path))
+    assert "runs on the TensorFlow and JAX backends, not on 'torch'" in export.unavailable("tflite", "torch")
+    if importlib.util.find_spec("jax2onnx") is None:
+        assert "needs jax2onnx: pip install jax2onnx" in export.unavailable("onnx", "jax")
+    if BACKEND == "jax" and "onnx" not in WRITABLE:
+        with pytest.raises(ValueError, match=r"cannot be written here \(jax backend\): onnx: .*jax2onnx"):
+            export.check_formats("keras,onnx")
+    assert os.listdir(tmp_path) == []  # nothing was written
+
+
+def test_the_cli_on_keras3_exports_checked_files_with_their_size_table(tmp_path):
+    idx_files.make_idx_dataset(str(tmp_path / "idx"), n_train=256, n_test=64)
+    config = tfimp_config.base()
+    config.update(keras=3, data_dir=str(tmp_path / "idx"), train_subset=256, test_subset=64, batch_size=64,
+                  dense_epochs=1, cycles=1, retrain_epochs=1, validation_fraction=0.25, chance_guard=False,
+                  verbose=0, learning_rate=0.02, export_formats="keras,tflite")
+    bad = tfimp_config.base()
+    bad.update(keras=3, export_formats="keras,tflit")
+    with pytest.raises(ValueError, match=r"config.export_formats has unknown format\(s\) \['tflit'\]"):
+        main.run(bad, str(tmp_path / "refused"))
+    assert not os.path.exists(tmp_path / "refused")
+    workdir = str(tmp_path / "run")
+    rows = main.run(config, workdir)
+    sizes = json.load(open(os.path.join(workdir, "export", "sizes.json")))
+    assert [entry["format"] for entry in sizes] == ["keras", "tflite"]
+    for entry in sizes:
+        assert entry["bytes"] == export.file_size(entry["path"])[0] and entry["max_abs_error"] <= entry["tolerance"]
+    assert sizes[0]["sparsity"] == rows[-1]["sparsity"]
+    table = open(os.path.join(workdir, "export", "sizes.txt")).read()
+    assert table.splitlines()[0].split()[:3] == ["format", "bytes", "gzip"]
+    assert f"{sizes[1]['gzip_bytes']:,d}" in table
+    with open(os.path.join(workdir, "export", "model.tflite"), "rb") as handle:
+        assert handle.read(8)[4:8] == b"TFL3"  # a FlatBuffer with TFLite's identifier
+    assert tfimp.front_end.of_process() == "keras3"

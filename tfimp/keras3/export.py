@@ -1,0 +1,231 @@
+"""Export a pruned Keras 3 model: ``.keras``, SavedModel, TFLite and ONNX, each checked in a fresh process.
+
+:func:`export` strips the wrappers, writes each format, then loads every file
+in one fresh Python process (:mod:`tfimp.export_check`: no tfimp
+wrapper, no state of this process) and compares its predictions on a batch
+with the Keras model's (tolerances in :mod:`tfimp.core.exports`). It checks
+that the zeros survived where the format's weights can be read back, and
+reports each file's size raw and gzip-compressed against a dense reference
+of the same architecture (the pruned weights refilled).
+
+Which backend writes what, through Keras 3's own ``model.export``:
+
+| format | TensorFlow | JAX | PyTorch | needs |
+|---|---|---|---|---|
+| ``keras`` | yes | yes | yes | nothing (the file loads on every backend) |
+| ``savedmodel`` | yes | yes (jax2tf) | no | TensorFlow |
+| ``tflite``, ``tflite_dynamic`` | yes | yes | no | TensorFlow (converted from the SavedModel, with TFLite's sparsity optimisation) |
+| ``onnx`` | yes | yes | yes | tf2onnx (TensorFlow), jax2onnx (JAX), onnxscript (PyTorch); onnxruntime for the check |
+
+A format this process cannot write is refused by :func:`check_formats`
+before any work (the CLI calls it before training).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+
+from tfimp.core import storage as _storage
+from tfimp.core.exports import (ExportedFile, ExportMismatchError, check_exportable, checked_error,  # noqa: F401
+                                file_size, in_directory, parse_formats, refill_pruned, size_table)
+from tfimp.keras3 import masks as _masks
+
+FORMATS = ("keras", "savedmodel", "tflite", "tflite_dynamic", "onnx")
+#: The formats that come from Keras 3's ``tf_saved_model`` export, and the backends that write it.
+_SAVED_MODEL_FORMATS = ("savedmodel", "tflite", "tflite_dynamic")
+_SAVED_MODEL_BACKENDS = ("tensorflow", "jax")
+#: Keras 3's ONNX converter on each backend: (module, pip package).
+_ONNX_CONVERTERS = {"tensorflow": ("tf2onnx", "tf2onnx"), "jax": ("jax2onnx", "jax2onnx"),
+                    "torch": ("onnxscript", "onnxscript")}
+#: How long the fresh process that loads the exports may take.
+CHECK_TIMEOUT_S = 600
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a module without a spec
+        return False
+
+
+def unavailable(fmt: str, backend: Optional[str] = None) -> Optional[str]:
+    """Why this process cannot write and check ``fmt`` on ``backend`` (default: Keras'), or None when it can."""
+    backend = backend or keras.backend.backend()
+    if fmt in _SAVED_MODEL_FORMATS:
+        if backend not in _SAVED_MODEL_BACKENDS:
+            return (f"{fmt} comes from Keras 3's tf_saved_model export, which runs on the TensorFlow and JAX "
+                    f"backends, not on {backend!r}; export 'keras' or 'onnx' there")
+        if not _installed("tensorflow"):
+            return f"{fmt} needs TensorFlow: pip install tensorflow"
+    if fmt == "onnx":
+        module, package = _ONNX_CONVERTERS.get(backend, (None, None))
+        if module is None:
+            return f"Keras 3 exports ONNX from the TensorFlow, JAX and PyTorch backends, not from {backend!r}"
+        if not _installed(module):
+            hint = (" (it needs absl-py >= 2, which tfmot's pin excludes: install it where the tf_keras extra "
+                    "is not)") if backend == "jax" else ""
+            return f"onnx on the {backend} backend needs {package}: pip install {package}{hint}"
+        if not _installed("onnxruntime"):
+            return "the onnx export is checked with onnxruntime: pip install onnxruntime"
+    return None
+
+
+def check_formats(formats, key: str = "formats") -> list[str]:
+    """``formats`` (a sequence or a comma-separated string) as a list, each one this process can write.
+
+    Raises:
+      ValueError: an unknown format, or one this backend or environment cannot write (each named, with why).
+    """
+    names = parse_formats(formats, FORMATS, key)
+    problems = [f"{fmt}: {why}" for fmt in names for why in [unavailable(fmt)] if why]
+    if problems:
+        raise ValueError(f"{key} cannot be written here ({keras.backend.backend()} backend): " + "; ".join(problems))
+    return names
+
+
+def _tflite_bytes(saved_model: str, dynamic_range: bool) -> bytes:
+    import tensorflow as tf  # noqa: PLC0415  (only these formats need it)
+    from absl import logging  # noqa: PLC0415  (TensorFlow's logger)
+
+    # Loading a jax2tf SavedModel logs "ops with unsaved custom gradients" per function: an export needs none.
+    level = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        if dynamic_range:
+            converter.optimizations.append(tf.lite.Optimize.DEFAULT)
+        return converter.convert()
+    finally:
+        logging.set_verbosity(level)
+
+
+def _saved_model(model: keras.Model, path: str) -> None:
+    # On JAX, a model with seeded layers (Dropout) is exported as stateful unless told otherwise, carrying its
+    # uint32 seed state, which TFLite cannot convert; the served inference pass updates no state.
+    options = {"is_static": True} if keras.backend.backend() == "jax" else {}
+    model.export(path, format="tf_saved_model", verbose=False, **options)
+
+
+def _write(model: keras.Model, fmt: str, directory: str, stem: str, scratch: str) -> str:
+    """Writes ``model`` as ``fmt`` under ``directory``; returns the file (or SavedModel directory)."""
+    if fmt == "keras":
+        path = os.path.join(directory, f"{stem}.keras")
+        model.save(path)
+    elif fmt == "savedmodel":
+        path = os.path.join(directory, f"{stem}_savedmodel")
+        shutil.rmtree(path, ignore_errors=True)
+        _saved_model(model, path)
+    elif fmt == "onnx":
+        path = os.path.join(directory, f"{stem}.onnx")
+        model.export(path, format="onnx", verbose=False)
+    else:
+        saved = os.path.join(scratch, f"{stem}_for_tflite")
+        if not os.path.isdir(saved):
+            _saved_model(model, saved)
+        path = os.path.join(directory, f"{stem}.tflite" if fmt == "tflite" else f"{stem}_dynamic_range.tflite")
+        with open(path, "wb") as handle:
+            handle.write(_tflite_bytes(saved, dynamic_range=fmt == "tflite_dynamic"))
+    return path
+
+
+def dense_reference(stripped: keras.Model, seed: int = 0) -> keras.Model:
+    """The same architecture with every pruned weight refilled: what an unpruned model of this shape stores."""
+    rng = np.random.default_rng(seed)
+    dense = keras.models.clone_model(stripped)
+    dense.set_weights(stripped.get_weights())
+    for _, variable in _masks.covered_weights(dense):
+        variable.assign(refill_pruned(keras.ops.convert_to_numpy(variable.value), rng))
+    return dense
+
+
+def _zeros(model: keras.Model) -> int:
+    """Zeros among the model's float weights (a seed generator's integer state is not a weight)."""
+    return sum(int(np.sum(keras.ops.convert_to_numpy(v.value) == 0)) for v in model.weights if "float" in str(v.dtype))
+
+
+def _check_in_fresh_process(paths: dict[str, str], x: np.ndarray, scratch: str) -> dict:
+    """Loads every export in a new Python process (:mod:`tfimp.export_check`); returns what it measured."""
+    inputs = os.path.join(scratch, "check_inputs.npy")
+    np.save(inputs, x)
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["KERAS_BACKEND"] = keras.backend.backend()
+    command = [sys.executable, "-m", "tfimp.export_check", inputs, scratch,
+               *[f"{fmt}={path}" for fmt, path in paths.items()]]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
+    if done.returncode != 0:
+        raise ExportMismatchError(f"the exports did not load in a fresh process ({' '.join(command[:3])} ...):\n"
+                                  f"{done.stderr[-3000:]}")
+    with open(os.path.join(scratch, "check_results.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def export(model: keras.Model, directory: str, *, formats: Sequence[str] = ("keras", "savedmodel", "tflite"),
+           check_inputs: Optional[np.ndarray] = None, compare_dense: bool = True) -> list[ExportedFile]:
+    """Strips ``model`` and exports it in ``formats`` to ``directory``, each file checked in a fresh process.
+
+    Args:
+      model: a Keras 3 model wrapped by :func:`tfimp.wrap` and pruned (sparsity > 0), built.
+      directory: where the files go (created; any file system, see :mod:`tfimp.core.storage`).
+      formats: any of :data:`FORMATS` this process can write (see the module docstring).
+      check_inputs: a batch to compare predictions on (default: 8 standard normal inputs of the model's shape).
+      compare_dense: also export a dense reference for the size columns.
+
+    Returns:
+      One :class:`tfimp.core.exports.ExportedFile` per format.
+
+    Raises:
+      ValueError: an unknown or unwritable format; an unbuilt, unwrapped or unpruned model.
+      ExportMismatchError: an export's predictions or zeros differ from the Keras model's.
+    """
+    formats = check_formats(formats)
+    _masks.check_keras3_model(model)
+    sparsity = check_exportable(model, formats, FORMATS, wrapped=bool(_masks.wrappers(model)),
+                                sparsity=lambda: _masks.sparsity(model))
+    with _storage.local_dir(directory) as local:  # SavedModel and zip writers want local paths
+        return in_directory(_export_checked(model, local, formats, check_inputs, compare_dense, sparsity), local,
+                            directory)
+
+
+def _export_checked(model: keras.Model, directory: str, formats: Sequence[str], check_inputs, compare_dense: bool,
+                    sparsity: float) -> list[ExportedFile]:
+    stripped = _masks.strip(model)
+    x = check_inputs if check_inputs is not None else np.random.default_rng(0).normal(
+        size=(8, *stripped.input_shape[1:])).astype("float32")
+    x = np.asarray(x, dtype="float32")
+    expected = keras.ops.convert_to_numpy(stripped(x, training=False))
+    zeros = _zeros(stripped)
+    dense = dense_reference(stripped) if compare_dense else None
+    with tempfile.TemporaryDirectory(prefix="tfimp_export_") as scratch:
+        paths = {fmt: _write(stripped, fmt, directory, "model", scratch) for fmt in formats}
+        dense_sizes = {}
+        if dense is not None:
+            dense_dir = os.path.join(directory, "dense_reference")
+            os.makedirs(dense_dir, exist_ok=True)
+            dense_sizes = {fmt: file_size(_write(dense, fmt, dense_dir, "dense", scratch)) for fmt in formats}
+        checked = _check_in_fresh_process(paths, x, scratch)
+        results = []
+        for fmt in formats:
+            found = checked[fmt]
+            error, tolerance = checked_error(fmt, np.load(found["outputs"]), expected)
+            if found["zeros"] is not None and found["zeros"] != zeros:
+                raise ExportMismatchError(f"{fmt} export holds {found['zeros']} zeros, the model {zeros}")
+            measured = found["sparsity"]
+            if measured is not None and abs(measured - sparsity) > 1e-9:
+                raise ExportMismatchError(f"{fmt} export has sparsity {measured}, the model {sparsity}")
+            raw, packed = file_size(paths[fmt])
+            dense_raw, dense_packed = dense_sizes.get(fmt, (0, 0))
+            results.append(ExportedFile(fmt, paths[fmt], raw, packed, dense_raw, dense_packed, error, tolerance,
+                                        measured if measured is not None else
+                                        (sparsity if found["zeros"] is not None else None)))
+    return results
