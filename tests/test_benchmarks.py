@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+import dpf_trace
 import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,17 +60,9 @@ def test_methods_benchmark_rejects_bad_grids(tmp_path):
     assert result.returncode != 0 and "unknown benchmark method 'snip'" in result.stderr
 
 
-def test_the_dpf_diagnosis_traces_each_run_epoch_by_epoch(tmp_path, fashion_dir):
-    result = _bench("diagnose_dpf.py", "--data_dir", fashion_dir, "--seeds", "0", "--epochs", "2", "--train_subset", "512")
-    assert result.returncode == 0, result.stderr[-3000:]
-    tables = _dpf_trace_tables(result.stdout)
-    assert list(tables) == ["DPF (reference: mask every 16 steps)", "DPF, mask every step", "global GMP"]
-    for title, rows in tables.items():
-        assert [row[0] for row in rows] == [1, 2], title
-        assert rows[-1][1] == 0.95, title  # every method trains its last epoch at the target
-    # DPF's mask every step: at most one change per step (4 steps an epoch: 512 / 128) once the ramp has begun.
-    assert 1 <= tables["DPF, mask every step"][-1][3] <= 4
-    assert all(row[2] == 0.0 for row in tables["global GMP"])  # GMP's masks only grow: nothing revived
+def test_the_dpf_diagnosis_traces_each_run_epoch_by_epoch(fashion_dir):
+    dpf_trace.check_two_epochs_of_512(
+        _bench("diagnose_dpf.py", "--data_dir", fashion_dir, "--seeds", "0", "--epochs", "2", "--train_subset", "512"))
 
 
 def test_core_benchmark_quick():
@@ -170,16 +163,3 @@ def test_model_zoo_tiny(tmp_path):
     # tfmot refuses Bidirectional; tfimp prunes it
     assert rows["bidirectional_rnn"]["tfmot"] == "refused" and rows["bidirectional_rnn"]["share_pruned"] > 0.85
     assert "| bidirectional_rnn |" in result.stdout
-
-
-def _dpf_trace_tables(stdout: str) -> dict:
-    """The diagnosis' tables: title -> rows of (epoch, sparsity, revived, updates)."""
-    tables, title = {}, None
-    for line in stdout.splitlines():
-        if " at 95%, seed 0" in line:
-            title = line.split(" at ")[0]
-            tables[title] = []
-        elif title and line.split() and line.split()[0].isdigit():
-            cells = line.split()
-            tables[title].append((int(cells[0]), float(cells[2]), float(cells[6]), int(cells[7])))
-    return tables

@@ -235,7 +235,7 @@ METHODS = _methods.DURING_TRAINING
 
 def known_methods() -> list[str]:
     """Every registered during-training method: the built-in ones first, in the CLI's order."""
-    return [m for m in METHODS if m in _during.RULES] + sorted(set(_during.RULES.known()) - set(METHODS))
+    return _during.known_methods(METHODS)
 
 
 def wiring(method: str) -> DuringTrainingMethod:

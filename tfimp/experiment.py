@@ -9,7 +9,6 @@ config and calls it.
 
 from __future__ import annotations
 
-import dataclasses
 
 from tfimp import extras
 
@@ -19,6 +18,7 @@ import tfimp  # noqa: E402  (after the check above, which names the missing extr
 from tfimp import architectures, checkpoint, data, export, methods, models, plots, report  # noqa: E402
 from tfimp import config as tfimp_config  # noqa: E402
 from tfimp._backend import keras  # noqa: E402
+from tfimp.core.exports import write_sizes  # noqa: E402
 
 
 def check_supported(config) -> None:
@@ -146,10 +146,7 @@ def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: b
         check = next(iter(dataset.test))[0].numpy()
         files = export.export(runner.model, tfimp.workdir.path(out, tfimp.workdir.EXPORT),
                               formats=config.export_formats.split(","), check_inputs=check)
-        table = export.size_table(files)
-        checkpoint.atomic_write_text(tfimp.workdir.path(out, tfimp.workdir.EXPORT_SIZES_TXT), table + "\n")
-        checkpoint.atomic_write_text(tfimp.workdir.path(out, tfimp.workdir.EXPORT_SIZES_JSON),
-                                     checkpoint.to_json([dataclasses.asdict(f) for f in files]))
+        table = write_sizes(out, files)
         say(f"[tfimp] exports (checked against the Keras model):\n{table}", flush=True)
     if tfimp.wrapping.wrappers(runner.model):
         covered = tfimp.coverage.describe(runner.model)

@@ -23,15 +23,21 @@ import warnings
 import numpy as np
 
 
+def keras_zeros(model) -> int:
+    """Zeros among a Keras 3 model's float weights (a seed generator's integer state is not a weight)."""
+    import keras  # noqa: PLC0415
+
+    return sum(int(np.sum(keras.ops.convert_to_numpy(v.value) == 0)) for v in model.weights
+               if "float" in str(v.dtype))
+
+
 def _keras_file(path: str, x: np.ndarray):
     import keras  # noqa: PLC0415  (first: tfimp's names then follow Keras 3)
 
     model = keras.saving.load_model(path, compile=False)  # a plain Keras 3 model: no tfimp objects needed
     import tfimp  # noqa: PLC0415
 
-    zeros = sum(int(np.sum(keras.ops.convert_to_numpy(v.value) == 0)) for v in model.weights
-                if "float" in str(v.dtype))  # a seed generator's integer state is not a weight
-    return keras.ops.convert_to_numpy(model(x, training=False)), zeros, float(tfimp.sparsity(model))
+    return keras.ops.convert_to_numpy(model(x, training=False)), keras_zeros(model), float(tfimp.sparsity(model))
 
 
 def _saved_model(path: str, x: np.ndarray):

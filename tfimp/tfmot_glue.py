@@ -29,6 +29,7 @@ from typing import Callable, Iterable, Iterator, Sequence, Union
 
 from tfimp import _private, coverage
 from tfimp import reparametrisations as _reparametrisations
+from tfimp.core import during_training as _during
 from tfimp.core import masking as _masking
 from tfimp._backend import keras, tf
 
@@ -337,7 +338,7 @@ def tfmot_polynomial_wrapper(target_sparsity: float, begin_step: int, end_step: 
     """
     if frequency < 1 or end_step < begin_step:
         raise ValueError(f"need frequency >= 1 and end_step >= begin_step, got {frequency}, {begin_step}, {end_step}")
-    end_step = begin_step + -(-(end_step - begin_step) // frequency) * frequency
+    end_step = _during.tfmot_end_step(begin_step, end_step, frequency)
     schedule = _tfmot_schedule.PolynomialDecay(0.0, float(target_sparsity), int(begin_step), int(end_step),
                                                power=3, frequency=int(frequency))
 

@@ -12,6 +12,9 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tfimp.core import datasets  # noqa: E402
 
+sys.path.insert(0, os.path.join(REPO, "tests"))
+import dpf_trace  # noqa: E402
+
 BACKEND = keras.backend.backend()
 #: Real Fashion-MNIST (the runners' chance guard stops on random labels): Debian's package, installed by .ci/run.
 needs_fashion_mnist = pytest.mark.skipif(not os.path.isdir(datasets.DEBIAN_FASHION_MNIST),
@@ -35,17 +38,9 @@ def _model_h_prunable():
 
 
 @needs_fashion_mnist
-def test_the_dpf_diagnosis_traces_each_run_epoch_by_epoch(tmp_path):
-    result = _bench("diagnose_dpf.py", "--keras", "3", "--seeds", "0", "--epochs", "2", "--train_subset", "512")
-    assert result.returncode == 0, result.stderr[-3000:]
-    tables = _dpf_trace_tables(result.stdout)
-    assert list(tables) == ["DPF (reference: mask every 16 steps)", "DPF, mask every step", "global GMP"]
-    for title, rows in tables.items():
-        assert [row[0] for row in rows] == [1, 2], title
-        assert rows[-1][1] == 0.95, title  # every method trains its last epoch at the target
-    # DPF's mask every step: at most one change per step (4 steps an epoch: 512 / 128) once the ramp has begun.
-    assert 1 <= tables["DPF, mask every step"][-1][3] <= 4
-    assert all(row[2] == 0.0 for row in tables["global GMP"])  # GMP's masks only grow: nothing revived
+def test_the_dpf_diagnosis_traces_each_run_epoch_by_epoch():
+    dpf_trace.check_two_epochs_of_512(
+        _bench("diagnose_dpf.py", "--keras", "3", "--seeds", "0", "--epochs", "2", "--train_subset", "512"))
 
 
 def test_the_export_size_benchmark_writes_every_format_this_backend_can(tmp_path):
@@ -135,16 +130,3 @@ def test_speed_benchmark_worker_of_this_backend(tmp_path):
     assert sum(phases.values()) == pytest.approx(figures["imp_wall_s"]) and phases["other_s"] >= 0
     split = next(line for line in result.stdout.splitlines() if line.startswith(f"| {BACKEND} ({BACKEND}) | 0 |"))
     assert f"| {phases['bn_reestimation_s']:.1f} |" in split
-
-
-def _dpf_trace_tables(stdout: str) -> dict:
-    """The diagnosis' tables: title -> rows of (epoch, sparsity, revived, updates)."""
-    tables, title = {}, None
-    for line in stdout.splitlines():
-        if " at 95%, seed 0" in line:
-            title = line.split(" at ")[0]
-            tables[title] = []
-        elif title and line.split() and line.split()[0].isdigit():
-            cells = line.split()
-            tables[title].append((int(cells[0]), float(cells[2]), float(cells[6]), int(cells[7])))
-    return tables

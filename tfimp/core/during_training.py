@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from tfimp.core import criteria, notices
 from tfimp.core.registry import Registry
@@ -178,6 +178,11 @@ RULES.register("tfmot_gmp", MethodRule(_zhu_gupta_fractions, None, "ramp", uses_
 RULES.register("dpf", MethodRule(_dpf_fractions, 16, "dpf", reparametrisation="dpf", level_every_epoch=True))
 RULES.register("str", MethodRule(_zhu_gupta_fractions, None, None, reparametrisation="str", uses_criterion=False,
                                  reaches_its_own_sparsity=True))
+
+
+def known_methods(order: Sequence[str]) -> list[str]:
+    """Every rule's name: those in ``order`` (the CLI's) first, in that order, then any added ones, sorted."""
+    return [m for m in order if m in RULES] + sorted(set(RULES.known()) - set(order))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from tfimp.core import results, storage, workdir
+
 _TOLERANCE = {"keras": 1e-5, "savedmodel": 1e-5, "tflite": 1e-4, "onnx": 1e-4}
 _DYNAMIC_RANGE_FRACTION = 0.05
 
@@ -114,6 +116,16 @@ def size_table(files: Sequence[ExportedFile]) -> str:
         lines.append(f"{f.format:15s} {f.bytes:>12,d} {f.gzip_bytes:>12,d} {f.dense_bytes:>12,d} "
                      f"{f.dense_gzip_bytes:>12,d} {gain:>9s} {f.max_abs_error:>10.2g}")
     return "\n".join(lines)
+
+
+def write_sizes(directory: str, files: Sequence[ExportedFile]) -> str:
+    """Writes the CLI's ``export/sizes.txt`` (the table) and ``sizes.json`` (every field) into a workdir; returns
+    the table."""
+    table = size_table(files)
+    storage.atomic_write_text(workdir.path(directory, workdir.EXPORT_SIZES_TXT), table + "\n")
+    storage.atomic_write_text(workdir.path(directory, workdir.EXPORT_SIZES_JSON),
+                              results.to_json([dataclasses.asdict(f) for f in files]))
+    return table
 
 
 def refill_pruned(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:

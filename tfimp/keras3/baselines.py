@@ -28,6 +28,7 @@ from typing import Callable, Optional, Sequence
 import keras
 import numpy as np
 
+from tfimp import methods as _methods
 from tfimp.core import during_training as _during
 from tfimp.core import results as _results
 from tfimp.core import reparametrisations as _reparametrisations
@@ -41,16 +42,13 @@ cubic_sparsity = _during.cubic_sparsity
 auto_frequency = _during.auto_frequency
 TARGET_TOLERANCE = _during.TARGET_TOLERANCE
 STR_DENSE_START = _during.STR_DENSE_START
-#: The built-in methods, in the CLI's order.
-METHODS = tuple(_during.RULES.known())
+#: The built-in methods, in the CLI's order (``tfimp.methods.DURING_TRAINING``).
+METHODS = _methods.DURING_TRAINING
 
 
 def known_methods() -> list[str]:
-    """Every during-training method (the rules of :mod:`tfimp.core.during_training`)."""
-    from tfimp import methods  # noqa: PLC0415  (the CLI's order)
-
-    return [m for m in methods.DURING_TRAINING if m in _during.RULES] + sorted(
-        set(_during.RULES.known()) - set(methods.DURING_TRAINING))
+    """Every during-training method (the rules of :mod:`tfimp.core.during_training`), the CLI's order first."""
+    return _during.known_methods(METHODS)
 
 
 def _reparametrised(model: keras.Model) -> list[ReparamMaskedLayer]:

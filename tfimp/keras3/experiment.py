@@ -30,15 +30,14 @@ strategies.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.util
-import json
 
 import keras
 import numpy as np
 
 from tfimp import config as tfimp_config
 from tfimp import architectures, methods, plots
+from tfimp.core import exports as _exports
 from tfimp.core import storage as _storage
 from tfimp.core import workdir as _workdir
 from tfimp.keras3 import data, export, masks, models
@@ -177,10 +176,7 @@ def _write_outputs(config, model: keras.Model, rows: list[dict], workdir: str, c
     if config.export_formats and masks.wrappers(model) and masks.sparsity(model) > 0:
         files = export.export(model, _workdir.path(workdir, _workdir.EXPORT),
                               formats=config.export_formats.split(","), check_inputs=check_inputs)
-        table = export.size_table(files)
-        _storage.atomic_write_text(_workdir.path(workdir, _workdir.EXPORT_SIZES_TXT), table + "\n")
-        _storage.atomic_write_text(_workdir.path(workdir, _workdir.EXPORT_SIZES_JSON),
-                                   json.dumps([dataclasses.asdict(f) for f in files], indent=2))
+        table = _exports.write_sizes(workdir, files)
         say(f"[tfimp] exports (each loaded in a fresh process and checked against the Keras model):\n{table}",
             flush=True)
     with _storage.local_file(_workdir.path(workdir, _workdir.STRIPPED_MODEL)) as local:

@@ -38,6 +38,7 @@ import numpy as np
 from tfimp.core import storage as _storage
 from tfimp.core.exports import (ExportedFile, ExportMismatchError, check_exportable, checked_error,  # noqa: F401
                                 file_size, in_directory, parse_formats, refill_pruned, size_table)
+from tfimp.export_check import keras_zeros
 from tfimp.keras3 import masks as _masks
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite_dynamic", "onnx")
@@ -149,11 +150,6 @@ def dense_reference(stripped: keras.Model, seed: int = 0) -> keras.Model:
     return dense
 
 
-def _zeros(model: keras.Model) -> int:
-    """Zeros among the model's float weights (a seed generator's integer state is not a weight)."""
-    return sum(int(np.sum(keras.ops.convert_to_numpy(v.value) == 0)) for v in model.weights if "float" in str(v.dtype))
-
-
 def _check_in_fresh_process(paths: dict[str, str], x: np.ndarray, scratch: str) -> dict:
     """Loads every export in a new Python process (:mod:`tfimp.export_check`); returns what it measured."""
     inputs = os.path.join(scratch, "check_inputs.npy")
@@ -204,7 +200,7 @@ def _export_checked(model: keras.Model, directory: str, formats: Sequence[str], 
         size=(8, *stripped.input_shape[1:])).astype("float32")
     x = np.asarray(x, dtype="float32")
     expected = keras.ops.convert_to_numpy(stripped(x, training=False))
-    zeros = _zeros(stripped)
+    zeros = keras_zeros(stripped)
     dense = dense_reference(stripped) if compare_dense else None
     with tempfile.TemporaryDirectory(prefix="tfimp_export_") as scratch:
         paths = {fmt: _write(stripped, fmt, directory, "model", scratch) for fmt in formats}
@@ -223,9 +219,10 @@ def _export_checked(model: keras.Model, directory: str, formats: Sequence[str], 
             measured = found["sparsity"]
             if measured is not None and abs(measured - sparsity) > 1e-9:
                 raise ExportMismatchError(f"{fmt} export has sparsity {measured}, the model {sparsity}")
+            if measured is None and found["zeros"] is not None:
+                measured = sparsity  # its zeros are the model's, counted one by one
             raw, packed = file_size(paths[fmt])
             dense_raw, dense_packed = dense_sizes.get(fmt, (0, 0))
             results.append(ExportedFile(fmt, paths[fmt], raw, packed, dense_raw, dense_packed, error, tolerance,
-                                        measured if measured is not None else
-                                        (sparsity if found["zeros"] is not None else None)))
+                                        measured))
     return results

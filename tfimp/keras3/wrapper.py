@@ -132,17 +132,11 @@ class ReparamMaskedLayer(MaskedLayer):
                 regularizer=keras.regularizers.L2(self.str_weight_decay / 2) if self.str_weight_decay else None,
                 name="str_threshold")
 
-    @property
-    def active(self) -> str:
-        """The transform the forward pass applies now (``"none"`` once finalized)."""
-        return _reparametrisations.NONE if self.finalized else self.reparam
-
     def _masked_value(self, value, mask):
         if self.finalized:
             return super()._masked_value(value, mask)
         threshold = None if self.str_threshold is None else self.str_threshold.value
-        mask_value = mask.value
-        return _reparametrisations.effective(self.reparam, value, mask_value, threshold, ops)
+        return _reparametrisations.effective(self.reparam, value, mask.value, threshold, ops)
 
     def effective_weights(self) -> list:
         """The weights the forward pass uses now, as numpy arrays."""
