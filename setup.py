@@ -35,12 +35,14 @@ setup(
         # ONNX exports from Keras 3 on the TensorFlow backend, checked with onnxruntime (tfimp.keras3.export; JAX
         # needs jax2onnx instead, which wants absl-py >= 2 and so cannot share an environment with tfmot).
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "tf2onnx>=1.16"],
+        # keras-hub tasks and backbones on Keras 3 (built from configs; nothing is downloaded unless you load a preset).
+        "hub": ["keras-hub>=0.20"],
         # keras-cv backbones in the model registry (kcv_* models) and the keras-cv tutorial.
         "keras-cv": ["keras-cv>=0.9,<0.10"],
-        # The tests need everything (JAX for the Keras 3 suite), plus nbclient + ipykernel to execute the Colab tutorials, and pytest-xdist
+        # The tests need everything (JAX and keras-hub for the Keras 3 suite), plus nbclient + ipykernel to execute the Colab tutorials, and pytest-xdist
         # (the suite runs on two processes, one test file each at a time: see pytest.ini).
         "test": ["ml-collections>=1.0", "tensorflow-datasets>=4.9", "matplotlib>=3.7", "tensorboard>=2.16",
-                 "keras-cv>=0.9,<0.10", "keras>=3.5", "jax[cpu]>=0.4.30",
+                 "keras-cv>=0.9,<0.10", "keras>=3.5", "jax[cpu]>=0.4.30", "keras-hub>=0.20",
                  "onnx>=1.15", "onnxruntime>=1.17", "tf2onnx>=1.16",
                  "pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
     },

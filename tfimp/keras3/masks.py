@@ -130,8 +130,11 @@ def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclud
         raise ValueError(f"model {model.name!r} has not been built yet; run it once on a batch, `model(x[:1])`, "
                          "or `model.build(input_shape)`, then wrap it")
     left_out: dict[str, str] = {}
+    made: dict[int, MaskedLayer] = {}  # a layer used in two graphs (Gemma's tied embedding) gets one wrapper
 
     def wrapper_for(layer) -> MaskedLayer | None:
+        if id(layer) in made:
+            return made[id(layer)]
         if isinstance(layer, MaskedLayer) or excluded(layer):
             return None
         paths = [path for path, _ in coverage.specs(layer, chosen)]
@@ -140,7 +143,8 @@ def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclud
         if not layer.built:
             left_out[layer.name] = "never called: no weights"
             return None
-        return MaskedLayer(layer, paths) if wrapper is None else wrapper(layer, paths)
+        made[id(layer)] = MaskedLayer(layer, paths) if wrapper is None else wrapper(layer, paths)
+        return made[id(layer)]
 
     if _private.keras3_is_functional(model):
         wrapped = _wrap_graph(_independent_copy(model), wrapper_for)
@@ -155,14 +159,35 @@ def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclud
 
 
 def _independent_copy(model: keras.Model) -> keras.Model:
-    """A copy of a Sequential/functional model with its own variables and the same values."""
-    copy = keras.models.clone_model(model, recursive=True)
+    """A copy of a Sequential/functional model with its own variables and the same values.
+
+    A functional model whose class has its own config (a keras-hub
+    backbone) is rebuilt from that config, the way its class saves and loads
+    it: its layers' configs need not round-trip one by one (keras-hub's
+    ``ViTPatchingAndEmbedding`` does not).
+    """
+    if _has_own_config(model):
+        copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    else:
+        copy = keras.models.clone_model(model, recursive=True)
     copy.set_weights(model.get_weights())
     return copy
 
 
+def _has_own_config(model: keras.Model) -> bool:
+    """Whether a class outside Keras defines ``model``'s ``get_config`` (keras-hub's backbones and tasks do)."""
+    for klass in type(model).__mro__:
+        if klass.__module__.startswith("keras.src."):
+            return False
+        if "get_config" in vars(klass):
+            return True
+    return False
+
+
 def _wrap_graph(model: keras.Model, wrapper_for: Callable) -> keras.Model:
     def clone_function(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            return layer  # an op called on symbolic tensors (``x[0]``, ``ops.multiply``): no weights, kept as is
         if isinstance(layer, keras.Model) and _private.keras3_is_functional(layer):
             return _wrap_graph(layer, wrapper_for)
         wrapper = wrapper_for(layer)
@@ -172,16 +197,61 @@ def _wrap_graph(model: keras.Model, wrapper_for: Callable) -> keras.Model:
             _wrap_in_place(layer, wrapper_for)
         return layer
 
-    return keras.models.clone_model(model, clone_function=clone_function)
+    wrapped = keras.models.clone_model(model, clone_function=clone_function)
+    if _has_own_config(model):
+        # Keras rebuilds a subclassed functional model as a plain one; strip rebuilds the class from this.
+        object.__setattr__(wrapped, _SOURCE_CONFIG, keras.saving.serialize_keras_object(model))
+    return wrapped
+
+
+#: Where a wrapped functional model keeps the config of the class it was built from (a keras-hub task).
+_SOURCE_CONFIG = "_tfimp_source_config"
+
+
+def _rebuild_source(wrapped: keras.Model, source_config: dict) -> keras.Model:
+    """A new instance of the class ``wrapped`` was built from (keras-hub's ``ResNetBackbone``), holding its weights.
+
+    The wrapped model is left as it is: its weights, masks left out, are
+    copied in the order both list them (the graph's).
+
+    Raises:
+      ValueError: the rebuilt model's weights do not line up with the wrapped model's.
+    """
+    rebuilt = keras.saving.deserialize_keras_object(source_config)
+    masks = {id(kernel.mask) for kernel in prunable_kernels(wrapped)}
+    weights = [w for w in wrapped.weights if id(w) not in masks]
+    shapes = [tuple(w.shape) for w in weights], [tuple(w.shape) for w in rebuilt.weights]
+    if shapes[0] != shapes[1]:
+        raise ValueError(f"tfimp.strip: {type(rebuilt).__name__} {rebuilt.name!r} rebuilt from its config has "
+                         f"weights of shapes {shapes[1]}, the wrapped model {shapes[0]}: they do not line up, so "
+                         "its values cannot be copied in")
+    rebuilt.set_weights([keras.ops.convert_to_numpy(w.value) for w in weights])
+    return rebuilt
+
+
+_KERAS_OWN_ATTRIBUTES: set[str] = set()
+
+
+def _keras_own_attributes() -> set[str]:
+    """The attributes Keras' own ``Layer``/``Model`` set on every instance (its tracker, lists, caches)."""
+    if not _KERAS_OWN_ATTRIBUTES:
+        _KERAS_OWN_ATTRIBUTES.update(vars(keras.layers.Layer()))
+        _KERAS_OWN_ATTRIBUTES.update(vars(keras.Model()))
+    return _KERAS_OWN_ATTRIBUTES
 
 
 def _attributes(container) -> list[tuple[str, object]]:
-    """``container``'s public attributes; on torch also its child modules, which torch keeps out of ``vars``."""
-    found = [(name, value) for name, value in vars(container).items() if not name.startswith("_")]
+    """The attributes ``container``'s own class set (public or private), without Keras' own bookkeeping.
+
+    Private ones count: keras-hub's blocks hold their sublayers as
+    ``self._self_attention_layer``, ``self._feedforward_intermediate_dense``.
+    On torch also its child modules, which torch keeps out of ``vars``.
+    """
+    own = _keras_own_attributes()
+    found = [(name, value) for name, value in vars(container).items() if name not in own]
     if keras.backend.backend() == "torch":
         known = {name for name, _ in found}
-        found += [(name, child) for name, child in container.named_children()
-                  if name not in known and not name.startswith("_")]
+        found += [(name, child) for name, child in container.named_children() if name not in known | own]
     return found
 
 
@@ -223,17 +293,24 @@ def _replace_in_place(container, replacement: Callable) -> None:
                 object.__setattr__(container, name, type(value)(items))
 
 
-def _wrap_in_place(container, wrapper_for: Callable) -> None:
+def _wrap_in_place(container, wrapper_for: Callable, done: dict | None = None) -> None:
+    done = {} if done is None else done  # id(layer) -> what replaced it: a layer held twice gets one wrapper
+
     def replacement(layer):
+        if id(layer) in done:
+            return done[id(layer)]
+        done[id(layer)] = layer  # a layer that holds itself (or a cycle) is entered once
         if isinstance(layer, keras.Model) and _private.keras3_is_functional(layer):
-            return _wrap_graph(layer, wrapper_for)
-        wrapper = wrapper_for(layer)
-        if wrapper is not None:
+            new = _wrap_graph(layer, wrapper_for)
+        elif (wrapper := wrapper_for(layer)) is not None:
             wrapper.build()
-            return wrapper
-        if not isinstance(layer, MaskedLayer):
-            _wrap_in_place(layer, wrapper_for)
-        return layer
+            new = wrapper
+        else:
+            if not isinstance(layer, MaskedLayer):
+                _wrap_in_place(layer, wrapper_for, done)
+            new = layer
+        done[id(layer)] = new
+        return new
 
     _replace_in_place(container, replacement)
 
@@ -381,13 +458,25 @@ def strip(model: keras.Model) -> keras.Model:
     left = [path for path, _ in wrappers(stripped)]
     if left:
         raise ValueError(f"tfimp.strip could not remove the pruning wrapper of layers {left}: they are held where "
-                         "tfimp cannot replace them (a private attribute of a custom layer). Keep such layers "
-                         "unwrapped with `tfimp.wrap(model, exclude=[...])`, or hold them in a public attribute.")
+                         "tfimp cannot replace them (tfimp looks in layer attributes, lists, tuples and dicts). Keep "
+                         "such layers unwrapped with `tfimp.wrap(model, exclude=[...])`.")
     return stripped
 
 
 def _strip_graph(model: keras.Model) -> keras.Model:
+    """The model without wrappers; one wrapped from a class with its own config comes back as that class.
+
+    That class is rebuilt whole from its config, models inside it included
+    (rebuilding those separately would untie a layer the outer graph shares
+    with them: Gemma's embedding, reused as the output layer).
+    """
+    source = getattr(model, _SOURCE_CONFIG, None)
+    if source is not None:
+        return _rebuild_source(model, source)
+
     def clone_function(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            return layer  # an op called on symbolic tensors (``x[0]``, ``ops.multiply``): no weights, kept as is
         if isinstance(layer, keras.Model) and _private.keras3_is_functional(layer):
             return _strip_graph(layer)
         if isinstance(layer, MaskedLayer):
