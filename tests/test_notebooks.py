@@ -5,10 +5,11 @@ import os
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOTEBOOKS = sorted(f for f in os.listdir(os.path.join(REPO, "colab")) if f.endswith(".ipynb"))
+#: The tf_keras tutorials (the Keras 3 ones, ``*keras3*``, run in tests/keras3/test_notebooks.py).
+NOTEBOOKS = sorted(f for f in os.listdir(os.path.join(REPO, "colab")) if f.endswith(".ipynb") and "keras3" not in f)
 
 
-def test_there_are_five_tutorials_each_with_its_colab_badge_and_an_install_cell():
+def test_there_are_five_tf_keras_tutorials_each_with_its_colab_badge_and_an_install_cell():
     import nbformat
 
     assert NOTEBOOKS == ["01_quickstart.ipynb", "02_retraining_schedules.ipynb", "03_global_vs_layerwise.ipynb",

@@ -48,7 +48,9 @@ _MODEL_FUNCTIONS = ("layer_sparsity", "load_model", "prune", "sparsity", "strip"
 _KERAS3_MODULES = {"baselines": "tfimp.keras3.baselines", "batchnorm": "tfimp.keras3.batchnorm", "callbacks": "tfimp.keras3.callbacks",
                    "models": "tfimp.keras3.models",
                    "coverage": "tfimp.keras3.coverage", "export": "tfimp.keras3.export",
-                   "data": "tfimp.keras3.data", "lr": "tfimp.keras3.lr", "optimizers": "tfimp.keras3.optimizers"}
+                   "data": "tfimp.keras3.data", "lr": "tfimp.keras3.lr", "optimizers": "tfimp.keras3.optimizers",
+                   # framework-free, so one module serves both: the table of rows, the accuracy plot
+                   "results": "tfimp.core.results", "plots": "tfimp.plots"}
 _KERAS3_NAMES = {"IMP": "tfimp.keras3.imp", "Dense": "tfimp.keras3.imp", "load_cycle": "tfimp.keras3.checkpoint",
                  "DuringTraining": "tfimp.keras3.baselines"}
 

@@ -23,6 +23,9 @@ def test_the_process_is_a_keras3_process_and_the_names_are_keras3s():
     assert tfimp.optimizers.TorchSGD.__module__ == "tfimp.keras3.optimizers"
     assert "tf_keras" not in sys.modules and "tfimp._backend" not in sys.modules
     assert os.environ.get("TF_USE_LEGACY_KERAS") is None
+    # The framework-free table and plot serve Keras 3 under the same names, loading nothing of tf_keras.
+    assert tfimp.results.format_table is tfimp.core.results.format_table and callable(tfimp.plots.accuracy_vs_sparsity)
+    assert "tf_keras" not in sys.modules and "tfimp._backend" not in sys.modules
     with pytest.raises(AttributeError, match="tf_keras front end.*Keras 3"):
         tfimp.distribute  # noqa: B018
     assert tfimp.DuringTraining.__module__ == "tfimp.keras3.baselines"
