@@ -130,3 +130,23 @@ def test_speed_benchmark_worker_of_this_backend(tmp_path):
     assert sum(phases.values()) == pytest.approx(figures["imp_wall_s"]) and phases["other_s"] >= 0
     split = next(line for line in result.stdout.splitlines() if line.startswith(f"| {BACKEND} ({BACKEND}) | 0 |"))
     assert f"| {phases['bn_reestimation_s']:.1f} |" in split
+
+
+@needs_fashion_mnist
+@pytest.mark.skipif(BACKEND != "jax", reason="gpu_check runs on the JAX backend")
+def test_gpu_check_small_reports_exact_imp_and_the_step_ratio(tmp_path):
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import gpu_check
+
+    gpu_check.main(["--small", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["small"] is True and report["device"].startswith("cpu")
+    imp = report["imp_slr_98"]
+    assert imp["training_images"] == gpu_check.SMALL["train_subset"]
+    assert imp["zeros"] == round(0.98 * imp["prunable"]) and imp["sparsity"] == imp["zeros"] / imp["prunable"]
+    assert [row["cycle"] for row in imp["rows"]] == [1, 2] and imp["rows"][-1]["retrain_schedule"] == "slr"
+    assert imp["wall_s"] == pytest.approx(imp["dense_wall_s"] + imp["imp_wall_s"])
+    cost = report["step_cost"]
+    assert cost["model"] == "resnet20" and cost["sparsity"] == pytest.approx(0.9, abs=1e-5)
+    assert all(len(v) == gpu_check.SMALL["repeats"] and min(v) > 0 for v in cost["timings_ms"].values())
+    assert cost["ratio"] == pytest.approx(cost["ms_per_step"]["wrapped"] / cost["ms_per_step"]["unwrapped"])
