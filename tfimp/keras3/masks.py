@@ -233,10 +233,17 @@ _KERAS_OWN_ATTRIBUTES: set[str] = set()
 
 
 def _keras_own_attributes() -> set[str]:
-    """The attributes Keras' own ``Layer``/``Model`` set on every instance (its tracker, lists, caches)."""
+    """The attributes Keras' own ``Layer``/``Model`` set on every instance (its tracker, lists, caches).
+
+    Each probe is given a sublayer first: on TensorFlow, TF's checkpoint tracking
+    adds its own ``_self_*`` attributes (a dict of dependencies by name among
+    them) only once a layer holds another, and those must not be walked as if
+    the user's class had set them.
+    """
     if not _KERAS_OWN_ATTRIBUTES:
-        _KERAS_OWN_ATTRIBUTES.update(vars(keras.layers.Layer()))
-        _KERAS_OWN_ATTRIBUTES.update(vars(keras.Model()))
+        for probe in (keras.layers.Layer(), keras.Model()):
+            probe.tfimp_probe_child = keras.layers.Layer()
+            _KERAS_OWN_ATTRIBUTES.update(name for name in vars(probe) if name != "tfimp_probe_child")
     return _KERAS_OWN_ATTRIBUTES
 
 
