@@ -52,12 +52,18 @@ def test_methods_benchmark_tiny(tmp_path, fashion_dir):
     assert os.path.getsize(os.path.join(out, "accuracy_vs_sparsity.png")) > 1000
 
 
-def test_methods_benchmark_rejects_bad_grids(tmp_path):
-    result = _bench("bench_methods.py", "--sparsities", "0.9,1.2", "--out", str(tmp_path))
-    assert result.returncode != 0 and "sparsities must lie in (0, 1)" in result.stderr
-    result = _bench("bench_methods.py", "--methods", "dense,snip", "--seeds", "0", "--train_subset", "64",
-                    "--epochs", "4", "--out", str(tmp_path))
-    assert result.returncode != 0 and "unknown benchmark method 'snip'" in result.stderr
+def test_methods_benchmark_rejects_bad_grids(tmp_path, monkeypatch, capsys):
+    """In this process (the script's argument checks; a subprocess would only add TensorFlow's start-up)."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import bench_methods
+
+    for args, message in ((["--sparsities", "0.9,1.2"], "sparsities must lie in (0, 1)"),
+                          (["--methods", "dense,snip", "--seeds", "0", "--train_subset", "64", "--epochs", "4"],
+                           "unknown benchmark method 'snip'")):
+        monkeypatch.setattr(sys, "argv", ["bench_methods.py", *args, "--out", str(tmp_path)])
+        with pytest.raises(SystemExit) as exit_:
+            bench_methods.main_cli()
+        assert exit_.value.code != 0 and message in capsys.readouterr().err
 
 
 def test_the_dpf_diagnosis_traces_each_run_epoch_by_epoch(fashion_dir):
