@@ -18,7 +18,9 @@ every augmentation come as the tf_keras front end's ``tf.data`` pipelines
 Exports (``export_formats``): :mod:`tfimp.keras3.export`'s formats, each
 checked in a fresh process, into ``export/`` with ``sizes.txt`` and
 ``sizes.json``; a format this backend or environment cannot write is refused
-before training. The stripped model is also written as
+before training. The shipped default (``keras,savedmodel,tflite``) means
+those of them this backend can write (``keras`` alone on PyTorch, where
+Keras 3 writes no SavedModel), with a line naming what was left out. The stripped model is also written as
 ``model_stripped.keras``, which loads on every backend.
 
 Not on Keras 3 yet, refused before any work with a message: STR's decay
@@ -67,7 +69,7 @@ def check_supported(config) -> None:
         raise ValueError(f"config.dataset={config.dataset!r} with augmentation "
                          f"{config.augmentation or 'the default'!r} reads through tf.data, which needs TensorFlow; "
                          "install tensorflow and tensorflow-datasets, or use mnist/fashion_mnist without augmentation")
-    export.check_formats(config.export_formats or "", key="config.export_formats")
+    export.resolve_formats(config.export_formats or "", key="config.export_formats")
     if config.strategy not in STRATEGIES:
         raise ValueError(f"config.strategy={config.strategy!r} is unknown on Keras 3; known: {list(STRATEGIES)} "
                          "(tf.distribute's multi-worker and TPU strategies: config.keras=2)")
@@ -174,8 +176,12 @@ def _write_outputs(config, model: keras.Model, rows: list[dict], workdir: str, c
         f"{covered.prunable_share:.1%} of the model's {covered.total_parameters:,} parameters; zeros over all "
         f"parameters {masks.sparsity(model, over='all'):.2%}", flush=True)
     if config.export_formats and masks.wrappers(model) and masks.sparsity(model) > 0:
-        files = export.export(model, _workdir.path(workdir, _workdir.EXPORT),
-                              formats=config.export_formats.split(","), check_inputs=check_inputs)
+        formats, left_out = export.resolve_formats(config.export_formats, key="config.export_formats")
+        if left_out:
+            say(f"[tfimp] the default export formats this backend cannot write are left out: {'; '.join(left_out)}",
+                flush=True)
+        files = export.export(model, _workdir.path(workdir, _workdir.EXPORT), formats=formats,
+                              check_inputs=check_inputs)
         table = _exports.write_sizes(workdir, files)
         say(f"[tfimp] exports (each loaded in a fresh process and checked against the Keras model):\n{table}",
             flush=True)

@@ -42,6 +42,8 @@ from tfimp.export_check import keras_zeros
 from tfimp.keras3 import masks as _masks
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite_dynamic", "onnx")
+#: What :func:`export` and the CLI write unless told otherwise, less those this backend cannot write.
+DEFAULT_FORMATS = ("keras", "savedmodel", "tflite")
 #: The formats that come from Keras 3's ``tf_saved_model`` export, and the backends that write it.
 _SAVED_MODEL_FORMATS = ("savedmodel", "tflite", "tflite_dynamic")
 _SAVED_MODEL_BACKENDS = ("tensorflow", "jax")
@@ -79,6 +81,26 @@ def unavailable(fmt: str, backend: Optional[str] = None) -> Optional[str]:
         if not _installed("onnxruntime"):
             return "the onnx export is checked with onnxruntime: pip install onnxruntime"
     return None
+
+
+def default_formats() -> list[str]:
+    """:data:`DEFAULT_FORMATS` that this process can write (on torch, or without TensorFlow: ``keras`` alone)."""
+    return [fmt for fmt in DEFAULT_FORMATS if unavailable(fmt) is None]
+
+
+def resolve_formats(formats, key: str = "formats") -> tuple[list[str], list[str]]:
+    """The formats to write and the default ones left out here (each with why).
+
+    ``None`` or exactly the defaults (the CLI's ``export_formats`` as shipped)
+    mean :func:`default_formats`: a PyTorch user's default run must not be
+    refused for SavedModel, which Keras 3 writes only from TensorFlow and
+    JAX. Any other choice is checked as given (:func:`check_formats`).
+    """
+    given = None if formats is None else parse_formats(formats, FORMATS, key)
+    if given is None or tuple(given) == DEFAULT_FORMATS:
+        left_out = [f"{fmt} ({unavailable(fmt)})" for fmt in DEFAULT_FORMATS if unavailable(fmt) is not None]
+        return default_formats(), left_out
+    return check_formats(given, key), []
 
 
 def check_formats(formats, key: str = "formats") -> list[str]:
@@ -166,14 +188,15 @@ def _check_in_fresh_process(paths: dict[str, str], x: np.ndarray, scratch: str) 
         return json.load(handle)
 
 
-def export(model: keras.Model, directory: str, *, formats: Sequence[str] = ("keras", "savedmodel", "tflite"),
+def export(model: keras.Model, directory: str, *, formats: Optional[Sequence[str]] = None,
            check_inputs: Optional[np.ndarray] = None, compare_dense: bool = True) -> list[ExportedFile]:
     """Strips ``model`` and exports it in ``formats`` to ``directory``, each file checked in a fresh process.
 
     Args:
       model: a Keras 3 model wrapped by :func:`tfimp.wrap` and pruned (sparsity > 0), built.
       directory: where the files go (created; any file system, see :mod:`tfimp.core.storage`).
-      formats: any of :data:`FORMATS` this process can write (see the module docstring).
+      formats: any of :data:`FORMATS` this process can write (see the module docstring); default
+        :func:`default_formats` (:data:`DEFAULT_FORMATS` less what this backend cannot write).
       check_inputs: a batch to compare predictions on (default: 8 standard normal inputs of the model's shape).
       compare_dense: also export a dense reference for the size columns.
 
@@ -184,7 +207,7 @@ def export(model: keras.Model, directory: str, *, formats: Sequence[str] = ("ker
       ValueError: an unknown or unwritable format; an unbuilt, unwrapped or unpruned model.
       ExportMismatchError: an export's predictions or zeros differ from the Keras model's.
     """
-    formats = check_formats(formats)
+    formats, _ = resolve_formats(formats)
     _masks.check_keras3_model(model)
     sparsity = check_exportable(model, formats, FORMATS, wrapped=bool(_masks.wrappers(model)),
                                 sparsity=lambda: _masks.sparsity(model))
