@@ -36,44 +36,6 @@ def check_supported(config) -> None:
 runner_settings = methods.runner_settings
 
 
-def _calibrated_str_runner(config, build_model, train, workdir: str):
-    """STR with ``str_weight_decay`` bisected to reach ``target_sparsity`` (``--config.calibrate_str=N``).
-
-    The decay found is written to ``workdir/str_calibration.json`` before the
-    run starts, so a resumed run reuses it (and keeps its identity) instead of
-    calibrating again. A workdir that holds another run is left to the
-    runner's own refusal, before any calibration run is spent on it.
-    """
-    say = tfimp_config.printer(config)
-    settings = methods.runner_settings(config)
-    if tfimp.workdir.holds_other_run(workdir, tfimp_config.identity(config)):
-        return methods.make_runner(config)  # its claim names the differences
-    wanted = {"target_sparsity": config.target_sparsity, "epochs": config.epochs, "str_init": config.str_init,
-              "seed": config.seed, "max_runs": config.calibrate_str}
-    stored = tfimp.workdir.read_json(tfimp.workdir.path(workdir, tfimp.workdir.STR_CALIBRATION))
-    if stored is not None and {key: stored.get(key) for key in wanted} == wanted:
-        decay, reached = stored["str_weight_decay"], stored["reached_sparsity"]
-        say(f"[tfimp] STR calibration from {tfimp.workdir.STR_CALIBRATION}: str_weight_decay {decay:.4g} "
-            f"(reached {reached:.4f} when calibrated)", flush=True)
-    else:
-        say(f"[tfimp] calibrating STR's str_weight_decay to reach {config.target_sparsity} "
-            f"(up to {config.calibrate_str} runs of {config.epochs} epochs)", flush=True)
-        decay, reached = tfimp.baselines.calibrate_str(
-            build_model, train, config.target_sparsity, config.epochs, str_init=config.str_init,
-            max_runs=config.calibrate_str, verbose=config.verbose, **settings)  # settings hold the seed
-        if tfimp.workdir.is_chief():
-            tfimp.workdir.makedirs(workdir)
-            checkpoint.atomic_write_text(tfimp.workdir.path(workdir, tfimp.workdir.STR_CALIBRATION),
-                                         checkpoint.to_json({**wanted, "str_weight_decay": decay,
-                                                             "reached_sparsity": reached}))
-        say(f"[tfimp] STR calibrated: str_weight_decay {decay:.4g} reached {reached:.4f}", flush=True)
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(config.seed)
-    runner = methods.during_training(config, settings, str_weight_decay=decay)
-    runner.calibration = f"--config.calibrate_str={config.calibrate_str}, reached {reached:.4f}"
-    return runner
-
-
 def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
     """Runs the experiment ``config`` (checked, with its ``runner``) into ``workdir``; returns the per-cycle rows."""
     say = tfimp_config.printer(config)
@@ -111,7 +73,9 @@ def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
                     if tfimp.workdir.is_chief():
                         tfimp.workdir.remove_previous_run(workdir, config.verbose)
                     overwrite = False
-                runner = _calibrated_str_runner(config, build_model, dataset.train, workdir)
+                runner = methods.calibrated_str_runner(
+                    config, build_model, dataset.train, workdir, methods.runner_settings(config),
+                    identity=tfimp_config.identity(config), chief=tfimp.workdir.is_chief(), say=say)
             model = build_model()
             architectures.check_outputs_fit(model, dataset.spec.num_classes, dataset.spec.name)
             # -- Train (resumable) --------------------------------------------

@@ -17,6 +17,9 @@ from __future__ import annotations
 from typing import Optional
 
 import tfimp
+from tfimp.core import results as _results
+from tfimp.core import storage as _storage
+from tfimp.core import workdir as _workdir
 from tfimp.core.registry import Registry
 
 #: The built-in methods, in the order the CLI lists them.
@@ -88,3 +91,43 @@ def runner_settings(config) -> dict:
 def make_runner(config, settings: Optional[dict] = None):
     """The runner the config's method names (``RUNNERS``), with ``settings`` (default: :func:`runner_settings`)."""
     return RUNNERS.get(config.method)(config, runner_settings(config) if settings is None else settings)
+
+
+def calibrated_str_runner(config, build_model, train, workdir: str, settings: dict, *, identity: dict,
+                          chief: bool = True, say=print):
+    """STR with ``str_weight_decay`` bisected to reach ``target_sparsity`` (``--config.calibrate_str=N``).
+
+    Either front end's CLI: ``tfimp.baselines.calibrate_str`` and
+    ``tfimp.DuringTraining`` are the process's Keras ones. The decay found is
+    written to ``workdir/str_calibration.json`` (by the ``chief``) before the
+    run starts, so a resumed run reuses it (and keeps its identity) instead
+    of calibrating again. A workdir that holds another run is left to the
+    runner's own refusal, before any calibration run is spent on it.
+    """
+    if _workdir.holds_other_run(workdir, identity):
+        return make_runner(config, settings)  # its claim names the differences
+    wanted = {"target_sparsity": config.target_sparsity, "epochs": config.epochs, "str_init": config.str_init,
+              "seed": config.seed, "max_runs": config.calibrate_str}
+    stored = _storage.read_json(_workdir.path(workdir, _workdir.STR_CALIBRATION))
+    if stored is not None and {key: stored.get(key) for key in wanted} == wanted:
+        decay, reached = stored["str_weight_decay"], stored["reached_sparsity"]
+        say(f"[tfimp] STR calibration from {_workdir.STR_CALIBRATION}: str_weight_decay {decay:.4g} "
+            f"(reached {reached:.4f} when calibrated)", flush=True)
+    else:
+        say(f"[tfimp] calibrating STR's str_weight_decay to reach {config.target_sparsity} "
+            f"(up to {config.calibrate_str} runs of {config.epochs} epochs)", flush=True)
+        decay, reached = tfimp.baselines.calibrate_str(
+            build_model, train, config.target_sparsity, config.epochs, str_init=config.str_init,
+            max_runs=config.calibrate_str, verbose=config.verbose, **settings)  # settings hold the seed
+        if chief:
+            _storage.makedirs(workdir)
+            _storage.atomic_write_text(_workdir.path(workdir, _workdir.STR_CALIBRATION),
+                                       _results.to_json({**wanted, "str_weight_decay": decay,
+                                                         "reached_sparsity": reached}))
+        say(f"[tfimp] STR calibrated: str_weight_decay {decay:.4g} reached {reached:.4f}", flush=True)
+    keras = tfimp.front_end.keras_of_process()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    runner = during_training(config, settings, str_weight_decay=decay)
+    runner.calibration = f"--config.calibrate_str={config.calibrate_str}, reached {reached:.4f}"
+    return runner

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -108,8 +109,31 @@ def test_a_during_training_method_through_the_cli_on_keras3_prunes_exactly(tmp_p
     assert json.load(open(os.path.join(workdir, "cycle_3", "row.json")))["test_accuracy"] == rows[-1]["test_accuracy"]
 
 
+def test_str_calibrated_through_the_keras3_cli_and_a_resume_reuses_the_decay(tmp_path, capsys):
+    idx_files.make_idx_dataset(str(tmp_path / "idx"), n_train=256, n_test=64)
+    config = _config(tmp_path / "idx", method="str", epochs=2, target_sparsity=0.6, str_init=-8.0, calibrate_str=2,
+                     verbose=1, export_formats="")
+    workdir = str(tmp_path / "str")
+    rows = main.run(config, workdir)
+    printed = capsys.readouterr().out
+    calibration = json.load(open(os.path.join(workdir, "str_calibration.json")))
+    runs = [(float(d), float(r)) for d, r in
+            re.findall(r"STR calibration run \d+: str_weight_decay ([0-9.e+-]+) reaches ([0-9.]+)", printed)]
+    assert 1 <= len(runs) <= 2 and calibration["max_runs"] == 2 and calibration["target_sparsity"] == 0.6
+    best = min(runs, key=lambda run: abs(run[1] - 0.6))
+    assert calibration["reached_sparsity"] == pytest.approx(best[1], abs=5e-5)  # printed to 4 digits
+    # The run used the calibrated decay: the workdir's identity holds it.
+    assert json.load(open(os.path.join(workdir, "identity.json")))["str_weight_decay"] == \
+        calibration["str_weight_decay"]
+    assert rows[-1]["retrain_schedule"] == "str" and 0.0 < rows[-1]["sparsity"] < 1.0
+    # A rerun finds the finished run with the same decay, without calibrating again.
+    again = main.run(config, workdir)
+    printed = capsys.readouterr().out
+    assert "STR calibration run" not in printed and "from str_calibration.json" in printed
+    assert [r["sparsity"] for r in again] == [r["sparsity"] for r in rows]
+
+
 @pytest.mark.parametrize("change, message", [
-    (dict(method="str", epochs=2, calibrate_str=2), "calibrate_str=2 runs through the tf_keras front end"),
     (dict(strategy="tpu"), r"known: \['default', 'data_parallel', 'mirrored'\]"),
     (dict(keras=4), r"config.keras=4 is unknown; known: \[2, 3\]"),
     (dict(model="kcv_resnet18_v2"), "config.model='kcv_resnet18_v2' is unknown"),

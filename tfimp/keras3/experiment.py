@@ -1,7 +1,7 @@
 """The CLI's experiment on Keras 3 (``--config.keras=3``; the backend is ``KERAS_BACKEND``'s).
 
 :func:`run` trains ``config``'s method (:mod:`tfimp.methods`; on Keras 3:
-every method but STR's calibration) into a workdir with the Keras 3 front end:
+every method) into a workdir with the Keras 3 front end:
 the same config keys, workdir layout, identity, lock, resume, ``cycle_N/``,
 results files, plot, TensorBoard logs (when TensorFlow is installed: Keras'
 TensorBoard callback writes with it) and ``model_stripped.keras`` as on
@@ -23,10 +23,10 @@ those of them this backend can write (``keras`` alone on PyTorch, where
 Keras 3 writes no SavedModel), with a line naming what was left out. The stripped model is also written as
 ``model_stripped.keras``, which loads on every backend.
 
-Not on Keras 3 yet, refused before any work with a message: STR's decay
-calibration through the CLI (``calibrate_str``; call
-``tfimp.baselines.calibrate_str`` and pass the decay) and the tf_keras
-strategies.
+STR's decay calibration (``calibrate_str``) runs as on tf_keras
+(:func:`tfimp.methods.calibrated_str_runner`, the decay kept in the workdir
+for a resume). Not on Keras 3 yet, refused before any work with a message:
+the tf_keras strategies.
 """
 
 from __future__ import annotations
@@ -60,10 +60,6 @@ def check_supported(config) -> None:
     if config.method not in METHODS and config.method in methods.METHODS:
         raise ValueError(f"config.method={config.method!r} runs on the tf_keras front end only for now "
                          f"(config.keras=2); on Keras 3 the CLI runs {list(METHODS)}")
-    if config.method == "str" and config.calibrate_str:
-        raise ValueError(f"config.calibrate_str={config.calibrate_str} runs through the tf_keras front end's CLI "
-                         "only for now (config.keras=2); on Keras 3 call tfimp.baselines.calibrate_str and pass "
-                         "the decay it finds as --config.str_weight_decay")
     if data.uses_tf_data(config.dataset, config.augmentation or None) and importlib.util.find_spec(
             "tensorflow") is None:
         raise ValueError(f"config.dataset={config.dataset!r} with augmentation "
@@ -146,8 +142,18 @@ def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
         keras.config.set_dtype_policy("mixed_float16")
     try:
         with _workdir.Locked(workdir, config.verbose), _strategy_scope(config.strategy, say):
-            model = models.build(config.model, num_classes=spec.num_classes, input_shape=spec.input_shape)
-            model = architectures.float32_outputs(keras, model) if config.mixed_precision else model
+            def build_model() -> keras.Model:
+                built = models.build(config.model, num_classes=spec.num_classes, input_shape=spec.input_shape)
+                return architectures.float32_outputs(keras, built) if config.mixed_precision else built
+
+            if config.method == "str" and config.calibrate_str:
+                if overwrite:  # the previous run goes first, so the calibration written next survives
+                    _workdir.remove_previous_run(workdir, config.verbose)
+                    overwrite = False
+                runner = methods.calibrated_str_runner(config, build_model, dataset.train, workdir,
+                                                       runner_settings(config),
+                                                       identity=tfimp_config.identity(config), say=say)
+            model = build_model()
             architectures.check_outputs_fit(model, spec.num_classes, spec.name)
             rows = runner.run(model, dataset.train, dataset.validation, dataset.test, workdir=workdir,
                               overwrite=overwrite, callbacks=_tensorboard(config, workdir), verbose=config.verbose,
