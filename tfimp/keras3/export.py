@@ -98,8 +98,9 @@ def resolve_formats(formats, key: str = "formats") -> tuple[list[str], list[str]
     """
     given = None if formats is None else parse_formats(formats, FORMATS, key)
     if given is None or tuple(given) == DEFAULT_FORMATS:
-        left_out = [f"{fmt} ({unavailable(fmt)})" for fmt in DEFAULT_FORMATS if unavailable(fmt) is not None]
-        return default_formats(), left_out
+        why = {fmt: unavailable(fmt) for fmt in DEFAULT_FORMATS}
+        return [fmt for fmt in DEFAULT_FORMATS if why[fmt] is None], [
+            f"{fmt} ({why[fmt]})" for fmt in DEFAULT_FORMATS if why[fmt] is not None]
     return check_formats(given, key), []
 
 
