@@ -69,13 +69,11 @@ def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
     try:
         with tfimp.workdir.Locked(workdir, config.verbose):
             if config.method == "str" and config.calibrate_str:
-                if overwrite:  # the previous run goes first, so the calibration written next survives
-                    if tfimp.workdir.is_chief():
-                        tfimp.workdir.remove_previous_run(workdir, config.verbose)
-                    overwrite = False
                 runner = methods.calibrated_str_runner(
                     config, build_model, dataset.train, workdir, methods.runner_settings(config),
-                    identity=tfimp_config.identity(config), chief=tfimp.workdir.is_chief(), say=say)
+                    identity=tfimp_config.identity(config), overwrite=overwrite, chief=tfimp.workdir.is_chief(),
+                    say=say)
+                overwrite = False  # done above, before the calibration was written
             model = build_model()
             architectures.check_outputs_fit(model, dataset.spec.num_classes, dataset.spec.name)
             # -- Train (resumable) --------------------------------------------

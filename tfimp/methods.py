@@ -94,16 +94,21 @@ def make_runner(config, settings: Optional[dict] = None):
 
 
 def calibrated_str_runner(config, build_model, train, workdir: str, settings: dict, *, identity: dict,
-                          chief: bool = True, say=print):
+                          overwrite: bool = False, chief: bool = True, say=print):
     """STR with ``str_weight_decay`` bisected to reach ``target_sparsity`` (``--config.calibrate_str=N``).
 
     Either front end's CLI: ``tfimp.baselines.calibrate_str`` and
     ``tfimp.DuringTraining`` are the process's Keras ones. The decay found is
     written to ``workdir/str_calibration.json`` (by the ``chief``) before the
     run starts, so a resumed run reuses it (and keeps its identity) instead
-    of calibrating again. A workdir that holds another run is left to the
-    runner's own refusal, before any calibration run is spent on it.
+    of calibrating again. With ``overwrite`` the previous run is removed
+    first, so the calibration written next survives: the caller then runs
+    the returned runner without ``overwrite``. A workdir that holds another
+    run is left to the runner's own refusal, before any calibration run is
+    spent on it.
     """
+    if overwrite and chief:
+        _workdir.remove_previous_run(workdir, config.verbose)
     if _workdir.holds_other_run(workdir, identity):
         return make_runner(config, settings)  # its claim names the differences
     wanted = {"target_sparsity": config.target_sparsity, "epochs": config.epochs, "str_init": config.str_init,

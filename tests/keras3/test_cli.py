@@ -131,6 +131,11 @@ def test_str_calibrated_through_the_keras3_cli_and_a_resume_reuses_the_decay(tmp
     printed = capsys.readouterr().out
     assert "STR calibration run" not in printed and "from str_calibration.json" in printed
     assert [r["sparsity"] for r in again] == [r["sparsity"] for r in rows]
+    # With overwrite the finished run goes first; the calibration is found again, written, and survives the run.
+    fresh = main.run(config, workdir, overwrite=True)
+    assert "STR calibration run 1" in capsys.readouterr().out
+    assert json.load(open(os.path.join(workdir, "str_calibration.json"))) == calibration
+    assert [r["sparsity"] for r in fresh] == [r["sparsity"] for r in rows]
 
 
 @pytest.mark.parametrize("change, message", [

@@ -147,12 +147,10 @@ def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
                 return architectures.float32_outputs(keras, built) if config.mixed_precision else built
 
             if config.method == "str" and config.calibrate_str:
-                if overwrite:  # the previous run goes first, so the calibration written next survives
-                    _workdir.remove_previous_run(workdir, config.verbose)
-                    overwrite = False
                 runner = methods.calibrated_str_runner(config, build_model, dataset.train, workdir,
-                                                       runner_settings(config),
-                                                       identity=tfimp_config.identity(config), say=say)
+                                                       runner_settings(config), identity=tfimp_config.identity(config),
+                                                       overwrite=overwrite, say=say)
+                overwrite = False  # done above, before the calibration was written
             model = build_model()
             architectures.check_outputs_fit(model, spec.num_classes, spec.name)
             rows = runner.run(model, dataset.train, dataset.validation, dataset.test, workdir=workdir,
