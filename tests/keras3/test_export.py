@@ -145,3 +145,25 @@ def test_the_cli_on_keras3_exports_checked_files_with_their_size_table(tmp_path)
         with open(os.path.join(workdir, "export", "model.tflite"), "rb") as handle:
             assert handle.read(8)[4:8] == b"TFL3"  # a FlatBuffer with TFLite's identifier
     assert tfimp.front_end.of_process() == "keras3"
+
+
+def test_the_cli_leaves_out_a_default_format_this_backend_cannot_write_and_says_so(tmp_path, monkeypatch, capsys):
+    """What a PyTorch user's default run does (Keras 3 writes no SavedModel there), on any backend: here
+    SavedModel and TFLite are made unwritable, and the shipped default exports ``.keras`` alone."""
+    real = export.unavailable
+    monkeypatch.setattr(export, "unavailable", lambda fmt, backend=None: "not here (test)" if fmt in (
+        "savedmodel", "tflite") else real(fmt, backend))
+    idx_files.make_idx_dataset(str(tmp_path / "idx"), n_train=256, n_test=64)
+    config = tfimp_config.base()
+    config.update(keras=3, data_dir=str(tmp_path / "idx"), train_subset=256, test_subset=64, batch_size=64,
+                  dense_epochs=1, cycles=1, retrain_epochs=1, validation_fraction=0.25, chance_guard=False,
+                  verbose=1, learning_rate=0.02)
+    assert config.export_formats == "keras,savedmodel,tflite"  # the shipped default
+    main.run(config, str(tmp_path / "run"))
+    printed = capsys.readouterr().out
+    assert ("[tfimp] the default export formats this backend cannot write are left out: "
+            "savedmodel (not here (test)); tflite (not here (test))") in printed
+    sizes = json.load(open(os.path.join(tmp_path, "run", "export", "sizes.json")))
+    assert [entry["format"] for entry in sizes] == ["keras"]
+    written = os.listdir(os.path.join(tmp_path, "run", "export"))
+    assert "model.keras" in written and not any("tflite" in name or "saved" in name for name in written), written
