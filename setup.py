@@ -24,7 +24,7 @@ setup(
         "absl-py<2",  # forced by tensorflow-model-optimization 0.8
         "numpy>=1.26",
     ],
-    entry_points={"console_scripts": ["tfimp=tfimp.main:console_main"]},
+    entry_points={"console_scripts": ["tfimp=tfimp.cli.main:console_main"]},
     extras_require={
         # The command line (configs, datasets through tensorflow-datasets, the accuracy plot, TensorBoard logs:
         # TensorFlow 2.21 no longer brings TensorBoard).

@@ -19,7 +19,7 @@ the first seed (``tfimp.baselines.calibrate_str``, same budget, thresholds
 starting nearly at zero), STR runs with it on every seed, and IMP + SLR is run
 again at exactly the sparsity STR reached.
 
-Every run goes through the CLI's ``tfimp.main.run`` (no exports). Prints
+Every run goes through the CLI's ``tfimp.cli.main.run`` (no exports). Prints
 mean ± std of test accuracy over seeds, writes ``methods.json`` (every run,
 with per-layer sparsities) and ``accuracy_vs_sparsity.png`` into ``--out``.
 
@@ -48,8 +48,8 @@ import statistics
 import time
 
 import tfimp
-from tfimp import config as tfimp_config
-from tfimp import main
+from tfimp.cli import config as tfimp_config
+from tfimp.cli import main
 from tfimp.core import during_training
 
 IMP_SCHEDULES = {"imp_ft": "ft", "imp_lrw": "lrw", "imp_slr": "slr", "imp_clr": "clr", "imp_llr": "llr",
@@ -118,7 +118,7 @@ class Runner:
 
     def run(self, group: str, method: str, target, seed: int, config, **facts) -> dict:
         workdir = os.path.join(self.args.out, "runs", f"{group}_{method}_{target}_{seed}")
-        tfimp.front_end.choose(self.args.keras).backend.clear_session()
+        tfimp.use_keras(self.args.keras).backend.clear_session()
         start = time.perf_counter()
         rows = main.run(config, workdir, overwrite=True)
         wall = time.perf_counter() - start
@@ -339,7 +339,7 @@ def main_cli() -> None:
                         help="front end: 2 = tf_keras (tfmot), 3 = Keras 3 on KERAS_BACKEND's backend")
     parser.add_argument("--out", default="bench_out/methods")
     args = parser.parse_args()
-    keras = tfimp.front_end.choose(args.keras)  # first: the CLI's front end and tfimp's names then follow it
+    keras = tfimp.use_keras(args.keras)  # first: the CLI's front end and tfimp's names then follow it
     front = f"Keras {keras.__version__} ({keras.backend.backend()})" if args.keras == 3 else "tf_keras"
     if any(not 0.0 < s < 1.0 for s in args.sparsities + [args.c_sparsity]):
         parser.error(f"sparsities must lie in (0, 1), got {args.sparsities} and {args.c_sparsity}")

@@ -57,7 +57,7 @@ def _sync(model) -> None:
 
 def trace_callback(test):
     """A ``_Trace`` built on the process's Keras (its Callback class differs between the two)."""
-    keras = tfimp.front_end.keras_of_process()
+    keras = tfimp.keras_of_process()
 
     class _Trace(keras.callbacks.Callback):
         """Per epoch: how many weights DPF's mask updates bring back, and how far the pruned weights grew."""
@@ -112,7 +112,7 @@ def trace_callback(test):
 
 def trace(method: str, target: float, seed: int, epochs: int, frequency=None, train_subset: int = 10000,
           data_dir=None) -> list[dict]:
-    keras = tfimp.front_end.keras_of_process()
+    keras = tfimp.keras_of_process()
     data, models = tfimp.data, tfimp.models  # the process's front end
     keras.backend.clear_session()  # every run starts from the same state, as in bench_methods.py
     keras.utils.set_random_seed(seed)
@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--keras", type=int, default=2, choices=(2, 3),
                         help="front end: 2 = tf_keras (tfmot), 3 = Keras 3 on KERAS_BACKEND's backend")
     args = parser.parse_args()
-    keras = tfimp.front_end.choose(args.keras)  # first: tfimp's names then follow it
+    keras = tfimp.use_keras(args.keras)  # first: tfimp's names then follow it
     if args.keras == 3:
         print(f"[diagnose_dpf] Keras {keras.__version__}, backend {keras.backend.backend()}", flush=True)
     runs = [("DPF (reference: mask every 16 steps)", "dpf", None), ("DPF, mask every step", "dpf", 1),

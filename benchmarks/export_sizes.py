@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--out", default="bench_out/export_sizes")
     args = parser.parse_args()
-    keras = tfimp.front_end.choose(args.keras)  # first: tfimp's names then follow this Keras
+    keras = tfimp.use_keras(args.keras)  # first: tfimp's names then follow this Keras
     keras.utils.set_random_seed(0)
     shape = tuple(int(d) for d in args.input_shape.split(","))
     model = tfimp.wrap(tfimp.models.build(args.model, num_classes=args.num_classes, input_shape=shape), verbose=0)

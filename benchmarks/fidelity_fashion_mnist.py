@@ -68,7 +68,7 @@ OPTIMIZERS = ("torch_sgd", "keras_sgd_decoupled")
 
 def process_keras():
     """The Keras this process chose (see tfimp.front_end): Keras 3 after ``import keras``, else tf_keras."""
-    return tfimp.front_end.keras_of_process()
+    return tfimp.keras_of_process()
 
 
 def model_h(init: str = "torch"):
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--data_dir", default=None, help="idx files (default: Debian's Fashion-MNIST)")
     parser.add_argument("--train_subset", type=int, default=0, help="first N training images (smoke runs only)")
     args = parser.parse_args()
-    keras = tfimp.front_end.choose(args.keras)  # first: tfimp's names then follow this Keras
+    keras = tfimp.use_keras(args.keras)  # first: tfimp's names then follow this Keras
     for schedule in [s for s in args.schedules.split(",") if s]:  # --schedules "": no IMP runs
         tfimp.lr.check_name(schedule)
 

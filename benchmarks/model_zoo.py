@@ -36,7 +36,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import numpy as np  # noqa: E402
 
 import tfimp  # noqa: E402
-from tfimp import keras, tf, tfmot_glue, wrapping  # noqa: E402
+from tfimp import keras, tf, wrapping  # noqa: E402
+from tfimp.tf_keras import tfmot_glue
 
 SPARSITY = 0.9
 IMAGE = (64, 64, 3)

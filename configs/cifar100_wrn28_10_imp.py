@@ -15,7 +15,7 @@ Where the numbers come from:
   exact values.
 """
 
-from tfimp import config as tfimp_config
+from tfimp.cli import config as tfimp_config
 
 
 def get_config():

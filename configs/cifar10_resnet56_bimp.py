@@ -14,7 +14,7 @@ Where the numbers come from:
 * optimiser and data settings as in cifar10_resnet56_imp.py.
 """
 
-from tfimp import config as tfimp_config
+from tfimp.cli import config as tfimp_config
 
 
 def get_config():

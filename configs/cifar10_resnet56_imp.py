@@ -16,7 +16,7 @@ Where the numbers come from:
   appendix for the exact epoch counts before claiming a reproduction.
 """
 
-from tfimp import config as tfimp_config
+from tfimp.cli import config as tfimp_config
 
 
 def get_config():

@@ -11,7 +11,7 @@ this BatchNorm-light CNN diverge), weight decay 5e-4 and the epoch counts
 are tfimp's choices for this size.
 """
 
-from tfimp import config as tfimp_config
+from tfimp.cli import config as tfimp_config
 
 
 def get_config():

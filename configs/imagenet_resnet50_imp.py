@@ -17,7 +17,7 @@ Where the numbers come from:
   within the paper's range; check the paper's appendix.
 """
 
-from tfimp import config as tfimp_config
+from tfimp.cli import config as tfimp_config
 
 
 def get_config():

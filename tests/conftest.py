@@ -1,11 +1,17 @@
-"""Shared test set-up: the Keras 2 stack and two logical CPU devices; or, for the Keras 3 suite, nothing.
+"""Which suite this process runs, and the tf_keras suite's set-up (the Keras 2 stack, two logical CPU devices).
 
-The tf_keras suite (``tests/test_*.py``) and the Keras 3 suite
-(``tests/keras3/``, one run per backend) cannot share a process: the first
-selects tf_keras for ``tf.keras``, which a Keras 3 process must never see.
-``TFIMP_TEST_KERAS=3`` runs the Keras 3 suite (``tests/keras3/conftest.py``
-sets it up) and leaves this file's set-up out; without it, ``tests/keras3``
-is left out.
+The tests mirror the package: ``tests/core`` (the framework-free core, run
+with every framework blocked from import), ``tests/tf_keras`` and
+``tests/cli`` (the tf_keras front end and the command line), and
+``tests/keras3`` (the Keras 3 front end, one run per backend). They cannot
+share a process: tf_keras selects Keras 2 for ``tf.keras``, which a Keras 3
+process must never see, and the core's run must see no framework at all.
+
+- ``TFIMP_TEST_CORE=1 python -m pytest tests/core``: the core suite
+  (``tests/core/conftest.py`` blocks the frameworks);
+- ``python -m pytest tests``: the tf_keras and CLI suites (this file's set-up);
+- ``TFIMP_TEST_KERAS=3 KERAS_BACKEND=... python -m pytest tests/keras3``:
+  the Keras 3 suite (``tests/keras3/conftest.py``).
 
 The logical devices must be configured before TensorFlow initialises its
 runtime, so it happens here, at collection time, for the whole session.
@@ -17,11 +23,14 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 KERAS3_SUITE = os.environ.get("TFIMP_TEST_KERAS") == "3"
+CORE_SUITE = os.environ.get("TFIMP_TEST_CORE") == "1"
 
 if KERAS3_SUITE:
-    collect_ignore_glob = ["test_*.py", "multi_worker_job.py"]
+    collect_ignore = ["core", "tf_keras", "cli"]
+elif CORE_SUITE:
+    collect_ignore = ["keras3", "tf_keras", "cli"]
 else:
-    collect_ignore = ["keras3"]
+    collect_ignore = ["keras3", "core"]
 
     import tfimp
     from tfimp import keras, tf  # the tf_keras front end: selects tf_keras before anything touches tf.keras

@@ -1,80 +1,148 @@
 """tfimp: Iterative Magnitude Pruning for Keras, fast and exact.
 
     import tfimp
-    model = tfimp.wrap(model)                 # tfmot wrappers, masks owned by tfimp
+    model = tfimp.wrap(model)                 # masks owned by tfimp
     tfimp.prune(model, 0.9, criterion="global")
     model.fit(...)                            # pruned weights stay exactly zero
     tfimp.sparsity(model)                     # 0.9
     tfimp.strip(model).save("sparse.keras")
 
-``import tfimp`` alone imports no framework and changes nothing about which
-Keras the process uses. The model functions (``wrap``, ``prune``, ``strip``,
-``sparsity``, ``layer_sparsity``, ``load_model``) serve a tf_keras model
-through tfmot and a Keras 3 model (TensorFlow, JAX or PyTorch backend)
-through ``tfimp.keras3``. ``tfimp.callbacks``, ``tfimp.optimizers``,
-``tfimp.lr`` and ``tfimp.coverage`` follow the Keras the process chose
-(``tfimp.front_end``). The first use of a tf_keras-only name (``tfimp.keras``,
-``tfimp.IMP``, ...) selects the Keras 2 stack (``tf_keras``) that tfmot
-needs, as ``tfimp._backend`` describes; build those models with
-``tfimp.keras``. The core (``tfimp.core``: ``tfimp.selection``,
-``tfimp.criteria``, ``tfimp.Plan``) needs only numpy.
+The package is a framework-free core (:mod:`tfimp.core`), two sibling front
+ends (:mod:`tfimp.tf_keras`: tfmot's wrappers on Keras 2; :mod:`tfimp.keras3`:
+tfimp's own wrapper on TensorFlow, JAX and PyTorch), the TensorFlow input
+pipelines both may use (:mod:`tfimp.tfdata.pipelines`) and the command line
+(:mod:`tfimp.cli`, ``python -m tfimp``). This module only routes names:
+
+- ``import tfimp`` imports no framework and chooses no Keras.
+- The core's names (``tfimp.Plan``, ``selection``, ``criteria``,
+  ``results``, ``plots``, ...) load no framework.
+- The model functions (``wrap``, ``prune``, ``strip``, ``sparsity``,
+  ``layer_sparsity``, ``load_model``) serve the front end of the model (or
+  file) they get.
+- The other names (``callbacks``, ``IMP``, ``lr``, ...) are those of the
+  Keras this process chose: Keras 3 once ``keras`` 3 is imported, tf_keras
+  otherwise. :func:`use_keras` makes the choice explicit; ``from
+  tfimp.tf_keras import ...`` and ``from tfimp.keras3 import ...`` name a
+  front end outright.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
+
+from tfimp.core import front_end
 
 __version__ = "0.1.0"
 
-#: Framework-free modules, public under these names (``tfimp.criteria`` is ``tfimp.core.criteria``).
+#: Framework-free names: public module name -> module.
 _CORE_MODULES = {"selection": "tfimp.core.selection", "criteria": "tfimp.core.criteria",
                  "registry": "tfimp.core.registry", "plan": "tfimp.core.plan", "core": "tfimp.core",
-                 "front_end": "tfimp.front_end", "keras3": "tfimp.keras3", "methods": "tfimp.methods",
-                 "architectures": "tfimp.architectures"}
+                 "front_end": "tfimp.core.front_end", "results": "tfimp.core.results", "plots": "tfimp.core.plots",
+                 "architectures": "tfimp.core.architectures", "storage": "tfimp.core.storage"}
 _CORE_NAMES = {"Plan": "tfimp.core.plan"}
-#: The tf_keras front end: its modules and the names it defines.
-_TF_KERAS_MODULES = ("baselines", "batchnorm", "callbacks", "coverage", "data", "distribute", "export", "guards",
-                     "lr", "models", "optimizers", "plots", "pruning", "report", "results", "storage", "workdir",
-                     "wrapping")
-#: Modules of the tf_keras front end that are not public names but load with it.
-_TF_KERAS_INTERNAL = ("checkpoint", "imp", "tfmot_glue", "reparametrisations")
-_loading_tf_keras = False
-_TF_KERAS_NAMES = {"keras": "tfimp._backend", "tf": "tfimp._backend", "load_cycle": "tfimp.checkpoint",
-                   "IMP": "tfimp.imp", "Dense": "tfimp.imp", "DuringTraining": "tfimp.baselines"}
+#: The front ends' packages.
+_FRONT_END_PACKAGES = {front_end.TF_KERAS: "tfimp.tf_keras", front_end.KERAS3: "tfimp.keras3"}
+_FRONT_END_SUBPACKAGES = {"tf_keras": "tfimp.tf_keras", "keras3": "tfimp.keras3", "tfdata": "tfimp.tfdata",
+                          "cli": "tfimp.cli", "methods": "tfimp.cli.methods"}
+#: Modules each front end offers under ``tfimp.<name>`` in a process of its Keras.
+_FRONT_END_MODULES = {
+    front_end.TF_KERAS: ("baselines", "batchnorm", "callbacks", "coverage", "data", "distribute", "export", "guards",
+                         "lr", "models", "optimizers", "pruning", "report", "workdir", "wrapping"),
+    front_end.KERAS3: ("baselines", "batchnorm", "callbacks", "coverage", "data", "export", "lr", "models",
+                       "optimizers"),
+}
+#: Names each front end's package defines (``tfimp.tf_keras.IMP``, ``tfimp.keras3.IMP``, ...).
+_FRONT_END_NAMES = {front_end.TF_KERAS: ("IMP", "Dense", "DuringTraining", "load_cycle", "keras", "tf"),
+                    front_end.KERAS3: ("IMP", "Dense", "DuringTraining", "load_cycle")}
 #: Model functions: they serve either Keras, by the model (or file) they are given.
 _MODEL_FUNCTIONS = ("layer_sparsity", "load_model", "prune", "sparsity", "strip", "wrap")
-#: Modules whose Keras 3 twin serves a Keras 3 process (see tfimp.front_end).
-_KERAS3_MODULES = {"baselines": "tfimp.keras3.baselines", "batchnorm": "tfimp.keras3.batchnorm", "callbacks": "tfimp.keras3.callbacks",
-                   "models": "tfimp.keras3.models",
-                   "coverage": "tfimp.keras3.coverage", "export": "tfimp.keras3.export",
-                   "data": "tfimp.keras3.data", "lr": "tfimp.keras3.lr", "optimizers": "tfimp.keras3.optimizers",
-                   # framework-free, so one module serves both: the table of rows, the accuracy plot
-                   "results": "tfimp.core.results", "plots": "tfimp.plots"}
-_KERAS3_NAMES = {"IMP": "tfimp.keras3.imp", "Dense": "tfimp.keras3.imp", "load_cycle": "tfimp.keras3.checkpoint",
-                 "DuringTraining": "tfimp.keras3.baselines"}
 
-__all__ = sorted(set(_CORE_MODULES) - {"registry", "core", "keras3"} | set(_CORE_NAMES) | set(_TF_KERAS_MODULES)
-                 | set(_TF_KERAS_NAMES) | set(_MODEL_FUNCTIONS))
+__all__ = sorted({*_CORE_MODULES, *_CORE_NAMES, *_FRONT_END_MODULES[front_end.TF_KERAS],
+                  *_FRONT_END_NAMES[front_end.TF_KERAS], *_MODEL_FUNCTIONS, "use_keras", "keras_of_process"}
+                 - {"registry", "core"})
 
 
-def _load_tf_keras_front_end() -> None:
-    """Imports every module of the tf_keras front end, so its Keras classes are registered for loading files."""
-    global _loading_tf_keras
-    if _loading_tf_keras:  # a module of the front end importing another (``from tfimp import wrapping``)
-        return
-    _loading_tf_keras = True
-    try:
-        for name in _TF_KERAS_MODULES + _TF_KERAS_INTERNAL:
-            importlib.import_module(f"tfimp.{name}")
-    finally:
-        _loading_tf_keras = False
+def _front_end_package(which: str):
+    return importlib.import_module(_FRONT_END_PACKAGES[which])
 
 
-def _front_end_of_process() -> str:
-    from tfimp import front_end
+def use_keras(version: int):
+    """Commits this process to a Keras before any tfimp name follows it; returns that Keras module.
 
-    return front_end.of_process()
+    ``use_keras(3)`` imports Keras 3 (``import keras``), ``use_keras(2)``
+    selects tf_keras (``tfimp.tf_keras.keras``): a script's ``--keras``
+    flag. Afterwards the process-wide names resolve to that front end.
+
+    Raises:
+      ValueError: ``version`` is not 2 or 3, or the process already uses the other Keras.
+    """
+    if version not in (2, 3):
+        raise ValueError(f"Keras version must be 2 (tf_keras) or 3, got {version!r}")
+    wanted = front_end.KERAS3 if version == 3 else front_end.TF_KERAS
+    committed = "keras" in sys.modules or "tfimp.tf_keras._backend" in sys.modules
+    if committed and front_end.of_process() != wanted:
+        raise ValueError(f"this process already uses {front_end.of_process()}, not {wanted}: choose the Keras "
+                         "before importing either (for Keras 3, without TF_USE_LEGACY_KERAS)")
+    if version == 3:
+        if os.environ.get("TF_USE_LEGACY_KERAS") in front_end.LEGACY_KERAS_VALUES:
+            raise ValueError("Keras 3 needs a process without TF_USE_LEGACY_KERAS (it makes tf.keras Keras 2)")
+        import keras  # noqa: PLC0415
+
+        return keras
+    return _front_end_package(front_end.TF_KERAS).keras
+
+
+def keras_of_process():
+    """The Keras module this process uses (:func:`tfimp.core.front_end.of_process`): Keras 3, or tf_keras."""
+    return use_keras(3 if front_end.of_process() == front_end.KERAS3 else 2)
+
+
+def _model_function(name: str, which: str):
+    return getattr(_front_end_package(which), name)
+
+
+def wrap(model, **kwargs) -> Any:
+    """Wraps every prunable weight of ``model`` for tfimp's masks (kinds=, exclude=, verbose=); returns the model."""
+    return _model_function("wrap", front_end.of_model(model))(model, **kwargs)
+
+
+def prune(model, sparsity: float, criterion: str = "global", **kwargs) -> dict[str, float]:
+    """Prunes a wrapped model exactly to ``sparsity`` by ``criterion``; returns each weight's sparsity."""
+    return _model_function("prune", front_end.of_model(model))(model, sparsity, criterion, **kwargs)
+
+
+def strip(model) -> Any:
+    """The model without tfimp's wrappers, holding the zeros; a plain model of its Keras."""
+    return _model_function("strip", front_end.of_model(model))(model)
+
+
+def sparsity(model, over: str = "prunable") -> float:
+    """The fraction of pruned weights (``over="prunable"``) or of zeros over all parameters (``"all"``)."""
+    return _model_function("sparsity", front_end.of_model(model))(model, over)
+
+
+def layer_sparsity(model) -> dict[str, float]:
+    """Each prunable weight's sparsity, by layer name."""
+    return _model_function("layer_sparsity", front_end.of_model(model))(model)
+
+
+def load_model(path: str, **kwargs) -> Any:
+    """Loads a wrapped or stripped model tfimp saved; the file says which Keras wrote it."""
+    return _model_function("load_model", front_end.of_file(path))(path, **kwargs)
+
+
+def _keras3_process_error(name: str) -> AttributeError:
+    import keras  # noqa: PLC0415  (already imported: that is what makes this a Keras 3 process)
+
+    return AttributeError(
+        f"tfimp.{name} belongs to the tf_keras front end, and this process uses Keras 3 (it imported keras "
+        f"{keras.__version__}); tfimp does not switch a Keras 3 process to Keras 2. Here tfimp offers the model "
+        f"functions, the core, {sorted(_FRONT_END_NAMES[front_end.KERAS3])} and "
+        f"{sorted(_FRONT_END_MODULES[front_end.KERAS3])}. For tf_keras, call tfimp.use_keras(2) (or set "
+        "TF_USE_LEGACY_KERAS=1) in a new process before importing keras.")
 
 
 def __getattr__(name: str) -> Any:
@@ -83,21 +151,17 @@ def __getattr__(name: str) -> Any:
         value = importlib.import_module(_CORE_MODULES[name])
     elif name in _CORE_NAMES:
         value = getattr(importlib.import_module(_CORE_NAMES[name]), name)
-    elif name in _MODEL_FUNCTIONS:
-        value = getattr(importlib.import_module("tfimp.dispatch"), name)
-    elif name in _KERAS3_MODULES and _front_end_of_process() == "keras3":
-        value = importlib.import_module(_KERAS3_MODULES[name])
-    elif name in _KERAS3_NAMES and _front_end_of_process() == "keras3":
-        value = getattr(importlib.import_module(_KERAS3_NAMES[name]), name)
-    elif name in _TF_KERAS_MODULES or name in _TF_KERAS_NAMES:
-        if name not in ("keras", "tf") and _front_end_of_process() == "keras3":
-            raise AttributeError(
-                f"tfimp.{name} belongs to the tf_keras front end, and this process uses Keras 3 (it imported "
-                f"keras {__import__('keras').__version__}); on Keras 3 tfimp offers {sorted(_MODEL_FUNCTIONS)}, "
-                f"Plan, the core, {sorted(_KERAS3_NAMES)} and {sorted(_KERAS3_MODULES)}. For tf_keras, use tfimp.keras before importing keras.")
-        _load_tf_keras_front_end()
-        value = (importlib.import_module(f"tfimp.{name}") if name in _TF_KERAS_MODULES
-                 else getattr(importlib.import_module(_TF_KERAS_NAMES[name]), name))
+    elif name in _FRONT_END_SUBPACKAGES:
+        value = importlib.import_module(_FRONT_END_SUBPACKAGES[name])
+    elif name in ("keras", "tf"):  # tf_keras by name: its import refuses in a process that chose Keras 3
+        value = getattr(_front_end_package(front_end.TF_KERAS), name)
+    elif any(name in names for names in (*_FRONT_END_MODULES.values(), *_FRONT_END_NAMES.values())):
+        which = front_end.of_process()
+        if name not in _FRONT_END_MODULES[which] and name not in _FRONT_END_NAMES[which]:
+            raise _keras3_process_error(name)
+        package = _front_end_package(which)
+        value = (importlib.import_module(f"{package.__name__}.{name}") if name in _FRONT_END_MODULES[which]
+                 else getattr(package, name))
     else:
         raise AttributeError(f"module 'tfimp' has no attribute {name!r}")
     globals()[name] = value

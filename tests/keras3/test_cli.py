@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import tfimp
-from tfimp import config as tfimp_config
-from tfimp import main
+from tfimp.cli import config as tfimp_config
+from tfimp.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests"))
@@ -62,7 +62,7 @@ def test_the_console_command_runs_keras3_and_resumes_as_a_no_op(tmp_path):
     idx_files.make_idx_dataset(str(tmp_path / "idx"), n_train=256, n_test=64)
     workdir = str(tmp_path / "run")
     overrides = [f"--config.{key}={value}" for key, value in SMALL.items() if key not in ("verbose",)]
-    command = [sys.executable, "-m", "tfimp.main", f"--config={CONFIG}", f"--workdir={workdir}",
+    command = [sys.executable, "-m", "tfimp", f"--config={CONFIG}", f"--workdir={workdir}",
                f"--config.data_dir={tmp_path / 'idx'}", *overrides, "--config.verbose=1",
                "--config.cycles=1"]
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import tfimp
-from tfimp import config as tfimp_config
-from tfimp import main
+from tfimp.cli import config as tfimp_config
+from tfimp.cli import main
 
 import k3_helpers as h
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow_datasets") 
 def mocked_tfds(monkeypatch):
     import tensorflow_datasets as tfds
 
-    from tfimp import tfdata
+    from tfimp.tfdata import pipelines as tfdata
 
     monkeypatch.setattr(tfdata, "network_reachable", lambda timeout=5.0: True)
     with tfds.testing.mock_data(num_examples=24):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import tfimp
-from tfimp import config as tfimp_config
-from tfimp import main
+from tfimp.cli import config as tfimp_config
+from tfimp.cli import main
 
 import k3_helpers as h
 
@@ -80,8 +80,9 @@ def test_importing_tfimp_keras3_draws_nothing_from_the_global_seed():
               "keras.utils.set_random_seed(0); before = weights()\n"
               "keras.utils.set_random_seed(0)\n"
               "import tfimp\n"
-              "for name in ('masks', 'coverage', 'imp', 'callbacks', 'experiment', 'models'):\n"
-              "    importlib.import_module('tfimp.keras3.' + name)\n"
+              "for name in ('keras3.masks', 'keras3.coverage', 'keras3.imp', 'keras3.callbacks', 'cli.keras3_experiment',\n"
+              "             'keras3.models'):\n"
+              "    importlib.import_module('tfimp.' + name)\n"
               "tfimp.IMP, tfimp.models, tfimp.optimizers\n"
               "print(bool(np.array_equal(before, weights())))\n")
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
@@ -117,7 +118,7 @@ def run(strategy):
 
 if sys.argv[3] == "cli":  # the CLI's strategy=mirrored, alone in its process as a user's run is
     import idx_files
-    from tfimp import config as tfimp_config, main
+    from tfimp.cli import config as tfimp_config, main
     idx_files.make_idx_dataset(os.path.join(sys.argv[2], "idx"), n_train=256, n_test=64)
     config = tfimp_config.base()
     config.update(dict(keras=3, strategy="mirrored", data_dir=os.path.join(sys.argv[2], "idx"), train_subset=256,

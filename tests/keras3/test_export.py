@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import tfimp
-from tfimp import config as tfimp_config
-from tfimp import main
+from tfimp.cli import config as tfimp_config
+from tfimp.cli import main
 from tfimp.keras3 import export, masks
 
 import k3_helpers as h

@@ -21,17 +21,17 @@ def test_the_process_is_a_keras3_process_and_the_names_are_keras3s():
     assert tfimp.front_end.of_process() == "keras3"
     assert tfimp.callbacks.__name__ == "tfimp.keras3.callbacks"
     assert tfimp.optimizers.TorchSGD.__module__ == "tfimp.keras3.optimizers"
-    assert "tf_keras" not in sys.modules and "tfimp._backend" not in sys.modules
+    assert "tf_keras" not in sys.modules and "tfimp.tf_keras._backend" not in sys.modules
     assert os.environ.get("TF_USE_LEGACY_KERAS") is None
     # The framework-free table and plot serve Keras 3 under the same names, loading nothing of tf_keras.
     assert tfimp.results.format_table is tfimp.core.results.format_table and callable(tfimp.plots.accuracy_vs_sparsity)
-    assert "tf_keras" not in sys.modules and "tfimp._backend" not in sys.modules
+    assert "tf_keras" not in sys.modules and "tfimp.tf_keras._backend" not in sys.modules
     with pytest.raises(AttributeError, match="tf_keras front end.*Keras 3"):
         tfimp.distribute  # noqa: B018
     assert tfimp.DuringTraining.__module__ == "tfimp.keras3.baselines"
-    assert tfimp.front_end.choose(3) is keras and tfimp.front_end.keras_of_process() is keras
+    assert tfimp.use_keras(3) is keras and tfimp.keras_of_process() is keras
     with pytest.raises(ValueError, match="this process already uses keras3, not tf_keras"):
-        tfimp.front_end.choose(2)
+        tfimp.use_keras(2)
 
 
 def test_wrap_copies_a_functional_model_and_prune_is_exact():
@@ -90,7 +90,7 @@ def test_prune_zeroes_the_optimizer_slots_at_pruned_positions():
     wrapped.fit(x.reshape(len(x), -1), y, batch_size=32, epochs=1, verbose=0)
     optimizer = wrapped.optimizer
     kernel = masks.prunable_kernels(wrapped)[0]
-    slots = tfimp._private.keras3_slot_variables(optimizer, kernel.weight)
+    slots = tfimp.keras3._private.slot_variables(optimizer, kernel.weight)
     assert len(slots) == 2 and all(np.count_nonzero(h.numpy_of(s)) > 0 for s in slots)  # Adam's two moments
     tfimp.prune(wrapped, 0.7)
     dead = h.numpy_of(kernel.mask) == 0
@@ -280,6 +280,6 @@ def test_a_registered_layer_type_is_pruned_and_verbose_reports_coverage(capsys):
         assert dead.sum() == tfimp.criteria.round_count(0.5, 21) and dead[:15].sum() == result["scaled"] * 15
         assert values[dead].max() == 0 and values[~dead].min() > 0  # pruned ones zeroed, the others alive
     finally:
-        tfimp.keras3.coverage._REGISTRY.unregister(_Scaled)
+        tfimp.keras3.layer_specs._REGISTRY.unregister(_Scaled)
     with pytest.raises(TypeError, match="Keras 3 layer class"):
         tfimp.coverage.register(object, {"x": "dense"})

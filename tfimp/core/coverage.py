@@ -18,7 +18,7 @@ import logging
 import math
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from tfimp import _private
+from tfimp.core import upstream
 from tfimp.core import notices
 
 _log = logging.getLogger("tfimp")
@@ -151,17 +151,17 @@ def nothing_to_prune(model_name: str, chosen: Iterable[str], exclude, left_out: 
 
 
 def resolve(layer, path: str):
-    """The variable at ``path`` below ``layer`` (private steps go through :mod:`tfimp._private`).
+    """The variable at ``path`` below ``layer`` (private steps go through :func:`tfimp.core.upstream.attribute`).
 
     Raises:
-      _private.UpstreamChanged / AttributeError: the path does not exist (yet: the layer is not built).
+      upstream.UpstreamChanged / AttributeError: the path does not exist (yet: the layer is not built).
     """
     value = layer
     for step in path.split("."):
         if step.isdigit():
             value = value[int(step)]
         elif step.startswith("_"):
-            value = _private.attribute(value, step, what=f"the prunable weight {path!r} of a {type(layer).__name__}")
+            value = upstream.attribute(value, step, what=f"the prunable weight {path!r} of a {type(layer).__name__}")
         else:
             value = getattr(value, step)
     return value

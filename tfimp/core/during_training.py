@@ -172,6 +172,8 @@ class MethodRule:
 
 #: ``method name -> MethodRule``: the comparison set both front ends run.
 RULES: Registry[MethodRule] = Registry("during-training method")
+#: The built-in methods that prune while training, in the order the CLI and the benchmarks list them.
+DURING_TRAINING = ("gmp", "tfmot_gmp", "dpf", "str")
 RULES.register("gmp", MethodRule(_zhu_gupta_fractions, None, "ramp"))
 RULES.register("tfmot_gmp", MethodRule(_zhu_gupta_fractions, None, "ramp", uses_criterion=False,
                                        fixed_criterion="uniform", tfmot_steps=True))

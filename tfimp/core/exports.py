@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import warnings
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -135,3 +136,22 @@ def refill_pruned(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     spread = float(alive.std()) if alive.size > 1 else 0.01
     values[values == 0] = rng.normal(0.0, spread or 0.01, size=int(np.sum(values == 0)))
     return values
+
+
+def run_tflite(lite, path: str, x: np.ndarray) -> np.ndarray:
+    """The outputs of the TFLite file at ``path`` on ``x``, with the interpreter of ``lite`` (``tf.lite``).
+
+    The interpreter is resized to ``x``'s batch. The default XNNPack delegate
+    cannot prepare sparse dynamic-range kernels; the built-in ops can.
+    """
+    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice: it is the one TF ships
+        warnings.simplefilter("ignore")
+        interpreter = lite.Interpreter(
+            model_path=path,
+            experimental_op_resolver_type=lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    source = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(source["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(source["index"], x.astype(source["dtype"]))
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])

@@ -4,7 +4,7 @@ Each reparametrisation is a function ``effective(weight, mask, threshold,
 ops)`` of the dense kernel, its mask and (STR only) the layer's learnable
 threshold, written once against a small set of array operations ``ops``
 (``cast``, ``sign``, ``abs``, ``relu``, ``sigmoid``, ``stop_gradient``):
-the tf_keras front end passes TensorFlow's (:mod:`tfimp.reparametrisations`),
+the tf_keras front end passes TensorFlow's (:mod:`tfimp.tf_keras.reparametrisations`),
 the Keras 3 front end ``keras.ops``, so every backend runs the same
 definition. ``finalize`` rules say which mask the finished run keeps. A new
 one is a function and a registry entry:

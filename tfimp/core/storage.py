@@ -10,7 +10,7 @@ front end needs no TensorFlow; a ``scheme://`` path goes through
   and a delete, and readers see the old or the new object, never a part.
 * Directories are never renamed (object stores cannot do that atomically);
   a unit of several files is made whole by writing a marker file last
-  (see :mod:`tfimp.checkpoint`).
+  (see :mod:`tfimp.tf_keras.checkpoint`).
 * :func:`local_file` and :func:`local_dir` stand in a local path for
   writers that only know local files (h5py, zip, the TFLite converter's
   bytes are fine already) and copy the result over.

@@ -28,7 +28,6 @@ from typing import Callable, Optional, Sequence
 import keras
 import numpy as np
 
-from tfimp import methods as _methods
 from tfimp.core import during_training as _during
 from tfimp.core import results as _results
 from tfimp.core import reparametrisations as _reparametrisations
@@ -42,8 +41,8 @@ cubic_sparsity = _during.cubic_sparsity
 auto_frequency = _during.auto_frequency
 TARGET_TOLERANCE = _during.TARGET_TOLERANCE
 STR_DENSE_START = _during.STR_DENSE_START
-#: The built-in methods, in the CLI's order (``tfimp.methods.DURING_TRAINING``).
-METHODS = _methods.DURING_TRAINING
+#: The built-in methods, in the CLI's order (``tfimp.core.during_training.DURING_TRAINING``).
+METHODS = _during.DURING_TRAINING
 
 
 def known_methods() -> list[str]:

@@ -22,7 +22,7 @@ from typing import Optional
 import keras
 import numpy as np
 
-from tfimp import _private
+from tfimp.keras3 import _private
 
 
 def batch_norm_layers(model: keras.Model) -> list:

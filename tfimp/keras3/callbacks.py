@@ -30,7 +30,7 @@ from typing import Callable, Optional, Sequence
 import keras
 import numpy as np
 
-from tfimp import _private
+from tfimp.keras3 import _private
 from tfimp.core import cycles as _cycles
 from tfimp.core import guards as _guards
 from tfimp.core import masking as _masking

@@ -17,7 +17,7 @@ from typing import Optional
 import keras
 import numpy as np
 
-from tfimp import _private
+from tfimp.keras3 import _private
 from tfimp.core import checkpoint as _core_checkpoint
 from tfimp.core import storage as _storage
 from tfimp.core import workdir as _workdir
@@ -116,7 +116,7 @@ def write_cycle(workdir: str, model: keras.Model, row: dict) -> str:
     _storage.remove(directory)
     _storage.makedirs(directory)
     save_weights(model, os.path.join(directory, _workdir.KERAS3_WEIGHTS))
-    if _private.keras3_is_functional(model):
+    if _private.is_functional(model):
         _storage.atomic_write_text(os.path.join(directory, _workdir.CYCLE_MODEL), model.to_json())
     _storage.atomic_write_text(os.path.join(directory, _workdir.CYCLE_ROW), to_json(row))
     return directory

@@ -7,7 +7,7 @@ sees exactly the batches the uninterrupted run saw. :func:`load` reads
 MNIST and Fashion-MNIST from idx files (Debian's package or a
 ``data_dir``), with the tf_keras front end's seeded validation split and
 normalisation, without TensorFlow. The tensorflow-datasets datasets and
-augmentation come through :mod:`tfimp.tfdata`'s ``tf.data`` pipelines,
+augmentation come through :mod:`tfimp.tfdata.pipelines`'s ``tf.data`` pipelines,
 which Keras 3 trains on with every backend. ``tfimp.data`` is this module
 in a Keras 3 process.
 """
@@ -98,7 +98,7 @@ class Data:
 
 
 def uses_tf_data(name: str, augmentation: Optional[str] = None) -> bool:
-    """Whether :func:`load` reads ``name`` through ``tf.data`` (:mod:`tfimp.tfdata`) rather than as numpy arrays.
+    """Whether :func:`load` reads ``name`` through ``tf.data`` (:mod:`tfimp.tfdata.pipelines`) rather than as numpy arrays.
 
     The idx datasets without augmentation are numpy (no TensorFlow needed);
     the tensorflow-datasets ones (CIFAR, ImageNet) and any augmentation go
@@ -113,14 +113,14 @@ def uses_tf_data(name: str, augmentation: Optional[str] = None) -> bool:
 
 
 def _tfdata():
-    """:mod:`tfimp.tfdata`, or an ImportError that says why TensorFlow is needed."""
+    """:mod:`tfimp.tfdata.pipelines`, or an ImportError that says why TensorFlow is needed."""
     try:
         import tensorflow  # noqa: F401, PLC0415  (only the tf.data datasets need it)
     except ImportError as error:
         raise ImportError("the tensorflow-datasets datasets and augmentation read through tf.data, which needs "
                           "TensorFlow: pip install tensorflow tensorflow-datasets (the idx datasets mnist and "
                           "fashion_mnist without augmentation need neither)") from error
-    from tfimp import tfdata  # noqa: PLC0415
+    from tfimp.tfdata import pipelines as tfdata  # noqa: PLC0415
 
     return tfdata
 
@@ -133,7 +133,7 @@ def load(name: str, *, data_dir: Optional[str] = None, batch_size: int = 128, va
     MNIST and Fashion-MNIST without augmentation come from idx files as
     numpy data (:class:`Data`, no TensorFlow). Every other dataset, and
     any augmentation, comes as the tf_keras front end's ``tf.data``
-    pipelines (a :class:`tfimp.tfdata.Data`: same split, order,
+    pipelines (a :class:`tfimp.tfdata.pipelines.Data`: same split, order,
     augmentation and normalisation, epoch-ordered training batches), which
     Keras 3 trains on with any backend where TensorFlow is installed.
 
@@ -180,9 +180,9 @@ def load(name: str, *, data_dir: Optional[str] = None, batch_size: int = 128, va
 
 
 def tf_data_epochs(train):
-    """The epoch-ordered ``tf.data`` twin of ``train`` (a :class:`tfimp.tfdata.EpochOrdered`, or a
-    :func:`load` training pipeline), or None: without :mod:`tfimp.tfdata` loaded, nothing is one."""
-    tfdata = sys.modules.get("tfimp.tfdata")
+    """The epoch-ordered ``tf.data`` twin of ``train`` (a :class:`tfimp.tfdata.pipelines.EpochOrdered`, or a
+    :func:`load` training pipeline), or None: without :mod:`tfimp.tfdata.pipelines` loaded, nothing is one."""
+    tfdata = sys.modules.get("tfimp.tfdata.pipelines")
     if tfdata is None:
         return None
     if isinstance(train, tfdata.EpochOrdered):

@@ -1,7 +1,7 @@
 """Export a pruned Keras 3 model: ``.keras``, SavedModel, TFLite and ONNX, each checked in a fresh process.
 
 :func:`export` strips the wrappers, writes each format, then loads every file
-in one fresh Python process (:mod:`tfimp.export_check`: no tfimp
+in one fresh Python process (:mod:`tfimp.keras3.export_check`: no tfimp
 wrapper, no state of this process) and compares its predictions on a batch
 with the Keras model's (tolerances in :mod:`tfimp.core.exports`). It checks
 that the zeros survived where the format's weights can be read back, and
@@ -38,7 +38,7 @@ import numpy as np
 from tfimp.core import storage as _storage
 from tfimp.core.exports import (ExportedFile, ExportMismatchError, check_exportable, checked_error,  # noqa: F401
                                 file_size, in_directory, parse_formats, refill_pruned, size_table)
-from tfimp.export_check import keras_zeros
+from tfimp.keras3.export_check import keras_zeros
 from tfimp.keras3 import masks as _masks
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite_dynamic", "onnx")
@@ -174,12 +174,12 @@ def dense_reference(stripped: keras.Model, seed: int = 0) -> keras.Model:
 
 
 def _check_in_fresh_process(paths: dict[str, str], x: np.ndarray, scratch: str) -> dict:
-    """Loads every export in a new Python process (:mod:`tfimp.export_check`); returns what it measured."""
+    """Loads every export in a new Python process (:mod:`tfimp.keras3.export_check`); returns what it measured."""
     inputs = os.path.join(scratch, "check_inputs.npy")
     np.save(inputs, x)
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env["KERAS_BACKEND"] = keras.backend.backend()
-    command = [sys.executable, "-m", "tfimp.export_check", inputs, scratch,
+    command = [sys.executable, "-m", "tfimp.keras3.export_check", inputs, scratch,
                *[f"{fmt}={path}" for fmt, path in paths.items()]]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
     if done.returncode != 0:

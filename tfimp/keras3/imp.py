@@ -1,6 +1,6 @@
 """The IMP and dense runners on Keras 3: ``tfimp.IMP(...).run(model, (x, y), test=...)`` for a Keras 3 model.
 
-The same contract as the tf_keras runners (:mod:`tfimp.imp`): the model is
+The same contract as the tf_keras runners (:mod:`tfimp.tf_keras.imp`): the model is
 wrapped if needed, compiled with the authors' optimizer (``torch_sgd`` by
 default), given the dense schedule by name, and the whole plan runs in one
 ``fit`` with :class:`tfimp.keras3.callbacks.IMP`. Training arrays become an
@@ -64,7 +64,7 @@ class _Trainer:
 
     def _training_data(self, train):
         """(training data, steps per epoch): arrays become an EpochOrdered, a ``tfimp.data.load`` ``tf.data``
-        pipeline its epoch-ordered twin (a :class:`tfimp.tfdata.EpochOrdered`)."""
+        pipeline its epoch-ordered twin (a :class:`tfimp.tfdata.pipelines.EpochOrdered`)."""
         if isinstance(train, (tuple, list)) and len(train) == 2:
             train = _data.EpochOrdered(train[0], train[1], self.batch_size, self.seed)
         elif (twin := _data.tf_data_epochs(train)) is not None:

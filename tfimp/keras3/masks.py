@@ -1,6 +1,6 @@
 """Wrapping, pruning, stripping and counting Keras 3 models: ``tfimp.wrap``/``prune``/``strip``/``sparsity`` for Keras 3.
 
-The behaviour is the tf_keras front end's (``tfimp.tfmot_glue``,
+The behaviour is the tf_keras front end's (``tfimp.tf_keras.tfmot_glue``,
 ``tfimp.pruning``): the same coverage by kind, the same exact global
 selection (:mod:`tfimp.core.masking`), the same names. What differs is how
 masks act (:class:`tfimp.keras3.wrapper.MaskedLayer`, in the forward pass)
@@ -16,12 +16,12 @@ from typing import Callable, Iterable, Iterator
 import keras
 import numpy as np
 
-from tfimp import _private
+from tfimp.keras3 import _private
 from tfimp.core import coverage as _core_coverage
 from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
 from tfimp.core import notices as _notices
-from tfimp.keras3 import coverage
+from tfimp.keras3 import layer_specs as coverage
 from tfimp.keras3.wrapper import MaskedLayer, ReparamMaskedLayer
 
 _log = logging.getLogger("tfimp")
@@ -146,7 +146,7 @@ def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclud
         made[id(layer)] = MaskedLayer(layer, paths) if wrapper is None else wrapper(layer, paths)
         return made[id(layer)]
 
-    if _private.keras3_is_functional(model):
+    if _private.is_functional(model):
         wrapped = _wrap_graph(_independent_copy(model), wrapper_for)
     else:
         _wrap_in_place(model, wrapper_for)
@@ -188,7 +188,7 @@ def _wrap_graph(model: keras.Model, wrapper_for: Callable) -> keras.Model:
     def clone_function(layer):
         if not isinstance(layer, keras.layers.Layer):
             return layer  # an op called on symbolic tensors (``x[0]``, ``ops.multiply``): no weights, kept as is
-        if isinstance(layer, keras.Model) and _private.keras3_is_functional(layer):
+        if isinstance(layer, keras.Model) and _private.is_functional(layer):
             return _wrap_graph(layer, wrapper_for)
         wrapper = wrapper_for(layer)
         if wrapper is not None:
@@ -278,20 +278,20 @@ def _replace_in_place(container, replacement: Callable) -> None:
         if isinstance(value, keras.layers.Layer):
             new = replacement(value)
             if new is not value:
-                _private.keras3_replace_tracked_layer(container, value, new)
+                _private.replace_tracked_layer(container, value, new)
                 _set_attribute(container, name, new)  # tracked above, in the old one's place
             continue
         if isinstance(value, dict):
             for key, item in list(value.items()):
                 if isinstance(item, keras.layers.Layer) and (new := replacement(item)) is not item:
-                    _private.keras3_replace_tracked_layer(container, item, new)
+                    _private.replace_tracked_layer(container, item, new)
                     dict.__setitem__(value, key, new)
         elif isinstance(value, (list, tuple)):
             items = list(value)
             changed = False
             for index, item in enumerate(items):
                 if isinstance(item, keras.layers.Layer) and (new := replacement(item)) is not item:
-                    _private.keras3_replace_tracked_layer(container, item, new)
+                    _private.replace_tracked_layer(container, item, new)
                     items[index] = new
                     changed = True
             if changed and isinstance(value, list):
@@ -307,7 +307,7 @@ def _wrap_in_place(container, wrapper_for: Callable, done: dict | None = None) -
         if id(layer) in done:
             return done[id(layer)]
         done[id(layer)] = layer  # a layer that holds itself (or a cycle) is entered once
-        if isinstance(layer, keras.Model) and _private.keras3_is_functional(layer):
+        if isinstance(layer, keras.Model) and _private.is_functional(layer):
             new = _wrap_graph(layer, wrapper_for)
         elif (wrapper := wrapper_for(layer)) is not None:
             wrapper.build()
@@ -328,7 +328,7 @@ def _after_structure_change(model: keras.Model) -> None:
         if hasattr(model, name):
             setattr(model, name, None)
     if keras.backend.backend() == "torch":
-        _private.keras3_retrack_torch_parameters(model)
+        _private.retrack_torch_parameters(model)
 
 
 def describe(model: keras.Model, left_out: dict[str, str] | None = None) -> _core_coverage.Coverage:
@@ -380,7 +380,7 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
         if zero_pruned:
             kernel.weight.assign(weight * keep)
         if optimizer is not None and zero_pruned:  # DPF (zero_pruned=False): pruned weights keep their momentum
-            for slot in _private.keras3_slot_variables(optimizer, kernel.weight):
+            for slot in _private.slot_variables(optimizer, kernel.weight):
                 slot.assign(keras.ops.convert_to_numpy(slot.value) * keep.astype(slot.dtype))
     if step.emptied:
         _notices.warn(_masking.collapse_message(model.name, sparsity, criterion, step.emptied))
@@ -456,7 +456,7 @@ def strip(model: keras.Model) -> keras.Model:
     for kernel in prunable_kernels(model):
         kernel.weight.assign(keras.ops.convert_to_numpy(kernel.weight.value)
                              * keras.ops.convert_to_numpy(kernel.mask.value))
-    if _private.keras3_is_functional(model):
+    if _private.is_functional(model):
         stripped = _strip_graph(model)
     else:
         _strip_in_place(model)
@@ -484,7 +484,7 @@ def _strip_graph(model: keras.Model) -> keras.Model:
     def clone_function(layer):
         if not isinstance(layer, keras.layers.Layer):
             return layer  # an op called on symbolic tensors (``x[0]``, ``ops.multiply``): no weights, kept as is
-        if isinstance(layer, keras.Model) and _private.keras3_is_functional(layer):
+        if isinstance(layer, keras.Model) and _private.is_functional(layer):
             return _strip_graph(layer)
         if isinstance(layer, MaskedLayer):
             return layer.layer
@@ -499,7 +499,7 @@ def _strip_in_place(container) -> None:
     def replacement(layer):
         if isinstance(layer, MaskedLayer):
             return layer.layer
-        if isinstance(layer, keras.Model) and _private.keras3_is_functional(layer):
+        if isinstance(layer, keras.Model) and _private.is_functional(layer):
             return _strip_graph(layer)
         _strip_in_place(layer)
         return layer

@@ -1,0 +1,361 @@
+"""Pruning-during-training baselines, the paper's comparison set.
+
+* ``gmp`` — gradual magnitude pruning (Zhu & Gupta 2017, arXiv:1710.01878):
+  sparsity ramps as ``s(t) = S - S * (1 - (t - t0) / (t1 - t0))**3`` from
+  step t0 to t1, pruning every ``frequency`` steps with any tfimp criterion
+  (global by default, as the paper uses it).
+* ``tfmot_gmp`` — the same ramp as tfmot's per-layer ``PolynomialDecay``,
+  the comparison a Keras user would otherwise reach for.
+* ``dpf`` — dynamic pruning with feedback (Lin et al. 2020,
+  arXiv:2006.07253): masked forward pass, gradient applied to the dense
+  weights, mask recomputed from the dense weights every 16 steps along the
+  same ramp.
+* ``str`` — soft threshold reparametrisation (Kusupati et al. 2020,
+  arXiv:2002.03231) with one learnable threshold per layer; the sparsity it
+  reaches is what it reports.
+
+All run inside one ``model.fit`` of ``epochs`` (the whole budget), record one
+row per epoch like IMP's rows, and end with exact masks and zeroed weights
+(``tfimp.strip`` then gives the sparse model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from tfimp.tf_keras import _private
+from tfimp.tf_keras import results as _results
+from tfimp.tf_keras import checkpoint as _checkpoint
+from tfimp.core import during_training as _during
+from tfimp.tf_keras import pruning as _pruning
+from tfimp.tf_keras import reparametrisations as _reparametrisations
+from tfimp.tf_keras import tfmot_glue
+from tfimp.tf_keras import wrapping as _wrapping
+from tfimp.core.registry import Registry
+from tfimp.tf_keras import workdir as _workdir
+from tfimp.tf_keras._backend import keras
+from tfimp.tf_keras.imp import OneFitRunner, RowCollector
+
+
+def finalize_reparams(model: keras.Model) -> None:
+    """Finalizes every :class:`ReparamPruneLowMagnitude` of ``model``.
+
+    The forward pass changes (STR's soft threshold is baked into the weights),
+    so evaluation and prediction functions Keras traced before are dropped:
+    reused, they would apply the threshold a second time.
+    """
+    changed = False
+    for _, wrapper in _wrapping.wrappers(model):
+        if isinstance(wrapper, tfmot_glue.ReparamPruneLowMagnitude) and wrapper.reparam != "none":
+            wrapper.finalize()
+            changed = True
+    if changed:
+        _private.reset_compiled_functions(model)
+
+
+def str_thresholds(model: keras.Model) -> list:
+    """The learnable STR threshold variables of ``model``."""
+    return [w.str_threshold for _, w in _wrapping.wrappers(model)
+            if isinstance(w, tfmot_glue.ReparamPruneLowMagnitude) and w.str_threshold is not None]
+
+
+cubic_sparsity = _during.cubic_sparsity
+auto_frequency = _during.auto_frequency
+TARGET_TOLERANCE = _during.TARGET_TOLERANCE
+STR_DENSE_START = _during.STR_DENSE_START
+
+
+class GradualPruning(_during.RampSteps, keras.callbacks.Callback):
+    """Prunes along the cubic ramp (GMP), or recomputes DPF's masks, inside ``fit``.
+
+    GMP: every ``frequency`` steps between ``begin_step`` and ``end_step`` the
+    masks grow (monotone) to the ramp's sparsity; at the end of training the
+    model holds exactly ``target_sparsity``.
+
+    DPF (``dpf=True``, Lin et al. 2020, as in the authors' code): the mask is
+    recomputed from the *dense* weights every ``frequency`` (16) steps for the
+    whole run, and whenever the ramp's level rises, at the ramp's current
+    sparsity; pruned weights keep learning
+    and may come back. At the end of training the mask the model was last
+    trained with is kept (a final recomputation from the drifted dense weights
+    would give the model a mask it never saw); if the ramp had not reached the
+    target, the remaining weights are pruned by magnitude on top of it.
+
+    Args:
+      target_sparsity: S, reached at ``end_step`` and exactly at the end of training.
+      begin_step, end_step: the ramp, in optimizer steps.
+      frequency: steps between mask updates (Zhu & Gupta: 100; DPF: 16;
+        :func:`auto_frequency` for short budgets).
+      criterion: tfimp criterion for each mask update.
+      dpf: DPF's dense-weight recomputation; the model must be wrapped with
+        ``ReparamPruneLowMagnitude(reparam="dpf")``.
+      level_every: the ramp's sparsity is updated every ``level_every`` steps
+        (piecewise constant in between; the authors' DPF and GMP update it at
+        epoch ends); 1 = a continuous ramp.
+    """
+
+    def __init__(self, target_sparsity: float, begin_step: int, end_step: int, frequency: int = 100,
+                 criterion: str = "global", dpf: bool = False, level_every: int = 1):
+        keras.callbacks.Callback.__init__(self)
+        _during.RampSteps.__init__(self, target_sparsity, begin_step, end_step, frequency, criterion, dpf,
+                                   level_every)
+
+    def on_train_begin(self, logs=None):
+        self._step = int(keras.backend.get_value(self.model.optimizer.iterations))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        level = self.next_level()
+        if level is not None:
+            _pruning.prune(self.model, level, self.criterion, **self.prune_options())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.params.get("epochs"):
+            self._finish()  # before later callbacks measure the final model
+
+    def on_train_end(self, logs=None):
+        self._finish()
+
+    def _finish(self) -> None:
+        """Exact target at the end (idempotent)."""
+        finalize_reparams(self.model)  # DPF: keep the mask it trained with, zero the rest
+        if _pruning.sparsity(self.model) < self.target_sparsity:
+            _pruning.prune(self.model, self.target_sparsity, self.criterion)
+
+
+def current_sparsity(model: keras.Model) -> float:
+    """Sparsity the forward pass sees now (STR: zeros of the soft-thresholded kernels)."""
+    str_wrappers = [w for _, w in _wrapping.wrappers(model) if isinstance(w, tfmot_glue.ReparamPruneLowMagnitude)
+                    and w.reparam in _reparametrisations.MASK_FROM_EFFECTIVE]
+    if not str_wrappers:
+        return _pruning.sparsity(model)
+    zeros = total = 0
+    for _, wrapper in _wrapping.wrappers(model):
+        kernels = (wrapper.effective_kernels() if wrapper in str_wrappers
+                   else tfmot_glue.masked_values(wrapper))
+        for kernel in kernels:
+            values = np.asarray(kernel)
+            zeros += values.size - int(np.count_nonzero(values))
+            total += values.size
+    return zeros / total
+
+
+class EpochRows(RowCollector):
+    """One row per epoch (``cycle`` = epoch number), IMP's columns; test metrics on the last epoch.
+
+    With a workdir the rows are written to ``results.json``/``results.csv``
+    after every epoch and picked up again when a run resumes.
+    """
+
+    def __init__(self, method: str, target_sparsity: float, epochs: int, test_data=None,
+                 workdir: Optional[str] = None, criterion: Optional[str] = None):
+        super().__init__()
+        self.method, self.target_sparsity, self.epochs = method, target_sparsity, epochs
+        self.test_data, self.workdir, self.criterion = test_data, workdir, criterion
+        self.expected_rows = epochs
+        self.rows: list[dict] = []
+        self._first_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch:  # the workdir is claimed by now; a resumed run redoes epochs from `epoch` on
+            saved = (_checkpoint.load_results(self.workdir) or []) if self.workdir else []
+            self.rows = [row for row in saved if row["cycle"] <= epoch]
+            self._first_epoch = False
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        steps = self.params.get("steps") or 0
+        last = epoch + 1 == self.epochs
+        if last:
+            finalize_reparams(self.model)  # exact masks before the final measurement
+        row = _results.row_from_logs(
+            self.model, dict(logs or {}), self.test_data if last else None, cycle=epoch + 1,
+            target=self.target_sparsity, schedule=self.method,
+            initial_lr=float(keras.backend.get_value(self.model.optimizer.learning_rate)),
+            epochs=1, steps=steps, wall_s=time.perf_counter() - self._start, criterion=self.criterion)
+        row["sparsity"] = current_sparsity(self.model)
+        self.rows.append(row)
+        if self.workdir:  # every worker writes; the chief into the workdir
+            _checkpoint.write_results(_workdir.write_dir(self.workdir, self.model.distribute_strategy), self.rows,
+                                      {"method": self.method})
+
+
+@dataclasses.dataclass(frozen=True)
+class DuringTrainingMethod:
+    """How the tf_keras front end runs one method of :data:`tfimp.core.during_training.RULES`.
+
+    Attributes:
+      wrapper: ``(runner, begin, end, frequency) -> wrapper factory`` for ``tfimp.wrap`` (``None``: tfimp's
+        policy wrapper).
+      callbacks: ``(runner, begin, end, frequency, steps_per_epoch) -> callbacks`` that prune during ``fit``.
+    """
+
+    wrapper: Callable[..., Optional[Callable]]
+    callbacks: Callable[..., list]
+
+
+def _reparametrised(runner: "DuringTraining", begin: int, end: int, frequency: int) -> Callable:
+    return lambda layer: tfmot_glue.ReparamPruneLowMagnitude(
+        layer, reparam=runner.spec.reparametrisation, str_init=runner.str_init,
+        str_weight_decay=runner.str_weight_decay)
+
+
+def _rule_callbacks(runner: "DuringTraining", begin: int, end: int, frequency: int, steps: int) -> list:
+    rule = runner.spec
+    if rule.pruning is None:
+        return []
+    return [GradualPruning(runner.target_sparsity, begin, end, frequency, rule.fixed_criterion or runner.criterion,
+                           dpf=rule.pruning == "dpf", level_every=steps if rule.level_every_epoch else 1)]
+
+
+def standard_method(rule: _during.MethodRule) -> DuringTrainingMethod:
+    """The tf_keras wiring a rule implies: the reparametrised wrapper where it has a reparametrisation, and
+    :class:`GradualPruning` along its ramp (or DPF's recomputation)."""
+    return DuringTrainingMethod(wrapper=_reparametrised if rule.reparametrisation else lambda runner, *ramp: None,
+                                callbacks=_rule_callbacks)
+
+
+#: ``method name -> DuringTrainingMethod`` where the tf_keras front end runs a rule its own way (tfmot's own
+#: schedule and wrapper for ``tfmot_gmp``); every other rule of ``tfimp.core.during_training.RULES`` runs by
+#: :func:`standard_method`. A new baseline is one rule there.
+DURING_TRAINING_METHODS: Registry[DuringTrainingMethod] = Registry("tf_keras during-training wiring")
+DURING_TRAINING_METHODS.register("tfmot_gmp", DuringTrainingMethod(
+    wrapper=lambda runner, begin, end, frequency: tfmot_glue.tfmot_polynomial_wrapper(
+        runner.target_sparsity, begin, end, frequency),
+    callbacks=lambda runner, *ramp_and_steps: [tfmot_glue.tfmot_step_callback()]))
+
+#: The built-in during-training methods, in the CLI's order (``tfimp.core.during_training.DURING_TRAINING``; a test keeps
+#: them equal to the core's built-in rules).
+METHODS = _during.DURING_TRAINING
+
+
+def known_methods() -> list[str]:
+    """Every registered during-training method: the built-in ones first, in the CLI's order."""
+    return _during.known_methods(METHODS)
+
+
+def wiring(method: str) -> DuringTrainingMethod:
+    """How this front end runs ``method``: its own entry, else the rule's standard wiring."""
+    if method in DURING_TRAINING_METHODS:
+        return DURING_TRAINING_METHODS.get(method)
+    return standard_method(_during.RULES.get(method))
+
+
+class DuringTraining(_during.BudgetedMethod, OneFitRunner):
+    """Runs one pruning-during-training baseline for a budget of ``epochs``.
+
+    Example:
+      >>> rows = tfimp.DuringTraining("gmp", 0.9, epochs=10).run(model, (x, y), test=(xt, yt))
+
+    Args:
+      method: ``gmp``, ``tfmot_gmp``, ``dpf`` or ``str``.
+      target_sparsity: S (STR reports what it reaches instead; see
+        :func:`calibrate_str_init` to aim it at S).
+      epochs: the whole budget.
+      criterion: for ``gmp`` and ``dpf``.
+      begin_fraction, end_fraction: the ramp, as fractions of the budget.
+        Defaults: GMP 0.1 to 0.75 (Zhu & Gupta); DPF from 0 to one epoch
+        before the end, its sparsity raised at epoch ends, as in the authors'
+        code (which never freezes DPF's mask).
+      frequency: steps between mask updates. Defaults: DPF 16 (its paper);
+        GMP and tfmot GMP :func:`auto_frequency` of the ramp (at least 30
+        updates along it, at most every 100 steps).
+      str_init: initial value of STR's threshold parameters (threshold =
+        sigmoid(str_init)); more negative means less sparsity.
+      str_weight_decay: extra L2 on STR's threshold parameters, on top of
+        the optimizer's weight decay; more means more sparsity over time.
+      **settings: optimizer and data settings, as for :class:`tfimp.IMP`.
+
+    ``run`` returns one row per epoch; the final model is written as
+    ``cycle_E/`` (E = the last epoch). It resumes through Keras'
+    ``BackupAndRestore``.
+    """
+
+    def __init__(self, method: str, target_sparsity: float, epochs: int, *, criterion: str = "global",
+                 begin_fraction: Optional[float] = None, end_fraction: Optional[float] = None,
+                 frequency: Optional[int] = None, str_init: float = -5.0, str_weight_decay: float = 0.0, **settings):
+        self.set_budget(method, target_sparsity, epochs, criterion=criterion, begin_fraction=begin_fraction,
+                        end_fraction=end_fraction, frequency=frequency, str_init=str_init,
+                        str_weight_decay=str_weight_decay, known=known_methods)
+        super().__init__(**settings)
+        self.wiring = wiring(method)
+        self.begin_fraction, self.end_fraction = self.budget.begin_fraction, self.budget.end_fraction
+        self.frequency = frequency
+
+    def _wrapper_factory(self, begin: int, end: int, frequency: int):
+        return self.wiring.wrapper(self, begin, end, frequency)
+
+    def _prepare(self, model: keras.Model, train, steps: int) -> keras.Model:
+        begin, end, frequency = self.ramp(steps)
+        with model.distribute_strategy.scope():
+            model = _wrapping.wrap(model, wrapper=self._wrapper_factory(begin, end, frequency))
+            self._build_on(model, train)
+        return model
+
+    def _run_identity(self, steps: int) -> dict:
+        return self.budget.identity(steps)
+
+    def _callbacks(self, steps: int) -> list:
+        return self.wiring.callbacks(self, *self.ramp(steps), steps)
+
+    def _rows_callback(self, steps: int, test, workdir: Optional[str]) -> RowCollector:
+        return EpochRows(self.method, self.target_sparsity, self.epochs, test, workdir,
+                         self.criterion if self.spec.uses_criterion else None)
+
+    def _before_restore(self, model: keras.Model) -> None:
+        finalize_reparams(model)  # the saved weights are the finalized model's
+
+    def _check_result(self, final_row: dict, verbose: int) -> None:
+        self.check_result(final_row, verbose)
+
+
+def calibrate_str(build_model: Callable[[], keras.Model], train, target_sparsity: float, epochs: int, *,
+                  str_init: float = STR_DENSE_START, low: float = 1e-3, high: float = 1.0, tolerance: float = 0.01,
+                  max_runs: int = 8, seed: int = 0, verbose: int = 1, **settings) -> tuple[float, float]:
+    """Finds the decay on STR's thresholds whose run reaches ``target_sparsity``, by bisection on short runs.
+
+    STR's sparsity is set by where its thresholds start and by the decay
+    that pulls them up during training; its authors tune them per target.
+    tfimp starts the thresholds nearly at zero (``str_init``) and bisects the
+    decay ``str_weight_decay`` on a log scale in ``[low, high]``: the reached
+    sparsity grows with it, and the thresholds rise while the loss gradient
+    holds back each layer's own threshold, as in STR's design. (A threshold
+    set high from the start instead empties the layers whose weights are
+    small, a 3136x32 dense layer first, and the network is stuck at chance:
+    measured in the equal-budget benchmark.) Stops when the reached sparsity
+    is within ``tolerance`` of the target or after ``max_runs`` runs and
+    returns the best ``(str_weight_decay, reached sparsity)``. Use the budget
+    of the real run: the thresholds move during all of it.
+
+    Example:
+      >>> decay, reached = tfimp.baselines.calibrate_str(build, (x, y), 0.9, epochs=8)
+      >>> tfimp.DuringTraining("str", 0.9, 8, str_init=tfimp.baselines.STR_DENSE_START,
+      ...                      str_weight_decay=decay).run(build(), (x, y))
+
+    Args:
+      build_model: returns a fresh, unwrapped model (called once per run).
+      train: the training data, as for :meth:`DuringTraining.run`.
+      target_sparsity: the sparsity to aim at, in (0, 1).
+      epochs: the budget of each calibration run.
+      str_init: the thresholds' starting parameter in every run.
+      low, high: the bracket of ``str_weight_decay`` (> 0).
+      tolerance: stop when the reached sparsity is this close to the target.
+      max_runs: at most this many runs.
+      seed: the random seed of every run.
+      verbose: 1 prints one line per run.
+      **settings: passed to :class:`DuringTraining` (optimizer and data settings).
+
+    Raises:
+      ValueError: a bad target or bracket.
+    """
+    def run_rows(decay: float) -> list:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+        return DuringTraining("str", target_sparsity, epochs, str_init=str_init, str_weight_decay=decay, seed=seed,
+                              **settings).run(build_model(), train, verbose=0)
+
+    return _during.bisect_str_decay(run_rows, target_sparsity, low=low, high=high, tolerance=tolerance,
+                                    max_runs=max_runs, verbose=verbose)
