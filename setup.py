@@ -44,7 +44,7 @@ setup(
         "test": ["ml-collections>=1.0", "tensorflow-datasets>=4.9", "matplotlib>=3.7", "tensorboard>=2.16",
                  "keras-cv>=0.9,<0.10", "keras>=3.5", "jax[cpu]>=0.4.30", "keras-hub>=0.20",
                  "onnx>=1.15", "onnxruntime>=1.17", "tf2onnx>=1.16",
-                 "pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
+                 "pytest>=8", "pytest-xdist>=3.5", "import-linter>=2.3", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

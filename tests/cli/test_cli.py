@@ -97,6 +97,7 @@ def test_unknown_method_lists_the_known_ones(tmp_path):
 
 
 def test_missing_dataset_fails_fast_with_instructions(tmp_path):
+    (tmp_path / "empty").mkdir()
     result = _cli(str(tmp_path / "x"), "--config.dataset=cifar10", "--config.model=resnet20",
                   f"--config.data_dir={tmp_path / 'empty'}")
     assert result.returncode == 2
@@ -317,3 +318,30 @@ def test_multi_worker_without_tf_config_says_what_is_missing(tmp_path, monkeypat
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match="strategy 'multi_worker' needs TF_CONFIG"):
         main.run(_config(strategy="multi_worker", verbose=0), str(tmp_path / "run"))
+
+
+def test_refusals_before_any_work_touch_nothing_of_the_users(tmp_path, fashion_dir):
+    folder = tmp_path / "mine"
+    (folder / "notes").mkdir(parents=True)
+    (folder / "notes" / "thesis.txt").write_text("chapter 1")
+    (folder / "data.csv").write_text("a,b\n1,2\n")
+    result = _cli(str(folder), *_tiny(fashion_dir), "--overwrite")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "holds no tfimp run" in result.stderr and "nothing in it was touched" in result.stderr
+    assert sorted(os.listdir(folder)) == ["data.csv", "notes"]
+    assert (folder / "notes" / "thesis.txt").read_text() == "chapter 1"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    result = _cli(str(a_file), *_tiny(fashion_dir))
+    assert result.returncode == 2 and "is a file, not a directory" in result.stderr
+    assert "Traceback" not in result.stderr and a_file.read_text() == "x"
+    no_data = [o for o in _tiny(fashion_dir) if not o.startswith("--config.data_dir")]
+    result = _cli(str(tmp_path / "run_nowhere"), *no_data, f"--config.data_dir={tmp_path / 'nowhere'}")
+    assert result.returncode == 2 and re.search(r"data_dir .*nowhere.* does not exist", result.stderr)
+    run = tmp_path / "run"
+    result = _cli(str(run), *_tiny(fashion_dir), "--config.min_kept_per_layer=1e8")
+    assert result.returncode == 2 and "min_kept_per_layer=100000000.0 keeps" in result.stderr, result.stderr[-2000:]
+    assert not (run / "cycle_0").exists() and not (run / "checkpoint").exists()  # refused before the dense phase
+    result = _cli(str(run), *_tiny(fashion_dir), "--config.min_kept_per_layer=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["cycle"] for r in json.load(open(run / "results.json"))["rows"]] == [0, 1, 2]

@@ -5,16 +5,13 @@ import os
 import pathlib
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
 from tfimp.core import workdir
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-
+from lock_holder import hold as _hold
 
 def _user_folder(root: pathlib.Path) -> pathlib.Path:
     folder = root / "mine"
@@ -62,23 +59,6 @@ def test_overwrite_of_an_empty_or_missing_folder_just_claims_it(tmp_path):
             run.mkdir()
         workdir.claim(str(run), {"run": 1}, overwrite=True, verbose=0)
         assert os.listdir(run) == [workdir.IDENTITY]
-
-
-_HOLDER = """
-import sys, time
-sys.path.insert(0, sys.argv[2])
-from tfimp.core import workdir
-workdir.acquire(sys.argv[1], verbose=0)
-print("held", flush=True)
-time.sleep(120)
-"""
-
-
-def _hold(run: str) -> subprocess.Popen:
-    """A process that takes the lock of ``run`` and keeps it until killed."""
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, run, str(REPO)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
 
 
 def test_a_live_holder_keeps_the_workdir_and_its_death_frees_it(tmp_path, capsys):

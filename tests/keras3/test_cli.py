@@ -193,3 +193,34 @@ def test_keras3_builds_the_same_models_as_tf_keras():
     assert tfimp.sparsity(model) == math.floor(0.9 * _prunable_total(model) + 0.5) / _prunable_total(model)
     with pytest.raises(ValueError, match="unknown model 'resnet57'"):
         tfimp.models.build("resnet57", num_classes=10, input_shape=(32, 32, 3))
+
+
+def _user_folder(root):
+    folder = root / "mine"
+    (folder / "notes").mkdir(parents=True)
+    (folder / "notes" / "thesis.txt").write_text("chapter 1")
+    (folder / "data.csv").write_text("a,b\n1,2\n")
+    return folder
+
+
+def test_refusals_before_any_work_on_keras3_touch_nothing_of_the_users(tmp_path):
+    idx_files.make_idx_dataset(str(tmp_path / "idx"), n_train=256, n_test=64)
+    folder = _user_folder(tmp_path)
+    with pytest.raises(tfimp.core.workdir.NotARun, match="holds no tfimp run.*nothing in it was touched"):
+        main.run(_config(tmp_path / "idx"), str(folder), overwrite=True)
+    assert sorted(os.listdir(folder)) == ["data.csv", "notes"]
+    assert (folder / "notes" / "thesis.txt").read_text() == "chapter 1"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file, not a directory"):
+        main.run(_config(tmp_path / "idx"), str(a_file))
+    with pytest.raises(tfimp.core.datasets.DataUnavailableError, match="data_dir .*nowhere.* does not exist"):
+        main.run(_config(tmp_path / "nowhere"), str(tmp_path / "run_nowhere"))
+    # A guard that cannot reach the target is refused before the dense phase trains; the corrected rerun then
+    # takes the workdir, whose recorded identity never trained.
+    run = str(tmp_path / "run")
+    with pytest.raises(ValueError, match=r"min_kept_per_layer=100000000.0 keeps .* not target_sparsity=0.9"):
+        main.run(_config(tmp_path / "idx", min_kept_per_layer=1e8), run)
+    assert tfimp.core.workdir.cycles(run) == [] and not tfimp.core.workdir.has_progress(run)
+    rows = main.run(_config(tmp_path / "idx", min_kept_per_layer=1), run)
+    assert [row["cycle"] for row in rows] == [0, 1, 2]

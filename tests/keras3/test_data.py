@@ -66,6 +66,7 @@ def _imp_run(loaded, workdir, callbacks=()):
 
 
 def test_an_interrupted_tf_data_run_resumes_with_the_same_batches(mocked_tfds, tmp_path):
+    (tmp_path / "tfds").mkdir()
     loaded = tfimp.data.load("cifar10", data_dir=str(tmp_path / "tfds"), batch_size=8, validation_fraction=0.0)
     straight_rows, straight = _imp_run(loaded, str(tmp_path / "straight"))
     with pytest.raises(KeyboardInterrupt):
@@ -81,6 +82,7 @@ def test_an_interrupted_tf_data_run_resumes_with_the_same_batches(mocked_tfds, t
 def test_the_cli_runs_a_cifar_config_with_augmentation_on_keras3(mocked_tfds, tmp_path):
     if "tiny_cifar" not in tfimp.models.known():  # the registry is the process's; no unregistering
         tfimp.models.register("tiny_cifar", lambda num_classes, input_shape: _tiny_cifar_model())
+    (tmp_path / "tfds").mkdir()
     config = tfimp_config.base()
     config.update(dict(keras=3, dataset="cifar10", model="tiny_cifar", augmentation="crop_flip",
                        data_dir=str(tmp_path / "tfds"), batch_size=8, dense_epochs=1, cycles=2, retrain_epochs=1,

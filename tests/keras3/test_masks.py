@@ -283,3 +283,26 @@ def test_a_registered_layer_type_is_pruned_and_verbose_reports_coverage(capsys):
         tfimp.keras3.layer_specs._REGISTRY.unregister(_Scaled)
     with pytest.raises(TypeError, match="Keras 3 layer class"):
         tfimp.coverage.register(object, {"x": "dense"})
+
+
+def test_the_explicit_form_names_the_keras3_front_end():
+    from tfimp.keras3 import IMP, Plan, load_model, prune, sparsity, strip, wrap
+
+    assert (wrap, prune, strip, sparsity, load_model) == (masks.wrap, masks.prune, masks.strip, masks.sparsity,
+                                                          masks.load_model)
+    assert IMP.__module__ == "tfimp.keras3.imp" and Plan is tfimp.Plan
+
+
+def test_a_keras3_model_saved_as_h5_loads_as_keras3_and_the_process_stays_keras3(tmp_path):
+    model = h.mlp()
+    wrapped = tfimp.wrap(model)
+    tfimp.prune(wrapped, 0.5)
+    stripped = tfimp.strip(wrapped)
+    path = str(tmp_path / "pruned.h5")
+    stripped.save(path)
+    loaded = tfimp.load_model(path, compile=False)
+    assert tfimp.front_end.of_model(loaded) == "keras3"
+    x = np.random.default_rng(0).normal(size=(4, 20)).astype("float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(stripped(x)))
+    assert tfimp.sparsity(loaded, over="all") == pytest.approx(tfimp.sparsity(stripped, over="all"))
+    assert "tfimp.tf_keras._backend" not in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") is None

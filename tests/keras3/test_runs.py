@@ -50,8 +50,11 @@ def test_idx_files_load_without_tensorflow_with_the_seeded_split(tmp_path):
     expected = (arrays["t10k-images-idx3-ubyte"][:20, :, :, None] / 255.0 - 0.2860) / 0.3530
     np.testing.assert_allclose(data.test[0], expected, rtol=1e-5)
     assert data.train.steps_per_epoch == 5 and data.test[0].dtype == np.float32
+    (tmp_path / "empty").mkdir()
     with pytest.raises(tfimp.data.DataUnavailableError, match="no idx files"):
         tfimp.data.load("mnist", data_dir=str(tmp_path / "empty"))
+    with pytest.raises(tfimp.data.DataUnavailableError, match="data_dir .*nowhere.* does not exist"):
+        tfimp.data.load("mnist", data_dir=str(tmp_path / "nowhere"))
     assert "tensorflow" not in type(data.train).__module__  # idx data is numpy: a PyDataset, no tf.data
 
 

@@ -15,6 +15,7 @@ from tfimp.core import workdir as workdir_layout
 from tfimp.keras3 import masks
 
 import k3_helpers as h
+import lock_holder
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -32,7 +33,7 @@ def test_cycles_results_and_load_cycle(tmp_path):
     assert workdir_layout.cycles(run) == [0, 1, 2]
     for row in rows:
         directory = workdir_layout.cycle_dir(run, row["cycle"])
-        assert sorted(os.listdir(directory)) == ["model.json", "model.weights.h5", "row.json"]
+        assert sorted(os.listdir(directory)) == ["files.json", "model.json", "model.weights.h5", "row.json"]
         with open(os.path.join(directory, "row.json")) as handle:
             assert json.load(handle) == json.loads(json.dumps(row))
         model = tfimp.load_cycle(run, row["cycle"])
@@ -52,16 +53,14 @@ def test_cycles_results_and_load_cycle(tmp_path):
 
 def test_a_live_lock_is_respected(tmp_path):
     run = str(tmp_path / "run")
-    os.makedirs(run)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = lock_holder.hold(run)
     try:
-        with open(os.path.join(run, workdir_layout.LOCK), "w") as handle:
-            json.dump({"host": os.uname().nodename, "pid": sleeper.pid}, handle)
         x, y = h.classification_data(64)
-        with pytest.raises(tfimp.core.workdir.WorkdirInUse, match=f"process {sleeper.pid}"):
+        with pytest.raises(tfimp.core.workdir.WorkdirInUse, match=f"process {holder.pid}"):
             _imp().run(h.mlp(inputs=192), (x.reshape(64, -1), y), workdir=run, verbose=0)
     finally:
-        sleeper.kill()
+        holder.kill()
+        holder.wait()
 
 
 _RUN = r"""

@@ -37,3 +37,11 @@ def test_readme_five_lines(tmp_path):
     loaded = tfimp.keras.models.load_model(str(tmp_path / "sparse.keras"))
     assert tfimp.sparsity(loaded) == helpers.exact_sparsity(loaded, 0.9)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_the_explicit_form_names_the_tf_keras_front_end():
+    from tfimp.tf_keras import IMP, Plan, keras, load_cycle, prune, strip, wrap
+    from tfimp.tf_keras import pruning, wrapping
+
+    assert (wrap, strip, prune) == (wrapping.wrap, wrapping.strip, pruning.prune)
+    assert IMP is tfimp.IMP and keras is tfimp.keras and Plan is tfimp.Plan and callable(load_cycle)

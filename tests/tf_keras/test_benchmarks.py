@@ -169,3 +169,15 @@ def test_model_zoo_tiny(tmp_path):
     # tfmot refuses Bidirectional; tfimp prunes it
     assert rows["bidirectional_rnn"]["tfmot"] == "refused" and rows["bidirectional_rnn"]["share_pruned"] > 0.85
     assert "| bidirectional_rnn |" in result.stdout
+
+
+def test_fault_injection_survives_a_kill_and_a_cut_file(tmp_path):
+    result = _bench("fault_injection.py", "--kills", "1", "--truncations", "1", "--seed", "3",
+                    "--scratch", str(tmp_path / "faults"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["kills_bit_identical"] is True and summary["failures"] == 0
+    assert summary["redone"] + summary["refused"] == 1 - result.stdout.count("nothing written yet")
+    resumed = json.load(open(tmp_path / "faults" / "killed" / "results.json"))["rows"]
+    reference = json.load(open(tmp_path / "faults" / "reference" / "results.json"))["rows"]
+    assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in reference]

@@ -23,6 +23,9 @@ def test_idx_files_round_trip(tmp_path, compress):
     (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
     with pytest.raises(ValueError, match="not an idx file"):
         data.read_idx(str(tmp_path / "bad"))
+    (tmp_path / f"cut{suffix}").write_bytes((tmp_path / f"train-images-idx3-ubyte{suffix}").read_bytes()[:40])
+    with pytest.raises(data.DataUnavailableError, match=rf"cut{suffix} is damaged"):
+        data.read_idx(str(tmp_path / f"cut{suffix}"))
 
 
 @pytest.mark.parametrize("name", ["fashion_mnist", "mnist"])
@@ -69,6 +72,7 @@ def test_offline_without_data_fails_fast_and_says_how_to_get_it(tmp_path, monkey
     downloads = []  # tfds' download retries for minutes offline: it must never be started
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
                         lambda self, *args, **kwargs: downloads.append(self.name))
+    (tmp_path / "empty").mkdir()  # a data_dir that exists but holds nothing (a missing one is refused at once)
     for name, hint in [("fashion_mnist", "apt-get install dataset-fashion-mnist"),
                        ("mnist", "idx files"),
                        ("cifar10", "download_and_prepare"),

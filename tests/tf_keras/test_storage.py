@@ -82,13 +82,13 @@ def test_a_save_cut_short_is_ignored_and_the_previous_one_restored(ram):
     model.compile(optimizer=tfimp.optimizers.make("torch_sgd", 0.1), loss="mse")
     checkpoint.save(ram, model, {"next_epoch": 1})
     checkpoint.save(ram, model, {"next_epoch": 2})
-    assert storage.listdir(f"{ram}/checkpoint") == ["save_1"]  # the older save goes once the new one is whole
+    assert storage.listdir(f"{ram}/checkpoint") == ["save_0", "save_1"]  # the two newest whole saves are kept
     # A kill while writing save_2: its variables are there, its state.json is not.
     tf.train.Checkpoint(model=model).write(f"{ram}/checkpoint/save_2/ckpt")
     assert checkpoint.load_state(ram) == {"next_epoch": 2}
     assert checkpoint.restore(ram, model) == {"next_epoch": 2}
     checkpoint.save(ram, model, {"next_epoch": 3})
-    assert storage.listdir(f"{ram}/checkpoint") == ["save_3"]
+    assert storage.listdir(f"{ram}/checkpoint") == ["save_1", "save_3"]  # the cut save_2 goes too
 
 
 def test_a_dense_run_and_the_cli_outputs_in_a_ram_workdir(ram, fashion_dir):

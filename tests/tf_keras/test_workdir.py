@@ -13,6 +13,7 @@ import tfimp
 from tfimp import keras, tf, workdir
 
 import helpers
+import lock_holder
 
 BATCH = 16
 
@@ -50,19 +51,22 @@ def test_a_different_run_is_refused_naming_each_difference_before_anything_is_wr
     assert stored["seed"] == 0 and stored["plan"]["target_sparsity"] == 0.5
 
 
-def test_overwrite_removes_every_file_of_the_previous_run(tmp_path, capsys):
+def test_overwrite_removes_every_file_of_the_previous_run_and_only_those(tmp_path, capsys):
     run = str(tmp_path / "run")
     x, y = helpers.random_data(32)
     _imp(target_sparsity=0.8, cycles=3, dense_epochs=1, retrain_epochs=1).run(helpers.small_cnn(), (x, y),
                                                                                workdir=run, verbose=0)
     assert workdir.cycles(run) == [0, 1, 2, 3]
-    with open(os.path.join(run, "notes.txt"), "w") as handle:  # anything else in it goes too
+    with open(os.path.join(run, "notes.txt"), "w") as handle:  # the user's: it stays
         handle.write("old")
     rows = _imp(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1).run(
         helpers.small_cnn(), (x, y), workdir=run, overwrite=True, verbose=1)
-    assert "overwrite: removed the previous run's" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "overwrite: removed the previous run's" in out and "kept 1 that tfimp did not write (notes.txt)" in out
     assert workdir.cycles(run) == [0, 1]
-    assert not any(name.startswith(("cycle_2", "cycle_3", "notes")) for name in _listing(run))
+    assert not any(name.startswith(("cycle_2", "cycle_3")) for name in _listing(run))
+    with open(os.path.join(run, "notes.txt")) as handle:
+        assert handle.read() == "old"
     with open(os.path.join(run, "results.json")) as handle:
         assert [r["cycle"] for r in json.load(handle)["rows"]] == [0, 1] == [r["cycle"] for r in rows]
 
@@ -87,12 +91,9 @@ def test_overwrite_of_the_same_run_trains_again(tmp_path):
 
 def test_a_workdir_held_by_a_live_process_is_refused_and_a_stale_lock_taken_over(tmp_path, capsys):
     run = str(tmp_path / "run")
-    os.makedirs(run)
     x, y = helpers.random_data(32)
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = lock_holder.hold(run)
     try:
-        with open(os.path.join(run, workdir.LOCK), "w") as handle:
-            json.dump({"host": __import__("socket").gethostname(), "pid": holder.pid, "started": "then"}, handle)
         with pytest.raises(workdir.WorkdirInUse, match=rf"in use by process {holder.pid} on host"):
             _imp(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1).run(
                 helpers.small_cnn(), (x, y), workdir=run, verbose=0)
@@ -100,7 +101,7 @@ def test_a_workdir_held_by_a_live_process_is_refused_and_a_stale_lock_taken_over
     finally:
         holder.kill()
         holder.wait()
-    # The holder is dead now: its lock is stale.
+    # The holder is dead now (SIGKILL left its lock file): the kernel released its lock, the file is stale.
     rows = _imp(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1).run(
         helpers.small_cnn(), (x, y), workdir=run, verbose=1)
     assert f"taking over the stale lock of process {holder.pid}" in capsys.readouterr().out
@@ -150,7 +151,7 @@ def test_each_cycle_is_a_directory_and_load_cycle_gives_the_model_of_that_cycle(
     assert workdir.cycles(run) == [0, 1, 2]
     for row in rows:
         directory = workdir.cycle_dir(run, row["cycle"])
-        assert sorted(os.listdir(directory)) == ["model.json", "report.json", "row.json", "weights.h5"]
+        assert sorted(os.listdir(directory)) == ["files.json", "model.json", "report.json", "row.json", "weights.h5"]
         with open(os.path.join(directory, "row.json")) as handle:
             assert json.load(handle) == json.loads(json.dumps(row))
         with open(os.path.join(directory, "report.json")) as handle:

@@ -42,6 +42,7 @@ import tfimp  # noqa: E402  (after the check above, which names the missing extr
 from tfimp.cli import config as tfimp_config  # noqa: E402
 from tfimp.cli import methods  # noqa: E402
 from tfimp.core.datasets import DataUnavailableError  # noqa: E402
+from tfimp.core import workdir as _workdir  # noqa: E402
 from tfimp.core.workdir import WorkdirInUse  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
@@ -94,6 +95,7 @@ def check_config(config) -> None:
 def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     """Runs the experiment ``config`` into ``workdir`` on its front end; returns the per-cycle rows."""
     check_config(config)  # everything that can be checked before touching data
+    _workdir.check_usable(workdir, overwrite)
     experiment = front_end(config)
     return experiment.run(config, methods.make_runner(config, experiment.runner_settings(config)), workdir, overwrite)
 
@@ -107,7 +109,7 @@ def main(argv) -> None:
         logging.set_verbosity(logging.WARNING)
     try:
         run(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value)
-    except (ValueError, DataUnavailableError, WorkdirInUse) as error:
+    except (ValueError, DataUnavailableError, WorkdirInUse, NotADirectoryError, PermissionError) as error:
         print(f"tfimp: error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
 

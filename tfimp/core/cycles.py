@@ -17,6 +17,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from tfimp.core import retraining as _retraining
+from tfimp.core import checkpoint as _checkpoint
+from tfimp.core import workdir as _workdir
 from tfimp.core.plan import Plan
 from tfimp.core.results import _count
 
@@ -26,7 +28,8 @@ class ResumableProgress:
 
     A mixin: the callback holds ``plan``, ``workdir``, ``verbose``, ``rows``,
     ``_cycles`` (per pruned cycle: :func:`pruning_record`), ``_phase_wall``,
-    ``_dense_norm_sq`` and ``_restored_epoch``.
+    ``_dense_norm_sq`` and ``_restored_epoch``, and writes a finished cycle
+    with ``_write_cycle(model, row)``.
     """
 
     def _progress_state(self, next_epoch: int) -> dict:
@@ -35,8 +38,10 @@ class ResumableProgress:
                 "phase_wall_s": self._phase_wall, "dense_norm_sq": self._dense_norm_sq,
                 "finished": next_epoch >= self.plan.total_epochs}
 
-    def _resume_from(self, state: Optional[dict]) -> int:
-        """Takes a restored ``state.json`` (``None``: nothing saved); returns the epoch to continue from."""
+    def _resume_from(self, state: Optional[dict], model) -> int:
+        """Takes a restored ``state.json`` (``None``: nothing saved) and the model it was restored into; returns the
+        epoch to continue from. The finished cycles and results on disk are checked against it
+        (:func:`tfimp.core.checkpoint.check_outputs`): what the checkpoint can give is written again, said."""
         if state is None:
             self._restored_epoch = 0
             return 0
@@ -45,6 +50,12 @@ class ResumableProgress:
         self._phase_wall = float(state["phase_wall_s"])
         self._dense_norm_sq = state.get("dense_norm_sq")
         self._restored_epoch = int(state["next_epoch"])
+        if self.workdir is not None and _workdir.is_chief():
+            last = self.rows[-1]["cycle"] if self.rows else None
+            at_its_end = last is not None and sum(self.plan.phase_bounds(last)) == self._restored_epoch
+            _checkpoint.check_outputs(self.workdir, self.rows, {"plan": self.plan.to_dict()},
+                                      rewrite_cycle=lambda row: self._write_cycle(model, row),
+                                      restorable_cycle=last if at_its_end else None, finished=self.finished)
         if self.verbose and not self.finished:
             print(f"[tfimp] resuming from {self.workdir!r} at epoch {self._restored_epoch + 1}"
                   f"/{self.plan.total_epochs} ({len(self.rows)} cycle rows done)", flush=True)

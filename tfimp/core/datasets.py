@@ -12,6 +12,7 @@ import dataclasses
 import gzip
 import os
 import struct
+import zlib
 from typing import Optional, Sequence
 
 import numpy as np
@@ -22,6 +23,10 @@ DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 class DataUnavailableError(RuntimeError):
     """The dataset is not on disk and cannot be downloaded now."""
+
+
+class DamagedDataFile(DataUnavailableError, ValueError):
+    """A data file is there but damaged (cut short, not the format it should be); the message names it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,17 +69,26 @@ def spec(name: str) -> DatasetSpec:
 
 
 def read_idx(path: str) -> np.ndarray:
-    """Reads an idx file (optionally gzipped) as used by MNIST and Fashion-MNIST."""
+    """Reads an idx file (optionally gzipped) as used by MNIST and Fashion-MNIST.
+
+    Raises:
+      DamagedDataFile: the file is damaged (truncated, not gzip, not idx); the message names it.
+    """
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
-    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path} is not an idx file of unsigned bytes (header {raw[:4]!r})")
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+        zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+        if zero != 0 or dtype_code != 0x08:
+            raise DamagedDataFile(f"{path} is not an idx file of unsigned bytes (header {raw[:4]!r})")
+        shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    except (OSError, EOFError, zlib.error, struct.error) as error:
+        raise DamagedDataFile(f"{path} is damaged ({type(error).__name__}: {error}); get the file again (for "
+                              "Fashion-MNIST: reinstall Debian's dataset-fashion-mnist)") from None
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says {shape} but holds {data.size} values")
+        raise DamagedDataFile(f"{path} is damaged: its header says {shape}, it holds {data.size} values; get the "
+                              "file again")
     return data.reshape(shape)
 
 
@@ -86,14 +100,25 @@ def _find_idx(directory: str, stem: str) -> Optional[str]:
     return None
 
 
+def check_data_dir(data_dir: Optional[str]) -> None:
+    """A ``data_dir`` the user named must exist: it is used or refused, never replaced by a default.
+
+    Raises:
+      DataUnavailableError: ``data_dir`` is given and is not a directory.
+    """
+    if data_dir and not os.path.isdir(data_dir):
+        what = "is a file, not a directory" if os.path.exists(data_dir) else "does not exist"
+        raise DataUnavailableError(f"data_dir {data_dir!r} {what}; give the directory that holds the dataset, or "
+                                   "leave data_dir empty for the default locations")
+
+
 def idx_dirs(name: str, data_dir: Optional[str], debian_dir: str = DEBIAN_FASHION_MNIST) -> list[str]:
-    """Where the idx files of ``name`` may be: ``data_dir`` (and its ``name`` subfolders), then Debian's."""
-    dirs = []
+    """Where the idx files of ``name`` may be: ``data_dir`` and its ``name`` subfolders when given (it must
+    exist), else Debian's Fashion-MNIST."""
+    check_data_dir(data_dir)
     if data_dir:
-        dirs += [data_dir, os.path.join(data_dir, name), os.path.join(data_dir, name.replace("_", "-"))]
-    if name == "fashion_mnist":
-        dirs.append(debian_dir)
-    return dirs
+        return [data_dir, os.path.join(data_dir, name), os.path.join(data_dir, name.replace("_", "-"))]
+    return [debian_dir] if name == "fashion_mnist" else []
 
 
 def load_idx(directories: Sequence[str]):

@@ -23,6 +23,42 @@ from tfimp.core import criteria as _criteria
 from tfimp.core.selection import select_lowest, select_lowest_capped
 
 
+class NonFiniteWeights(ValueError):
+    """A weight tfimp would rank by magnitude holds NaN or infinity."""
+
+
+def check_finite(named_weights, when: str) -> None:
+    """Raises :class:`NonFiniteWeights` naming every weight (``layer/weight``) that holds NaN or infinity.
+
+    Magnitudes of NaN cannot be ranked (NumPy sorts them last, so they would
+    silently count as the largest weights), so nothing is wrapped or pruned
+    while one is there. ``named_weights``: ``(name, array)`` pairs; ``when``
+    says what was about to happen, for the message.
+    """
+    bad = []
+    for name, weight in named_weights:
+        weight = np.asarray(weight)
+        if weight.dtype.kind in "fc":
+            count = weight.size - int(np.count_nonzero(np.isfinite(weight)))
+            if count:
+                bad.append(f"{name} ({count} of {weight.size})")
+    if bad:
+        raise NonFiniteWeights(f"cannot {when}: non-finite weights (NaN or infinity) in {', '.join(bad)}. "
+                               "Restore finite weights (an earlier checkpoint, a lower learning rate) first.")
+
+
+def already_wrapped(model, kinds, exclude, wrapper):
+    """``wrap`` of a model that is wrapped already: the model unchanged, or an error when other settings were asked.
+
+    Raises:
+      ValueError: ``kinds``, ``exclude`` or ``wrapper`` given, which a second wrapping would silently ignore.
+    """
+    if kinds is not None or exclude is not None or wrapper is not None:
+        raise ValueError(f"model {model.name!r} is already wrapped; kinds=, exclude= and wrapper= apply when a model "
+                         "is first wrapped: wrap the original, unwrapped model with them")
+    return model
+
+
 def validate_sparsity(sparsity: float) -> float:
     """``sparsity`` as a float in [0, 1) (TypeError / ValueError naming the value otherwise)."""
     try:
@@ -48,6 +84,33 @@ def min_kept_counts(sizes: Sequence[int], min_kept_per_layer) -> list[int] | Non
     if min_kept_per_layer < 0:
         raise ValueError(f"min_kept_per_layer must be >= 0, got {min_kept_per_layer!r}")
     return [min(size, int(min_kept_per_layer)) for size in sizes]
+
+
+def check_reachable(shapes: Sequence[tuple[int, ...]], target_sparsity: float, criterion: str,
+                    min_kept_per_layer) -> None:
+    """Fails before any training when ``min_kept_per_layer`` leaves too few weights to reach ``target_sparsity``.
+
+    The guard caps criteria that rank all weights together (``global``,
+    ``lamp``); layer-wise allocations set their own counts and ignore it.
+
+    Raises:
+      ValueError: the target cannot be reached; the message names both values and what is allowed.
+    """
+    sizes = [math.prod(shape) for shape in shapes]
+    kept = min_kept_counts(sizes, min_kept_per_layer)
+    if kept is None:
+        return
+    target_sparsity = validate_sparsity(target_sparsity)
+    total = sum(sizes)
+    if _criteria.get(criterion)([np.ones(shape, np.float32) for shape in shapes],
+                                target_sparsity).layer_counts is not None:
+        return
+    reachable = total - sum(kept)
+    if reachable < _criteria.round_count(target_sparsity, total):
+        raise ValueError(
+            f"min_kept_per_layer={min_kept_per_layer!r} keeps {sum(kept)} of the model's {total} prunable weights, "
+            f"so at most sparsity {reachable / total:.4f} can be reached, not target_sparsity={target_sparsity}; "
+            "lower min_kept_per_layer (a count >= 1 per layer, or a fraction in (0, 1)) or the target")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +168,7 @@ def select_masks(names: Sequence[str], weights: Sequence[np.ndarray], masks: Seq
     """
     sparsity = validate_sparsity(sparsity)
     criterion_fn = _criteria.get(criterion)
+    check_finite(zip(names, weights), f"prune to sparsity {sparsity}")
     sizes = [int(np.size(w)) for w in weights]
     shapes = [tuple(np.shape(w)) for w in weights]
     masks = [np.ones_like(w) if allow_revival else np.asarray(m) for w, m in zip(weights, masks)]

@@ -18,3 +18,8 @@ def warn(message: str, category: type = UserWarning) -> None:
     while frame is not None and str(frame.f_globals.get("__name__", "")).split(".")[0] == "tfimp":
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level + 1)
+
+
+def say(message: str) -> None:
+    """A message that must reach the user whatever the verbosity (a damaged file redone): standard error."""
+    print(message, file=sys.stderr, flush=True)

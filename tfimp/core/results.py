@@ -98,10 +98,8 @@ def to_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=False, default=_json_default)
 
 
-def write_results(workdir: str, rows: Sequence[dict], extra: dict | None = None) -> None:
-    """Writes ``results.json`` (rows + ``extra``) and ``results.csv`` atomically."""
-    _storage.atomic_write_text(os.path.join(workdir, _workdir.RESULTS_JSON),
-                               to_json({**(extra or {}), "rows": list(rows)}))
+def results_files(rows: Sequence[dict], extra: dict | None = None) -> dict[str, str]:
+    """The text of ``results.json`` (rows + ``extra``) and ``results.csv`` for ``rows``, by file name."""
     columns: list[str] = []
     for row in rows:
         columns.extend(key for key in row if key not in columns)
@@ -111,7 +109,14 @@ def write_results(workdir: str, rows: Sequence[dict], extra: dict | None = None)
     # Lists (a cycle's emptied layers) as one ";"-separated cell.
     writer.writerows({key: ";".join(map(str, value)) if isinstance(value, list) else value for key, value in row.items()}
                      for row in rows)
-    _storage.atomic_write_text(os.path.join(workdir, _workdir.RESULTS_CSV), buffer.getvalue())
+    return {_workdir.RESULTS_JSON: to_json({**(extra or {}), "rows": list(rows)}),
+            _workdir.RESULTS_CSV: buffer.getvalue()}
+
+
+def write_results(workdir: str, rows: Sequence[dict], extra: dict | None = None) -> None:
+    """Writes ``results.json`` (rows + ``extra``) and ``results.csv`` atomically."""
+    for name, text in results_files(rows, extra).items():
+        _storage.atomic_write_text(os.path.join(workdir, name), text)
 
 
 def load_results(workdir: str) -> list[dict] | None:

@@ -21,13 +21,14 @@ front end needs no TensorFlow; a ``scheme://`` path goes through
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import shutil
 import sys
 import tempfile
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 
 def is_local(target: str) -> bool:
@@ -136,19 +137,76 @@ def atomic_write_text(target: str, text: str) -> None:
     atomic_write_bytes(target, text.encode("utf-8"))
 
 
-def read_text(target: str) -> Optional[str]:
-    """The text in ``target``, or ``None`` when there is no such file."""
+class DamagedFile(ValueError):
+    """A file a run reads back is damaged (cut short, changed, not what tfimp wrote); the message names it."""
+
+
+def damaged(target: str, why: str) -> DamagedFile:
+    """The error for a damaged ``target``, saying what to do about it."""
+    return DamagedFile(f"{target} is damaged ({why}); tfimp writes every file whole, so something else changed or "
+                       "cut it: restore it, or start the run again with overwrite=True (CLI: --overwrite)")
+
+
+def read_bytes(target: str) -> Optional[bytes]:
+    """The bytes in ``target``, or ``None`` when there is no such file."""
     files = _files(target)
     if not files.exists(target):
         return None
     with files.GFile(target, "rb") as handle:
-        return handle.read().decode("utf-8")
+        return handle.read()
+
+
+def read_text(target: str) -> Optional[str]:
+    """The text in ``target``, or ``None`` when there is no such file.
+
+    Raises:
+      DamagedFile: the file is not UTF-8 text.
+    """
+    data = read_bytes(target)
+    try:
+        return None if data is None else data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise damaged(target, f"not UTF-8 text: {error}") from None
 
 
 def read_json(target: str) -> Optional[Any]:
-    """The JSON in ``target``, or ``None`` when there is no such file."""
+    """The JSON in ``target``, or ``None`` when there is no such file.
+
+    Raises:
+      DamagedFile: the file holds no valid JSON (a truncated or changed file); the message names it.
+    """
     text = read_text(target)
-    return None if text is None else json.loads(text)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise damaged(target, f"not valid JSON: {error}") from None
+
+
+def file_digests(directory: str, skip: Sequence[str] = ()) -> dict[str, str]:
+    """``relative path -> sha256`` of every file below ``directory`` (but the names in ``skip``), sorted."""
+    digests: dict[str, str] = {}
+    for name in listdir(directory):
+        here = os.path.join(directory, name)
+        if name in skip:
+            continue
+        if _files(here).isdir(here):
+            digests.update({f"{name}/{inner}": digest for inner, digest in file_digests(here).items()})
+        else:
+            digests[name] = hashlib.sha256(read_bytes(here) or b"").hexdigest()
+    return dict(sorted(digests.items()))
+
+
+def check_digests(directory: str, recorded: dict[str, str]) -> Optional[str]:
+    """Why ``directory`` no longer holds the files ``recorded`` (:func:`file_digests`), or ``None`` when it does."""
+    for name, digest in recorded.items():
+        data = read_bytes(os.path.join(directory, name))
+        if data is None:
+            return f"{name} is missing"
+        if hashlib.sha256(data).hexdigest() != digest:
+            return f"{name} is not the file that was written ({len(data)} bytes, other contents)"
+    return None
 
 
 @contextlib.contextmanager

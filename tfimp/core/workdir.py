@@ -9,7 +9,7 @@ Layout of a workdir (every name below is defined here and nowhere else)::
     backup/             Keras' BackupAndRestore state of the dense and baseline runners
     cycle_N/            one finished cycle: weights.h5 (weights and masks; model.weights.h5
                         on Keras 3), model.json (architecture, when Keras can serialise it),
-                        row.json, report.json
+                        report.json, files.json (their digests), row.json last
     results.json        the per-cycle rows (results.csv: the same as a table)
     final.weights.h5    the finished model of the dense and baseline runners
     tensorboard/        Keras' epoch scalars; per-cycle scalars under tensorboard/cycles
@@ -21,13 +21,23 @@ Layout of a workdir (every name below is defined here and nowhere else)::
 everything that can change its results (the runner's settings and, from the
 CLI, the whole resolved config). It is stored once, in ``identity.json``. A
 later run with any difference is refused before anything is written, with
-every differing key and both values; ``overwrite=True`` removes every file
-of the previous run first, whatever it was.
+every differing key and both values. ``overwrite=True`` removes what the
+previous run wrote (the names of the layout above, identity last) and
+nothing else: files of yours in the workdir stay. It only ever removes in a
+directory that holds a tfimp run (its ``identity.json``, or a finished
+``cycle_N/`` of an older tfimp); a non-empty directory that holds none is
+refused (:class:`NotARun`) and left untouched.
 
-**Lock.** ``run.lock`` names the host and process using the workdir. A
-second run is refused while that process lives; a lock whose process is gone
-(same host) is stale and taken over. A lock written on another host cannot be
-checked from here and is respected: delete it by hand if that run is dead.
+**Lock.** ``run.lock`` names the host and process using the workdir. On a
+local disk the run also holds an OS lock on that file (``fcntl.flock``),
+which the kernel releases when its process dies however it dies: a second
+run is refused while the lock is held, and a lock file nobody holds is stale
+and taken over (with a message), whatever it says. Where no OS lock is
+available (object stores), the written owner decides: a live process on this
+host, or a lock from another host that its holder refreshed in the last
+:data:`STALE_AFTER_S` seconds (it does so every :data:`HEARTBEAT_S`), holds
+the workdir; a lock naming a process that is gone, a process id that is not
+a positive integer, or content that cannot be read is stale.
 
 **File systems.** Every read and write goes through :mod:`tfimp.core.storage`
 (Python's file functions locally, ``tf.io.gfile`` otherwise), so a
@@ -57,10 +67,17 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from typing import Any, Callable, Optional
 
-from tfimp.core.storage import atomic_write_text, exists, is_local, listdir, makedirs, read_errors, read_json, remove
+try:
+    import fcntl
+except ImportError:  # Windows: the written owner alone decides
+    fcntl = None
+
+from tfimp.core.storage import (atomic_write_text, exists, is_local, listdir, makedirs, read_errors, read_json,
+                                read_text, remove)
 
 IDENTITY = "identity.json"
 CONFIG = "config.json"
@@ -83,6 +100,7 @@ KERAS3_WEIGHTS = "model.weights.h5"  # the Keras 3 front end's weights (Keras 3 
 KERAS3_RNG_STATES = "rng_states.npz"  # Keras 3's seed generators (dropout, ...), which weights files leave out: save_K/
 CYCLE_MODEL = "model.json"
 CYCLE_ROW = "row.json"
+CYCLE_FILES = "files.json"  # the digests of a cycle_N/'s other files, written before row.json
 CYCLE_REPORT = "report.json"
 WORKER_TEMP = "workertemp_"  # + task id: a non-chief worker's scratch copy, removed at the end
 
@@ -112,6 +130,10 @@ class WorkdirInUse(RuntimeError):
 
 class IdentityMismatch(ValueError):
     """The workdir holds a run that differs from this one."""
+
+
+class NotARun(ValueError):
+    """``overwrite`` was asked of a non-empty directory that holds no tfimp run; nothing in it was touched."""
 
 
 def describe(value: Any) -> Any:
@@ -164,6 +186,11 @@ _is_chief: Callable[[], bool] = lambda: True
 _scratch_of: Callable[[str], str] = lambda workdir: workdir
 
 
+def is_chief() -> bool:
+    """Whether this process writes the workdir (the chief of a multi-worker job, or the only process)."""
+    return _is_chief()
+
+
 def set_workers(is_chief: Callable[[], bool], scratch_of: Callable[[str], str]) -> None:
     """How a front end with several workers says who the chief is and where another worker writes.
 
@@ -177,7 +204,43 @@ def set_workers(is_chief: Callable[[], bool], scratch_of: Callable[[str], str]) 
 
 # -- lock -----------------------------------------------------------------------
 
-_HELD: set[str] = set()  # lock paths this process holds
+#: How often a run refreshes its lock's ``heartbeat`` (seconds), and after how long without one a lock written on
+#: another host is stale.
+HEARTBEAT_S = 60.0
+STALE_AFTER_S = 600.0
+
+_HELD: dict[str, "_HeldLock"] = {}  # lock path -> the lock this process holds
+
+
+class _HeldLock:
+    """A lock this process holds: the OS lock's file descriptor (local disks) and the heartbeat that refreshes it."""
+
+    def __init__(self, lock: str, owner: dict, descriptor: Optional[int]):
+        self.lock, self.owner, self.descriptor = lock, owner, descriptor
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._refresh, name=f"tfimp-lock-heartbeat:{lock}", daemon=True)
+        self._beat.start()
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self.write({**self.owner, "heartbeat": time.time()})
+            except OSError:  # a missed beat only makes the lock look older to another host
+                pass
+
+    def write(self, owner: dict) -> None:
+        text = json.dumps(owner)
+        if self.descriptor is None:
+            atomic_write_text(self.lock, text)
+            return
+        os.ftruncate(self.descriptor, 0)
+        os.pwrite(self.descriptor, text.encode("utf-8"), 0)
+
+    def release(self) -> None:
+        self._stop.set()
+        remove(self.lock)  # before the OS lock goes: a waiting process then finds no file, or its own
+        if self.descriptor is not None:
+            os.close(self.descriptor)
 
 
 def _process_alive(pid: int) -> bool:
@@ -192,6 +255,99 @@ def _process_alive(pid: int) -> bool:
 
 def _owner(owner: dict) -> str:
     return f"process {owner.get('pid')} on host {owner.get('host')!r} (started {owner.get('started', '?')})"
+
+
+def _parse_owner(text: Optional[str]) -> Optional[dict]:
+    """The owner a lock file names, or ``None`` when its content cannot be read as one."""
+    try:
+        owner = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def _valid_pid(owner: dict) -> Optional[int]:
+    pid = owner.get("pid")
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
+
+
+def _holds(owner: Optional[dict], me: dict) -> bool:
+    """Whether the owner a lock file names (with no OS lock to ask) still holds the workdir."""
+    if owner is None or _valid_pid(owner) is None:
+        return False  # unreadable, or no process it could name
+    if owner.get("host") == me["host"]:
+        return owner["pid"] != me["pid"] and _process_alive(owner["pid"])
+    beat = owner.get("heartbeat")
+    if isinstance(beat, (int, float)):
+        return time.time() - beat <= STALE_AFTER_S
+    return True  # another host's lock without a heartbeat (an older tfimp): cannot be checked from here
+
+
+def _stale_reason(owner: Optional[dict], text: Optional[str]) -> str:
+    if owner is None:
+        return f"a lock whose content could not be read ({(text or '')[:60]!r})"
+    if _valid_pid(owner) is None:
+        return f"a lock naming process id {owner.get('pid')!r}, not a positive integer"
+    return f"the stale lock of {_owner(owner)}"
+
+
+def _in_use(workdir: str, lock: str, owner: Optional[dict], me: dict) -> WorkdirInUse:
+    named = _owner(owner) if owner else "another process (its lock file is being written)"
+    remote = owner is not None and owner.get("host") != me["host"]
+    return WorkdirInUse(f"workdir {workdir!r} is in use by {named}; wait for it to finish or use another "
+                        f"workdir" + (f" (if that run is dead, delete {lock})" if remote else ""))
+
+
+def _read_descriptor(descriptor: int) -> str:
+    return os.pread(descriptor, 1 << 16, 0).decode("utf-8", "replace")
+
+
+def _acquire_os_lock(workdir: str, lock: str, me: dict, verbose: int) -> _HeldLock:
+    """Takes ``lock`` with ``fcntl.flock`` (a local disk): held while the process lives, released by its death."""
+    for _ in range(3):
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            text = _read_descriptor(descriptor)
+            os.close(descriptor)
+            raise _in_use(workdir, lock, _parse_owner(text), me) from None
+        try:  # the file we locked must still be the one at ``lock`` (its holder removes it when it releases)
+            current = os.stat(lock).st_ino == os.fstat(descriptor).st_ino
+        except FileNotFoundError:
+            current = False
+        if not current:
+            os.close(descriptor)
+            continue
+        text = _read_descriptor(descriptor)
+        owner = _parse_owner(text)
+        if owner is not None and owner.get("host") != me["host"] and _holds(owner, me):
+            os.close(descriptor)  # another host's run on a shared disk whose OS lock may not reach us
+            raise _in_use(workdir, lock, owner, me)
+        if text and verbose:
+            print(f"[tfimp] taking over {_stale_reason(owner, text)} in {workdir!r}: no process holds it", flush=True)
+        held = _HeldLock(lock, me, descriptor)
+        held.write(me)
+        return held
+    raise WorkdirInUse(f"could not take the lock {lock!r}: other processes took and released it meanwhile")
+
+
+def _acquire_written_lock(workdir: str, lock: str, me: dict, verbose: int) -> _HeldLock:
+    """Takes ``lock`` where no OS lock exists: the owner it names decides (see the module docstring)."""
+    for _ in range(2):
+        if _create_exclusively(lock, json.dumps(me)):
+            return _HeldLock(lock, me, None)
+        try:
+            text = read_text(lock)
+        except read_errors():
+            text = None  # half-written by a killed process
+        owner = _parse_owner(text)
+        if _holds(owner, me):
+            raise _in_use(workdir, lock, owner, me)
+        if verbose and not (owner and owner.get("host") == me["host"] and owner.get("pid") == me["pid"]):
+            print(f"[tfimp] taking over {_stale_reason(owner, text)} in {workdir!r}", flush=True)
+        remove(lock)
+    raise WorkdirInUse(f"could not take the lock {lock!r}: another process took it at the same time")
 
 
 def _create_exclusively(lock: str, text: str) -> bool:
@@ -224,7 +380,7 @@ def acquire(workdir: str, verbose: int = 1) -> bool:
     other workers, which never write the workdir).
 
     Raises:
-      WorkdirInUse: a live process (or one on another host) holds it.
+      WorkdirInUse: a live process holds it (see the module docstring).
     """
     if not _is_chief():
         return False
@@ -232,35 +388,18 @@ def acquire(workdir: str, verbose: int = 1) -> bool:
     lock = path(workdir, LOCK)
     if lock in _HELD:
         return False
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    for _ in range(2):
-        if _create_exclusively(lock, json.dumps(me)):
-            _HELD.add(lock)
-            return True
-        try:
-            owner = read_json(lock) or {}
-        except read_errors():
-            owner = {}  # half-written by a killed process
-        same_host = owner.get("host") == me["host"]
-        if same_host and owner.get("pid") == me["pid"]:
-            remove(lock)  # ours, left by an earlier call of this process that failed
-            continue
-        if owner and (not same_host or _process_alive(int(owner.get("pid", -1)))):
-            raise WorkdirInUse(
-                f"workdir {workdir!r} is in use by {_owner(owner)}; wait for it to finish or use another "
-                f"workdir" + ("" if same_host else f" (if that run is dead, delete {lock})"))
-        if verbose:
-            print(f"[tfimp] taking over the stale lock of {_owner(owner)} in {workdir!r}", flush=True)
-        remove(lock)
-    raise WorkdirInUse(f"could not take the lock {lock!r}: another process took it at the same time")
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+          "heartbeat": time.time()}
+    take = _acquire_os_lock if fcntl is not None and is_local(lock) else _acquire_written_lock
+    _HELD[lock] = take(workdir, lock, me, verbose)
+    return True
 
 
 def release(workdir: str) -> None:
-    """Removes ``workdir``'s lock if this process holds it."""
-    lock = path(workdir, LOCK)
-    if lock in _HELD:
-        _HELD.discard(lock)
-        remove(lock)
+    """Gives ``workdir``'s lock back if this process holds it (the lock file goes too)."""
+    held = _HELD.pop(path(workdir, LOCK), None)
+    if held is not None:
+        held.release()
 
 
 class Locked:
@@ -281,30 +420,89 @@ class Locked:
 
 # -- identity -------------------------------------------------------------------
 
-def clear(workdir: str) -> int:
-    """Removes every file and directory in ``workdir`` but the lock and live workers' scratch; returns the count."""
-    removed = 0
-    for name in listdir(workdir):
-        if name == LOCK or name.startswith(WORKER_TEMP):
-            continue
+#: The entries a run writes at the top of its workdir (besides ``cycle_N/`` and ``workertemp_<id>/``).
+RUN_ENTRIES = (CONFIG, CHECKPOINT, BACKUP, RESULTS_JSON, RESULTS_CSV, FINAL_WEIGHTS, TENSORBOARD, EXPORT,
+               STRIPPED_MODEL, STR_CALIBRATION, PLOT, IDENTITY)
+
+
+def written_by_tfimp(name: str) -> bool:
+    """Whether ``name``, an entry of a workdir, is one a tfimp run writes (or its ``.tmp`` while writing)."""
+    base = name[:-len(".tmp")] if name.endswith(".tmp") else name
+    return (base in RUN_ENTRIES or base == LOCK or base.startswith(WORKER_TEMP)
+            or (base.startswith("cycle_") and base[len("cycle_"):].isdigit()))
+
+
+def has_progress(workdir: str) -> bool:
+    """Whether the run in ``workdir`` saved any work (a checkpoint, a finished cycle, results, a calibration)."""
+    return bool(cycles(workdir)) or any(exists(path(workdir, name)) for name in (
+        CHECKPOINT, BACKUP, RESULTS_JSON, FINAL_WEIGHTS, STR_CALIBRATION))
+
+
+def holds_a_run(workdir: str) -> bool:
+    """Whether ``workdir`` holds a tfimp run: its identity, or a finished cycle of a tfimp older than identities."""
+    return exists(path(workdir, IDENTITY)) or bool(cycles(workdir))
+
+
+def _not_a_run(workdir: str, entries: list[str]) -> NotARun:
+    shown = ", ".join(sorted(entries)[:5]) + (", ..." if len(entries) > 5 else "")
+    return NotARun(f"overwrite refused: {workdir!r} is not empty ({len(entries)} entries: {shown}) and holds no "
+                   f"tfimp run (no {IDENTITY}); nothing in it was touched. Give a new or empty workdir, or the "
+                   "workdir of an earlier tfimp run.")
+
+
+def check_usable(workdir: str, overwrite: bool = False) -> None:
+    """Fails at once, before any data is read, on a workdir no run can use.
+
+    Raises:
+      NotADirectoryError: ``workdir`` is an existing file.
+      PermissionError: a local ``workdir`` (or the folder it would be made in) cannot be written.
+      NotARun: ``overwrite`` of a non-empty directory that holds no tfimp run.
+    """
+    if is_local(workdir):
+        if os.path.exists(workdir) and not os.path.isdir(workdir):
+            raise NotADirectoryError(f"workdir {workdir!r} is a file, not a directory; give a directory (a new one "
+                                     "is made)")
+        existing = os.path.abspath(workdir)
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(f"workdir {workdir!r} cannot be written: no write permission on {existing!r}")
+    if overwrite and exists(workdir):
+        entries = [name for name in listdir(workdir) if name != LOCK]
+        if entries and not holds_a_run(workdir):
+            raise _not_a_run(workdir, entries)
+
+
+def remove_previous_run(workdir: str, verbose: int = 1) -> None:
+    """``overwrite``: removes what the previous tfimp run wrote in ``workdir``, and nothing else.
+
+    The identity goes last, so an interrupted removal is still a tfimp run
+    that a second ``overwrite`` finishes removing. Files of the user's stay
+    (and are named). A missing or empty ``workdir`` has nothing to remove.
+
+    Raises:
+      NotARun: ``workdir`` is not empty and holds no tfimp run; nothing was touched.
+    """
+    entries = [name for name in listdir(workdir) if name != LOCK]
+    if not entries:
+        return
+    if not holds_a_run(workdir):
+        raise _not_a_run(workdir, entries)
+    ours = sorted((name for name in entries if written_by_tfimp(name)), key=lambda name: name == IDENTITY)
+    for name in ours:
         remove(path(workdir, name))
-        removed += 1
-    return removed
+    kept = sorted(set(entries) - set(ours))
+    if verbose and (ours or kept):
+        shown = ", ".join(kept[:5]) + (", ..." if len(kept) > 5 else "")
+        print(f"[tfimp] overwrite: removed the previous run's {len(ours)} "
+              f"{'entry' if len(ours) == 1 else 'entries'} from {workdir!r}"
+              + (f"; kept {len(kept)} that tfimp did not write ({shown})" if kept else ""), flush=True)
 
 
 def holds_other_run(workdir: str, user_identity: dict) -> bool:
     """Whether ``workdir`` records a run whose user-given identity (the CLI's config) differs from ``user_identity``."""
     stored = read_json(path(workdir, IDENTITY))
     return stored is not None and stored.get("user") != _normalise(user_identity)
-
-
-def remove_previous_run(workdir: str, verbose: int = 1) -> None:
-    """``overwrite``: empties ``workdir`` (made if missing) but its lock, and says how much went."""
-    makedirs(workdir)
-    removed = clear(workdir)
-    if removed and verbose:
-        print(f"[tfimp] overwrite: removed the previous run's {removed} "
-              f"{'entry' if removed == 1 else 'entries'} from {workdir!r}", flush=True)
 
 
 def _refuse_a_different_run(workdir: str, stored: Optional[dict], wanted: dict) -> None:
@@ -342,7 +540,12 @@ def claim(workdir: str, identity: dict, overwrite: bool = False, verbose: int = 
             if cycles(workdir) or exists(path(workdir, CHECKPOINT)) or exists(path(workdir, RESULTS_JSON)):
                 raise IdentityMismatch(f"workdir {workdir!r} holds a run without {IDENTITY} (an older tfimp or "
                                        "another tool); use another workdir, or overwrite=True (CLI: --overwrite)")
-        _refuse_a_different_run(workdir, stored, wanted)
+        if stored is not None and stored != wanted and not has_progress(workdir):
+            if verbose:
+                print(f"[tfimp] {workdir!r} holds the identity of a run that never finished an epoch: this run "
+                      "takes its place", flush=True)
+        else:
+            _refuse_a_different_run(workdir, stored, wanted)
     if read_json(path(workdir, IDENTITY)) != wanted:
         atomic_write_text(path(workdir, IDENTITY), json.dumps(wanted, indent=2))
     for name, text in (files or {}).items():

@@ -275,7 +275,7 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress, _ClaimsWorkdir):
             # fit builds the model symbolically before on_train_begin, which on torch can draw from torch's
             # global generator: the restored state is put back there, right before the first step.
             self._restored_global_rng = _checkpoint.global_rng_state()
-        return self._resume_from(saved)
+        return self._resume_from(saved, model)
 
     def _install_schedule(self, model: keras.Model) -> None:
         """Takes over the learning rate once per optimizer: reads the compiled one (the default original
@@ -311,6 +311,8 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress, _ClaimsWorkdir):
         self.steps_per_epoch = int(steps)
         if not _masks.prunable_kernels(self.model):
             raise ValueError("IMP needs a wrapped model: call `model = tfimp.wrap(model)` before compile")
+        _masking.check_reachable([k.shape for k in _masks.prunable_kernels(self.model)], self.plan.target_sparsity,
+                                 self.plan.criterion, self.plan.min_kept_per_layer)
         self._install_schedule(self.model)
         if self.workdir is not None and self._restored_epoch is None:
             saved = _checkpoint.load_state(self.workdir)
@@ -329,6 +331,9 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress, _ClaimsWorkdir):
         start, _ = self.plan.phase_bounds(phase)
         if phase > 0 and epoch == start and phase not in self._cycles:
             self._prune(phase)
+            # fit reset the metrics before this hook, and _prune's test evaluations filled them: the epoch's
+            # train_* figures must count training batches only
+            self.model.reset_metrics()
         self._phase = phase
         optimizer = _optimizers.unwrapped(self.model.optimizer)
         step_now = int(keras.ops.convert_to_numpy(optimizer.iterations))
@@ -346,6 +351,9 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress, _ClaimsWorkdir):
             self.model.stop_training = True
             raise FloatingPointError(f"loss became {loss} in epoch {epoch + 1} (cycle {self._phase}); training "
                                      "stopped. Lower the learning rate or check the data.")
+        # A finite loss can hide weights a NaN gradient reached: nothing of such an epoch is saved or pruned.
+        _masking.check_finite(((v.path, keras.ops.convert_to_numpy(v.value)) for v in self.model.trainable_weights),
+                              f"save epoch {epoch + 1} (cycle {self._phase})")
         if self.chance_guard:  # before any save: the last good checkpoint stays, no pruning follows
             _guards.check_epoch(self.model, logs or {}, epoch, f" (cycle {self._phase})")
         rate = float(keras.ops.convert_to_numpy(_optimizers.unwrapped(self.model.optimizer).learning_rate))
@@ -358,13 +366,16 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress, _ClaimsWorkdir):
             self.rows.append(self._row(self._phase, dict(logs or {})))
             self._phase_wall = 0.0
             if self.workdir is not None:  # first: hooks may read cycle_N/
-                _checkpoint.write_cycle(self.workdir, self.model, self.rows[-1])
+                self._write_cycle(self.model, self.rows[-1])
             for hook in self.cycle_end_hooks:
                 hook(self.model, self.rows[-1])
         if self.workdir is not None:
             _checkpoint.save(self.workdir, self.model, self._progress_state(epoch + 1))
             if epoch == start + length - 1:
                 _results.write_results(self.workdir, self.rows, {"plan": self.plan.to_dict()})
+
+    def _write_cycle(self, model: keras.Model, row: dict) -> None:
+        _checkpoint.write_cycle(self.workdir, model, row)
 
     def on_train_end(self, logs=None):
         self.release()

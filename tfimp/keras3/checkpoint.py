@@ -21,7 +21,6 @@ from tfimp.keras3 import _private
 from tfimp.core import checkpoint as _core_checkpoint
 from tfimp.core import storage as _storage
 from tfimp.core import workdir as _workdir
-from tfimp.core.results import to_json
 from tfimp.keras3 import masks as _masks
 from tfimp.keras3.wrapper import MaskedLayer, ReparamMaskedLayer
 
@@ -111,15 +110,14 @@ load_state = _core_checkpoint.load_state
 
 
 def write_cycle(workdir: str, model: keras.Model, row: dict) -> str:
-    """Writes finished cycle ``row["cycle"]`` as ``cycle_N/`` (``row.json`` last); returns its path."""
-    directory = _workdir.cycle_dir(workdir, row["cycle"])
-    _storage.remove(directory)
-    _storage.makedirs(directory)
-    save_weights(model, os.path.join(directory, _workdir.KERAS3_WEIGHTS))
-    if _private.is_functional(model):
-        _storage.atomic_write_text(os.path.join(directory, _workdir.CYCLE_MODEL), model.to_json())
-    _storage.atomic_write_text(os.path.join(directory, _workdir.CYCLE_ROW), to_json(row))
-    return directory
+    """Writes finished cycle ``row["cycle"]`` as ``cycle_N/`` (``files.json``, then ``row.json`` last); returns its
+    path."""
+    def write_payload(directory: str) -> None:
+        save_weights(model, os.path.join(directory, _workdir.KERAS3_WEIGHTS))
+        if _private.is_functional(model):
+            _storage.atomic_write_text(os.path.join(directory, _workdir.CYCLE_MODEL), model.to_json())
+
+    return _core_checkpoint.write_cycle(workdir, row, write_payload)
 
 
 def load_cycle(workdir: str, cycle: int, model: Optional[keras.Model] = None) -> keras.Model:

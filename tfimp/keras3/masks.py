@@ -124,11 +124,15 @@ def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclud
         the model; nothing to prune; the model was never built.
     """
     check_keras3_model(model)
+    if wrappers(model):
+        return _masking.already_wrapped(model, kinds, exclude, wrapper)
     chosen = _core_coverage.normalize_kinds(kinds)
     excluded = _core_coverage.exclusion(exclude, (layer.name for _, layer in _walk(model, "", set())))
     if not model.built:
         raise ValueError(f"model {model.name!r} has not been built yet; run it once on a batch, `model(x[:1])`, "
                          "or `model.build(input_shape)`, then wrap it")
+    _masking.check_finite(((v.path.removeprefix(f"{model.name}/"), keras.ops.convert_to_numpy(v.value))
+                           for v in model.trainable_weights), f"wrap model {model.name!r}")
     left_out: dict[str, str] = {}
     made: dict[int, MaskedLayer] = {}  # a layer used in two graphs (Gemma's tied embedding) gets one wrapper
 

@@ -37,6 +37,7 @@ from tfimp.tf_keras import pruning as _pruning
 from tfimp.tf_keras import wrapping
 from tfimp.tf_keras._backend import keras, tf
 from tfimp.core import cycles as _cycles
+from tfimp.core import masking as _masking
 from tfimp.core import notices as _notices
 from tfimp.core.plan import Plan
 from tfimp.tf_keras.results import _count, _test_loss_and_accuracy, format_table, row_from_logs  # noqa: F401
@@ -137,7 +138,7 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
         self._install_schedule(model)  # before reading: the checkpoint holds the optimizer as it runs
         _build_optimizer(model)
         _distribute.sync_workers(model.distribute_strategy)  # the chief has claimed the workdir
-        return self._resume_from(_checkpoint.restore(self.workdir, model))
+        return self._resume_from(_checkpoint.restore(self.workdir, model), model)
 
     # -- fit hooks --------------------------------------------------------------
 
@@ -156,6 +157,8 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
         self._install_schedule(self.model)
         if not wrapping.prunable_kernels(self.model):
             raise ValueError("IMP needs a wrapped model: call `model = tfimp.wrap(model)` before compile")
+        _masking.check_reachable([k.shape for k in wrapping.prunable_kernels(self.model)],
+                                 self.plan.target_sparsity, self.plan.criterion, self.plan.min_kept_per_layer)
         if (self.verbose and self.plan.recalibrate_bn and self.recalibration_data is None
                 and _batchnorm.batch_norm_layers(self.model)):
             print("[tfimp] note: the plan re-estimates BatchNorm statistics after pruning, but no "
@@ -189,6 +192,9 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
         pruned_now = phase > 0 and epoch == start and phase not in self._cycles
         if pruned_now:
             self._prune(phase)
+            # fit reset the metrics before this hook, and _prune's test evaluations filled them: the epoch's
+            # train_* figures must count training batches only
+            self.model.reset_metrics()
         self._phase, self._phase_start_epoch = phase, start
         self._table = self._phase_table(phase)
         # Once per phase (and after a resume): the graph reads the rates from here.
@@ -208,6 +214,9 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
                 f"loss became {loss} in epoch {epoch + 1} (cycle {self._phase}); training stopped, {where}. "
                 "Lower the learning rate or check the data."
             )
+        # A finite loss can hide weights a NaN gradient reached: nothing of such an epoch is saved or pruned.
+        _masking.check_finite(((w.name.split(":")[0], w.numpy()) for w in self.model.trainable_weights),
+                              f"save epoch {epoch + 1} (cycle {self._phase})")
         if self.chance_guard:  # before any save: the last good checkpoint stays, no pruning follows
             _guards.check_epoch(self.model, logs or {}, epoch, f" (cycle {self._phase})")
         self._rate_seen = float(keras.backend.get_value(self.model.optimizer.learning_rate))
@@ -221,13 +230,16 @@ class IMP(keras.callbacks.Callback, _cycles.ResumableProgress):
             self.rows.append(self._row(self._phase, logs))
             self._phase_wall = 0.0
             if self.workdir is not None:  # first: hooks may read cycle_N/ (the CLI's reporter does)
-                _checkpoint.write_cycle(self._write_dir, self.model, self.rows[-1])
+                self._write_cycle(self.model, self.rows[-1])
             for hook in self.cycle_end_hooks:
                 hook(self.model, self.rows[-1])
         if self.workdir is not None:
             _checkpoint.save(self._write_dir, self.model, self._progress_state(epoch + 1))
             if epoch == start + length - 1:
                 _checkpoint.write_results(self._write_dir, self.rows, {"plan": self.plan.to_dict()})
+
+    def _write_cycle(self, model: keras.Model, row: dict) -> None:
+        _checkpoint.write_cycle(self._write_dir, model, row)
 
     def on_train_end(self, logs=None):
         if self.workdir is not None:

@@ -40,22 +40,21 @@ load_weights = _core_checkpoint.load_weights
 def write_cycle(workdir: str, model: keras.Model, row: dict) -> str:
     """Writes finished cycle ``row["cycle"]`` as ``cycle_N/`` (weights and masks, architecture, report, row).
 
-    ``row.json`` is written last: a ``cycle_N/`` without it (a kill while
-    writing) is not a finished cycle and is replaced when the cycle is
-    written again. Returns its path.
+    ``row.json`` is written last (after ``files.json``, the digests the
+    files are checked against when read back): a ``cycle_N/`` without it (a
+    kill while writing) is not a finished cycle and is replaced when the
+    cycle is written again. Returns its path.
     """
-    directory = _workdir.cycle_dir(workdir, row["cycle"])
-    _storage.remove(directory)
-    _storage.makedirs(directory)
-    save_weights(model, os.path.join(directory, _workdir.CYCLE_WEIGHTS))
-    if wrapping.is_graph_model(model):  # subclassed: load_cycle needs the user's model object
-        atomic_write_text(os.path.join(directory, _workdir.CYCLE_MODEL), model.to_json())
-    try:
-        atomic_write_text(os.path.join(directory, _workdir.CYCLE_REPORT), _report.model_report(model).to_json())
-    except ValueError:  # a layer whose output size is unknown: no FLOP count possible
-        pass
-    atomic_write_text(os.path.join(directory, _workdir.CYCLE_ROW), to_json(row))
-    return directory
+    def write_payload(directory: str) -> None:
+        save_weights(model, os.path.join(directory, _workdir.CYCLE_WEIGHTS))
+        if wrapping.is_graph_model(model):  # subclassed: load_cycle needs the user's model object
+            atomic_write_text(os.path.join(directory, _workdir.CYCLE_MODEL), model.to_json())
+        try:
+            atomic_write_text(os.path.join(directory, _workdir.CYCLE_REPORT), _report.model_report(model).to_json())
+        except ValueError:  # a layer whose output size is unknown: no FLOP count possible
+            pass
+
+    return _core_checkpoint.write_cycle(workdir, row, write_payload)
 
 
 def load_cycle(workdir: str, cycle: int, model: keras.Model | None = None) -> keras.Model:

@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from tfimp.tf_keras import _private
 from tfimp.tf_keras import layer_specs as coverage
 from tfimp.core import coverage as _core_coverage
+from tfimp.core import masking as _masking
 from tfimp.tf_keras._backend import keras, tf
 from tfimp.tf_keras.tfmot_glue import (Exclude, KeepPrunedConstraint, NeverPrune, PolicyPruneLowMagnitude, PrunableKernel,
                               PruneLowMagnitude, ReparamPruneLowMagnitude, install_mask_constraint, set_constraint,
@@ -115,6 +116,10 @@ def wrap(model: keras.Model, *, kinds: Iterable[str] | str | None = None, exclud
         the model; the model has no prunable weight (outside ``exclude``).
     """
     check_tf_keras_model(model)
+    if wrappers(model):
+        return _masking.already_wrapped(model, kinds, exclude, wrapper)
+    _masking.check_finite(((w.name.split(":")[0], w.numpy()) for w in model.trainable_weights),
+                          f"wrap model {model.name!r}")
     chosen = coverage.normalize_kinds(kinds)
     excluded = _core_coverage.exclusion(exclude, (layer.name for _, layer in _walk(model, "", set())))
     make = _two_argument_factory(wrapper)

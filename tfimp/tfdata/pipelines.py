@@ -412,6 +412,7 @@ def load(name: str, *, data_dir: Optional[str] = None, batch_size: int = 128, va
       DataUnavailableError: the data is not on disk and cannot be downloaded.
     """
     data_spec = spec(name)
+    _datasets.check_data_dir(data_dir)  # a location the user named is used or refused, never replaced
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     for option, value in (("train_subset", train_subset), ("test_subset", test_subset)):
