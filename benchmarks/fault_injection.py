@@ -50,6 +50,7 @@ h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(in
 h = keras.layers.Flatten()(h)
 h = keras.layers.Dense(32, activation="relu", name="fc1")(h)
 model = keras.Model(inputs, keras.layers.Dense(5, name="fc2")(h))
+print("TRAINING", flush=True)  # the parent times its kills from here, past the imports
 rows = tfimp.IMP(target_sparsity=0.875, cycles=3, dense_epochs=2, retrain_epochs=2, batch_size=32,
                  learning_rate=0.05, chance_guard=False).run(model, (x, y), test=(x[:128], y[:128]),
                                                              workdir=workdir, verbose=0)
@@ -57,13 +58,21 @@ print("ROWS " + json.dumps([{k: v for k, v in r.items() if "wall" not in k} for 
 """
 
 
-def _start(workdir: str, keras_version: int) -> subprocess.Popen:
+def _start(workdir: str, keras_version: int, errors=subprocess.PIPE) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if keras_version == 3:
         env.setdefault("KERAS_BACKEND", "jax")
     return subprocess.Popen([sys.executable, "-c", _WORKER, str(keras_version), workdir, REPO], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=errors, text=True)
+
+
+def _training_started(process: subprocess.Popen) -> float:
+    """Reads the worker's output up to its "TRAINING" line; returns when that was (``perf_counter``)."""
+    for line in process.stdout:
+        if line.startswith("TRAINING"):
+            break
+    return time.perf_counter()
 
 
 def _finish(process: subprocess.Popen) -> tuple[int, object, str]:
@@ -77,8 +86,9 @@ def _run_to_end(workdir: str, keras_version: int) -> tuple[int, object, str]:
 
 
 def _kill_after(workdir: str, keras_version: int, delay: float) -> bool:
-    """Starts a run, SIGKILLs it after ``delay`` seconds; ``False`` when it finished before."""
-    process = _start(workdir, keras_version)
+    """Starts a run, SIGKILLs it ``delay`` seconds into its training; ``False`` when it finished before."""
+    process = _start(workdir, keras_version, errors=subprocess.DEVNULL)  # killed: nothing of it is read
+    _training_started(process)
     try:
         process.wait(timeout=delay)
         return False
@@ -107,19 +117,20 @@ def main(argv=None) -> int:
     scratch = args.scratch or tempfile.mkdtemp(prefix="tfimp-faults-")
     os.makedirs(scratch, exist_ok=True)
 
-    started = time.perf_counter()
-    code, reference, err = _run_to_end(os.path.join(scratch, "reference"), args.keras)
-    duration = time.perf_counter() - started
+    process = _start(os.path.join(scratch, "reference"), args.keras)
+    started = _training_started(process)
+    code, reference, err = _finish(process)
+    duration = time.perf_counter() - started  # training, evaluations and saves: where kills and cuts land
     if code != 0 or reference is None:
         print(f"the reference run failed:\n{err[-3000:]}", file=sys.stderr)
         return 1
-    print(f"reference run: {len(reference)} rows in {duration:.1f} s", flush=True)
+    print(f"reference run: {len(reference)} rows, {duration:.1f} s from the start of training", flush=True)
 
     failures = 0
     killed_dir = os.path.join(scratch, "killed")
     kills = 0
     for index in range(args.kills):
-        delay = chooser.uniform(0.2, duration)
+        delay = chooser.uniform(0.0, duration)
         kills += _kill_after(killed_dir, args.keras, delay)
         print(f"kill {index + 1}/{args.kills} at {delay:.1f} s", flush=True)
     code, rows, err = _run_to_end(killed_dir, args.keras)
@@ -133,7 +144,7 @@ def main(argv=None) -> int:
     for index in range(args.truncations):
         workdir = os.path.join(scratch, f"truncated_{index}")
         shutil.rmtree(workdir, ignore_errors=True)
-        _kill_after(workdir, args.keras, chooser.uniform(duration * 0.3, duration * 1.2))
+        _kill_after(workdir, args.keras, chooser.uniform(0.0, duration * 1.1))
         files = _files(workdir)
         if not files:
             print(f"truncation {index + 1}: nothing written yet", flush=True)

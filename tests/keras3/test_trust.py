@@ -158,3 +158,19 @@ def test_a_workdir_written_before_this_release_reruns_without_changing_a_row_or_
     rows = old_workdir_run.run(keras, tfimp, run)
     assert rows == json.loads(before["results.json"])["rows"]
     assert _files_of(run) == before  # no cycle file, result or checkpoint rewritten
+
+
+def test_a_model_with_a_lambda_wraps_and_its_file_loads_only_when_trusted(tmp_path):
+    inputs = keras.Input((20,))
+    scaled = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="fc")(keras.layers.Dense(16, name="hidden")(scaled)))
+    wrapped = tfimp.wrap(model)
+    tfimp.prune(wrapped, 0.5)
+    x = np.ones((2, 20), "float32")
+    path = str(tmp_path / "m.keras")
+    wrapped.save(path)
+    with pytest.raises(ValueError, match="Lambda|safe_mode"):
+        tfimp.load_model(path)
+    loaded = tfimp.load_model(path, safe_mode=False, compile=False)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(wrapped(x)),
+                               rtol=1e-6)

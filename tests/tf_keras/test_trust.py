@@ -133,3 +133,18 @@ def test_a_workdir_written_before_this_release_reruns_without_changing_a_row_or_
     rows = old_workdir_run.run(keras, tfimp, run)
     assert rows == json.loads(before["results.json"])["rows"]
     assert _files_of(run) == before  # no cycle file, result or checkpoint rewritten
+
+
+def test_load_model_is_safe_by_default_for_every_format_and_loads_trusted_lambdas(tmp_path):
+    inputs = keras.Input((4,))
+    scaled = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="fc")(scaled))
+    x = np.ones((2, 4), "float32")
+    for path in (str(tmp_path / "m.h5"), str(tmp_path / "saved"), str(tmp_path / "m.keras")):
+        model.save(path)
+        with pytest.raises(ValueError, match="double|Lambda|safe_mode"):
+            tfimp.load_model(path)
+        loaded = tfimp.load_model(path, safe_mode=False, compile=False)
+        np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"m.h5 holds Lambda layers \(double\) whose stored Python code would run"):
+        tfimp.load_model(str(tmp_path / "m.h5"))

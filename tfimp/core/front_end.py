@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import zipfile
 
@@ -70,6 +71,26 @@ def of_file(path: str) -> str:
         with h5py.File(path, "r") as handle:
             return _front_end_of_version(handle.attrs.get("keras_version"))
     return TF_KERAS
+
+
+def lambda_layers(path: str) -> list[str]:
+    """The names of the ``Lambda`` layers an HDF5 file or a SavedModel directory records (their Python code runs
+    when Keras 2 loads them; ``.keras`` files are Keras' own ``safe_mode`` business)."""
+    path = str(path)
+    if path.endswith((".h5", ".hdf5")) and os.path.isfile(path):
+        try:
+            import h5py  # noqa: PLC0415  (only for HDF5 files)
+        except ImportError:
+            return []
+        with h5py.File(path, "r") as handle:
+            config = handle.attrs.get("model_config")
+        text = config.decode("utf-8", "replace") if isinstance(config, bytes) else str(config or "")
+    elif os.path.isdir(path) and os.path.isfile(os.path.join(path, "keras_metadata.pb")):
+        with open(os.path.join(path, "keras_metadata.pb"), "rb") as handle:
+            text = handle.read().decode("utf-8", "replace")
+    else:
+        return []
+    return sorted(set(re.findall(r'"class_name": "Lambda", "config": \{"name": "([^"]*)"', text)))
 
 
 def _front_end_of_version(version) -> str:

@@ -173,9 +173,21 @@ def _independent_copy(model: keras.Model) -> keras.Model:
     if _has_own_config(model):
         copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
     else:
-        copy = keras.models.clone_model(model, recursive=True)
+        copy = keras.models.clone_model(model, clone_function=_clone_layer, recursive=True)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _clone_layer(layer):
+    """A fresh layer from ``layer``'s config, as ``clone_model`` makes one; a ``Lambda`` keeps its function.
+
+    A ``Lambda``'s config holds its function as bytecode, which Keras' safe
+    mode refuses to load; here it is the user's own function, already running
+    in this process, not code read from a file.
+    """
+    if isinstance(layer, keras.layers.Lambda):
+        return keras.layers.Lambda.from_config(layer.get_config(), safe_mode=False)
+    return layer.__class__.from_config(layer.get_config())
 
 
 def _has_own_config(model: keras.Model) -> bool:
@@ -511,10 +523,14 @@ def _strip_in_place(container) -> None:
     _replace_in_place(container, replacement)
 
 
-def load_model(path: str, *, compile: bool = True, extra_custom_objects: dict | None = None) -> keras.Model:
-    """Loads a wrapped or stripped Keras 3 model saved as ``.keras`` (the masks come back with it)."""
+def load_model(path: str, *, compile: bool = True, safe_mode: bool = True,
+               extra_custom_objects: dict | None = None) -> keras.Model:
+    """Loads a wrapped or stripped Keras 3 model saved as ``.keras`` or ``.h5`` (the masks come back with it).
+
+    ``safe_mode`` is Keras': a ``Lambda`` layer's stored code is refused unless it is ``False``.
+    """
     # A compiled model's file names tfimp's optimizer and schedules: their classes register on import.
     from tfimp.keras3 import lr, optimizers  # noqa: F401, PLC0415
-    return keras.saving.load_model(path, compile=compile, custom_objects={
+    return keras.saving.load_model(path, compile=compile, safe_mode=safe_mode, custom_objects={
         "tfimp>MaskedLayer": MaskedLayer, "tfimp>ReparamMaskedLayer": ReparamMaskedLayer,
         **(extra_custom_objects or {})})

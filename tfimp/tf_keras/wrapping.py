@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from tfimp.tf_keras import _private
 from tfimp.tf_keras import layer_specs as coverage
 from tfimp.core import coverage as _core_coverage
+from tfimp.core import front_end as _front_end
 from tfimp.core import masking as _masking
 from tfimp.tf_keras._backend import keras, tf
 from tfimp.tf_keras.tfmot_glue import (Exclude, KeepPrunedConstraint, NeverPrune, PolicyPruneLowMagnitude, PrunableKernel,
@@ -465,11 +466,26 @@ def custom_objects() -> dict:
     }
 
 
-def load_model(path: str, *, compile: bool = True, extra_custom_objects: dict | None = None) -> keras.Model:
-    """Loads a (wrapped or stripped) model saved as ``.keras``, ``.h5`` or SavedModel."""
+def load_model(path: str, *, compile: bool = True, safe_mode: bool = True,
+               extra_custom_objects: dict | None = None) -> keras.Model:
+    """Loads a (wrapped or stripped) model saved as ``.keras``, ``.h5`` or SavedModel.
+
+    ``safe_mode`` (default, as Keras): a file whose ``Lambda`` layers would
+    run their stored Python code while loading is refused; pass
+    ``safe_mode=False`` for a file you trust. tf_keras checks ``.keras``
+    files itself; tfimp checks HDF5 files and SavedModels before loading.
+
+    Raises:
+      ValueError: ``safe_mode`` and the file holds a ``Lambda`` layer.
+    """
+    stored_code = _front_end.lambda_layers(path) if safe_mode else []
+    if stored_code:
+        raise ValueError(f"{path} holds Lambda layers ({', '.join(stored_code)}) whose stored Python code would run "
+                         "while loading; load it with safe_mode=False only if you trust the file")
     objects = {**custom_objects(), **(extra_custom_objects or {})}
     with keras.utils.custom_object_scope(objects):
-        model = keras.models.load_model(path, compile=compile)
+        model = (keras.models.load_model(path, compile=compile, safe_mode=safe_mode) if str(path).endswith(".keras")
+                 else keras.models.load_model(path, compile=compile))
     # Wrappers rebuilt from a SavedModel may bypass `build`; make sure every
     # kernel carries its mask constraint.
     for kernel in prunable_kernels(model):
