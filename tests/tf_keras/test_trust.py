@@ -148,3 +148,27 @@ def test_load_model_is_safe_by_default_for_every_format_and_loads_trusted_lambda
         np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match=r"m.h5 holds Lambda layers \(double\) whose stored Python code would run"):
         tfimp.load_model(str(tmp_path / "m.h5"))
+
+
+def test_a_finished_dense_run_redoes_its_cycle_and_names_a_damaged_final_model(tmp_path, capfd):
+    import os
+
+    from tfimp.core import workdir as layout
+
+    run = str(tmp_path / "dense")
+    x, y = helpers.random_data(64)
+
+    def dense():
+        keras.utils.set_random_seed(0)
+        return tfimp.Dense(1, batch_size=32, learning_rate=0.05, chance_guard=False).run(
+            helpers.small_cnn(), (x, y), workdir=run, verbose=0)
+
+    rows = dense()
+    cycle = layout.cycles(run)[-1]
+    _cut(os.path.join(layout.cycle_dir(run, cycle), layout.CYCLE_WEIGHTS))
+    assert dense() == rows
+    assert f"cycle_{cycle} is damaged" in capfd.readouterr().err
+    assert tfimp.core.checkpoint.damaged_cycle(run, cycle) is None
+    _cut(os.path.join(run, layout.FINAL_WEIGHTS))
+    with pytest.raises(ValueError, match=r"final.weights.h5 is damaged"):
+        dense()

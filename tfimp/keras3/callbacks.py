@@ -31,6 +31,7 @@ import keras
 import numpy as np
 
 from tfimp.keras3 import _private
+from tfimp.core import checkpoint as _core_checkpoint
 from tfimp.core import cycles as _cycles
 from tfimp.core import guards as _guards
 from tfimp.core import masking as _masking
@@ -115,6 +116,10 @@ class EpochRun(keras.callbacks.Callback, _ClaimsWorkdir):
         if saved is not None:
             self._restored_global_rng = _checkpoint.global_rng_state()  # re-applied after fit's symbolic build
             self.rows, self._wall = list(saved["rows"]), float(saved["wall_s"])
+            if self.finished:  # the checkpoint is the end of the run: its cycle and results can be written again
+                _core_checkpoint.check_outputs(
+                    self.workdir, self.rows, self.metadata, finished=True, restorable_cycle=self.rows[-1]["cycle"],
+                    rewrite_cycle=lambda row: _checkpoint.write_cycle(self.workdir, model, row))
             if self.verbose and not self.finished:
                 print(f"[tfimp] resuming from {self.workdir!r} at epoch {self._restored_epoch + 1}/{self.epochs}",
                       flush=True)

@@ -28,6 +28,7 @@ from tfimp.tf_keras import wrapping
 from tfimp.core import storage as _storage
 from tfimp.tf_keras import workdir as _workdir
 from tfimp.tf_keras._backend import keras, tf
+from tfimp.core import checkpoint as _core_checkpoint
 from tfimp.core import schedules as _rules
 from tfimp.core.plan import Plan, bimp_plan, runner_plan
 
@@ -222,7 +223,15 @@ class _Trainer:
             return None
         _say_finished(workdir, rows, verbose)
         before_restore(model)
-        _checkpoint.load_weights(model, final_weights_path(workdir))
+        final = final_weights_path(workdir)
+        try:
+            _checkpoint.load_weights(model, final)
+        except (OSError, ValueError, IndexError, KeyError) as error:
+            raise _storage.damaged(final, f"{type(error).__name__}: {error}") from None
+        if _workdir.is_chief():  # the final weights are the end of the last row's cycle: it can be written again
+            _core_checkpoint.check_outputs(workdir, rows, {"method": self.label},
+                                           rewrite_cycle=lambda row: _checkpoint.write_cycle(workdir, model, row),
+                                           restorable_cycle=rows[-1]["cycle"], finished=True)
         return rows
 
     @staticmethod
