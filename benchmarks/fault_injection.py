@@ -98,6 +98,11 @@ def _kill_after(workdir: str, keras_version: int, delay: float) -> bool:
         return True
 
 
+def last_line(text: str) -> str:
+    """The last line of a process's standard error: the error it stopped with."""
+    return text.strip().splitlines()[-1] if text.strip() else ""
+
+
 def _files(workdir: str) -> list[str]:
     found = []
     for root, _, names in os.walk(workdir):
@@ -158,15 +163,15 @@ def main(argv=None) -> int:
         name = os.path.relpath(victim, workdir)
         if code == 0 and rows == reference:
             outcome = "redone"
-        elif code != 0 and "is damaged" in err and os.path.basename(victim) in err.split("is damaged")[0]:
-            outcome = "refused"
+        elif code != 0 and "is damaged" in last_line(err) and os.path.basename(victim) in last_line(err):
+            outcome = "refused"  # one error that names the damaged file
         elif code == 0:
             outcome = "used"
         else:
             outcome = "crashed"
         outcomes[outcome] += 1
         failures += outcome in ("used", "crashed")
-        last_error = err.strip().splitlines()[-1] if err.strip() else ""
+        last_error = last_line(err)
         print(f"truncation {index + 1}/{args.truncations}: {name} cut to {len(data) // 2} of {len(data)} bytes -> "
               f"{outcome}" + (f" ({last_error[:200]})" if outcome != "redone" else ""), flush=True)
 
