@@ -172,3 +172,34 @@ def test_a_finished_dense_run_redoes_its_cycle_and_names_a_damaged_final_model(t
     _cut(os.path.join(run, layout.FINAL_WEIGHTS))
     with pytest.raises(ValueError, match=r"final.weights.h5 is damaged"):
         dense()
+
+
+def test_a_damaged_backup_of_a_dense_run_is_dropped_and_the_run_starts_over(tmp_path, capfd):
+    import os
+
+    run = str(tmp_path / "dense")
+    x, y = helpers.random_data(64)
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt  # an interruption after the first epoch's backup
+
+    def dense(callbacks=()):
+        keras.utils.set_random_seed(0)
+        return tfimp.Dense(2, batch_size=32, learning_rate=0.05, chance_guard=False).run(
+            helpers.small_cnn(), (x, y), workdir=run, verbose=0, callbacks=list(callbacks))
+
+    reference = dense()
+    tfimp.core.workdir.remove_previous_run(run, verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        dense([StopAfterFirstEpoch()])
+    backup = os.path.join(run, "backup")
+    recorded = tfimp.core.storage.read_json(os.path.join(backup, "files.json"))
+    assert recorded and tfimp.core.storage.check_digests(backup, recorded) is None
+    capfd.readouterr()
+    _cut(os.path.join(backup, max(recorded, key=lambda name: os.path.getsize(os.path.join(backup, name)))))
+    rows = dense()
+    err = capfd.readouterr().err
+    assert "the backup in" in err and "is damaged" in err and "starting the run over" in err
+    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in reference]
+    assert not os.path.exists(backup)

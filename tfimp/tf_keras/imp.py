@@ -11,6 +11,7 @@ not redone.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable, Optional, Sequence, Union
 
@@ -29,6 +30,8 @@ from tfimp.core import storage as _storage
 from tfimp.tf_keras import workdir as _workdir
 from tfimp.tf_keras._backend import keras, tf
 from tfimp.core import checkpoint as _core_checkpoint
+from tfimp.core import notices as _notices
+from tfimp.core import results as _core_results
 from tfimp.core import schedules as _rules
 from tfimp.core.plan import Plan, bimp_plan, runner_plan
 
@@ -62,6 +65,45 @@ def final_weights_path(workdir: str) -> str:
     return _workdir.path(workdir, _workdir.FINAL_WEIGHTS)
 
 
+
+
+class CheckedBackup(keras.callbacks.BackupAndRestore):
+    """Keras' ``BackupAndRestore`` whose files are checked before they are read back.
+
+    After each backup the digests of its files go to ``files.json`` in the
+    backup directory; a backup whose files no longer match (a cut or changed
+    file) is dropped, with a message, and the run starts over instead of
+    reading it. A backup without digests (an older tfimp) is read as it is.
+    """
+
+    def __init__(self, backup_dir: str):
+        super().__init__(backup_dir)
+        self._directory = backup_dir
+
+    def on_train_begin(self, logs=None):
+        digests = os.path.join(self._directory, _workdir.CYCLE_FILES)
+        if _workdir.is_chief() and _storage.exists(self._directory):
+            try:
+                recorded = _storage.read_json(digests)
+                why = None if recorded is None else _storage.check_digests(self._directory, recorded)
+            except _storage.DamagedFile as error:
+                why = str(error)
+            if why is not None:
+                _notices.say(f"[tfimp] the backup in {self._directory} is damaged ({why}); starting the run over")
+                _storage.remove(self._directory)
+        super().on_train_begin(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if _workdir.is_chief() and _storage.exists(self._directory):
+            _storage.atomic_write_text(
+                os.path.join(self._directory, _workdir.CYCLE_FILES),
+                _core_results.to_json(_storage.file_digests(self._directory, skip=(_workdir.CYCLE_FILES,))))
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)  # Keras deletes its backup at the end of a finished fit: the digests go too
+        if _workdir.is_chief() and set(_storage.listdir(self._directory)) <= {_workdir.CYCLE_FILES}:
+            _storage.remove(self._directory)
 
 
 def _say_finished(workdir: str, rows: Sequence[dict], verbose: int) -> None:
@@ -360,7 +402,7 @@ class OneFitRunner(_Trainer):
                                           before_restore=self._before_restore)
             if finished is not None:
                 return finished
-            extra.insert(0, keras.callbacks.BackupAndRestore(_workdir.path(workdir, _workdir.BACKUP)))
+            extra.insert(0, CheckedBackup(_workdir.path(workdir, _workdir.BACKUP)))
         data, steps_for_fit = self._for_fit(train, 0, self.epochs, steps)  # BackupAndRestore picks the epoch
         model.fit(data, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch or steps_for_fit,
                   validation_data=validation, callbacks=[*extra, *callbacks], verbose=verbose)
