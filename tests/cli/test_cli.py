@@ -325,23 +325,25 @@ def test_refusals_before_any_work_touch_nothing_of_the_users(tmp_path, fashion_d
     (folder / "notes").mkdir(parents=True)
     (folder / "notes" / "thesis.txt").write_text("chapter 1")
     (folder / "data.csv").write_text("a,b\n1,2\n")
-    result = _cli(str(folder), *_tiny(fashion_dir), "--overwrite")
+    result = _cli(str(folder), *_tiny(fashion_dir), "--overwrite")  # the command line: exit 2, one line
     assert result.returncode == 2, result.stderr[-2000:]
     assert "holds no tfimp run" in result.stderr and "nothing in it was touched" in result.stderr
+    assert "Traceback" not in result.stderr
     assert sorted(os.listdir(folder)) == ["data.csv", "notes"]
     assert (folder / "notes" / "thesis.txt").read_text() == "chapter 1"
+    tiny = dict(data_dir=fashion_dir, train_subset=256, batch_size=64, dense_epochs=1, retrain_epochs=1, cycles=2,
+                verbose=0, export_formats="")
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    result = _cli(str(a_file), *_tiny(fashion_dir))
-    assert result.returncode == 2 and "is a file, not a directory" in result.stderr
-    assert "Traceback" not in result.stderr and a_file.read_text() == "x"
-    no_data = [o for o in _tiny(fashion_dir) if not o.startswith("--config.data_dir")]
-    result = _cli(str(tmp_path / "run_nowhere"), *no_data, f"--config.data_dir={tmp_path / 'nowhere'}")
-    assert result.returncode == 2 and re.search(r"data_dir .*nowhere.* does not exist", result.stderr)
+    with pytest.raises(NotADirectoryError, match="is a file, not a directory"):
+        main.run(_config(**tiny), str(a_file))
+    assert a_file.read_text() == "x"
+    with pytest.raises(data.DataUnavailableError, match=r"data_dir .*nowhere.* does not exist"):
+        main.run(_config(**{**tiny, "data_dir": str(tmp_path / "nowhere")}), str(tmp_path / "run_nowhere"))
     run = tmp_path / "run"
-    result = _cli(str(run), *_tiny(fashion_dir), "--config.min_kept_per_layer=1e8")
-    assert result.returncode == 2 and "min_kept_per_layer=100000000.0 keeps" in result.stderr, result.stderr[-2000:]
+    with pytest.raises(ValueError, match=r"min_kept_per_layer=100000000.0 keeps .* not target_sparsity=0.9"):
+        main.run(_config(**tiny, min_kept_per_layer=1e8), str(run))
     assert not (run / "cycle_0").exists() and not (run / "checkpoint").exists()  # refused before the dense phase
-    result = _cli(str(run), *_tiny(fashion_dir), "--config.min_kept_per_layer=1")
-    assert result.returncode == 0, result.stderr[-3000:]
+    rows = main.run(_config(**tiny, min_kept_per_layer=1), str(run))  # the corrected rerun needs no --overwrite
+    assert [r["cycle"] for r in rows] == [0, 1, 2]
     assert [r["cycle"] for r in json.load(open(run / "results.json"))["rows"]] == [0, 1, 2]
