@@ -26,6 +26,13 @@ Every worker's figures go to ``--out``/speed.json.
     python benchmarks/speed_front_ends.py --front_ends jax --variants all   # where JAX's time goes
     python benchmarks/speed_front_ends.py --front_ends tf_keras,tensorflow --variants default,steps_per_execution_8
     python benchmarks/speed_front_ends.py --phases    # the IMP run's wall split into steps, compiling, BN, tests
+    git worktree add /tmp/tfimp_before 893b769 && \
+        python benchmarks/speed_front_ends.py --baseline_tree /tmp/tfimp_before --repeats 2   # before/after
+
+With ``--baseline_tree``, every worker also runs with ``tfimp`` imported from
+that checkout (an older revision), right after the current one in the same
+repeat, and the table adds each front end's wall over the older revision's
+(``/ before``, paired by repeat).
 """
 
 from __future__ import annotations
@@ -78,16 +85,10 @@ def _instrument(version: int, keras) -> tuple[dict, object]:
 
         setattr(module, name, wrapper)
 
-    if version == 3:
-        from tfimp.keras3 import batchnorm, callbacks  # noqa: PLC0415
-
-        timed(callbacks, "_evaluate", "test_evaluation_s")
-    else:
-        from tfimp import batchnorm, callbacks, results  # noqa: PLC0415
-
-        timed(callbacks, "_test_loss_and_accuracy", "test_evaluation_s")
-        timed(results, "_test_loss_and_accuracy", "test_evaluation_s")
-    timed(batchnorm, "reestimate", "bn_reestimation_s")
+    # Both front ends run the core's driver; their framework operations are one object each.
+    ops = importlib.import_module("tfimp.keras3.framework" if version == 3 else "tfimp.tf_keras.framework").OPS
+    timed(ops, "evaluate", "test_evaluation_s")
+    timed(ops, "reestimate_batchnorm", "bn_reestimation_s")
 
     class BatchTimer(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
@@ -170,7 +171,7 @@ def _worker(args) -> dict:
     return figures
 
 
-def _run_worker(name: str, variant: str, args) -> dict | None:
+def _run_worker(name: str, variant: str, args, tree: str | None = None) -> dict | None:
     version, backend = FRONT_ENDS[name]
     if name == "torch" and importlib.util.find_spec("torch") is None:
         print("[speed] torch: not installed, skipped", flush=True)
@@ -180,6 +181,8 @@ def _run_worker(name: str, variant: str, args) -> dict | None:
         env["KERAS_BACKEND"] = backend
     if args.xla_flags and name == "jax":
         env["XLA_FLAGS"] = args.xla_flags
+    if tree:  # tfimp from the older checkout: first on the path, before this tree's installed package
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.abspath(tree), env.get("PYTHONPATH")) if p)
     command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--variant", variant,
                "--rounds", str(args.rounds), "--steps", str(args.steps), "--train_subset", str(args.train_subset)]
     if args.data_dir:
@@ -192,7 +195,8 @@ def _run_worker(name: str, variant: str, args) -> dict | None:
     if done.returncode != 0:
         raise SystemExit(f"[speed] worker {name} ({variant}) failed:\n{done.stderr[-4000:]}")
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"[speed] {name} ({variant}): IMP + SLR 98% {figures['imp_wall_s']:.1f} s, step "
+    figures["tree"] = "before" if tree else "current"
+    print(f"[speed] {name} ({variant}{', before' if tree else ''}): IMP + SLR 98% {figures['imp_wall_s']:.1f} s, step "
           f"{figures['step_ms_plain']:.2f} ms plain / {figures['step_ms_masked']:.2f} ms masked "
           f"({figures['mask_cost']:.3f}x)", flush=True)
     return figures
@@ -205,21 +209,28 @@ def table(results: list[dict]) -> str:
     tf_keras' wall *in the same repeat* (the machine's speed drifts between
     repeats by tens of percent, so only neighbours compare).
     """
-    base = {r["repeat"]: r["imp_wall_s"] for r in results if r["front_end"] == "tf_keras" and r["variant"] == "default"}
+    current = [r for r in results if r.get("tree", "current") == "current"]
+    base = {r["repeat"]: r["imp_wall_s"] for r in current if r["front_end"] == "tf_keras" and r["variant"] == "default"}
+    before = {(r["front_end"], r["variant"], r["repeat"]): r["imp_wall_s"] for r in results if r.get("tree") == "before"}
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        groups.setdefault((r["front_end"], r["backend"], r["variant"]), []).append(r)
-    lines = ["| front end | variant | repeats | IMP + SLR 98% wall (median, range) | / authors' 80-86 s | / tf_keras "
-             "(paired) | test acc. | plain step | masked step | mask cost |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for (front_end, backend, variant), rows in groups.items():
+        groups.setdefault((r["front_end"], r["backend"], r["variant"], r.get("tree", "current")), []).append(r)
+    lines = ["| front end | variant | tree | repeats | IMP + SLR 98% wall (median, range) | / authors' 80-86 s | "
+             "/ tf_keras (paired) | / before (paired) | test acc. | plain step | masked step | mask cost |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (front_end, backend, variant, tree), rows in groups.items():
         walls = [r["imp_wall_s"] for r in rows]
         wall = statistics.median(walls)
-        paired = [r["imp_wall_s"] / base[r["repeat"]] for r in rows if r["repeat"] in base]
+        paired = [r["imp_wall_s"] / base[r["repeat"]] for r in rows if r["repeat"] in base and tree == "current"]
         against_base = f"{statistics.median(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f})" if paired else "-"
+        older = [r["imp_wall_s"] / before[(front_end, variant, r["repeat"])] for r in rows
+                 if tree == "current" and (front_end, variant, r["repeat"]) in before]
+        against_before = f"{statistics.median(older):.2f}x ({min(older):.2f}-{max(older):.2f})" if older else "-"
         lines.append(
-            f"| {front_end} ({backend}) | {variant} | {len(rows)} | {wall:.1f} s ({min(walls):.1f}-{max(walls):.1f}) | "
-            f"{wall / AUTHORS_WALL_S[1]:.2f}-{wall / AUTHORS_WALL_S[0]:.2f}x | {against_base} | "
-            f"{100 * rows[-1]['imp_test_accuracy']:.2f}% | {statistics.median(r['step_ms_plain'] for r in rows):.2f} ms | "
+            f"| {front_end} ({backend}) | {variant} | {tree} | {len(rows)} | {wall:.1f} s ({min(walls):.1f}-"
+            f"{max(walls):.1f}) | {wall / AUTHORS_WALL_S[1]:.2f}-{wall / AUTHORS_WALL_S[0]:.2f}x | {against_base} | "
+            f"{against_before} | {100 * rows[-1]['imp_test_accuracy']:.2f}% | "
+            f"{statistics.median(r['step_ms_plain'] for r in rows):.2f} ms | "
             f"{statistics.median(r['step_ms_masked'] for r in rows):.2f} ms | "
             f"{statistics.median(r['mask_cost'] for r in rows):.3f}x |")
     return "\n".join(lines)
@@ -256,6 +267,8 @@ def main() -> None:
     parser.add_argument("--phases", action="store_true",
                         help="time the IMP run's parts: steps, first batches, BatchNorm re-estimation, test evaluations")
     parser.add_argument("--xla_flags", default="", help="XLA_FLAGS for the JAX worker (XLA CPU options)")
+    parser.add_argument("--baseline_tree", default=None,
+                        help="a checkout of an older revision: every worker also runs with its tfimp, paired")
     parser.add_argument("--worker", choices=list(FRONT_ENDS), help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="default", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -276,9 +289,10 @@ def main() -> None:
     for repeat in range(args.repeats):
         for name in names:
             for variant in variants:
-                figures = _run_worker(name, variant, args)
-                if figures is not None:
-                    results.append({**figures, "repeat": repeat})
+                for tree in (None, args.baseline_tree) if args.baseline_tree else (None,):
+                    figures = _run_worker(name, variant, args, tree)
+                    if figures is not None:
+                        results.append({**figures, "repeat": repeat})
     print(f"[speed] side by side (this machine, {os.cpu_count()} cores):\n{table(results)}", flush=True)
     if any("phases" in r for r in results):
         print(f"[speed] where the IMP run's wall goes (seconds):\n{phase_table(results)}", flush=True)

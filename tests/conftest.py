@@ -28,7 +28,7 @@ CORE_SUITE = os.environ.get("TFIMP_TEST_CORE") == "1"
 if KERAS3_SUITE:
     collect_ignore = ["core", "tf_keras", "cli"]
 elif CORE_SUITE:
-    collect_ignore = ["keras3", "tf_keras", "cli"]
+    collect_ignore = ["keras3", "tf_keras", "cli", "front_ends"]
 else:
     collect_ignore = ["keras3", "core"]
 

@@ -52,7 +52,7 @@ _FRONT_END_MODULES = {
     front_end.TF_KERAS: ("baselines", "batchnorm", "callbacks", "coverage", "data", "distribute", "export", "guards",
                          "lr", "models", "optimizers", "pruning", "report", "workdir", "wrapping"),
     front_end.KERAS3: ("baselines", "batchnorm", "callbacks", "coverage", "data", "export", "lr", "models",
-                       "optimizers"),
+                       "optimizers", "report"),
 }
 #: Names each front end's package defines (``tfimp.tf_keras.IMP``, ``tfimp.keras3.IMP``, ...).
 _FRONT_END_NAMES = {front_end.TF_KERAS: ("IMP", "Dense", "DuringTraining", "load_cycle", "keras", "tf"),

@@ -130,7 +130,7 @@ def test_speed_benchmark_worker_of_this_backend(tmp_path):
     assert figures["step_ms_plain"] > 0 and figures["imp_wall_s"] > 0
     row = next(line for line in result.stdout.splitlines() if line.startswith(f"| {BACKEND} ({BACKEND})"))
     assert f"{figures['imp_wall_s']:.1f} s" in row and f"{figures['mask_cost']:.3f}x" in row
-    assert figures["repeat"] == 0 and row.split("|")[3].strip() == "1"  # one repeat
+    assert figures["repeat"] == 0 and row.split("|")[3].strip() == "current" and row.split("|")[4].strip() == "1"
     phases = figures["phases"]  # --phases: the wall split into its parts, each measured
     assert set(phases) == {"steps_s", "first_batches_s", "bn_reestimation_s", "test_evaluation_s", "other_s"}
     assert all(phases[name] > 0 for name in ("steps_s", "first_batches_s", "bn_reestimation_s", "test_evaluation_s"))

@@ -174,27 +174,3 @@ def test_a_model_with_a_lambda_wraps_and_its_file_loads_only_when_trusted(tmp_pa
     loaded = tfimp.load_model(path, safe_mode=False, compile=False)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(wrapped(x)),
                                rtol=1e-6)
-
-
-@_JAX_ONLY
-def test_a_finished_dense_run_redoes_its_damaged_cycle(tmp_path, capfd):
-    import os
-
-    from tfimp.core import workdir as layout
-
-    run = str(tmp_path / "dense")
-    x, y = h.classification_data(64)
-
-    def dense():
-        keras.utils.set_random_seed(0)
-        return tfimp.Dense(1, batch_size=32, learning_rate=0.05, chance_guard=False).run(
-            h.mlp(inputs=192), (x.reshape(64, -1), y), workdir=run, verbose=0)
-
-    rows = dense()
-    cycle = layout.cycles(run)[-1]
-    _cut(os.path.join(layout.cycle_dir(run, cycle), layout.KERAS3_WEIGHTS))
-    _cut(os.path.join(run, layout.RESULTS_JSON))
-    assert dense() == rows
-    err = capfd.readouterr().err
-    assert f"cycle_{cycle} is damaged" in err and "results.json is damaged" in err
-    assert tfimp.core.checkpoint.damaged_cycle(run, cycle) is None

@@ -33,7 +33,11 @@ def test_cycles_results_and_load_cycle(tmp_path):
     assert workdir_layout.cycles(run) == [0, 1, 2]
     for row in rows:
         directory = workdir_layout.cycle_dir(run, row["cycle"])
-        assert sorted(os.listdir(directory)) == ["files.json", "model.json", "model.weights.h5", "row.json"]
+        assert sorted(os.listdir(directory)) == ["files.json", "model.json", "model.weights.h5", "report.json",
+                                                 "row.json"]
+        with open(os.path.join(directory, "report.json")) as handle:  # the model report, as on tf_keras
+            assert json.load(handle)["total_nonzero"] == tfimp.report.model_report(imp.model).total_nonzero \
+                if row["cycle"] == 2 else True
         with open(os.path.join(directory, "row.json")) as handle:
             assert json.load(handle) == json.loads(json.dumps(row))
         model = tfimp.load_cycle(run, row["cycle"])

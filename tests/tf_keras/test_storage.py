@@ -113,7 +113,7 @@ def test_a_dense_run_and_the_cli_outputs_in_a_ram_workdir(ram, fashion_dir):
     dense = tfimp.Dense(1, batch_size=16, learning_rate=0.05)
     x, y = helpers.random_data(32)
     row = dense.run(helpers.small_cnn(), (x, y), test=(x, y), workdir=dense_run, verbose=0)
-    assert storage.exists(f"{dense_run}/final.weights.h5")
+    assert storage.exists(f"{dense_run}/checkpoint") and storage.exists(f"{dense_run}/cycle_0/row.json")
     again = tfimp.Dense(1, batch_size=16, learning_rate=0.05)
     assert again.run(helpers.small_cnn(), (x, y), test=(x, y), workdir=dense_run, verbose=0) == row
     np.testing.assert_array_equal(again.model.predict(x, verbose=0), dense.model.predict(x, verbose=0))

@@ -150,8 +150,12 @@ def test_load_model_is_safe_by_default_for_every_format_and_loads_trusted_lambda
         tfimp.load_model(str(tmp_path / "m.h5"))
 
 
-def test_a_finished_dense_run_redoes_its_cycle_and_names_a_damaged_final_model(tmp_path, capfd):
+
+
+def test_a_dense_run_an_older_tfimp_finished_is_returned_without_training(tmp_path, capfd):
+    """Older tfimp kept a finished dense run as final.weights.h5 beside its rows (no checkpoint/)."""
     import os
+    import shutil
 
     from tfimp.core import workdir as layout
 
@@ -160,46 +164,18 @@ def test_a_finished_dense_run_redoes_its_cycle_and_names_a_damaged_final_model(t
 
     def dense():
         keras.utils.set_random_seed(0)
-        return tfimp.Dense(1, batch_size=32, learning_rate=0.05, chance_guard=False).run(
-            helpers.small_cnn(), (x, y), workdir=run, verbose=0)
+        runner = tfimp.Dense(1, batch_size=32, learning_rate=0.05, chance_guard=False)
+        return runner, runner.run(helpers.small_cnn(), (x, y), workdir=run, verbose=1)
 
-    rows = dense()
-    cycle = layout.cycles(run)[-1]
-    _cut(os.path.join(layout.cycle_dir(run, cycle), layout.CYCLE_WEIGHTS))
-    assert dense() == rows
-    assert f"cycle_{cycle} is damaged" in capfd.readouterr().err
-    assert tfimp.core.checkpoint.damaged_cycle(run, cycle) is None
+    first, rows = dense()
+    shutil.rmtree(os.path.join(run, layout.CHECKPOINT))
+    first.model.save_weights(os.path.join(run, layout.FINAL_WEIGHTS))
+    capfd.readouterr()
+    again, rows_again = dense()
+    assert rows_again == rows
+    out = capfd.readouterr().out
+    assert "holds this finished run (dense)" in out and "Epoch 1/" not in out
+    np.testing.assert_array_equal(again.model.predict(x, verbose=0), first.model.predict(x, verbose=0))
     _cut(os.path.join(run, layout.FINAL_WEIGHTS))
     with pytest.raises(ValueError, match=r"final.weights.h5 is damaged"):
         dense()
-
-
-def test_a_damaged_backup_of_a_dense_run_is_dropped_and_the_run_starts_over(tmp_path, capfd):
-    import os
-
-    run = str(tmp_path / "dense")
-    x, y = helpers.random_data(64)
-
-    class StopAfterFirstEpoch(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise KeyboardInterrupt  # an interruption after the first epoch's backup
-
-    def dense(callbacks=()):
-        keras.utils.set_random_seed(0)
-        return tfimp.Dense(2, batch_size=32, learning_rate=0.05, chance_guard=False).run(
-            helpers.small_cnn(), (x, y), workdir=run, verbose=0, callbacks=list(callbacks))
-
-    reference = dense()
-    tfimp.core.workdir.remove_previous_run(run, verbose=0)
-    with pytest.raises(KeyboardInterrupt):
-        dense([StopAfterFirstEpoch()])
-    backup = os.path.join(run, "backup")
-    recorded = tfimp.core.storage.read_json(os.path.join(backup, "files.json"))
-    assert recorded and tfimp.core.storage.check_digests(backup, recorded) is None
-    capfd.readouterr()
-    _cut(os.path.join(backup, max(recorded, key=lambda name: os.path.getsize(os.path.join(backup, name)))))
-    rows = dense()
-    err = capfd.readouterr().err
-    assert "the backup in" in err and "is damaged" in err and "starting the run over" in err
-    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in reference]
-    assert not os.path.exists(backup)

@@ -3,9 +3,10 @@
 :func:`run` trains ``config``'s method (:mod:`tfimp.methods`; on Keras 3:
 every method) into a workdir with the Keras 3 front end:
 the same config keys, workdir layout, identity, lock, resume, ``cycle_N/``,
-results files, plot, TensorBoard logs (when TensorFlow is installed: Keras'
-TensorBoard callback writes with it) and ``model_stripped.keras`` as on
-tf_keras. ``strategy="data_parallel"`` trains on every local device through
+results files, plot, the model report after each cycle (printed and in
+``cycle_N/report.json``), TensorBoard logs (per epoch and per cycle, when
+TensorFlow is installed: the event files are written with it) and
+``model_stripped.keras`` as on tf_keras. ``strategy="data_parallel"`` trains on every local device through
 ``keras.distribution.DataParallel`` (JAX); ``strategy="mirrored"`` through
 tf.distribute's ``MirroredStrategy`` (the TensorFlow backend), the model
 built, wrapped and compiled in its scope.
@@ -43,7 +44,7 @@ from tfimp.cli import methods
 from tfimp.core import exports as _exports
 from tfimp.core import storage as _storage
 from tfimp.core import workdir as _workdir
-from tfimp.keras3 import data, export, masks, models
+from tfimp.keras3 import data, export, masks, models, report
 
 #: ``config.method`` values this front end runs through the CLI.
 METHODS = ("dense", "imp", "oneshot", "bimp", *methods.DURING_TRAINING)
@@ -156,6 +157,7 @@ def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
             architectures.check_outputs_fit(model, spec.num_classes, spec.name)
             rows = runner.run(model, dataset.train, dataset.validation, dataset.test, workdir=workdir,
                               overwrite=overwrite, callbacks=_tensorboard(config, workdir), verbose=config.verbose,
+                              cycle_end_hooks=[report.CycleReporter(workdir, verbose=config.verbose)],
                               identity=tfimp_config.identity(config))
             _write_outputs(config, runner.model, rows, workdir, _check_batch(dataset.test))
             return rows

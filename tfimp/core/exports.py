@@ -18,8 +18,30 @@ import numpy as np
 
 from tfimp.core import results, storage, workdir
 
-_TOLERANCE = {"keras": 1e-5, "savedmodel": 1e-5, "tflite": 1e-4, "onnx": 1e-4}
-_DYNAMIC_RANGE_FRACTION = 0.05
+#: The tolerance of a quantised format: this fraction of the outputs' range.
+QUANTISED_FRACTION = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportFormat:
+    """One export format of a front end: one entry of its ``export.FORMATS`` registry.
+
+    Attributes:
+      write: ``(stripped model, directory, stem, scratch) -> path`` writes the
+        model in this format under ``directory`` (``scratch``: a temporary
+        directory for intermediate files) and returns the file or directory.
+      tolerance: the largest output difference against the Keras model the
+        check allows; ``None`` for a quantised format
+        (:data:`QUANTISED_FRACTION` of the outputs' range).
+      unavailable: ``backend -> reason`` why this process cannot write the
+        format (``None`` when it can).
+      default: written when no format is named.
+    """
+
+    write: Callable[..., str]
+    tolerance: Optional[float]
+    unavailable: Callable[[str], Optional[str]] = lambda backend: None
+    default: bool = False
 
 
 class ExportMismatchError(AssertionError):
@@ -90,19 +112,19 @@ def file_size(path: str) -> tuple[int, int]:
     return raw, compressed
 
 
-def tolerance(fmt: str, expected: np.ndarray) -> float:
-    """The largest output difference a ``fmt`` export may show (see the module docstring)."""
-    return _TOLERANCE.get(fmt, _DYNAMIC_RANGE_FRACTION * float(np.ptp(expected) or 1.0))
+def tolerance(spec: ExportFormat, expected: np.ndarray) -> float:
+    """The largest output difference an export in format ``spec`` may show (see the module docstring)."""
+    return spec.tolerance if spec.tolerance is not None else QUANTISED_FRACTION * float(np.ptp(expected) or 1.0)
 
 
-def checked_error(fmt: str, got: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
-    """(max |got - expected|, tolerance) for a ``fmt`` export.
+def checked_error(fmt: str, spec: ExportFormat, got: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
+    """(max |got - expected|, tolerance) for an export in format ``fmt`` (its registry entry ``spec``).
 
     Raises:
       ExportMismatchError: the predictions differ by more than the tolerance.
     """
     error = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - np.asarray(expected, dtype=np.float64))))
-    allowed = tolerance(fmt, expected)
+    allowed = tolerance(spec, expected)
     if not error <= allowed:  # NaN fails too
         raise ExportMismatchError(f"{fmt} export's predictions differ by {error:.3g} > tolerance {allowed:.3g}")
     return error, allowed

@@ -52,3 +52,10 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
+
+    def __iter__(self):
+        """The names in the order they were registered (the built-in ones first)."""
+        return iter(list(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -5,13 +5,14 @@ Layout of a workdir (every name below is defined here and nowhere else)::
     identity.json       what the run is: everything that can change its results
     config.json         the CLI's resolved config (readable copy)
     run.lock            host and process of the run using the workdir now
-    checkpoint/save_K/  IMP's per-epoch state, state.json written last (tfimp.checkpoint)
-    backup/             Keras' BackupAndRestore state of the dense and baseline runners
+    checkpoint/save_K/  every run's per-epoch state (IMP, dense, the baselines), state.json
+                        written last (tfimp.core.checkpoint, tfimp.core.driver)
+    backup/             Keras' BackupAndRestore state of an older tfimp's dense and baseline runs
     cycle_N/            one finished cycle: weights.h5 (weights and masks; model.weights.h5
                         on Keras 3), model.json (architecture, when Keras can serialise it),
                         report.json, files.json (their digests), row.json last
     results.json        the per-cycle rows (results.csv: the same as a table)
-    final.weights.h5    the finished model of the dense and baseline runners
+    final.weights.h5    an older tfimp's finished dense or baseline model (still read back)
     tensorboard/        Keras' epoch scalars; per-cycle scalars under tensorboard/cycles
     export/             the CLI's checked exports and their size table (sizes.txt, sizes.json)
     accuracy_vs_sparsity.png, model_stripped.keras   the CLI's plot and final stripped model

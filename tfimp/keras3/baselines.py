@@ -23,18 +23,19 @@ Keras 3 process.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Optional, Sequence
+from typing import Callable
 
 import keras
 import numpy as np
 
+from tfimp.core import driver as _driver
+from tfimp.core import runner as _runner
 from tfimp.core import during_training as _during
-from tfimp.core import results as _results
 from tfimp.core import reparametrisations as _reparametrisations
-from tfimp.keras3 import callbacks as _callbacks
 from tfimp.keras3 import masks as _masks
 from tfimp.keras3 import optimizers as _optimizers
-from tfimp.keras3.imp import _Trainer
+from tfimp.keras3.framework import OPS
+from tfimp.keras3.imp import Keras3Runner
 from tfimp.keras3.wrapper import ReparamMaskedLayer
 
 cubic_sparsity = _during.cubic_sparsity
@@ -142,79 +143,31 @@ class GradualPruning(_during.RampSteps, keras.callbacks.Callback):
             _masks.prune(self.model, self.target_sparsity, self.criterion)
 
 
-class DuringTrainingRun(_callbacks.EpochRun):
-    """One row per epoch of a during-training run (``cycle`` = epoch number; test metrics on the last).
+class DuringTrainingRun(_driver.DuringTrainingRunDriver, keras.callbacks.Callback):
+    """One row per epoch of a during-training run on Keras 3 (:class:`tfimp.core.driver.DuringTrainingRunDriver`):
+    checkpointed every epoch, resumed exactly, the last epoch written as ``cycle_E/``."""
 
-    An :class:`tfimp.keras3.callbacks.EpochRun`: checkpointed every epoch,
-    resumed exactly, the last epoch written as ``cycle_E/``. A finished
-    run's restored weights are finalized ones, so its wrappers are marked so.
-    """
+    ops = OPS
 
-    def __init__(self, method: str, target_sparsity: float, epochs: int, steps_per_epoch: int, *,
-                 criterion: Optional[str], test_data=None, workdir: Optional[str] = None, overwrite: bool = False,
-                 verbose: int = 1, identity: Optional[dict] = None):
-        self.method, self.target_sparsity, self.criterion = method, float(target_sparsity), criterion
-        super().__init__(epochs, steps_per_epoch, test_data=test_data, workdir=workdir, overwrite=overwrite,
-                         verbose=verbose, identity=identity, metadata={"method": method})
+    def _finalize(self, model, bake):
+        finalize_reparams(model, bake=bake)
 
-    def restore(self, model: keras.Model) -> int:
-        epoch = super().restore(model)
-        if self.finished:
-            finalize_reparams(model, bake=False)
-        return epoch
-
-    def _rows_after(self, epoch: int, logs: dict, test: Optional[dict], epoch_wall: float, last: bool) -> list:
-        optimizer = _optimizers.unwrapped(self.model.optimizer)
-        return [_results.make_row(
-            logs, sparsity=current_sparsity(self.model), test_metrics=test, cycle=epoch + 1,
-            target=self.target_sparsity, schedule=self.method,
-            initial_lr=float(keras.ops.convert_to_numpy(optimizer.learning_rate)), epochs=1,
-            steps=self.steps_per_epoch, wall_s=epoch_wall, criterion=self.criterion)]
+    def _forward_sparsity(self, model):
+        return current_sparsity(model)
 
 
-class DuringTraining(_during.BudgetedMethod, _Trainer):
-    """Runs one pruning-during-training baseline for a budget of ``epochs`` on Keras 3.
+class DuringTraining(_runner.DuringTrainingRunner, Keras3Runner):
+    __doc__ = _runner.DuringTrainingRunner.__doc__
 
-    The tf_keras ``tfimp.DuringTraining``'s arguments and rows.
+    def _prepare(self, model, train, steps, verbose):
+        if _masks.wrappers(model):
+            raise ValueError(f"{self.method} wraps the model itself (its own wrapper); pass the unwrapped model")
+        wrapper = None if self.spec.reparametrisation is None else (
+            lambda layer, paths: ReparamMaskedLayer(layer, paths, reparam=self.spec.reparametrisation,
+                                                    str_init=self.str_init, str_weight_decay=self.str_weight_decay))
+        return _masks.wrap(model, wrapper=wrapper, verbose=verbose)
 
-    Example:
-      >>> rows = tfimp.DuringTraining("gmp", 0.9, epochs=10).run(model, (x, y), test=(xt, yt))
-
-    Args:
-      method: ``gmp``, ``tfmot_gmp``, ``dpf`` or ``str``.
-      target_sparsity: S (STR reports what it reaches; :func:`calibrate_str` aims it at S).
-      epochs: the whole budget.
-      criterion: for ``gmp`` and ``dpf``.
-      begin_fraction, end_fraction: the ramp, as fractions of the budget (defaults: the method's).
-      frequency: steps between mask updates (defaults: DPF 16, GMP :func:`auto_frequency` of the ramp).
-      str_init, str_weight_decay: STR's threshold start and the extra L2 on it.
-      **settings: optimizer and data settings, as for :class:`tfimp.IMP`.
-
-    Raises:
-      ValueError: an unknown method or a bad setting (named); ``steps_per_execution`` above 1 for a method
-        that prunes between steps.
-    """
-
-    def __init__(self, method: str, target_sparsity: float, epochs: int, *, criterion: str = "global",
-                 begin_fraction: Optional[float] = None, end_fraction: Optional[float] = None,
-                 frequency: Optional[int] = None, str_init: float = -5.0, str_weight_decay: float = 0.0, **settings):
-        self.set_budget(method, target_sparsity, epochs, criterion=criterion, begin_fraction=begin_fraction,
-                        end_fraction=end_fraction, frequency=frequency, str_init=str_init,
-                        str_weight_decay=str_weight_decay, known=known_methods)
-        super().__init__(**settings)
-        if self.spec.pruning is not None and self.steps_per_execution > 1:
-            raise ValueError(f"{method} prunes between training steps, which steps_per_execution="
-                             f"{self.steps_per_execution} would skip; use steps_per_execution=1")
-        self.callback: Optional[DuringTrainingRun] = None
-
-    def _wrapper(self) -> Optional[Callable]:
-        if self.spec.reparametrisation is None:
-            return None
-        return lambda layer, paths: ReparamMaskedLayer(layer, paths, reparam=self.spec.reparametrisation,
-                                                       str_init=self.str_init,
-                                                       str_weight_decay=self.str_weight_decay)
-
-    def _pruning_callbacks(self, steps: int) -> list:
+    def _callbacks(self, steps: int) -> list:
         if self.spec.pruning is None:
             return []
         begin, end, frequency = self.ramp(steps)
@@ -222,39 +175,12 @@ class DuringTraining(_during.BudgetedMethod, _Trainer):
                                self.spec.fixed_criterion or self.criterion, dpf=self.spec.pruning == "dpf",
                                level_every=steps if self.spec.level_every_epoch else 1)]
 
-    def run(self, model: keras.Model, train, validation=None, test=None, *, workdir: Optional[str] = None,
-            overwrite: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
-            identity: Optional[dict] = None) -> list[dict]:
-        """Wraps ``model`` (unwrapped: the method's wrapper) and trains it; returns one row per epoch.
+    def _run_callback(self, method, target_sparsity, epochs, steps, **arguments):
+        return DuringTrainingRun(method, target_sparsity, epochs, steps, **arguments)
 
-        With ``workdir``, rerunning the same call resumes (arrays and
-        epoch-ordered data replay exactly); a finished run returns its rows
-        without training.
-        """
-        _masks.check_keras3_model(model)
-        if _masks.wrappers(model):
-            raise ValueError(f"{self.method} wraps the model itself (its own wrapper); pass the unwrapped model")
-        train, steps = self._training_data(train)
-        model = _masks.wrap(model, wrapper=self._wrapper(), verbose=verbose)
-        schedule = self._schedule(self.epochs, steps)
-        self._compile(model, schedule)
-        self.model = model
-        self.callback = DuringTrainingRun(
-            self.method, self.target_sparsity, self.epochs, steps,
-            criterion=(self.spec.fixed_criterion or self.criterion) if self.spec.uses_criterion else None,
-            test_data=test, workdir=workdir, overwrite=overwrite, verbose=verbose,
-            identity=self.identity(**self.budget.identity(steps), steps_per_epoch=steps, user=identity or {}))
-        guard = [_callbacks.ChanceGuard()] if self.chance_guard else []  # first: a failed epoch is not saved
-        rows = self._resume_and_fit(
-            model, self.callback, train, steps, self.epochs, validation,
-            callbacks=[*guard, *self._pruning_callbacks(steps), self.callback, *callbacks], verbose=verbose,
-            finished_message=lambda rows: f"[tfimp] {workdir!r} holds this finished {self.method} run; its "
-                                         f"{len(rows)} rows are returned without training")
+    def _after_fit(self, model, rows, verbose, cycle_end_hooks, finished):
         finalize_reparams(model)  # a fit stopped early by a callback: still exact masks
-        self.check_result(rows[-1], verbose)
-        if verbose:
-            print(f"[tfimp] {self.method} finished:\n" + _results.format_table(rows), flush=True)
-        return rows
+        super()._after_fit(model, rows, verbose, cycle_end_hooks, finished)
 
 
 def calibrate_str(build_model: Callable[[], keras.Model], train, target_sparsity: float, epochs: int, *,

@@ -22,6 +22,7 @@ from tfimp.core import checkpoint as _core_checkpoint
 from tfimp.core import storage as _storage
 from tfimp.core import workdir as _workdir
 from tfimp.keras3 import masks as _masks
+from tfimp.keras3 import report as _report
 from tfimp.keras3.wrapper import MaskedLayer, ReparamMaskedLayer
 
 
@@ -110,12 +111,17 @@ load_state = _core_checkpoint.load_state
 
 
 def write_cycle(workdir: str, model: keras.Model, row: dict) -> str:
-    """Writes finished cycle ``row["cycle"]`` as ``cycle_N/`` (``files.json``, then ``row.json`` last); returns its
-    path."""
+    """Writes finished cycle ``row["cycle"]`` as ``cycle_N/`` (weights, architecture, model report; ``files.json``,
+    then ``row.json`` last); returns its path."""
     def write_payload(directory: str) -> None:
         save_weights(model, os.path.join(directory, _workdir.KERAS3_WEIGHTS))
         if _private.is_functional(model):
             _storage.atomic_write_text(os.path.join(directory, _workdir.CYCLE_MODEL), model.to_json())
+        try:
+            _storage.atomic_write_text(os.path.join(directory, _workdir.CYCLE_REPORT),
+                                       _report.model_report(model).to_json())
+        except ValueError:  # a layer whose output size is unknown: no FLOP count possible
+            pass
 
     return _core_checkpoint.write_cycle(workdir, row, write_payload)
 

@@ -36,16 +36,13 @@ import keras
 import numpy as np
 
 from tfimp.core import storage as _storage
-from tfimp.core.exports import (ExportedFile, ExportMismatchError, check_exportable, checked_error,  # noqa: F401
+from tfimp.core.registry import Registry
+from tfimp.core.exports import (ExportedFile, ExportFormat, ExportMismatchError, check_exportable, checked_error,  # noqa: F401
                                 file_size, in_directory, parse_formats, refill_pruned, size_table)
 from tfimp.keras3.export_check import keras_zeros
 from tfimp.keras3 import masks as _masks
 
-FORMATS = ("keras", "savedmodel", "tflite", "tflite_dynamic", "onnx")
-#: What :func:`export` and the CLI write unless told otherwise, less those this backend cannot write.
-DEFAULT_FORMATS = ("keras", "savedmodel", "tflite")
 #: The formats that come from Keras 3's ``tf_saved_model`` export, and the backends that write it.
-_SAVED_MODEL_FORMATS = ("savedmodel", "tflite", "tflite_dynamic")
 _SAVED_MODEL_BACKENDS = ("tensorflow", "jax")
 #: Keras 3's ONNX converter on each backend: (module, pip package).
 _ONNX_CONVERTERS = {"tensorflow": ("tf2onnx", "tf2onnx"), "jax": ("jax2onnx", "jax2onnx"),
@@ -61,26 +58,34 @@ def _installed(module: str) -> bool:
         return False
 
 
-def unavailable(fmt: str, backend: Optional[str] = None) -> Optional[str]:
-    """Why this process cannot write and check ``fmt`` on ``backend`` (default: Keras'), or None when it can."""
-    backend = backend or keras.backend.backend()
-    if fmt in _SAVED_MODEL_FORMATS:
+def _saved_model_unavailable(fmt: str):
+    def why(backend: str) -> Optional[str]:
         if backend not in _SAVED_MODEL_BACKENDS:
             return (f"{fmt} comes from Keras 3's tf_saved_model export, which runs on the TensorFlow and JAX "
                     f"backends, not on {backend!r}; export 'keras' or 'onnx' there")
         if not _installed("tensorflow"):
             return f"{fmt} needs TensorFlow: pip install tensorflow"
-    if fmt == "onnx":
-        module, package = _ONNX_CONVERTERS.get(backend, (None, None))
-        if module is None:
-            return f"Keras 3 exports ONNX from the TensorFlow, JAX and PyTorch backends, not from {backend!r}"
-        if not _installed(module):
-            hint = (" (it needs absl-py >= 2, which tfmot's pin excludes: install it where the tf_keras extra "
-                    "is not)") if backend == "jax" else ""
-            return f"onnx on the {backend} backend needs {package}: pip install {package}{hint}"
-        if not _installed("onnxruntime"):
-            return "the onnx export is checked with onnxruntime: pip install onnxruntime"
+        return None
+
+    return why
+
+
+def _onnx_unavailable(backend: str) -> Optional[str]:
+    module, package = _ONNX_CONVERTERS.get(backend, (None, None))
+    if module is None:
+        return f"Keras 3 exports ONNX from the TensorFlow, JAX and PyTorch backends, not from {backend!r}"
+    if not _installed(module):
+        hint = (" (it needs absl-py >= 2, which tfmot's pin excludes: install it where the tf_keras extra "
+                "is not)") if backend == "jax" else ""
+        return f"onnx on the {backend} backend needs {package}: pip install {package}{hint}"
+    if not _installed("onnxruntime"):
+        return "the onnx export is checked with onnxruntime: pip install onnxruntime"
     return None
+
+
+def unavailable(fmt: str, backend: Optional[str] = None) -> Optional[str]:
+    """Why this process cannot write and check ``fmt`` on ``backend`` (default: Keras'), or None when it can."""
+    return FORMATS.get(fmt).unavailable(backend or keras.backend.backend())
 
 
 def default_formats() -> list[str]:
@@ -141,26 +146,52 @@ def _saved_model(model: keras.Model, path: str) -> None:
     model.export(path, format="tf_saved_model", verbose=False, **options)
 
 
-def _write(model: keras.Model, fmt: str, directory: str, stem: str, scratch: str) -> str:
-    """Writes ``model`` as ``fmt`` under ``directory``; returns the file (or SavedModel directory)."""
-    if fmt == "keras":
-        path = os.path.join(directory, f"{stem}.keras")
-        model.save(path)
-    elif fmt == "savedmodel":
-        path = os.path.join(directory, f"{stem}_savedmodel")
-        shutil.rmtree(path, ignore_errors=True)
-        _saved_model(model, path)
-    elif fmt == "onnx":
-        path = os.path.join(directory, f"{stem}.onnx")
-        model.export(path, format="onnx", verbose=False)
-    else:
-        saved = os.path.join(scratch, f"{stem}_for_tflite")
+def _write_keras(model: keras.Model, directory: str, stem: str, scratch: str) -> str:
+    path = os.path.join(directory, f"{stem}.keras")
+    model.save(path)
+    return path
+
+
+def _write_savedmodel(model: keras.Model, directory: str, stem: str, scratch: str) -> str:
+    path = os.path.join(directory, f"{stem}_savedmodel")
+    shutil.rmtree(path, ignore_errors=True)
+    _saved_model(model, path)
+    return path
+
+
+def _write_onnx(model: keras.Model, directory: str, stem: str, scratch: str) -> str:
+    path = os.path.join(directory, f"{stem}.onnx")
+    model.export(path, format="onnx", verbose=False)
+    return path
+
+
+def _tflite_writer(suffix: str, dynamic_range: bool):
+    def write(model: keras.Model, directory: str, stem: str, scratch: str) -> str:
+        saved = os.path.join(scratch, f"{stem}_for_tflite")  # one SavedModel for every TFLite variant
         if not os.path.isdir(saved):
             _saved_model(model, saved)
-        path = os.path.join(directory, f"{stem}.tflite" if fmt == "tflite" else f"{stem}_dynamic_range.tflite")
+        path = os.path.join(directory, f"{stem}{suffix}.tflite")
         with open(path, "wb") as handle:
-            handle.write(_tflite_bytes(saved, dynamic_range=fmt == "tflite_dynamic"))
-    return path
+            handle.write(_tflite_bytes(saved, dynamic_range=dynamic_range))
+        return path
+
+    return write
+
+
+#: The formats :func:`export` writes, by name (registration order is the documented order); which backend
+#: can write which is each entry's ``unavailable``. A new format is one entry
+#: (:class:`tfimp.core.exports.ExportFormat`) and its writer.
+FORMATS: Registry[ExportFormat] = Registry("Keras 3 export format")
+FORMATS.register("keras", ExportFormat(_write_keras, tolerance=1e-5, default=True))
+FORMATS.register("savedmodel", ExportFormat(_write_savedmodel, tolerance=1e-5,
+                                            unavailable=_saved_model_unavailable("savedmodel"), default=True))
+FORMATS.register("tflite", ExportFormat(_tflite_writer("", False), tolerance=1e-4,
+                                        unavailable=_saved_model_unavailable("tflite"), default=True))
+FORMATS.register("tflite_dynamic", ExportFormat(_tflite_writer("_dynamic_range", True), tolerance=None,
+                                                unavailable=_saved_model_unavailable("tflite_dynamic")))
+FORMATS.register("onnx", ExportFormat(_write_onnx, tolerance=1e-4, unavailable=_onnx_unavailable))
+#: What :func:`export` and the CLI write unless told otherwise, less those this backend cannot write.
+DEFAULT_FORMATS = tuple(name for name in FORMATS if FORMATS.get(name).default)
 
 
 def dense_reference(stripped: keras.Model, seed: int = 0) -> keras.Model:
@@ -227,17 +258,18 @@ def _export_checked(model: keras.Model, directory: str, formats: Sequence[str], 
     zeros = keras_zeros(stripped)
     dense = dense_reference(stripped) if compare_dense else None
     with tempfile.TemporaryDirectory(prefix="tfimp_export_") as scratch:
-        paths = {fmt: _write(stripped, fmt, directory, "model", scratch) for fmt in formats}
+        paths = {fmt: FORMATS.get(fmt).write(stripped, directory, "model", scratch) for fmt in formats}
         dense_sizes = {}
         if dense is not None:
             dense_dir = os.path.join(directory, "dense_reference")
             os.makedirs(dense_dir, exist_ok=True)
-            dense_sizes = {fmt: file_size(_write(dense, fmt, dense_dir, "dense", scratch)) for fmt in formats}
+            dense_sizes = {fmt: file_size(FORMATS.get(fmt).write(dense, dense_dir, "dense", scratch))
+                           for fmt in formats}
         checked = _check_in_fresh_process(paths, x, scratch)
         results = []
         for fmt in formats:
             found = checked[fmt]
-            error, tolerance = checked_error(fmt, np.load(found["outputs"]), expected)
+            error, tolerance = checked_error(fmt, FORMATS.get(fmt), np.load(found["outputs"]), expected)
             if found["zeros"] is not None and found["zeros"] != zeros:
                 raise ExportMismatchError(f"{fmt} export holds {found['zeros']} zeros, the model {zeros}")
             measured = found["sparsity"]

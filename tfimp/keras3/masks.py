@@ -80,6 +80,11 @@ def prunable_kernels(model: keras.Model) -> list[PrunableKernel]:
 
 def covered_weights(model: keras.Model) -> list[tuple[str, keras.Variable]]:
     """(name, variable) of every built weight of a kind tfimp prunes, of an unwrapped or stripped model."""
+    return [(name, variable) for name, variable, _, _ in covered_weight_records(model)]
+
+
+def covered_weight_records(model: keras.Model) -> list[tuple[str, keras.Variable, str, keras.layers.Layer]]:
+    """(name, variable, kind, layer) of every built weight of a kind tfimp prunes outside a wrapper."""
     found, inside = [], set()
     for path, layer in _walk(model, "", set()):
         if id(layer) in inside:
@@ -89,14 +94,15 @@ def covered_weights(model: keras.Model) -> list[tuple[str, keras.Variable]]:
         if not layer_specs:
             continue
         inside.update(id(sub) for sub in _direct_sublayers(layer))
-        for spec_path, _ in layer_specs:
+        for spec_path, kind in layer_specs:
             try:
                 variable = _core_coverage.resolve(layer, spec_path)
             except (AttributeError, TypeError, IndexError):
                 continue  # never built
             if variable is None:
                 continue
-            found.append((path if len(layer_specs) == 1 else f"{path}/{_weight_label(spec_path)}", variable))
+            found.append((path if len(layer_specs) == 1 else f"{path}/{_weight_label(spec_path)}", variable, kind,
+                          layer))
     return found
 
 

@@ -10,7 +10,7 @@ tfimp's Keras classes are registered before any file is loaded.
 from tfimp.tf_keras._backend import keras, tf  # first: selects tf_keras before anything touches tf.keras
 from tfimp.tf_keras import (baselines, batchnorm, callbacks, checkpoint, coverage, data,  # noqa: F401
                             distribute, export, guards, imp, lr, models, optimizers, pruning, reparametrisations,
-                            report, results, tfmot_glue, workdir, wrapping)
+                            report, tfmot_glue, workdir, wrapping)
 from tfimp.core.plan import Plan
 from tfimp.tf_keras.baselines import DuringTraining
 from tfimp.tf_keras.checkpoint import load_cycle

@@ -22,23 +22,22 @@ row per epoch like IMP's rows, and end with exact masks and zeroed weights
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Callable, Optional
 
 import numpy as np
 
 from tfimp.tf_keras import _private
-from tfimp.tf_keras import results as _results
-from tfimp.tf_keras import checkpoint as _checkpoint
+from tfimp.core import driver as _driver
+from tfimp.core import runner as _runner
 from tfimp.core import during_training as _during
 from tfimp.tf_keras import pruning as _pruning
 from tfimp.tf_keras import reparametrisations as _reparametrisations
 from tfimp.tf_keras import tfmot_glue
 from tfimp.tf_keras import wrapping as _wrapping
 from tfimp.core.registry import Registry
-from tfimp.tf_keras import workdir as _workdir
 from tfimp.tf_keras._backend import keras
-from tfimp.tf_keras.imp import OneFitRunner, RowCollector
+from tfimp.tf_keras.framework import OPS
+from tfimp.tf_keras.imp import TfKerasRunner
 
 
 def finalize_reparams(model: keras.Model) -> None:
@@ -143,44 +142,18 @@ def current_sparsity(model: keras.Model) -> float:
     return zeros / total
 
 
-class EpochRows(RowCollector):
-    """One row per epoch (``cycle`` = epoch number), IMP's columns; test metrics on the last epoch.
+class DuringTrainingRun(_driver.DuringTrainingRunDriver, keras.callbacks.Callback):
+    """One row per epoch of a during-training run (:class:`tfimp.core.driver.DuringTrainingRunDriver`):
+    checkpointed every epoch, resumed exactly, the last epoch written as ``cycle_E/``."""
 
-    With a workdir the rows are written to ``results.json``/``results.csv``
-    after every epoch and picked up again when a run resumes.
-    """
+    ops = OPS
 
-    def __init__(self, method: str, target_sparsity: float, epochs: int, test_data=None,
-                 workdir: Optional[str] = None, criterion: Optional[str] = None):
-        super().__init__()
-        self.method, self.target_sparsity, self.epochs = method, target_sparsity, epochs
-        self.test_data, self.workdir, self.criterion = test_data, workdir, criterion
-        self.expected_rows = epochs
-        self.rows: list[dict] = []
-        self._first_epoch = True
+    def _finalize(self, model, bake):
+        # tf_keras bakes either way: a restored run's saved weights are read over the baked ones afterwards
+        finalize_reparams(model)
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._first_epoch:  # the workdir is claimed by now; a resumed run redoes epochs from `epoch` on
-            saved = (_checkpoint.load_results(self.workdir) or []) if self.workdir else []
-            self.rows = [row for row in saved if row["cycle"] <= epoch]
-            self._first_epoch = False
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        steps = self.params.get("steps") or 0
-        last = epoch + 1 == self.epochs
-        if last:
-            finalize_reparams(self.model)  # exact masks before the final measurement
-        row = _results.row_from_logs(
-            self.model, dict(logs or {}), self.test_data if last else None, cycle=epoch + 1,
-            target=self.target_sparsity, schedule=self.method,
-            initial_lr=float(keras.backend.get_value(self.model.optimizer.learning_rate)),
-            epochs=1, steps=steps, wall_s=time.perf_counter() - self._start, criterion=self.criterion)
-        row["sparsity"] = current_sparsity(self.model)
-        self.rows.append(row)
-        if self.workdir:  # every worker writes; the chief into the workdir
-            _checkpoint.write_results(_workdir.write_dir(self.workdir, self.model.distribute_strategy), self.rows,
-                                      {"method": self.method})
+    def _forward_sparsity(self, model):
+        return current_sparsity(model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,72 +217,29 @@ def wiring(method: str) -> DuringTrainingMethod:
     return standard_method(_during.RULES.get(method))
 
 
-class DuringTraining(_during.BudgetedMethod, OneFitRunner):
-    """Runs one pruning-during-training baseline for a budget of ``epochs``.
+class DuringTraining(_runner.DuringTrainingRunner, TfKerasRunner):
+    __doc__ = _runner.DuringTrainingRunner.__doc__
 
-    Example:
-      >>> rows = tfimp.DuringTraining("gmp", 0.9, epochs=10).run(model, (x, y), test=(xt, yt))
-
-    Args:
-      method: ``gmp``, ``tfmot_gmp``, ``dpf`` or ``str``.
-      target_sparsity: S (STR reports what it reaches instead; see
-        :func:`calibrate_str_init` to aim it at S).
-      epochs: the whole budget.
-      criterion: for ``gmp`` and ``dpf``.
-      begin_fraction, end_fraction: the ramp, as fractions of the budget.
-        Defaults: GMP 0.1 to 0.75 (Zhu & Gupta); DPF from 0 to one epoch
-        before the end, its sparsity raised at epoch ends, as in the authors'
-        code (which never freezes DPF's mask).
-      frequency: steps between mask updates. Defaults: DPF 16 (its paper);
-        GMP and tfmot GMP :func:`auto_frequency` of the ramp (at least 30
-        updates along it, at most every 100 steps).
-      str_init: initial value of STR's threshold parameters (threshold =
-        sigmoid(str_init)); more negative means less sparsity.
-      str_weight_decay: extra L2 on STR's threshold parameters, on top of
-        the optimizer's weight decay; more means more sparsity over time.
-      **settings: optimizer and data settings, as for :class:`tfimp.IMP`.
-
-    ``run`` returns one row per epoch; the final model is written as
-    ``cycle_E/`` (E = the last epoch). It resumes through Keras'
-    ``BackupAndRestore``.
-    """
-
-    def __init__(self, method: str, target_sparsity: float, epochs: int, *, criterion: str = "global",
-                 begin_fraction: Optional[float] = None, end_fraction: Optional[float] = None,
-                 frequency: Optional[int] = None, str_init: float = -5.0, str_weight_decay: float = 0.0, **settings):
-        self.set_budget(method, target_sparsity, epochs, criterion=criterion, begin_fraction=begin_fraction,
-                        end_fraction=end_fraction, frequency=frequency, str_init=str_init,
-                        str_weight_decay=str_weight_decay, known=known_methods)
-        super().__init__(**settings)
+    def __init__(self, method: str, target_sparsity: float, epochs: int, **options):
+        super().__init__(method, target_sparsity, epochs, **options)
         self.wiring = wiring(method)
-        self.begin_fraction, self.end_fraction = self.budget.begin_fraction, self.budget.end_fraction
-        self.frequency = frequency
 
-    def _wrapper_factory(self, begin: int, end: int, frequency: int):
-        return self.wiring.wrapper(self, begin, end, frequency)
+    @staticmethod
+    def _known_methods() -> list[str]:
+        return known_methods()
 
-    def _prepare(self, model: keras.Model, train, steps: int) -> keras.Model:
+    def _prepare(self, model, train, steps, verbose):
         begin, end, frequency = self.ramp(steps)
         with model.distribute_strategy.scope():
-            model = _wrapping.wrap(model, wrapper=self._wrapper_factory(begin, end, frequency))
+            model = _wrapping.wrap(model, wrapper=self.wiring.wrapper(self, begin, end, frequency))
             self._build_on(model, train)
         return model
-
-    def _run_identity(self, steps: int) -> dict:
-        return self.budget.identity(steps)
 
     def _callbacks(self, steps: int) -> list:
         return self.wiring.callbacks(self, *self.ramp(steps), steps)
 
-    def _rows_callback(self, steps: int, test, workdir: Optional[str]) -> RowCollector:
-        return EpochRows(self.method, self.target_sparsity, self.epochs, test, workdir,
-                         self.criterion if self.spec.uses_criterion else None)
-
-    def _before_restore(self, model: keras.Model) -> None:
-        finalize_reparams(model)  # the saved weights are the finalized model's
-
-    def _check_result(self, final_row: dict, verbose: int) -> None:
-        self.check_result(final_row, verbose)
+    def _run_callback(self, method, target_sparsity, epochs, steps, **arguments):
+        return DuringTrainingRun(method, target_sparsity, epochs, steps, **arguments)
 
 
 def calibrate_str(build_model: Callable[[], keras.Model], train, target_sparsity: float, epochs: int, *,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from typing import Optional, Sequence
 
 import numpy as np
@@ -24,11 +25,9 @@ import numpy as np
 from tfimp.tf_keras import pruning, wrapping
 from tfimp.core import storage
 from tfimp.tf_keras._backend import keras, tf
-from tfimp.core.exports import (ExportedFile, ExportMismatchError, check_exportable, checked_error,  # noqa: F401
+from tfimp.core.registry import Registry
+from tfimp.core.exports import (ExportedFile, ExportFormat, ExportMismatchError, check_exportable, checked_error,  # noqa: F401
                                 file_size, in_directory, parse_formats, refill_pruned, run_tflite, size_table)
-
-FORMATS = ("keras", "savedmodel", "tflite", "tflite_dynamic")
-
 
 def _tflite_bytes(model: keras.Model, dynamic_range: bool) -> bytes:
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -38,27 +37,46 @@ def _tflite_bytes(model: keras.Model, dynamic_range: bool) -> bytes:
     return converter.convert()
 
 
-def _write(model: keras.Model, fmt: str, directory: str, stem: str) -> str:
-    if fmt == "keras":
-        path = os.path.join(directory, f"{stem}.keras")
-        model.save(path)
-    elif fmt == "savedmodel":
-        path = os.path.join(directory, f"{stem}_savedmodel")
-        shutil.rmtree(path, ignore_errors=True)
-        # An uncompiled model makes tf_keras log "Compiled the loaded model, but the compiled metrics have yet
-        # to be built" on a SavedModel save: noise about metrics an export does not have.
-        logger = tf.get_logger()
-        level = logger.level
-        logger.setLevel("ERROR")
-        try:
-            model.save(path, save_format="tf", include_optimizer=False)
-        finally:
-            logger.setLevel(level)
-    else:
-        path = os.path.join(directory, f"{stem}.tflite" if fmt == "tflite" else f"{stem}_dynamic_range.tflite")
-        with open(path, "wb") as handle:
-            handle.write(_tflite_bytes(model, dynamic_range=fmt == "tflite_dynamic"))
+def _write_keras(model: keras.Model, directory: str, stem: str, scratch: str) -> str:
+    path = os.path.join(directory, f"{stem}.keras")
+    model.save(path)
     return path
+
+
+def _write_savedmodel(model: keras.Model, directory: str, stem: str, scratch: str) -> str:
+    path = os.path.join(directory, f"{stem}_savedmodel")
+    shutil.rmtree(path, ignore_errors=True)
+    # An uncompiled model makes tf_keras log "Compiled the loaded model, but the compiled metrics have yet to be
+    # built" on a SavedModel save: noise about metrics an export does not have.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        model.save(path, save_format="tf", include_optimizer=False)
+    finally:
+        logger.setLevel(level)
+    return path
+
+
+def _tflite_writer(suffix: str, dynamic_range: bool):
+    def write(model: keras.Model, directory: str, stem: str, scratch: str) -> str:
+        path = os.path.join(directory, f"{stem}{suffix}.tflite")
+        with open(path, "wb") as handle:
+            handle.write(_tflite_bytes(model, dynamic_range=dynamic_range))
+        return path
+
+    return write
+
+
+#: The formats :func:`export` writes, by name (registration order is the documented order). A new format is
+#: one entry: its writer, its tolerance (:class:`tfimp.core.exports.ExportFormat`).
+FORMATS: Registry[ExportFormat] = Registry("tf_keras export format")
+FORMATS.register("keras", ExportFormat(_write_keras, tolerance=1e-5, default=True))
+FORMATS.register("savedmodel", ExportFormat(_write_savedmodel, tolerance=1e-5, default=True))
+FORMATS.register("tflite", ExportFormat(_tflite_writer("", False), tolerance=1e-4, default=True))
+FORMATS.register("tflite_dynamic", ExportFormat(_tflite_writer("_dynamic_range", True), tolerance=None))
+#: What :func:`export` and the CLI write unless told otherwise.
+DEFAULT_FORMATS = tuple(name for name in FORMATS if FORMATS.get(name).default)
 
 
 def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
@@ -76,14 +94,14 @@ def dense_reference(stripped: keras.Model, seed: int = 0) -> keras.Model:
     return dense
 
 
-def export(model: keras.Model, directory: str, *, formats: Sequence[str] = ("keras", "savedmodel", "tflite"),
+def export(model: keras.Model, directory: str, *, formats: Sequence[str] = DEFAULT_FORMATS,
            check_inputs: Optional[np.ndarray] = None, compare_dense: bool = True) -> list[ExportedFile]:
     """Strips ``model`` and exports it in ``formats`` to ``directory`` (any file system: see :mod:`tfimp.storage`), checked.
 
     Args:
       model: a model wrapped by :func:`tfimp.wrap` and pruned (sparsity > 0), built.
       directory: where the files go (created).
-      formats: any of ``keras``, ``savedmodel``, ``tflite``, ``tflite_dynamic``.
+      formats: any of :data:`FORMATS` (``keras``, ``savedmodel``, ``tflite``, ``tflite_dynamic``).
       check_inputs: a batch to compare predictions on (default: 8 standard
         normal inputs of the model's input shape).
       compare_dense: also export a dense reference for the size columns.
@@ -112,22 +130,24 @@ def _export_checked(model: keras.Model, directory: str, formats: Sequence[str], 
     expected = _predict(stripped, x)
     dense = dense_reference(stripped) if compare_dense else None
     results = []
-    for fmt in formats:
-        path = _write(stripped, fmt, directory, "model")
-        raw, packed = file_size(path)
-        dense_raw = dense_packed = 0
-        if dense is not None:
-            dense_dir = os.path.join(directory, "dense_reference")
-            os.makedirs(dense_dir, exist_ok=True)
-            dense_raw, dense_packed = file_size(_write(dense, fmt, dense_dir, "dense"))
-        if fmt.startswith("tflite"):
-            got, measured_sparsity = run_tflite(tf.lite, path, x), None
-        else:
-            loaded = keras.models.load_model(path, compile=False)  # predictions only: no compile warnings
-            got, measured_sparsity = _predict(loaded, x), pruning.sparsity(loaded)
-            if abs(measured_sparsity - sparsity) > 1e-9:
-                raise ExportMismatchError(f"{fmt} export has sparsity {measured_sparsity}, the model {sparsity}")
-        error, tolerance = checked_error(fmt, got, expected)
-        results.append(ExportedFile(fmt, path, raw, packed, dense_raw, dense_packed, error, tolerance,
-                                    measured_sparsity))
+    with tempfile.TemporaryDirectory(prefix="tfimp_export_") as scratch:
+        for fmt in formats:
+            spec = FORMATS.get(fmt)
+            path = spec.write(stripped, directory, "model", scratch)
+            raw, packed = file_size(path)
+            dense_raw = dense_packed = 0
+            if dense is not None:
+                dense_dir = os.path.join(directory, "dense_reference")
+                os.makedirs(dense_dir, exist_ok=True)
+                dense_raw, dense_packed = file_size(spec.write(dense, dense_dir, "dense", scratch))
+            if fmt.startswith("tflite"):
+                got, measured_sparsity = run_tflite(tf.lite, path, x), None
+            else:
+                loaded = keras.models.load_model(path, compile=False)  # predictions only: no compile warnings
+                got, measured_sparsity = _predict(loaded, x), pruning.sparsity(loaded)
+                if abs(measured_sparsity - sparsity) > 1e-9:
+                    raise ExportMismatchError(f"{fmt} export has sparsity {measured_sparsity}, the model {sparsity}")
+            error, tolerance = checked_error(fmt, spec, got, expected)
+            results.append(ExportedFile(fmt, path, raw, packed, dense_raw, dense_packed, error, tolerance,
+                                        measured_sparsity))
     return results

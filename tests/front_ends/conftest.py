@@ -1,0 +1,61 @@
+"""The suite of behaviour both front ends share: each test runs once per front end, through the public names.
+
+``python -m pytest tests`` runs it on tf_keras; ``TFIMP_TEST_KERAS=3
+KERAS_BACKEND=... python -m pytest tests/keras3 tests/front_ends`` on Keras 3
+with that backend. The ``front_end`` fixture gives the test its Keras, small
+models and data, and the names of the files the front end writes.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+KERAS3 = os.environ.get("TFIMP_TEST_KERAS") == "3"
+
+if KERAS3:
+    import keras
+
+    import tfimp
+    from tfimp.core import workdir as _layout
+
+    @pytest.fixture(autouse=True)
+    def _fresh_keras3_session():
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        yield
+else:
+    import tfimp
+    from tfimp import keras
+    from tfimp.core import workdir as _layout
+
+
+@dataclasses.dataclass
+class FrontEnd:
+    """What a shared test needs to know of the front end it runs on."""
+
+    name: str
+    keras: object
+    cycle_weights: str
+
+    def mlp(self, inputs: int = 20, classes: int = 4, hidden: int = 16):
+        keras = self.keras
+        return keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(hidden, activation="relu", name="fc1"),
+                                 keras.layers.Dense(classes, name="fc2")], name="mlp")
+
+    @staticmethod
+    def data(n: int = 64, inputs: int = 20, classes: int = 4, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(n, inputs)).astype("float32")
+        return x, x[:, :classes].argmax(1).astype("int32")
+
+    def numpy(self, value) -> np.ndarray:
+        return np.asarray(self.keras.ops.convert_to_numpy(value) if KERAS3 else value)
+
+
+@pytest.fixture
+def front_end() -> FrontEnd:
+    if KERAS3:
+        return FrontEnd(f"keras3-{keras.backend.backend()}", keras, _layout.KERAS3_WEIGHTS)
+    return FrontEnd("tf_keras", keras, _layout.CYCLE_WEIGHTS)
