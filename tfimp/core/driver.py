@@ -45,10 +45,15 @@ class FrameworkOps:
     """What the driver asks of one Keras: each front end subclasses this once (``tfimp.<front end>.framework``).
 
     Every method takes the model the callback runs on; arrays come back as
-    numpy. The defaults are what a single-process run needs.
+    numpy. The defaults delegate to the front end's modules named by the
+    class attributes below (its ``lr``, ``batchnorm`` and ``checkpoint``),
+    and do what a single-process run needs.
     """
 
     keras_major: str = ""
+    lr: Any  #: the front end's ``tfimp.lr`` (``tabulate``, ``warmup_steps_of``)
+    batchnorm: Any  #: its ``tfimp.batchnorm`` (``reestimate``, ``batch_norm_layers``)
+    checkpoint: Any  #: its checkpoint module (``save``, ``restore``, ``write_cycle``, ``load_weights``)
 
     # -- the model ----------------------------------------------------------------
     def masks_and_weights(self, model, with_weights: bool) -> tuple[list[np.ndarray], Optional[list[np.ndarray]]]:
@@ -66,32 +71,33 @@ class FrameworkOps:
         raise NotImplementedError
 
     def sparsity(self, model) -> float:
+        """The model's sparsity over its prunable weights (0 for a model that is not wrapped)."""
         raise NotImplementedError
 
     def evaluate(self, model, data) -> dict:
         """``model.evaluate`` of ``data`` (a dataset or an ``(x, y)`` pair) as a dict."""
-        raise NotImplementedError
+        return model.evaluate(data, verbose=0, return_dict=True)
 
     def reestimate_batchnorm(self, model, data) -> bool:
         """Re-estimates BatchNorm statistics on ``data``; False when the model has no BatchNorm."""
-        raise NotImplementedError
+        return bool(self.batchnorm.reestimate(model, data))
 
     def has_batchnorm(self, model) -> bool:
-        raise NotImplementedError
+        return bool(self.batchnorm.batch_norm_layers(model))
 
     # -- the learning rate and the optimizer ---------------------------------------------
     def tabulate(self, schedule, steps: int) -> np.ndarray:
         """The rates of ``schedule`` (a Keras schedule, a callable of the step or a number) at steps 0..steps-1."""
-        raise NotImplementedError
+        return self.lr.tabulate(schedule, steps)
 
     def warmup_steps_of(self, schedule) -> int:
-        raise NotImplementedError
+        return self.lr.warmup_steps_of(schedule)
 
     def optimizer(self, model):
         """The model's optimizer (unwrapped from a loss-scale wrapper); an error naming the cure if uncompiled."""
         if model.optimizer is None:
             raise ValueError("compile the model before IMP runs: it drives the compiled optimizer's learning rate")
-        return model.optimizer
+        return getattr(model.optimizer, "inner_optimizer", model.optimizer)
 
     def learning_rate(self, model) -> float:
         raise NotImplementedError
@@ -121,17 +127,17 @@ class FrameworkOps:
 
     # -- files and workers ----------------------------------------------------------
     def save(self, workdir: str, model, state: dict) -> None:
-        raise NotImplementedError
+        self.checkpoint.save(workdir, model, state)
 
     def restore(self, workdir: str, model) -> Optional[dict]:
-        raise NotImplementedError
+        return self.checkpoint.restore(workdir, model)
 
     def write_cycle(self, workdir: str, model, row: dict) -> None:
-        raise NotImplementedError
+        self.checkpoint.write_cycle(workdir, model, row)
 
     def load_final_weights(self, model, path: str) -> None:
         """Loads the final weights an older tfimp kept for a finished dense or baseline run."""
-        raise NotImplementedError
+        self.checkpoint.load_weights(model, path)
 
     def write_dir(self, workdir: str, model) -> str:
         """Where this process writes (the workdir; a scratch directory on the other workers of a cluster)."""

@@ -34,6 +34,7 @@ class Keras3Ops(_driver.FrameworkOps):
     """The driver's operations on a Keras 3 model (tfimp's ``MaskedLayer``, ``.weights.h5`` checkpoints)."""
 
     keras_major = keras.__version__.split(".")[0]
+    lr, batchnorm, checkpoint = _lr, _batchnorm, _checkpoint
 
     def masks_and_weights(self, model, with_weights):
         _masks._sync_training_state(model)  # on JAX a running fit holds the latest values outside the variables
@@ -55,21 +56,6 @@ class Keras3Ops(_driver.FrameworkOps):
 
     def evaluate(self, model, data):
         return evaluate(model, data)
-
-    def reestimate_batchnorm(self, model, data):
-        return bool(_batchnorm.reestimate(model, data))
-
-    def has_batchnorm(self, model):
-        return bool(_batchnorm.batch_norm_layers(model))
-
-    def tabulate(self, schedule, steps):
-        return _lr.tabulate(schedule, steps)
-
-    def warmup_steps_of(self, schedule):
-        return _lr.warmup_steps_of(schedule)
-
-    def optimizer(self, model):
-        return _optimizers.unwrapped(super().optimizer(model))
 
     def learning_rate(self, model):
         return float(keras.ops.convert_to_numpy(_optimizers.unwrapped(model.optimizer).learning_rate))
@@ -102,18 +88,6 @@ class Keras3Ops(_driver.FrameworkOps):
     def set_phase_rates(self, model, handle, rates, start_step, name):
         _optimizers.unwrapped(model.optimizer).learning_rate = _lr.Tabulated(rates, start_step=start_step, name=name)
         model.make_train_function(force=True)  # the new table is a constant of the new trace
-
-    def save(self, workdir, model, state):
-        _checkpoint.save(workdir, model, state)
-
-    def restore(self, workdir, model):
-        return _checkpoint.restore(workdir, model)
-
-    def write_cycle(self, workdir, model, row):
-        _checkpoint.write_cycle(workdir, model, row)
-
-    def load_final_weights(self, model, path):
-        _checkpoint.load_weights(model, path)
 
     def global_rng_state(self):
         return _checkpoint.global_rng_state()

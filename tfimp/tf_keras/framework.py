@@ -20,6 +20,8 @@ from tfimp.tf_keras._backend import keras, tf
 class TfKerasOps(_driver.FrameworkOps):
     """The driver's operations on a tf_keras model (tfmot's wrappers, ``tf.train.Checkpoint``, strategies)."""
 
+    lr, batchnorm, checkpoint = _lr, _batchnorm, _checkpoint
+
     def masks_and_weights(self, model, with_weights):
         kernels = wrapping.prunable_kernels(model)
         return ([k.mask.numpy() != 0 for k in kernels],
@@ -36,24 +38,6 @@ class TfKerasOps(_driver.FrameworkOps):
 
     def sparsity(self, model):
         return _pruning.sparsity(model) if wrapping.wrappers(model) else 0.0
-
-    def evaluate(self, model, data):
-        return model.evaluate(data, verbose=0, return_dict=True)
-
-    def reestimate_batchnorm(self, model, data):
-        return bool(_batchnorm.reestimate(model, data))
-
-    def has_batchnorm(self, model):
-        return bool(_batchnorm.batch_norm_layers(model))
-
-    def tabulate(self, schedule, steps):
-        return _lr.tabulate(schedule, steps)
-
-    def warmup_steps_of(self, schedule):
-        return _lr.warmup_steps_of(schedule)
-
-    def optimizer(self, model):
-        return _optimizers.unwrapped(super().optimizer(model))
 
     def learning_rate(self, model):
         return float(keras.backend.get_value(model.optimizer.learning_rate))
@@ -93,9 +77,6 @@ class TfKerasOps(_driver.FrameworkOps):
         return [type(c).__name__ for c in running if c is not callback and isinstance(
             c, (keras.callbacks.LearningRateScheduler, keras.callbacks.ReduceLROnPlateau))]
 
-    def save(self, workdir, model, state):
-        _checkpoint.save(workdir, model, state)
-
     def restore(self, workdir, model):
         optimizer = model.optimizer
         if optimizer is None:
@@ -104,12 +85,6 @@ class TfKerasOps(_driver.FrameworkOps):
             with model.distribute_strategy.scope():  # the slots exist, so the checkpoint restores them at once
                 optimizer.build(model.trainable_variables)
         return _checkpoint.restore(workdir, model)
-
-    def write_cycle(self, workdir, model, row):
-        _checkpoint.write_cycle(workdir, model, row)
-
-    def load_final_weights(self, model, path):
-        _checkpoint.load_weights(model, path)
 
     def write_dir(self, workdir, model):
         return _workdir.write_dir(workdir, model.distribute_strategy)
