@@ -39,7 +39,8 @@ setup(
         "hub": ["keras-hub>=0.20"],
         # keras-cv backbones in the model registry (kcv_* models) and the keras-cv tutorial.
         "keras-cv": ["keras-cv>=0.9,<0.10"],
-        # The tests need everything (JAX and keras-hub for the Keras 3 suite), plus nbclient + ipykernel to execute the Colab tutorials, and pytest-xdist
+        # The tests need everything (JAX and keras-hub for the Keras 3 suite), plus nbclient + ipykernel to execute
+        # the Colab tutorials, and pytest-xdist
         # (the suite runs on two processes, one test file each at a time: see pytest.ini).
         "test": ["ml-collections>=1.0", "tensorflow-datasets>=4.9", "matplotlib>=3.7", "tensorboard>=2.16",
                  "keras-cv>=0.9,<0.10", "keras>=3.5", "jax[cpu]>=0.4.30", "keras-hub>=0.20",

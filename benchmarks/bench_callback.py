@@ -14,7 +14,8 @@ Each run's first two epochs are not timed (tracing; the IMP callback's
 pruning epoch); the step time of a run is the fastest of its timed epochs'
 epoch time / steps (on a shared machine other work only ever adds time, so
 the minimum is the least noisy estimate of what the step itself costs), and
-per-epoch work (the callback's logs and checks) is counted in it. Ratios are per round, against that round's (a) (or (d) for (c)/(d)),
+per-epoch work (the callback's logs and checks) is counted in it. Ratios are per round, against that round's (a)
+(or (d) for (c)/(d)),
 and the median over rounds is reported. Goal: (b)/(a) <= 1.02.
 
 Two models: a small MLP whose ~1 ms steps let per-step overheads show, and

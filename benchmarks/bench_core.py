@@ -139,7 +139,9 @@ def main() -> None:
     print(f"training step, ResNet-{args.depth} CIFAR-sized" if not args.quick else "training step (quick)")
     print(f"  unwrapped (baseline)         {step['dense_step_s'] * 1e3:8.1f} ms")
     print(f"  wrapped, 90% pruned          {step['masked_step_s'] * 1e3:8.1f} ms   ratio {step['ratio']:.3f}x (goal <= 1.05x)")
-    print(f"  per round (ms): unwrapped {[round(t * 1e3, 1) for t in step['all_dense_s']]}, wrapped {[round(t * 1e3, 1) for t in step['all_masked_s']]}")
+    dense_ms = [round(t * 1e3, 1) for t in step['all_dense_s']]
+    masked_ms = [round(t * 1e3, 1) for t in step['all_masked_s']]
+    print(f"  per round (ms): unwrapped {dense_ms}, wrapped {masked_ms}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ def _lint(root: pathlib.Path) -> subprocess.CompletedProcess:
     """``lint-imports`` with the repository's contracts, on the ``tfimp`` package found under ``root``."""
     env = {**os.environ, "PYTHONPATH": str(root)}
     return subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()",
-                           "--config", str(REPO / ".importlinter"), "--no-cache"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+                           "--config", str(REPO / ".importlinter"), "--no-cache"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_the_package_is_the_core_two_front_ends_the_pipelines_and_the_cli():

@@ -17,7 +17,6 @@ KERAS3 = os.environ.get("TFIMP_TEST_KERAS") == "3"
 if KERAS3:
     import keras
 
-    import tfimp
     from tfimp.core import workdir as _layout
 
     @pytest.fixture(autouse=True)
@@ -26,7 +25,6 @@ if KERAS3:
         keras.utils.set_random_seed(0)
         yield
 else:
-    import tfimp
     from tfimp import keras
     from tfimp.core import workdir as _layout
 
@@ -52,6 +50,17 @@ class FrontEnd:
 
     def numpy(self, value) -> np.ndarray:
         return np.asarray(self.keras.ops.convert_to_numpy(value) if KERAS3 else value)
+
+    def kernels(self, model) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(dense weight, mask) of every prunable kernel, as numpy, read mid-``fit`` too."""
+        if KERAS3:
+            from tfimp.keras3 import masks
+
+            getattr(model, "jax_state_sync", lambda: None)()  # JAX: the running fit's values into the variables
+            return [(self.numpy(k.weight.value), self.numpy(k.mask.value)) for k in masks.prunable_kernels(model)]
+        from tfimp import wrapping
+
+        return [(k.weight.numpy(), k.mask.numpy()) for k in wrapping.prunable_kernels(model)]
 
 
 @pytest.fixture

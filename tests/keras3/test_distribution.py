@@ -1,4 +1,7 @@
-"""Keras 3 data parallelism (keras.distribution.DataParallel on 2 emulated JAX devices; tf.distribute's MirroredStrategy on 2 logical CPUs) and seed hygiene."""
+"""Keras 3 data parallelism and seed hygiene.
+
+keras.distribution.DataParallel on 2 emulated JAX devices; tf.distribute's MirroredStrategy on 2 logical CPUs.
+"""
 
 import json
 import os

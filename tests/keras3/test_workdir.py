@@ -12,7 +12,6 @@ import pytest
 
 import tfimp
 from tfimp.core import workdir as workdir_layout
-from tfimp.keras3 import masks
 
 import k3_helpers as h
 import lock_holder

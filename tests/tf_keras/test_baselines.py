@@ -119,7 +119,7 @@ def test_a_reparametrised_runs_last_cycle_loads_back_as_it_ended(tmp_path, metho
 
 
 def test_bad_baseline_settings():
-    with pytest.raises(ValueError, match=r"unknown during-training method 'snip'; known: \['gmp', 'tfmot_gmp', 'dpf', 'str'\]"):
+    with pytest.raises(ValueError, match=r"unknown during-training method 'snip'; known: \['gmp', 'tfmot_gmp', 'dpf', 'str', 'dnw'\]"):
         tfimp.DuringTraining("snip", 0.9, 3)
     with pytest.raises(ValueError, match="unknown criterion 'abs'"):
         tfimp.DuringTraining("gmp", 0.9, 3, criterion="abs")
@@ -270,7 +270,6 @@ def test_a_method_that_ends_short_of_its_target_says_so(capsys):
 
 
 def test_the_during_training_methods_are_one_registry_that_the_cli_lists():
-    from tfimp import methods
 
     assert sorted(baselines.METHODS) == sorted(methods.DURING_TRAINING)
     assert sorted(during_training.RULES.known()) == sorted(baselines.METHODS)

@@ -22,7 +22,7 @@ def _bn_model():
 
 def _expected_statistics(model, batches):
     """Per batch: the conv output's channel mean and unbiased variance (as PyTorch), then their plain average."""
-    conv = model.get_layer("conv") if "conv" in [l.name for l in model.layers] else None
+    conv = model.get_layer("conv") if "conv" in [layer.name for layer in model.layers] else None
     kernel = (conv or model.layers[1]).get_weights()[0]
     means, variances = [], []
     for x in batches:

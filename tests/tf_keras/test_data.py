@@ -231,7 +231,6 @@ def test_the_network_probe_asks_the_https_proxy(online_probe):
 
 
 def test_a_dead_proxy_fails_fast_and_is_named(online_probe, tmp_path):
-    import time
 
     import socket
 

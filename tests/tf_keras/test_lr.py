@@ -74,7 +74,9 @@ def test_slr_keeps_relative_milestones_of_a_step_schedule():
 
 
 def test_schedules_accept_plain_callables_and_constants():
-    fn = lambda step: 0.1 if step < 200 else 0.01  # not vectorisable: evaluated per step
+    def fn(step):  # not vectorisable: evaluated per step
+        return 0.1 if step < 200 else 0.01
+
     values = lr.retrain_schedule("lrw", original=fn, original_steps=M, retrain_steps=300).values
     assert values[0] == 0.1 and values[-1] == 0.01
     ft = lr.retrain_schedule("ft", original=0.05, original_steps=M, retrain_steps=10).values

@@ -47,7 +47,6 @@ def test_matches_torch_update_rule_through_lr_drop_and_momentum_reset(nesterov, 
     reset_at = (8,)  # a "fresh optimizer" when retraining starts
     kernel = tf.Variable(w0["kernel"])
     bias = tf.Variable(w0["bias"])
-    lr = tf.Variable(lrs[0])
     opt = optimizers.TorchSGD(learning_rate=0.05, momentum=mu, nesterov=nesterov, weight_decay=wd)
     for step, value in enumerate(lrs):
         if step in reset_at:

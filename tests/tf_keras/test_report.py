@@ -22,14 +22,14 @@ def test_macs_and_parameters_match_a_hand_count():
     model = tfimp.wrap(_net())
     dense = report.model_report(model)
     # conv_a: 3*3*3*4 = 108 weights x 64 positions; conv_b: 3*3*4*6 = 216 x 9; fc: 54*5 = 270 x 1
-    assert [l.dense_macs for l in dense.layers] == [108 * 64, 216 * 9, 270]
+    assert [layer.dense_macs for layer in dense.layers] == [108 * 64, 216 * 9, 270]
     assert dense.total_parameters == 108 + 4 + 216 + 6 + 270 + 5
     assert dense.speedup == 1.0 and dense.compression == 1.0
 
     tfimp.prune(model, 0.5, criterion="uniform")
     sparse = report.model_report(model)
     nonzero = [54, 108, 135]  # half of each layer (uniform)
-    assert [l.sparse_macs for l in sparse.layers] == [54 * 64, 108 * 9, 135]
+    assert [layer.sparse_macs for layer in sparse.layers] == [54 * 64, 108 * 9, 135]
     assert sparse.speedup == pytest.approx((108 * 64 + 216 * 9 + 270) / (54 * 64 + 108 * 9 + 135))
     assert sparse.compression == pytest.approx(609 / (609 - (108 + 216 + 270) + sum(nonzero)))
     # The stripped model reports the same.
@@ -85,8 +85,8 @@ def test_the_report_counts_every_model_kind_wrap_supports(build):
     model = tfimp.wrap(build())
     tfimp.prune(model, 0.5, criterion="uniform")
     counted = report.model_report(model)
-    assert sorted(l.dense_macs for l in counted.layers) == sorted([108 * 64, 216 * 9, 270])
-    assert sorted(l.sparse_macs for l in counted.layers) == sorted([54 * 64, 108 * 9, 135])
+    assert sorted(layer.dense_macs for layer in counted.layers) == sorted([108 * 64, 216 * 9, 270])
+    assert sorted(layer.sparse_macs for layer in counted.layers) == sorted([54 * 64, 108 * 9, 135])
     assert counted.total_parameters == 609
 
 

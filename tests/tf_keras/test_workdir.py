@@ -117,7 +117,8 @@ def test_a_lock_from_another_host_is_respected_whatever_its_process_id(tmp_path)
     with open(os.path.join(run, workdir.LOCK), "w") as handle:
         json.dump({"host": "another-host.example", "pid": gone, "started": "then"}, handle)
     x, y = helpers.random_data(16)
-    with pytest.raises(workdir.WorkdirInUse, match=rf"process {gone} on host 'another-host\.example'.*if that run is dead, delete"):
+    in_use = rf"process {gone} on host 'another-host\.example'.*if that run is dead, delete"
+    with pytest.raises(workdir.WorkdirInUse, match=in_use):
         _imp(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1).run(
             helpers.small_cnn(), (x, y), workdir=run, verbose=0)
     with open(os.path.join(run, workdir.LOCK)) as handle:

@@ -130,7 +130,7 @@ def test_keras_cv_backbone_from_config():
     features = backbone(inputs)
     outputs = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling2D()(features))
     model = keras.Model(inputs, outputs)
-    convs = [l for l in backbone.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [layer for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D)]
     wrapped = tfimp.wrap(model)
     names = _wrapped_names(wrapped)
     assert len(names) == len(convs) + 1 and names[-1] == "head"

@@ -35,7 +35,7 @@ def base() -> ml_collections.ConfigDict:
     # Model
     config.model = "small_cnn"
     # Method
-    config.method = "imp"                 # dense, imp, bimp, oneshot, gmp, tfmot_gmp, dpf, str
+    config.method = "imp"                 # dense, imp, bimp, oneshot, gmp, tfmot_gmp, dpf, str, dnw
     config.target_sparsity = 0.9
     config.cycles = 3
     config.criterion = "global"           # global, uniform, uniform_plus, erk, lamp
@@ -50,13 +50,13 @@ def base() -> ml_collections.ConfigDict:
     config.min_kept_per_layer = 0.0       # guard against layer collapse: keep >= N weights (>= 1) or a fraction (< 1); 0 = off
     # Pruning during training (gmp, tfmot_gmp, dpf, str)
     # The cubic ramp starts at this fraction of the budget and reaches target_sparsity at the end fraction;
-    # unset = the method's default (GMP 0.1 to 0.75; DPF 0 to one epoch before the end).
+    # unset = the method's default (GMP 0.1 to 0.75; DPF 0 to one epoch before the end; DNW the target from step 0).
     config.prune_begin_fraction = ml_collections.config_dict.placeholder(float)
     config.prune_end_fraction = ml_collections.config_dict.placeholder(float)
     config.prune_frequency = 0            # steps between mask updates; 0 = method default (DPF 16; GMP >= 30 on the ramp)
     config.str_init = -5.0                # STR: initial threshold parameter, threshold = sigmoid(str_init)
     config.str_weight_decay = 0.0         # STR: extra L2 on the threshold parameters
-    config.calibrate_str = 0              # STR: bisect str_weight_decay on up to N full-budget runs to reach target_sparsity (0 = off)
+    config.calibrate_str = 0              # STR: bisect str_weight_decay on up to N full-budget runs to hit the target (0 = off)
     # Optimisation
     config.learning_rate = 0.1
     config.dense_schedule = "step"        # step (x0.1 at 50%, 75%), cosine, linear, constant

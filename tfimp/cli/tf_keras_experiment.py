@@ -16,8 +16,8 @@ extras.require("tensorboard", "the tfimp command line's TensorBoard logs")
 
 import tfimp  # noqa: E402  (after the check above, which names the missing extra)
 from tfimp.core import architectures, plots  # noqa: E402
-from tfimp.tf_keras import checkpoint, data, export, models, report
-from tfimp.cli import methods
+from tfimp.tf_keras import checkpoint, data, export, models, report  # noqa: E402
+from tfimp.cli import methods  # noqa: E402
 from tfimp.cli import config as tfimp_config  # noqa: E402
 from tfimp.tf_keras._backend import keras  # noqa: E402
 from tfimp.core.exports import write_sizes  # noqa: E402

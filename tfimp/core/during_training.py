@@ -12,7 +12,12 @@ here, as a :class:`MethodRule` in :data:`RULES`:
 * ``dpf`` — dynamic pruning with feedback (Lin et al. 2020, arXiv:2006.07253):
   the mask recomputed from the dense weights every 16 steps;
 * ``str`` — soft threshold reparametrisation (Kusupati et al. 2020,
-  arXiv:2002.03231): one learnable threshold per layer.
+  arXiv:2002.03231): one learnable threshold per layer;
+* ``dnw`` — discovering neural wirings (Wortsman et al. 2019,
+  arXiv:1906.00586): from the first step the forward pass keeps the global
+  top ``(1 - S) n`` weights by magnitude, recomputed every step from the
+  dense weights, the gradient reaching every weight (DPF's machinery at
+  frequency 1 without a ramp); the mask it trained with is kept at the end.
 
 A front end turns a rule into its wrapper and callbacks; a new method is a
 rule here (and, where it needs one, a reparametrisation in
@@ -38,11 +43,14 @@ PRUNING_KINDS = ("ramp", "dpf", None)
 
 
 def cubic_sparsity(step: int, target: float, begin: int, end: int) -> float:
-    """Zhu & Gupta's ramp: 0 before ``begin``, ``target`` from ``end`` on, ``S - S(1 - (t - t0)/(t1 - t0))^3`` between."""
-    if step <= begin:
-        return 0.0
+    """Zhu & Gupta's ramp: 0 before ``begin``, ``target`` from ``end`` on, ``S - S(1 - (t - t0)/(t1 - t0))^3`` between.
+
+    A ramp with ``begin == end`` is a step: ``target`` from that step on (DNW's, from step 0).
+    """
     if step >= end:
         return float(target)
+    if step <= begin:
+        return 0.0
     return float(target - target * (1.0 - (step - begin) / (end - begin)) ** 3)
 
 
@@ -133,6 +141,11 @@ def _zhu_gupta_fractions(epochs: int) -> tuple[float, float]:
     return 0.1, 0.75
 
 
+def _from_the_start(epochs: int) -> tuple[float, float]:
+    """The target from the first step (no ramp)."""
+    return 0.0, 0.0
+
+
 def _dpf_fractions(epochs: int) -> tuple[float, float]:
     """From the start to one epoch before the end, as in the authors' DPF code."""
     return 0.0, (epochs - 1) / epochs if epochs > 1 else 1.0
@@ -173,13 +186,14 @@ class MethodRule:
 #: ``method name -> MethodRule``: the comparison set both front ends run.
 RULES: Registry[MethodRule] = Registry("during-training method")
 #: The built-in methods that prune while training, in the order the CLI and the benchmarks list them.
-DURING_TRAINING = ("gmp", "tfmot_gmp", "dpf", "str")
+DURING_TRAINING = ("gmp", "tfmot_gmp", "dpf", "str", "dnw")
 RULES.register("gmp", MethodRule(_zhu_gupta_fractions, None, "ramp"))
 RULES.register("tfmot_gmp", MethodRule(_zhu_gupta_fractions, None, "ramp", uses_criterion=False,
                                        fixed_criterion="uniform", tfmot_steps=True))
 RULES.register("dpf", MethodRule(_dpf_fractions, 16, "dpf", reparametrisation="dpf", level_every_epoch=True))
 RULES.register("str", MethodRule(_zhu_gupta_fractions, None, None, reparametrisation="str", uses_criterion=False,
                                  reaches_its_own_sparsity=True))
+RULES.register("dnw", MethodRule(_from_the_start, 1, "dpf", reparametrisation="dpf", fixed_criterion="global"))
 
 
 def known_methods(order: Sequence[str]) -> list[str]:

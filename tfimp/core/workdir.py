@@ -183,8 +183,16 @@ def differences(stored: dict, wanted: dict) -> list[str]:
 
 # -- several workers --------------------------------------------------------------
 
-_is_chief: Callable[[], bool] = lambda: True
-_scratch_of: Callable[[str], str] = lambda workdir: workdir
+def _single_process_is_chief() -> bool:
+    return True
+
+
+def _own_directory(workdir: str) -> str:
+    return workdir
+
+
+_is_chief: Callable[[], bool] = _single_process_is_chief
+_scratch_of: Callable[[str], str] = _own_directory
 
 
 def is_chief() -> bool:
