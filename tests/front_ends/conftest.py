@@ -51,6 +51,13 @@ class FrontEnd:
     def numpy(self, value) -> np.ndarray:
         return np.asarray(self.keras.ops.convert_to_numpy(value) if KERAS3 else value)
 
+    def apply_gradients(self, optimizer, grads, variables) -> None:
+        """One optimizer update with the given gradients."""
+        if KERAS3:
+            optimizer.apply(grads, variables)
+        else:
+            optimizer.apply_gradients(zip(grads, variables))
+
     def kernels(self, model) -> list[tuple[np.ndarray, np.ndarray]]:
         """(dense weight, mask) of every prunable kernel, as numpy, read mid-``fit`` too."""
         if KERAS3:

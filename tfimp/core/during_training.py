@@ -17,7 +17,11 @@ here, as a :class:`MethodRule` in :data:`RULES`:
   arXiv:1906.00586): from the first step the forward pass keeps the global
   top ``(1 - S) n`` weights by magnitude, recomputed every step from the
   dense weights, the gradient reaching every weight (DPF's machinery at
-  frequency 1 without a ramp); the mask it trained with is kept at the end.
+  frequency 1 without a ramp); the mask it trained with is kept at the end;
+* ``lc`` and ``gsm`` — Learning-Compression and Global Sparse Momentum: dense
+  training whose update favours the global top-k weights every step
+  (:mod:`tfimp.core.gradient_rules`), then one global magnitude pruning
+  step to the target when training ends.
 
 A front end turns a rule into its wrapper and callbacks; a new method is a
 rule here (and, where it needs one, a reparametrisation in
@@ -146,6 +150,11 @@ def _from_the_start(epochs: int) -> tuple[float, float]:
     return 0.0, 0.0
 
 
+def _at_the_end(epochs: int) -> tuple[float, float]:
+    """No ramp: one magnitude pruning step when training ends."""
+    return 1.0, 1.0
+
+
 def _dpf_fractions(epochs: int) -> tuple[float, float]:
     """From the start to one epoch before the end, as in the authors' DPF code."""
     return 0.0, (epochs - 1) / epochs if epochs > 1 else 1.0
@@ -166,6 +175,8 @@ class MethodRule:
       fixed_criterion: the criterion the method always uses (``tfmot_gmp``: per layer), or ``None``.
       level_every_epoch: the ramp's level rises at epoch ends only (the authors' DPF), not every step.
       tfmot_steps: masks change only on tfmot's steps (:func:`tfmot_end_step`).
+      gradient_rule: the update rule the optimizer applies every step (:mod:`tfimp.core.gradient_rules`), or
+        ``None``.
     """
 
     default_fractions: Callable[[int], tuple[float, float]]
@@ -177,6 +188,7 @@ class MethodRule:
     fixed_criterion: Optional[str] = None
     level_every_epoch: bool = False
     tfmot_steps: bool = False
+    gradient_rule: Optional[str] = None
 
     def __post_init__(self):
         if self.pruning not in PRUNING_KINDS:
@@ -186,7 +198,7 @@ class MethodRule:
 #: ``method name -> MethodRule``: the comparison set both front ends run.
 RULES: Registry[MethodRule] = Registry("during-training method")
 #: The built-in methods that prune while training, in the order the CLI and the benchmarks list them.
-DURING_TRAINING = ("gmp", "tfmot_gmp", "dpf", "str", "dnw")
+DURING_TRAINING = ("gmp", "tfmot_gmp", "dpf", "str", "dnw", "lc", "gsm")
 RULES.register("gmp", MethodRule(_zhu_gupta_fractions, None, "ramp"))
 RULES.register("tfmot_gmp", MethodRule(_zhu_gupta_fractions, None, "ramp", uses_criterion=False,
                                        fixed_criterion="uniform", tfmot_steps=True))
@@ -194,6 +206,8 @@ RULES.register("dpf", MethodRule(_dpf_fractions, 16, "dpf", reparametrisation="d
 RULES.register("str", MethodRule(_zhu_gupta_fractions, None, None, reparametrisation="str", uses_criterion=False,
                                  reaches_its_own_sparsity=True))
 RULES.register("dnw", MethodRule(_from_the_start, 1, "dpf", reparametrisation="dpf", fixed_criterion="global"))
+RULES.register("lc", MethodRule(_at_the_end, None, "ramp", fixed_criterion="global", gradient_rule="lc"))
+RULES.register("gsm", MethodRule(_at_the_end, None, "ramp", fixed_criterion="global", gradient_rule="gsm"))
 
 
 def known_methods(order: Sequence[str]) -> list[str]:

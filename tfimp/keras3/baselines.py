@@ -31,6 +31,7 @@ import numpy as np
 from tfimp.core import driver as _driver
 from tfimp.core import runner as _runner
 from tfimp.core import during_training as _during
+from tfimp.core import gradient_rules as _gradient_rules
 from tfimp.core import reparametrisations as _reparametrisations
 from tfimp.keras3 import masks as _masks
 from tfimp.keras3 import optimizers as _optimizers
@@ -143,6 +144,19 @@ class GradualPruning(_during.RampSteps, keras.callbacks.Callback):
             _masks.prune(self.model, self.target_sparsity, self.criterion)
 
 
+class UseGradientRule(keras.callbacks.Callback):
+    """Sets a :mod:`tfimp.core.gradient_rules` rule (LC, GSM) on the model's ``TorchSGD`` when training begins."""
+
+    def __init__(self, name: str, target_sparsity: float):
+        super().__init__()
+        self.name, self.target_sparsity = name, float(target_sparsity)
+
+    def on_train_begin(self, logs=None):
+        _gradient_rules.install(_optimizers.unwrapped(self.model.optimizer), self.name,
+                                [k.weight for k in _masks.prunable_kernels(self.model)], self.target_sparsity)
+        self.model.make_train_function(force=True)  # the rule is part of the traced step
+
+
 class DuringTrainingRun(_driver.DuringTrainingRunDriver, keras.callbacks.Callback):
     """One row per epoch of a during-training run on Keras 3 (:class:`tfimp.core.driver.DuringTrainingRunDriver`):
     checkpointed every epoch, resumed exactly, the last epoch written as ``cycle_E/``."""
@@ -168,10 +182,11 @@ class DuringTraining(_runner.DuringTrainingRunner, Keras3Runner):
         return _masks.wrap(model, wrapper=wrapper, verbose=verbose)
 
     def _callbacks(self, steps: int) -> list:
+        update = [UseGradientRule(self.spec.gradient_rule, self.target_sparsity)] if self.spec.gradient_rule else []
         if self.spec.pruning is None:
-            return []
+            return update
         begin, end, frequency = self.ramp(steps)
-        return [GradualPruning(self.target_sparsity, begin, end, frequency,
+        return update + [GradualPruning(self.target_sparsity, begin, end, frequency,
                                self.spec.fixed_criterion or self.criterion, dpf=self.spec.pruning == "dpf",
                                level_every=steps if self.spec.level_every_epoch else 1)]
 

@@ -40,6 +40,14 @@ class TorchSGD(keras.optimizers.Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.coupled_weight_decay = float(weight_decay)
+        #: a :class:`tfimp.core.gradient_rules.GradientRule` applied to the gradients every step (LC, GSM), or None
+        self.gradient_rule = None
+
+    def apply(self, grads, trainable_variables=None):
+        if self.gradient_rule is not None:
+            variables = self._trainable_variables if trainable_variables is None else list(trainable_variables)
+            grads = self.gradient_rule.apply(list(grads), variables, [v.value for v in variables], ops)
+        return super().apply(grads, trainable_variables)
 
     def build(self, variables):
         if self.built:

@@ -30,6 +30,8 @@ from tfimp.tf_keras import _private
 from tfimp.core import driver as _driver
 from tfimp.core import runner as _runner
 from tfimp.core import during_training as _during
+from tfimp.core import gradient_rules as _gradient_rules
+from tfimp.tf_keras import optimizers as _optimizers
 from tfimp.tf_keras import pruning as _pruning
 from tfimp.tf_keras import reparametrisations as _reparametrisations
 from tfimp.tf_keras import tfmot_glue
@@ -176,11 +178,24 @@ def _reparametrised(runner: "DuringTraining", begin: int, end: int, frequency: i
         str_weight_decay=runner.str_weight_decay)
 
 
+class UseGradientRule(keras.callbacks.Callback):
+    """Sets a :mod:`tfimp.core.gradient_rules` rule (LC, GSM) on the model's ``TorchSGD`` when training begins."""
+
+    def __init__(self, name: str, target_sparsity: float):
+        super().__init__()
+        self.name, self.target_sparsity = name, float(target_sparsity)
+
+    def on_train_begin(self, logs=None):
+        _gradient_rules.install(_optimizers.unwrapped(self.model.optimizer), self.name,
+                                [k.weight for k in _wrapping.prunable_kernels(self.model)], self.target_sparsity)
+
+
 def _rule_callbacks(runner: "DuringTraining", begin: int, end: int, frequency: int, steps: int) -> list:
     rule = runner.spec
+    update = [UseGradientRule(rule.gradient_rule, runner.target_sparsity)] if rule.gradient_rule else []
     if rule.pruning is None:
-        return []
-    return [GradualPruning(runner.target_sparsity, begin, end, frequency, rule.fixed_criterion or runner.criterion,
+        return update
+    return update + [GradualPruning(runner.target_sparsity, begin, end, frequency, rule.fixed_criterion or runner.criterion,
                            dpf=rule.pruning == "dpf", level_every=steps if rule.level_every_epoch else 1)]
 
 

@@ -25,9 +25,17 @@ too; their buffer entries never reach the masked model.
 
 from __future__ import annotations
 
+import types
+
 from tfimp.tf_keras import _private
 from tfimp.tf_keras._backend import keras, tf
 from tfimp.core import optimizers as _core_optimizers
+
+
+#: The array operations of :mod:`tfimp.core.gradient_rules`, in TensorFlow.
+_TF_OPS = types.SimpleNamespace(abs=tf.abs, concatenate=lambda values, axis: tf.concat(values, axis),
+                                reshape=tf.reshape, top_k=lambda x, k: tf.math.top_k(x, k), scatter=tf.scatter_nd,
+                                ones=lambda shape, dtype: tf.ones(shape, dtype), expand_dims=tf.expand_dims)
 
 
 @keras.utils.register_keras_serializable(package="tfimp")
@@ -60,6 +68,20 @@ class TorchSGD(keras.optimizers.Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.coupled_weight_decay = float(weight_decay)
+        #: a :class:`tfimp.core.gradient_rules.GradientRule` applied to the gradients every step (LC, GSM), or None
+        self.gradient_rule = None
+
+    def apply_gradients(self, grads_and_vars, name=None, skip_gradients_aggregation=False, **kwargs):
+        if self.gradient_rule is None:
+            return super().apply_gradients(grads_and_vars, name=name,
+                                           skip_gradients_aggregation=skip_gradients_aggregation, **kwargs)
+        pairs = list(grads_and_vars)
+        if not skip_gradients_aggregation and kwargs.pop("experimental_aggregate_gradients", True):
+            pairs = self.aggregate_gradients(pairs)  # the rule's top-k is over the whole batch's gradient
+        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g, _ in pairs]
+        variables = [v for _, v in pairs]
+        grads = self.gradient_rule.apply(grads, variables, [tf.convert_to_tensor(v) for v in variables], _TF_OPS)
+        return super().apply_gradients(zip(grads, variables), name=name, skip_gradients_aggregation=True)
 
     def build(self, var_list):
         super().build(var_list)
