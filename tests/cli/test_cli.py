@@ -123,11 +123,13 @@ def test_model_and_dataset_shapes_must_fit(tmp_path, fashion_dir):
     ("bimp", dict(dense_epochs=1, epochs=3, cycles=2)),
     ("gmp", dict(epochs=2, prune_frequency=2)),
     ("dpf", dict(epochs=2)),
+    ("gsm", dict(epochs=2)),
 ])
 def test_other_methods_run_in_process(tmp_path, fashion_dir, method, extra):
     config = _config(method=method, data_dir=fashion_dir, train_subset=256, batch_size=64, verbose=0, **extra)
     rows = main.run(config, str(tmp_path / method))
-    expected_cycles = {"dense": [0], "oneshot": [0, 1], "bimp": [0, 1, 2], "gmp": [1, 2], "dpf": [1, 2]}[method]
+    expected_cycles = {"dense": [0], "oneshot": [0, 1], "bimp": [0, 1, 2], "gmp": [1, 2], "dpf": [1, 2],
+                       "gsm": [1, 2]}[method]
     assert [r["cycle"] for r in rows] == expected_cycles
     if method == "bimp":
         assert sum(r["epochs"] for r in rows) == 3 and rows[-1]["retrain_schedule"] == "allr"

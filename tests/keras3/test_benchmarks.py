@@ -115,6 +115,7 @@ def test_fidelity_benchmark_runs_on_keras3(tmp_path):
 
 
 @needs_fashion_mnist
+@pytest.mark.skipif(BACKEND != "jax", reason="the worker's code is backend-free; run once (CI time), on JAX")
 def test_speed_benchmark_worker_of_this_backend(tmp_path):
     out = str(tmp_path / "speed")
     result = _bench("speed_front_ends.py", "--front_ends", BACKEND, "--train_subset", "256",

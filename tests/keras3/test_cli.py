@@ -92,12 +92,13 @@ def test_dense_through_the_cli_on_keras3_writes_its_row_and_a_plain_model(tmp_pa
     assert main.run(_config(tmp_path / "idx", method="dense", dense_epochs=2), workdir) == rows  # finished: a no-op
 
 
-def test_a_during_training_method_through_the_cli_on_keras3_prunes_exactly(tmp_path):
+@pytest.mark.parametrize("method", ["gmp", "lc"])
+def test_a_during_training_method_through_the_cli_on_keras3_prunes_exactly(tmp_path, method):
     idx_files.make_idx_dataset(str(tmp_path / "idx"), n_train=256, n_test=64)
     workdir = str(tmp_path / "run")
-    rows = main.run(_config(tmp_path / "idx", method="gmp", epochs=3, target_sparsity=0.75), workdir)
+    rows = main.run(_config(tmp_path / "idx", method=method, epochs=3, target_sparsity=0.75), workdir)
     assert [(row["cycle"], row["retrain_schedule"], row["criterion"]) for row in rows] == [
-        (1, "gmp", "global"), (2, "gmp", "global"), (3, "gmp", "global")]
+        (1, method, "global"), (2, method, "global"), (3, method, "global")]
     stripped = keras.saving.load_model(os.path.join(workdir, "model_stripped.keras"))
     total = sum(int(np.size(v)) for v in (keras.ops.convert_to_numpy(w) for w in stripped.trainable_weights)
                 if np.ndim(v) > 1)  # the kernels: what tfimp prunes in this model
@@ -105,7 +106,7 @@ def test_a_during_training_method_through_the_cli_on_keras3_prunes_exactly(tmp_p
                 (keras.ops.convert_to_numpy(w) for w in stripped.trainable_weights) if np.ndim(v) > 1)
     assert zeros == tfimp.criteria.round_count(0.75, total) and rows[-1]["sparsity"] == zeros / total
     stored = json.load(open(os.path.join(workdir, "results.json")))
-    assert stored["method"] == "gmp" and stored["rows"] == json.loads(json.dumps(rows))
+    assert stored["method"] == method and stored["rows"] == json.loads(json.dumps(rows))
     assert json.load(open(os.path.join(workdir, "cycle_3", "row.json")))["test_accuracy"] == rows[-1]["test_accuracy"]
 
 
