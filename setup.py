@@ -12,6 +12,7 @@ setup(
     description="Iterative Magnitude Pruning for Keras: global masks, retraining schedules, tfmot wrappers",
     long_description=(_HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["tfimp", "tfimp.*"]),
     # The core API (wrap, prune, the IMP callback and runners, export) needs only these. TensorFlow and
@@ -40,14 +41,18 @@ setup(
         # keras-cv backbones in the model registry (kcv_* models) and the keras-cv tutorial.
         "keras-cv": ["keras-cv>=0.9,<0.10"],
         # The tests need everything (JAX and keras-hub for the Keras 3 suite), plus nbclient + ipykernel to execute
-        # the Colab tutorials, and pytest-xdist
-        # (the suite runs on two processes, one test file each at a time: see pytest.ini).
+        # the Colab tutorials, and pytest-xdist (the suite runs on two processes, one test file each at a time: see
+        # pytest.ini). The documentation site (mkdocs.yml; tests/core/test_docs_site.py builds it) and the tutorials'
+        # jupytext sources need mkdocs and jupytext; ruff checks the code (tests/core/test_architecture.py).
         "test": ["ml-collections>=1.0", "tensorflow-datasets>=4.9", "matplotlib>=3.7", "tensorboard>=2.16",
                  "keras-cv>=0.9,<0.10", "keras>=3.5", "jax[cpu]>=0.4.30", "keras-hub>=0.20",
                  "onnx>=1.15", "onnxruntime>=1.17", "tf2onnx>=1.16",
-                 "pytest>=8", "pytest-xdist>=3.5", "import-linter>=2.3", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
+                 "pytest>=8", "pytest-xdist>=3.5", "import-linter>=2.3", "ruff>=0.6", "nbclient>=0.10", "nbformat>=5.9",
+                 "ipykernel>=6.29", "mkdocs>=1.6,<2", "mkdocs-material>=9.5", "mkdocstrings-python>=1.12", "mkdocs-jupyter>=0.25",
+                 "jupytext>=1.16"],
     },
     classifiers=[
+        "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],

@@ -23,7 +23,7 @@ Every run goes through the CLI's ``tfimp.cli.main.run`` (no exports). Prints
 mean ± std of test accuracy over seeds, writes ``methods.json`` (every run,
 with per-layer sparsities) and ``accuracy_vs_sparsity.png`` into ``--out``.
 
-The README's table came from (about an hour on 2 CPU cores):
+The tables of docs/results/methods.md came from (about an hour on 2 CPU cores):
 
     python benchmarks/bench_methods.py --out bench_out/methods
 

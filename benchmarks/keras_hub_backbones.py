@@ -15,7 +15,7 @@ back. Per backbone it reports:
   config) and the max |difference| of its predictions against the wrapped
   model's, and of the reloaded file's against the stripped model's.
 
-``--size small`` (the README's table) uses the published shapes of ResNet-18,
+``--size small`` (the table in docs/results/coverage.md) uses the published shapes of ResNet-18,
 ViT-Tiny/16 and BERT-tiny and a Gemma-style decoder with a 32k vocabulary;
 ``--size tiny`` is what the tests run.
 

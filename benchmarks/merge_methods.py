@@ -4,8 +4,8 @@ Each input is a ``--out`` directory of ``benchmarks/bench_methods.py``: its
 ``methods.json`` when the run finished, else the rows of its finished runs
 (``runs/GROUP_METHOD_TARGET_SEED/``), so a grid measured in parts, or one
 stopped early, still gives one table. ``DIR@b,c`` keeps only those groups
-of an input; ``DIR:TAG`` relabels its group (the README's per-layer table at
-98% is tagged ``b98`` and left out of the figure). The README's
+of an input; ``DIR:TAG`` relabels its group (the per-layer table at 98% in
+docs/results/methods.md is tagged ``b98`` and left out of the figure).
 ``docs/bench_methods_fashion_mnist.*`` came from:
 
     python benchmarks/merge_methods.py --out docs/bench_methods_fashion_mnist \\

@@ -12,7 +12,7 @@ Printed per model (and written to ``model_zoo.json`` in ``--out``):
 * zeros kept: every pruned weight still exactly 0 after training;
 * reload: the largest prediction difference of the reloaded ``.keras``;
 * emptied: layers the global 90% step left with no weight (untrained
-  models: see the README on pruning before training).
+  models: see docs/concepts/wrapping.md on pruning before training).
 
     python benchmarks/model_zoo.py --out bench_out/model_zoo
 

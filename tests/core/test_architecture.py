@@ -57,3 +57,14 @@ def test_no_library_module_imports_the_routing_package_root():
     importers = {m for m in graph.find_modules_that_directly_import("tfimp")
                  if m.split(".")[1] in SUBPACKAGES - {"cli"}}
     assert importers == set(), importers
+
+
+def test_ruff_finds_nothing_in_the_repository():
+    """``ruff check`` with ``ruff.toml`` (pycodestyle and pyflakes) is clean, and it does catch a planted error."""
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(REPO)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    planted = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config", str(REPO / "ruff.toml"),
+                              "--stdin-filename", "tfimp/core/planted.py", "-"], input="import os\n", cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+    assert planted.returncode == 1 and "F401" in planted.stdout, planted.stdout

@@ -15,11 +15,12 @@ def test_the_keras3_tutorial_sets_jax_before_keras_and_never_legacy_keras():
     import nbformat
 
     cells = nbformat.read(NOTEBOOK, as_version=4).cells
-    assert "colab.research.google.com/github/tfimp/tfimp/blob/main/colab/06_keras3_jax_own_fit.ipynb" in cells[0].source
+    assert "File → Upload notebook" in cells[0].source and "`colab/06_keras3_jax_own_fit.ipynb`" in cells[0].source
+    assert "github.com" not in cells[0].source
     install = cells[1].source
     assert 'os.environ["KERAS_BACKEND"] = "jax"' in install and 'os.environ.pop("TF_USE_LEGACY_KERAS", None)' in install
     assert 'os.environ["TF_USE_LEGACY_KERAS"] = "1"' not in install
-    assert "tfimp[jax,cli,hub] @ " in install and "os.kill(os.getpid(), 9)" in install
+    assert 'f"{wheels[-1]}[jax,cli,hub]"' in install and "os.kill(os.getpid(), 9)" in install and "git+" not in install
     assert all(not cell.get("outputs") for cell in cells if cell.cell_type == "code")
 
 

@@ -50,10 +50,11 @@ class Runner:
         L2 decay on every variable through the momentum buffer, as in the
         authors' runs) or ``keras_sgd_decoupled`` (Keras' SGD, decay outside
         the buffer); see ``tfimp.optimizers``.
-      momentum, weight_decay, nesterov: SGD settings; Nesterov defaults to
-        ``weight_decay > 0`` as in the paper's code.
-      loss, metrics: compile arguments (default: sparse categorical
-        cross-entropy on logits, accuracy).
+      momentum: SGD's momentum.
+      weight_decay: SGD's weight decay.
+      nesterov: Nesterov momentum; defaults to ``weight_decay > 0`` as in the paper's code.
+      loss: compile argument (default: sparse categorical cross-entropy on logits).
+      metrics: compile argument (default: accuracy).
       batch_size: for data given as arrays.
       steps_per_epoch: for data of unknown length.
       seed: the shuffling seed of data given as arrays.
@@ -196,7 +197,8 @@ class Runner:
           model: a model of this process's Keras (IMP wraps it unless it is wrapped already).
           train: a batched dataset, epoch-ordered data (``tfimp.data``) or an
             ``(x, y)`` tuple of arrays (replayed exactly on resume).
-          validation, test: datasets or ``(x, y)`` tuples (optional).
+          validation: a dataset or an ``(x, y)`` tuple (optional).
+          test: a dataset or an ``(x, y)`` tuple (optional).
           workdir: checkpoint every epoch there and resume from it; a finished
             run's rows come back without training; a workdir holding another
             run is refused. Each finished cycle is written as ``cycle_N/``
@@ -275,7 +277,7 @@ class IMPRunner(Runner):
 
     Args:
       plan: a :class:`tfimp.Plan`; or give its fields as keyword arguments.
-      **settings: optimizer, schedule and data settings (see :class:`Runner`).
+      **kwargs: optimizer, schedule and data settings (see :class:`Runner`).
     """
 
     label = "IMP"
@@ -344,7 +346,8 @@ class DuringTrainingRunner(_during.BudgetedMethod, OneFitRunner):
       target_sparsity: S (STR reports what it reaches instead; ``calibrate_str`` aims it at S).
       epochs: the whole budget.
       criterion: for the methods that select by a criterion (``gmp``, ``dpf``).
-      begin_fraction, end_fraction: the ramp, as fractions of the budget.
+      begin_fraction: where the ramp begins, as a fraction of the budget.
+      end_fraction: where the ramp ends, as a fraction of the budget.
         Defaults: GMP 0.1 to 0.75 (Zhu & Gupta); DPF from 0 to one epoch
         before the end, its sparsity raised at epoch ends, as in the authors'
         code (which never freezes DPF's mask).
