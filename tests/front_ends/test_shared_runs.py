@@ -176,3 +176,24 @@ def test_each_cycle_has_its_model_report_and_tensorboard_scalars(front_end, tmp_
                 logged.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
     assert logged["cycle/sparsity"] == pytest.approx({row["cycle"]: row["sparsity"] for row in rows})
     assert set(logged["layer_sparsity/fc1"]) == {0, 1, 2}
+
+
+def test_the_imp_callback_takes_arrays_for_its_test_and_recalibration_data(front_end):
+    """``test_data`` and ``recalibration_data`` as ``(x, y)`` pairs, as documented, on a model with BatchNorm."""
+    keras = front_end.keras
+    x, y = front_end.data(64)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(16, name="fc1"),
+                              keras.layers.BatchNormalization(name="bn"), keras.layers.ReLU(),
+                              keras.layers.Dense(4, name="fc2")])
+    model = tfimp.wrap(model)
+    model.compile(tfimp.optimizers.TorchSGD(0.05, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    plan = tfimp.Plan(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=1)
+    imp = tfimp.callbacks.IMP(plan, test_data=(x, y), recalibration_data=(x, y), verbose=0, chance_guard=False)
+    model.fit(x, y, batch_size=32, epochs=plan.total_epochs, callbacks=[imp], verbose=0, shuffle=False)
+    pruned = imp.rows[-1]
+    assert pruned["test_accuracy"] is not None and pruned["test_accuracy_pruned"] is not None
+    assert pruned["test_accuracy_bn_reestimated"] is not None  # the re-estimation ran on the arrays
+    expected = model.evaluate(x, y, verbose=0, return_dict=True)["accuracy"]
+    assert pruned["test_accuracy"] == pytest.approx(expected, abs=1e-6)

@@ -46,7 +46,7 @@ def make(name: str, tpu: str = "") -> tf.distribute.Strategy:
     if name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
             raise ValueError("strategy 'multi_worker' needs TF_CONFIG (the cluster and this worker's task) in the "
-                             "environment of every worker; see the README's 'Scaling out'")
+                             "environment of every worker; see docs/cli.md, 'Scaling out'")
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         address = tpu or os.environ.get("TPU_NAME") or "local"
