@@ -224,13 +224,35 @@ def speed(data: dict, name: str) -> str:
                            f"mask cost ({repeats} repeats)"], rows)
 
 
+def before_after(data: dict, name: str) -> str:
+    """Each front end's IMP wall time at the current revision over the older one's, paired by repeat."""
+    runs = need(data, "results", name)
+    before = {(r["front_end"], r["repeat"]): r for r in runs if r.get("tree") == "before"}
+    rows = []
+    for front_end in dict.fromkeys(r["front_end"] for r in runs):
+        pairs = [(r, before[(front_end, r["repeat"])]) for r in runs
+                 if r["front_end"] == front_end and r.get("tree") == "current" and (front_end, r["repeat"]) in before]
+        if not pairs:
+            raise MarkerError(f"{name}: {front_end} has no current/before pair")
+        ratios = [now["imp_wall_s"] / then["imp_wall_s"] for now, then in pairs]
+        rows.append([FRONT_END_LABELS.get(front_end, front_end), str(len(pairs)),
+                     ", ".join(f"{fixed(now['imp_wall_s'], 1)} / {fixed(then['imp_wall_s'], 1)} s" for now, then in pairs),
+                     f"{fixed(statistics.median(ratios))}× ({fixed(min(ratios))}–{fixed(max(ratios))})",
+                     ", ".join(sorted({percent(now["imp_test_accuracy"], 2) + (
+                         "" if now["imp_test_accuracy"] == then["imp_test_accuracy"] else " (changed)")
+                         for now, then in pairs}))])
+    return markdown_table(["front end", "pairs", "IMP + SLR 98% wall, after / before", "after / before, median (range)",
+                           "test accuracy after (same as before?)"], rows)
+
+
 def generic(data: dict, name: str) -> str:
     """A table kept as ``columns`` and ``rows`` of cells (docs/tables/)."""
     return markdown_table(need(data, "columns", name), need(data, "rows", name))
 
 
 VIEWS = {"fidelity": fidelity, "methods-a": methods_a, "methods-b": methods_b, "methods-b98": methods_b98,
-         "methods-c": methods_c, "methods-str": methods_str, "speed": speed, "": generic}
+         "methods-c": methods_c, "methods-str": methods_str, "speed": speed, "before-after": before_after,
+         "": generic}
 
 
 # -- markers ---------------------------------------------------------------------------------------------------------

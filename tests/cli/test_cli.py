@@ -93,7 +93,7 @@ def test_unknown_method_lists_the_known_ones(tmp_path):
     result = _cli(str(tmp_path / "x"), "--config.method=snip")
     assert result.returncode == 2
     assert ("config.method='snip' is unknown; known methods: ['dense', 'imp', 'bimp', 'oneshot', 'gmp', "
-            "'tfmot_gmp', 'dpf', 'str']") in result.stderr
+            "'tfmot_gmp', 'dpf', 'str', 'dnw', 'lc', 'gsm']") in result.stderr
 
 
 def test_missing_dataset_fails_fast_with_instructions(tmp_path):
@@ -234,7 +234,7 @@ def test_a_cli_method_is_one_registry_entry(tmp_path, fashion_dir):
                          export_formats="")
         rows = main.run(config, str(tmp_path / "run"))
         assert [r["cycle"] for r in rows] == [0] and rows[0]["epochs"] == 1
-        with pytest.raises(ValueError, match=r"known methods: \['dense', .*'str', 'dense_short'\]"):
+        with pytest.raises(ValueError, match=r"known methods: \['dense', .*'str', 'dnw', 'lc', 'gsm', 'dense_short'\]"):
             main.check_config(_config(method="nope"))
     finally:
         methods.RUNNERS.unregister("dense_short")

@@ -119,7 +119,7 @@ def test_a_reparametrised_runs_last_cycle_loads_back_as_it_ended(tmp_path, metho
 
 
 def test_bad_baseline_settings():
-    known = r"\['gmp', 'tfmot_gmp', 'dpf', 'str', 'dnw'\]"
+    known = r"\['gmp', 'tfmot_gmp', 'dpf', 'str', 'dnw', 'lc', 'gsm'\]"
     with pytest.raises(ValueError, match=rf"unknown during-training method 'snip'; known: {known}"):
         tfimp.DuringTraining("snip", 0.9, 3)
     with pytest.raises(ValueError, match="unknown criterion 'abs'"):

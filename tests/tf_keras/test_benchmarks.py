@@ -182,3 +182,17 @@ def test_fault_injection_survives_a_kill_and_a_cut_file(tmp_path):
     resumed = json.load(open(tmp_path / "faults" / "killed" / "results.json"))["rows"]
     reference = json.load(open(tmp_path / "faults" / "reference" / "results.json"))["rows"]
     assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in reference]
+
+
+def test_the_method_overhead_benchmark_times_each_method_against_dense(tmp_path):
+    out = str(tmp_path / "overhead")
+    result = _bench("method_overhead.py", "--methods", "dense,dnw,gsm", "--epochs", "2", "--steps", "2",
+                    "--rounds", "1", "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(out, "method_overhead.json")) as handle:
+        written = json.load(handle)
+    assert [row[0] for row in written["rows"]] == ["dense", "dnw", "gsm"] and written["front_end"] == "tf_keras"
+    assert written["ratios"]["dense"] == 1.0 and all(written["step_ms"][m][0] > 0 for m in ("dense", "dnw", "gsm"))
+    assert written["ratios"]["dnw"] == pytest.approx(written["step_ms"]["dnw"][0] / written["step_ms"]["dense"][0])
+    assert written["reached"]["dnw"] == pytest.approx(0.9, abs=1e-4) and written["reached"]["dense"] == 0.0
+    assert f"| dnw | {written['rows'][1][1]} |" in result.stdout
