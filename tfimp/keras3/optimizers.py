@@ -46,7 +46,8 @@ class TorchSGD(keras.optimizers.Optimizer):
     def apply(self, grads, trainable_variables=None):
         if self.gradient_rule is not None:
             variables = self._trainable_variables if trainable_variables is None else list(trainable_variables)
-            grads = self.gradient_rule.apply(list(grads), variables, [v.value for v in variables], ops)
+            grads = [None if g is None else ops.convert_to_tensor(g) for g in grads]  # numpy ones too (torch)
+            grads = self.gradient_rule.apply(grads, variables, [v.value for v in variables], ops)
         return super().apply(grads, trainable_variables)
 
     def build(self, variables):
