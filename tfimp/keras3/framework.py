@@ -13,21 +13,8 @@ from tfimp.keras3 import lr as _lr
 from tfimp.keras3 import masks as _masks
 from tfimp.keras3 import optimizers as _optimizers
 
-#: Batch size of the test evaluations of ``(x, y)`` arrays. Keras' default of 32 made each of the
-#: fidelity protocol's nine evaluations take 1.2 s on the TensorFlow backend, 0.5 s at 256; the
-#: batch size does not change the metrics (BatchNorm runs in inference mode).
-EVALUATION_BATCH_SIZE = 256
-
-
 def _numpy(variable) -> np.ndarray:
     return keras.ops.convert_to_numpy(variable.value)
-
-
-def evaluate(model: keras.Model, data) -> dict:
-    """``model.evaluate`` of a dataset, a ``PyDataset`` or an ``(x, y)`` pair, as a dict."""
-    if isinstance(data, tuple) and len(data) == 2:
-        return model.evaluate(data[0], data[1], batch_size=EVALUATION_BATCH_SIZE, verbose=0, return_dict=True)
-    return model.evaluate(data, verbose=0, return_dict=True)
 
 
 class Keras3Ops(_driver.FrameworkOps):
@@ -53,9 +40,6 @@ class Keras3Ops(_driver.FrameworkOps):
 
     def sparsity(self, model):
         return _masks.sparsity(model) if _masks.wrappers(model) else 0.0
-
-    def evaluate(self, model, data):
-        return evaluate(model, data)
 
     def learning_rate(self, model):
         return float(keras.ops.convert_to_numpy(_optimizers.unwrapped(model.optimizer).learning_rate))

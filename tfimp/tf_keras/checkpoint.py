@@ -23,14 +23,8 @@ from tfimp.tf_keras import workdir as _workdir
 from tfimp.tf_keras import wrapping
 from tfimp.tf_keras._backend import keras, tf
 from tfimp.core import checkpoint as _core_checkpoint
-from tfimp.core import results as _core_results
 
 atomic_write_text = _storage.atomic_write_text
-
-
-to_json = _core_results.to_json
-write_results = _core_results.write_results
-load_results = _core_results.load_results
 
 
 save_weights = _core_checkpoint.save_weights

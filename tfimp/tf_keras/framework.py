@@ -17,10 +17,6 @@ from tfimp.tf_keras import wrapping
 from tfimp.tf_keras._backend import keras, tf
 
 
-#: Batch size of evaluations and BatchNorm re-estimation on ``(x, y)`` arrays (the metrics do not depend on it).
-EVALUATION_BATCH_SIZE = 256
-
-
 class TfKerasOps(_driver.FrameworkOps):
     """The driver's operations on a tf_keras model (tfmot's wrappers, ``tf.train.Checkpoint``, strategies)."""
 
@@ -42,11 +38,6 @@ class TfKerasOps(_driver.FrameworkOps):
 
     def sparsity(self, model):
         return _pruning.sparsity(model) if wrapping.wrappers(model) else 0.0
-
-    def evaluate(self, model, data):
-        if isinstance(data, tuple) and len(data) == 2:  # an (x, y) pair of arrays, as the driver documents
-            return model.evaluate(data[0], data[1], batch_size=EVALUATION_BATCH_SIZE, verbose=0, return_dict=True)
-        return model.evaluate(data, verbose=0, return_dict=True)
 
     def reestimate_batchnorm(self, model, data):
         if isinstance(data, tuple) and len(data) == 2:  # an (x, y) pair: the training arrays, in batches
