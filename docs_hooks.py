@@ -110,7 +110,8 @@ def _accuracies(runs: list[dict], method: str, target: float) -> list[float]:
 
 METHOD_LABELS = {"dense": "dense", "tfmot_gmp": "tfmot GMP (per layer)", "gmp": "GMP (global)", "dpf": "DPF",
                  "imp_ft": "IMP + FT", "imp_lrw": "IMP + LRW", "imp_slr": "IMP + SLR", "imp_clr": "IMP + CLR",
-                 "imp_allr": "IMP + ALLR", "bimp": "BIMP", "str": "STR"}
+                 "imp_allr": "IMP + ALLR", "bimp": "BIMP", "str": "STR", "dnw": "DNW", "lc": "LC", "gsm": "GSM",
+                 "cs": "CS", "dst": "DST"}
 CRITERION_LABELS = {"global": "global", "uniform": "uniform", "uniform_plus": "uniform+", "erk": "ERK",
                     "lamp": "LAMP"}
 FRONT_END_LABELS = {"tf_keras": "tf_keras (tfmot)", "tensorflow": "Keras 3 + TensorFlow", "jax": "Keras 3 + JAX",

@@ -88,14 +88,15 @@ class _StopAfter:
         return Stop()
 
 
-@pytest.mark.parametrize("method", ["dense", "gmp"])
+@pytest.mark.parametrize("method", ["dense", "gmp", "cs", "dst"])
 def test_an_interrupted_one_fit_run_resumes_to_the_uninterrupted_rows(front_end, tmp_path, method):
     x, y = front_end.data(64)
 
     def run(workdir, callbacks=()):
         front_end.keras.utils.set_random_seed(0)
         runner = (tfimp.Dense(3, batch_size=16, learning_rate=0.05, chance_guard=False) if method == "dense" else
-                  tfimp.DuringTraining("gmp", 0.75, 3, batch_size=16, learning_rate=0.05, chance_guard=False))
+                  tfimp.DuringTraining(method, 0.75, 3, batch_size=16, learning_rate=0.05, chance_guard=False,
+                                       **{"gmp": {}, "cs": dict(cs_lambda=0.01), "dst": dict(dst_alpha=0.01)}[method]))
         return runner.run(front_end.mlp(), (x, y), test=(x, y), workdir=workdir, verbose=0,
                           callbacks=list(callbacks))
 
