@@ -49,17 +49,23 @@ def during_training(config, settings, str_weight_decay: Optional[float] = None):
                                 end_fraction=config.get("prune_end_fraction"),
                                 frequency=config.prune_frequency or None, str_init=config.str_init,
                                 str_weight_decay=config.str_weight_decay if str_weight_decay is None
-                                else str_weight_decay, **settings)
+                                else str_weight_decay, **_structure_option(config), **settings)
 
 
 for _method in DURING_TRAINING:
     RUNNERS.register(_method, during_training)
 
 
+def _structure_option(config) -> dict:
+    """``structure=`` for a runner: only when the config sets one (configs older than the key have none)."""
+    structure = config.get("structure", "unstructured")
+    return {} if structure == "unstructured" else {"structure": structure}
+
+
 def _plan_options(config) -> dict:
     return dict(criterion=config.criterion, optimizer_state=config.optimizer_state,
                 allr_norm_drop=config.allr_norm_drop, recalibrate_bn=config.recalibrate_bn,
-                min_kept_per_layer=config.min_kept_per_layer or None)
+                min_kept_per_layer=config.min_kept_per_layer or None, **_structure_option(config))
 
 
 @RUNNERS.register("bimp")

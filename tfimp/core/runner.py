@@ -357,6 +357,11 @@ class DuringTrainingRunner(_during.BudgetedMethod, OneFitRunner):
         sigmoid(str_init)); more negative means less sparsity.
       str_weight_decay: extra L2 on STR's threshold parameters, on top of
         the optimizer's weight decay; more means more sparsity over time.
+      structure: which weights are pruned together, for the methods that
+        prune with tfimp's selection (``gmp``, ``dpf``, ``dnw``, ``lc``,
+        ``gsm``): ``"unstructured"`` (default), ``"N:M"`` (the target must be
+        ``1 - N/M``; the ramp's levels prune ``round(level * M)`` of every
+        group) or ``"block:RxC"`` (:mod:`tfimp.core.structures`).
       **settings: optimizer and data settings, as for :class:`IMPRunner`.
 
     ``run`` returns one row per epoch; the final model is written as
@@ -369,10 +374,11 @@ class DuringTrainingRunner(_during.BudgetedMethod, OneFitRunner):
 
     def __init__(self, method: str, target_sparsity: float, epochs: int, *, criterion: str = "global",
                  begin_fraction: Optional[float] = None, end_fraction: Optional[float] = None,
-                 frequency: Optional[int] = None, str_init: float = -5.0, str_weight_decay: float = 0.0, **settings):
+                 frequency: Optional[int] = None, str_init: float = -5.0, str_weight_decay: float = 0.0,
+                 structure: str = "unstructured", **settings):
         self.set_budget(method, target_sparsity, epochs, criterion=criterion, begin_fraction=begin_fraction,
                         end_fraction=end_fraction, frequency=frequency, str_init=str_init,
-                        str_weight_decay=str_weight_decay, known=self._known_methods)
+                        str_weight_decay=str_weight_decay, known=self._known_methods, structure=structure)
         super().__init__(**settings)
         self.begin_fraction, self.end_fraction = self.budget.begin_fraction, self.budget.end_fraction
         self.frequency = frequency
@@ -391,7 +397,7 @@ class DuringTrainingRunner(_during.BudgetedMethod, OneFitRunner):
         return self._run_callback(
             self.method, self.target_sparsity, self.epochs, steps,
             criterion=(self.spec.fixed_criterion or self.criterion) if self.spec.uses_criterion else None,
-            test_data=test, workdir=workdir, overwrite=overwrite, verbose=verbose,
+            structure=self.structure, test_data=test, workdir=workdir, overwrite=overwrite, verbose=verbose,
             identity={**identity, **self.budget.identity(steps)})
 
     def _check_result(self, final_row: dict, verbose: int) -> None:
