@@ -281,7 +281,7 @@ def _select_in_groups(form, names, weights, masks, sparsity: float, criterion: s
         if not applies[index]:
             pruned.append(dead)
             continue
-        most = int(np.count_nonzero(form.groups(dead), axis=1).max()) if dead.size else 0
+        most = int(np.count_nonzero(form.groups(dead), axis=1).max()) if already[-1] else 0
         if most > per_group:
             raise ValueError(
                 f"cannot prune {name!r} {shape} to {form.m - per_group}:{form.m} (sparsity {sparsity}): a group of "
