@@ -114,9 +114,6 @@ class PooledStructure(Structure):
 class Unstructured(PooledStructure):
     """Every weight its own unit: what tfimp always did."""
 
-    def __str__(self) -> str:
-        return self.name
-
 
 def _check_counts(prefix: str, **counts) -> None:
     """Every ``counts`` value is an integer >= 1 (ValueError naming it otherwise)."""
