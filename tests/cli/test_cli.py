@@ -223,6 +223,12 @@ def test_optimizer_allr_and_str_keys_reach_the_runners():
     ("cs_beta_final", 0.5, "config.cs_beta_final=0.5 is out of range; allowed: >= 1"),
     ("dst_alpha", -1e-3, "config.dst_alpha=-0.001 is out of range"),
     ("calibrate", 4, "config.calibrate=4 applies to ['cs', 'dst', 'str'], which reach their own sparsity; method 'imp'"),
+    ("structure", "2:5:4", "config.structure='2:5:4': unknown structure '2:5:4'; the forms are 'unstructured', "
+                           "'N:M' (e.g. '2:4', 1 <= N < M) or 'block:RxC' (e.g. 'block:1x4')"),
+    ("structure", "block:4", "config.structure='block:4': structure 'block:4': a block structure is written "
+                             "'block:RxC'"),
+    ("structure", "2:4", "config.structure='2:4' with config.target_sparsity=0.9: structure '2:4' prunes to "
+                         "sparsity 1 - 2/4 = 0.5; give target_sparsity=0.5, not 0.9"),
 ])
 def test_every_kind_of_config_key_is_checked_before_data_is_read(tmp_path, key, value, message):
     # The data directory does not exist: a check that came after loading would report missing data instead.
@@ -231,6 +237,24 @@ def test_every_kind_of_config_key_is_checked_before_data_is_read(tmp_path, key, 
     with pytest.raises(ValueError, match=re.escape(message)):
         main.run(config, str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run")  # nothing written either
+
+
+def test_the_structure_key_reaches_the_runners_and_a_method_without_selection_refuses_it():
+    imp = methods.make_runner(_config(structure="2:4", target_sparsity=0.5))
+    assert imp.plan.structure == "2:4"
+    bimp = methods.make_runner(_config(method="bimp", epochs=5, dense_epochs=2, structure="block:1x4"))
+    assert bimp.plan.structure == "block:1x4"
+    assert methods.make_runner(_config(method="gmp", epochs=2, structure="block:2x2")).structure == "block:2x2"
+    assert methods.make_runner(_config()).plan.structure == "unstructured"
+    assert "structure" not in tfimp_config.identity(_config())  # the identity of runs from before the key
+    assert tfimp_config.identity(_config(structure="2:4"))["structure"] == "2:4"
+    with pytest.raises(ValueError, match=re.escape("config.structure='block:1x4' cannot apply to method 'str', which "
+                                                   "does not prune with tfimp's selection; methods that take a "
+                                                   "structure: ['imp', 'bimp', 'oneshot', 'gmp', 'dpf', 'dnw', 'lc', "
+                                                   "'gsm']")):
+        main.check_config(_config(method="str", epochs=2, structure="block:1x4"))
+    with pytest.raises(ValueError, match="config.structure='2:4' cannot apply to method 'dense'"):
+        main.check_config(_config(method="dense", structure="2:4", target_sparsity=0.5))
 
 
 def test_a_cli_method_is_one_registry_entry(tmp_path, fashion_dir):

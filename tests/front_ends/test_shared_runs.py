@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from front_end_files import StopAfter as _StopAfter
 from front_end_files import cut
 
 import tfimp
@@ -74,18 +75,6 @@ def test_a_finished_dense_run_redoes_its_damaged_cycle_and_results(front_end, tm
     assert f"cycle_{cycle} is damaged" in err and "results.json is damaged" in err
     assert core_checkpoint.damaged_cycle(run, cycle) is None
     assert core_results.load_results(run) == rows
-
-
-class _StopAfter:
-    """A callback class factory: stops fit (as a kill would) after epoch ``epoch`` has been checkpointed."""
-
-    def __new__(cls, keras, epoch):
-        class Stop(keras.callbacks.Callback):
-            def on_epoch_end(self, this_epoch, logs=None):
-                if this_epoch == epoch:
-                    raise KeyboardInterrupt
-
-        return Stop()
 
 
 @pytest.mark.parametrize("method", ["dense", "gmp", "cs", "dst"])

@@ -11,8 +11,7 @@ from typing import Callable
 
 from tfimp.core import extras
 from tfimp.cli import methods
-from tfimp.core import criteria, datasets, plan, retraining, schedules
-from tfimp.core import during_training as _during
+from tfimp.core import criteria, datasets, during_training, plan, retraining, schedules, structures
 
 ml_collections = extras.require("ml_collections", "tfimp's experiment configs")
 
@@ -49,6 +48,7 @@ def base() -> ml_collections.ConfigDict:
     config.allr_norm_drop = "since_dense"  # ALLR's d: since_dense (authors' later code) or this_cycle
     config.recalibrate_bn = True          # re-estimate BatchNorm statistics after each pruning (authors' runs)
     config.min_kept_per_layer = 0.0       # guard against layer collapse: keep >= N weights (>= 1) or a fraction (< 1); 0 = off
+    config.structure = "unstructured"     # pruned together: unstructured, N:M (2:4; target 1 - N/M), block:RxC (block:1x4)
     # Pruning during training (gmp, tfmot_gmp, dpf, str, dnw, lc, gsm, cs, dst)
     # The cubic ramp starts at this fraction of the budget and reaches target_sparsity at the end fraction;
     # unset = the method's default (GMP 0.1 to 0.75; DPF 0 to one epoch before the end; DNW the target from step 0).
@@ -91,11 +91,13 @@ NOT_IDENTITY = ("verbose", "log_every_steps", "export_formats", "data_dir", "tpu
 
 def identity(config: ml_collections.ConfigDict) -> dict:
     """The part of ``config`` that defines a run: everything but :data:`NOT_IDENTITY`, the hyper-parameters of the
-    methods it does not run (changing CS's penalty does not change an IMP run) and ``calibrate`` when off."""
-    others = {name for method, names in _during.HYPERPARAMETERS.items() if method != config.get("method")
+    methods it does not run (changing CS's penalty does not change an IMP run), ``calibrate`` when off and
+    ``structure`` when it is the default (so runs written before these keys existed keep their identity)."""
+    others = {name for method, names in during_training.HYPERPARAMETERS.items() if method != config.get("method")
               for name in names}
     return {key: value for key, value in config.to_dict().items()
-            if key not in NOT_IDENTITY and key not in others and not (key == "calibrate" and not value)}
+            if key not in NOT_IDENTITY and key not in others and not (key == "calibrate" and not value)
+            and not (key == "structure" and value == structures.UNSTRUCTURED)}
 
 
 #: Keys with a fixed set of values that every front end shares (the method's, model's, dataset's,
@@ -124,7 +126,7 @@ _RANGES = {
     "prune_end_fraction": (lambda v: 0.0 <= v <= 1.0, "0 <= value <= 1"),
     "str_weight_decay": (lambda v: v >= 0.0, ">= 0"),
     "calibrate": (lambda v: v >= 0, ">= 0 (0 = off)"),
-    **{name: _during.HYPERPARAMETER_CHECKS[name] for names in _during.HYPERPARAMETERS.values() for name in names},
+    **{name: during_training.HYPERPARAMETER_CHECKS[name] for names in during_training.HYPERPARAMETERS.values() for name in names},
 }
 
 
@@ -137,8 +139,9 @@ def check(config: ml_collections.ConfigDict, *, models: list[str], optimizers: l
 
     Raises:
       ValueError: an unknown method, dataset, model, criterion, schedule,
-        optimizer or augmentation, or a number out of range; the message
-        names the key and what is allowed.
+        optimizer, augmentation or structure, a structure the method or the
+        target cannot take, or a number out of range; the message names the
+        key and what is allowed.
     """
     if config.method not in methods.RUNNERS:
         raise ValueError(f"config.method={config.method!r} is unknown; known methods: {methods.known()}")
@@ -154,8 +157,8 @@ def check(config: ml_collections.ConfigDict, *, models: list[str], optimizers: l
     if config.get("calibrate_str") is not None:
         raise ValueError("config.calibrate_str was replaced by config.calibrate (STR, CS and DST): "
                          f"set --config.calibrate={config.calibrate_str} instead")
-    if config.get("calibrate") and config.method not in _during.CALIBRATION:
-        raise ValueError(f"config.calibrate={config.calibrate} applies to {_during.CALIBRATION.known()}, which reach "
+    if config.get("calibrate") and config.method not in during_training.CALIBRATION:
+        raise ValueError(f"config.calibrate={config.calibrate} applies to {during_training.CALIBRATION.known()}, which reach "
                          f"their own sparsity; method {config.method!r} ends at its target by construction")
     if config.method in methods.DURING_TRAINING + ("bimp",) and config.epochs < 1:
         raise ValueError(f"config.epochs (the whole budget) must be >= 1 for method {config.method!r}, "
@@ -171,6 +174,36 @@ def check(config: ml_collections.ConfigDict, *, models: list[str], optimizers: l
             continue  # dense training has no target
         if config.get(key) is not None and not in_range(config[key]):
             raise ValueError(f"config.{key}={config[key]!r} is out of range; allowed: {allowed}")
+    _check_structure(config)
+
+
+def _takes_structure(method: str) -> bool:
+    """Whether a method prunes with tfimp's selection, so that ``config.structure`` reaches it."""
+    if method == "dense":
+        return False
+    if method in during_training.RULES:
+        return during_training.takes_structure(method)
+    return True  # imp, bimp, oneshot and methods registered by users (which read the config themselves)
+
+
+def _check_structure(config: ml_collections.ConfigDict) -> None:
+    """``config.structure``: a name :mod:`tfimp.core.structures` parses, that the method and the target can take."""
+    structure = config.get("structure", structures.UNSTRUCTURED)
+    try:
+        form = structures.get(structure)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"config.structure={structure!r}: {error}") from None
+    if not form.structured:
+        return
+    if not _takes_structure(config.method):
+        raise ValueError(f"config.structure={structure!r} cannot apply to method {config.method!r}, which "
+                         "does not prune with tfimp's selection; methods that take a structure: "
+                         f"{[name for name in methods.known() if _takes_structure(name)]}")
+    try:
+        structures.check_target(form, config.target_sparsity)
+    except ValueError as error:
+        raise ValueError(f"config.structure={structure!r} with config.target_sparsity="
+                         f"{config.target_sparsity!r}: {error}") from None
 
 
 def printer(config: ml_collections.ConfigDict) -> Callable[..., None]:

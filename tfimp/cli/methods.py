@@ -50,17 +50,24 @@ def during_training(config, settings, calibrated: Optional[dict] = None):
     return tfimp.DuringTraining(config.method, config.target_sparsity, config.epochs, criterion=config.criterion,
                                 begin_fraction=config.get("prune_begin_fraction"),
                                 end_fraction=config.get("prune_end_fraction"),
-                                frequency=config.prune_frequency or None, **options, **settings)
+                                frequency=config.prune_frequency or None, **options, **_structure_option(config),
+                                **settings)
 
 
 for _method in DURING_TRAINING:
     RUNNERS.register(_method, during_training)
 
 
+def _structure_option(config) -> dict:
+    """``structure=`` for a runner: only when the config sets one (configs older than the key have none)."""
+    structure = config.get("structure", "unstructured")
+    return {} if structure == "unstructured" else {"structure": structure}
+
+
 def _plan_options(config) -> dict:
     return dict(criterion=config.criterion, optimizer_state=config.optimizer_state,
                 allr_norm_drop=config.allr_norm_drop, recalibrate_bn=config.recalibrate_bn,
-                min_kept_per_layer=config.min_kept_per_layer or None)
+                min_kept_per_layer=config.min_kept_per_layer or None, **_structure_option(config))
 
 
 @RUNNERS.register("bimp")

@@ -47,7 +47,7 @@ import math
 import warnings
 from typing import Callable, Optional, Sequence
 
-from tfimp.core import criteria, notices
+from tfimp.core import criteria, notices, structures
 from tfimp.core.registry import Registry
 
 #: A during-training run that ends farther than this from its target sparsity warns.
@@ -119,11 +119,14 @@ class RampSteps:
     """
 
     def __init__(self, target_sparsity: float, begin_step: int, end_step: int, frequency: int = 100,
-                 criterion: str = "global", dpf: bool = False, level_every: int = 1):
+                 criterion: str = "global", dpf: bool = False, level_every: int = 1,
+                 structure: str = structures.UNSTRUCTURED):
         self.ramp = PruningRamp(float(target_sparsity), int(begin_step), int(end_step), int(frequency),
                                 int(level_every), bool(dpf))
         criteria.get(criterion)
         self.target_sparsity, self.criterion, self.dpf = self.ramp.target_sparsity, criterion, self.ramp.dpf
+        self.structure = structures.name_of(structure)
+        structures.check_target(self.structure, self.target_sparsity)
         self._step = 0
 
     def next_level(self) -> Optional[float]:
@@ -133,8 +136,14 @@ class RampSteps:
         return level
 
     def prune_options(self) -> dict:
-        """DPF prunes from the dense weights, pruned weights free to come back; GMP's masks only grow."""
-        return dict(allow_revival=True, zero_pruned=False) if self.dpf else {}
+        """DPF prunes from the dense weights, pruned weights free to come back; GMP's masks only grow. Both in the
+        ramp's structure (the ramp's levels map to N:M as in ``tfimp.prune``)."""
+        options = dict(allow_revival=True, zero_pruned=False) if self.dpf else {}
+        return {**options, **self.structure_options()}
+
+    def structure_options(self) -> dict:
+        """``structure=`` for ``prune`` and ``sparsity``; none for unstructured ramps (their calls stay as they were)."""
+        return {} if self.structure == structures.UNSTRUCTURED else {"structure": self.structure}
 
 
 def auto_frequency(ramp_steps: int, updates: int = 30, most: int = 100) -> int:
@@ -263,6 +272,13 @@ CALIBRATION.register("cs", Calibration("cs_lambda", 1e-10, 1e-2))
 CALIBRATION.register("dst", Calibration("dst_alpha", 1e-7, 1e-1))
 
 
+def takes_structure(method: str) -> bool:
+    """Whether a method prunes with tfimp's selection (a ramp or DPF's recomputation, by a criterion), so that a
+    ``structure`` (:mod:`tfimp.core.structures`) applies to it: not STR, nor tfmot's own ``tfmot_gmp``."""
+    rule = RULES.get(method)
+    return rule.pruning is not None and rule.uses_criterion
+
+
 def known_methods(order: Sequence[str]) -> list[str]:
     """Every rule's name: those in ``order`` (the CLI's) first, in that order, then any added ones, sorted."""
     return [m for m in order if m in RULES] + sorted(set(RULES.known()) - set(order))
@@ -282,6 +298,7 @@ class Budget:
     str_init: float
     str_weight_decay: float
     hyperparameters: dict = dataclasses.field(default_factory=dict)  #: the method's (:data:`HYPERPARAMETERS`), filled in
+    structure: str = structures.UNSTRUCTURED
 
     @property
     def rule(self) -> MethodRule:
@@ -303,9 +320,12 @@ class Budget:
 
     def identity(self, steps_per_epoch: int) -> dict:
         begin, end, frequency = self.ramp(steps_per_epoch)
-        return {"method": self.method, "target_sparsity": self.target_sparsity, "epochs": self.epochs,
-                "criterion": self.criterion, "begin": begin, "end": end, "frequency": frequency,
-                "str_init": self.str_init, "str_weight_decay": self.str_weight_decay, **self.hyperparameters}
+        identity = {"method": self.method, "target_sparsity": self.target_sparsity, "epochs": self.epochs,
+                    "criterion": self.criterion, "begin": begin, "end": end, "frequency": frequency,
+                    "str_init": self.str_init, "str_weight_decay": self.str_weight_decay, **self.hyperparameters}
+        if self.structure != structures.UNSTRUCTURED:  # the default keeps the identities written before structures
+            identity["structure"] = self.structure
+        return identity
 
 
 def method_hyperparameters(method: str, given: Optional[dict] = None) -> dict:
@@ -332,7 +352,8 @@ def method_hyperparameters(method: str, given: Optional[dict] = None) -> dict:
 
 def budget(method: str, target_sparsity: float, epochs: int, *, criterion: str, begin_fraction: Optional[float],
            end_fraction: Optional[float], frequency: Optional[int], str_init: float, str_weight_decay: float,
-           known: Callable[[], list] = lambda: RULES.known(), hyperparameters: Optional[dict] = None) -> Budget:
+           known: Callable[[], list] = lambda: RULES.known(), hyperparameters: Optional[dict] = None,
+           structure: str = structures.UNSTRUCTURED) -> Budget:
     """A checked :class:`Budget`, the method's defaults filled in.
 
     Raises:
@@ -353,8 +374,16 @@ def budget(method: str, target_sparsity: float, epochs: int, *, criterion: str, 
         raise ValueError(f"frequency must be >= 1 (or None for the method's default), got {frequency}")
     if str_weight_decay < 0:
         raise ValueError(f"str_weight_decay must be >= 0, got {str_weight_decay}")
+    structure = structures.name_of(structure)
+    if structure != structures.UNSTRUCTURED:
+        if not takes_structure(method):
+            taking = [name for name in known_methods(DURING_TRAINING) if takes_structure(name)]
+            raise ValueError(f"method {method!r} does not prune with tfimp's selection, so structure={structure!r} "
+                             f"cannot apply to it; the methods that take a structure: {taking}")
+        structures.check_target(structure, target_sparsity)
     return Budget(method, float(target_sparsity), int(epochs), criterion, float(begin_fraction), float(end_fraction),
-                  frequency, float(str_init), float(str_weight_decay), method_hyperparameters(method, hyperparameters))
+                  frequency, float(str_init), float(str_weight_decay),
+                  hyperparameters=method_hyperparameters(method, hyperparameters), structure=structure)
 
 
 def short_of_target(method: str, reached: float, target: float, rule: MethodRule,
@@ -466,11 +495,13 @@ class BudgetedMethod:
     def set_budget(self, method: str, target_sparsity: float, epochs: int, *, criterion: str,
                    begin_fraction: Optional[float], end_fraction: Optional[float], frequency: Optional[int],
                    str_init: float, str_weight_decay: float, known: Callable[[], list],
-                   hyperparameters: Optional[dict] = None) -> None:
+                   hyperparameters: Optional[dict] = None, structure: str = structures.UNSTRUCTURED) -> None:
         self.budget = budget(method, target_sparsity, epochs, criterion=criterion, begin_fraction=begin_fraction,
                              end_fraction=end_fraction, frequency=frequency, str_init=str_init,
-                             str_weight_decay=str_weight_decay, known=known, hyperparameters=hyperparameters)
+                             str_weight_decay=str_weight_decay, known=known, hyperparameters=hyperparameters,
+                             structure=structure)
         self.hyperparameters = dict(self.budget.hyperparameters)
+        self.structure = self.budget.structure
         criteria.get(criterion)
         self.spec = self.budget.rule
         self.method, self.target_sparsity, self.epochs = method, self.budget.target_sparsity, self.budget.epochs

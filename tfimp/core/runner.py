@@ -368,6 +368,11 @@ class DuringTrainingRunner(_during.BudgetedMethod, OneFitRunner):
       dst_alpha: DST's penalty ``alpha * sum(exp(-t))`` on its thresholds; more means more sparsity.
         Each of the four defaults to :data:`tfimp.core.during_training.HYPERPARAMETERS` and is refused for
         another method.
+      structure: which weights are pruned together, for the methods that
+        prune with tfimp's selection (``gmp``, ``dpf``, ``dnw``, ``lc``,
+        ``gsm``): ``"unstructured"`` (default), ``"N:M"`` (the target must be
+        ``1 - N/M``; the ramp's levels prune ``round(level * M)`` of every
+        group) or ``"block:RxC"`` (:mod:`tfimp.core.structures`).
       **settings: optimizer and data settings, as for :class:`IMPRunner`.
 
     ``run`` returns one row per epoch; the final model is written as
@@ -382,12 +387,13 @@ class DuringTrainingRunner(_during.BudgetedMethod, OneFitRunner):
                  begin_fraction: Optional[float] = None, end_fraction: Optional[float] = None,
                  frequency: Optional[int] = None, str_init: float = -5.0, str_weight_decay: float = 0.0,
                  cs_init: Optional[float] = None, cs_lambda: Optional[float] = None,
-                 cs_beta_final: Optional[float] = None, dst_alpha: Optional[float] = None, **settings):
+                 cs_beta_final: Optional[float] = None, dst_alpha: Optional[float] = None,
+                 structure: str = "unstructured", **settings):
         self.set_budget(method, target_sparsity, epochs, criterion=criterion, begin_fraction=begin_fraction,
                         end_fraction=end_fraction, frequency=frequency, str_init=str_init,
                         str_weight_decay=str_weight_decay, known=self._known_methods,
                         hyperparameters=dict(cs_init=cs_init, cs_lambda=cs_lambda, cs_beta_final=cs_beta_final,
-                                             dst_alpha=dst_alpha))
+                                             dst_alpha=dst_alpha), structure=structure)
         super().__init__(**settings)
         self.begin_fraction, self.end_fraction = self.budget.begin_fraction, self.budget.end_fraction
         self.frequency = frequency
@@ -470,7 +476,7 @@ class DuringTrainingRunner(_during.BudgetedMethod, OneFitRunner):
         return self._run_callback(
             self.method, self.target_sparsity, self.epochs, steps,
             criterion=(self.spec.fixed_criterion or self.criterion) if self.spec.uses_criterion else None,
-            test_data=test, workdir=workdir, overwrite=overwrite, verbose=verbose,
+            structure=self.structure, test_data=test, workdir=workdir, overwrite=overwrite, verbose=verbose,
             identity={**identity, **self.budget.identity(steps)})
 
     def _check_result(self, final_row: dict, verbose: int) -> None:

@@ -108,15 +108,16 @@ class GradualPruning(_during.RampSteps, keras.callbacks.Callback):
     with, topped up by magnitude if the ramp fell short).
 
     Args:
-      target_sparsity, begin_step, end_step, frequency, criterion, dpf, level_every:
+      target_sparsity, begin_step, end_step, frequency, criterion, dpf, level_every, structure:
         as for the tf_keras class.
     """
 
     def __init__(self, target_sparsity: float, begin_step: int, end_step: int, frequency: int = 100,
-                 criterion: str = "global", dpf: bool = False, level_every: int = 1):
+                 criterion: str = "global", dpf: bool = False, level_every: int = 1,
+                 structure: str = "unstructured"):
         keras.callbacks.Callback.__init__(self)
         _during.RampSteps.__init__(self, target_sparsity, begin_step, end_step, frequency, criterion, dpf,
-                                   level_every)
+                                   level_every, structure)
 
     def on_train_begin(self, logs=None):
         # Read before the first step: on JAX, fit holds the variables' values outside them while it runs.
@@ -139,8 +140,9 @@ class GradualPruning(_during.RampSteps, keras.callbacks.Callback):
     def finish(self) -> None:
         """Exact target at the end (idempotent)."""
         finalize_reparams(self.model)  # DPF: keep the mask it trained with, zero the rest
-        if _masks.sparsity(self.model) < self.target_sparsity:
-            _masks.prune(self.model, self.target_sparsity, self.criterion)
+        options = self.structure_options()
+        if _masks.sparsity(self.model, **options) < self.target_sparsity:
+            _masks.prune(self.model, self.target_sparsity, self.criterion, **options)
 
 
 class UseGradientRule(keras.callbacks.Callback):
@@ -208,7 +210,8 @@ class DuringTraining(_runner.DuringTrainingRunner, Keras3Runner):
         begin, end, frequency = self.ramp(steps)
         return update + [GradualPruning(self.target_sparsity, begin, end, frequency,
                                self.spec.fixed_criterion or self.criterion, dpf=self.spec.pruning == "dpf",
-                               level_every=steps if self.spec.level_every_epoch else 1)]
+                               level_every=steps if self.spec.level_every_epoch else 1,
+                               structure=self.structure)]
 
     def _run_callback(self, method, target_sparsity, epochs, steps, **arguments):
         return DuringTrainingRun(method, target_sparsity, epochs, steps, **arguments)

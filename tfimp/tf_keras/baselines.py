@@ -97,13 +97,18 @@ class GradualPruning(_during.RampSteps, keras.callbacks.Callback):
       level_every: the ramp's sparsity is updated every ``level_every`` steps
         (piecewise constant in between; the authors' DPF and GMP update it at
         epoch ends); 1 = a continuous ramp.
+      structure: which weights each update prunes together (see
+        :func:`tfimp.prune`): ``"unstructured"`` (default), ``"N:M"`` (the
+        target must be ``1 - N/M``; each level prunes ``round(level * M)`` of
+        every group) or ``"block:RxC"``.
     """
 
     def __init__(self, target_sparsity: float, begin_step: int, end_step: int, frequency: int = 100,
-                 criterion: str = "global", dpf: bool = False, level_every: int = 1):
+                 criterion: str = "global", dpf: bool = False, level_every: int = 1,
+                 structure: str = "unstructured"):
         keras.callbacks.Callback.__init__(self)
         _during.RampSteps.__init__(self, target_sparsity, begin_step, end_step, frequency, criterion, dpf,
-                                   level_every)
+                                   level_every, structure)
 
     def on_train_begin(self, logs=None):
         self._step = int(keras.backend.get_value(self.model.optimizer.iterations))
@@ -123,8 +128,9 @@ class GradualPruning(_during.RampSteps, keras.callbacks.Callback):
     def _finish(self) -> None:
         """Exact target at the end (idempotent)."""
         finalize_reparams(self.model)  # DPF: keep the mask it trained with, zero the rest
-        if _pruning.sparsity(self.model) < self.target_sparsity:
-            _pruning.prune(self.model, self.target_sparsity, self.criterion)
+        options = self.structure_options()
+        if _pruning.sparsity(self.model, **options) < self.target_sparsity:
+            _pruning.prune(self.model, self.target_sparsity, self.criterion, **options)
 
 
 def current_sparsity(model: keras.Model) -> float:
@@ -213,7 +219,8 @@ def _rule_callbacks(runner: "DuringTraining", begin: int, end: int, frequency: i
     if rule.pruning is None:
         return update
     return update + [GradualPruning(runner.target_sparsity, begin, end, frequency, rule.fixed_criterion or runner.criterion,
-                           dpf=rule.pruning == "dpf", level_every=steps if rule.level_every_epoch else 1)]
+                           dpf=rule.pruning == "dpf", level_every=steps if rule.level_every_epoch else 1,
+                           structure=runner.structure)]
 
 
 def standard_method(rule: _during.MethodRule) -> DuringTrainingMethod:
