@@ -5,7 +5,9 @@ magnitude, on its initial weights: the sizes depend on how many zeros there
 are, not on training), exports every format this process can write through
 ``tfimp.export.export`` (on Keras 3 each file is loaded in a fresh process)
 and prints the size table with the max |error| of each format's predictions
-on 8 inputs against the Keras model. Writes ``export_sizes.json`` into ``--out``.
+on 8 inputs against the Keras model. ``tflite_int8`` calibrates on 100
+standard normal inputs (the model is untrained; its sizes do not depend on
+the calibration). Writes ``export_sizes.json`` into ``--out``.
 
     KERAS_BACKEND=jax python benchmarks/export_sizes.py --keras 3 --out bench_out/export_jax
     KERAS_BACKEND=tensorflow python benchmarks/export_sizes.py --keras 3 --out bench_out/export_tf
@@ -47,7 +49,9 @@ def main() -> None:
     else:
         formats, skipped, front = list(tfimp.export.FORMATS), {}, "tf_keras"
     x = np.random.default_rng(0).normal(size=(8, *shape)).astype("float32")
-    files = tfimp.export.export(model, os.path.join(args.out, "files"), formats=formats, check_inputs=x)
+    calibration = np.random.default_rng(1).normal(size=(100, *shape)).astype("float32")
+    files = tfimp.export.export(model, os.path.join(args.out, "files"), formats=formats, check_inputs=x,
+                                representative_data=calibration)
     print(f"[export] {front}: {args.model} pruned to {tfimp.sparsity(model):.2%}")
     print(tfimp.export.size_table(files))
     for fmt, why in skipped.items():

@@ -35,8 +35,9 @@ def _tiny(fashion_dir):
 
 def test_cli_end_to_end_then_resume_is_a_no_op(tmp_path, fashion_dir):
     workdir = str(tmp_path / "run")
-    tiny = [o for o in _tiny(fashion_dir) if not o.startswith("--config.verbose")]
-    result = _cli(workdir, *tiny, "--config.verbose=1")
+    # 500 test examples: every export is run on the whole test set.
+    tiny = [o for o in _tiny(fashion_dir) if not o.startswith("--config.verbose")] + ["--config.test_subset=500"]
+    result = _cli(workdir, *tiny, "--config.verbose=1", "--config.export_formats=keras,savedmodel,tflite,tflite_int8")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[tfimp] config:" in result.stdout and "target_sparsity: 0.9" in result.stdout
     assert "retraining 1 epoch with slr" in result.stdout and "1 epochs" not in result.stdout
@@ -63,9 +64,17 @@ def test_cli_end_to_end_then_resume_is_a_no_op(tmp_path, fashion_dir):
         assert json.load(handle)["speedup"] > 1.0
     with open(os.path.join(workdir, "export", "sizes.json")) as handle:
         sizes = json.load(handle)
-    assert [f["format"] for f in sizes] == ["keras", "savedmodel", "tflite"]
+    assert [f["format"] for f in sizes] == ["keras", "savedmodel", "tflite", "tflite_int8"]
     assert all(f["max_abs_error"] <= f["tolerance"] for f in sizes)
     assert os.path.exists(os.path.join(workdir, "export", "model.tflite"))
+    # Each file's test accuracy on the whole test set, through its own runtime, beside the float model's: a float
+    # file flips at most one prediction (near-ties); the int8 file moves the accuracy by at most 5 points.
+    test_size = 200 if fashion_dir else 500  # the fixture's idx files, or the first 500 of Fashion-MNIST's
+    for f in sizes:
+        assert f["test_examples"] == test_size and f["float_accuracy"] == sizes[0]["float_accuracy"], f
+        assert abs(f["test_accuracy"] - f["float_accuracy"]) <= (0.05 if f["format"] == "tflite_int8"
+                                                                 else 1 / test_size), f
+    assert sizes[-1]["sparsity"] >= rows[-1]["sparsity"]  # every pruned weight an int8 zero of the file
 
     # Again, quiet: a finished run is not redone, and verbose=0 prints nothing.
     again = _cli(workdir, *tiny, "--config.verbose=0")

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -20,6 +21,7 @@ import k3_helpers as h
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 import idx_files  # noqa: E402
+import tflite_files  # noqa: E402
 
 BACKEND = keras.backend.backend()
 WRITABLE = [fmt for fmt in export.FORMATS if export.unavailable(fmt) is None]
@@ -43,7 +45,8 @@ def test_every_format_this_backend_writes_is_checked_in_a_fresh_process(tmp_path
     defaults = ["keras"] if BACKEND == "torch" else ["keras", "savedmodel", "tflite"]
     assert export.default_formats() == defaults and set(defaults) <= set(WRITABLE)
     x, _ = h.classification_data(16)
-    files = export.export(pruned, str(tmp_path), formats=WRITABLE, check_inputs=x)
+    calibration, _ = h.classification_data(100, seed=1)
+    files = export.export(pruned, str(tmp_path), formats=WRITABLE, check_inputs=x, representative_data=calibration)
     assert [f.format for f in files] == WRITABLE
     stripped = masks.strip(pruned)
     expected = keras.ops.convert_to_numpy(stripped(x, training=False))
@@ -52,8 +55,9 @@ def test_every_format_this_backend_writes_is_checked_in_a_fresh_process(tmp_path
         assert (f.bytes, f.gzip_bytes) == export.file_size(f.path)
         assert 0 < f.gzip_bytes < f.dense_gzip_bytes, f  # the zeros compress; the refilled reference does not
     by_format = {f.format: f for f in files}
-    for fmt in sorted({"keras", "savedmodel"} & set(by_format)):  # the formats whose zeros are counted back
+    for fmt in sorted({"keras", "savedmodel", "tflite_int8"} & set(by_format)):  # whose zeros are read back
         assert by_format[fmt].sparsity == masks.sparsity(pruned), fmt
+    assert all(f.test_accuracy is None and f.test_examples == 0 for f in files)  # no test data given
     loaded = keras.saving.load_model(by_format["keras"].path, compile=False)  # plain Keras: no tfimp objects
     assert _zeros(loaded) == _zeros(stripped)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, training=False)), expected, atol=1e-5)
@@ -91,6 +95,60 @@ def test_the_stripped_keras_file_loads_on_every_other_backend_without_tfimp(tmp_
         np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
 
 
+@pytest.mark.skipif("tflite_int8" not in WRITABLE, reason="Keras 3 writes TFLite from TensorFlow and JAX only")
+def test_the_int8_file_keeps_every_pruned_weight_zero_and_records_each_files_accuracy(tmp_path, pruned):
+    x, y = h.classification_data(300)
+    calibration, _ = h.classification_data(100, seed=1)
+    formats = ["keras", "savedmodel", "tflite", "tflite_int8"]
+    files = export.export(pruned, str(tmp_path), formats=formats, representative_data=calibration, test_data=(x, y),
+                          compare_dense=False)
+    by_format = {f.format: f for f in files}
+    weights = tflite_files.int8_weights(by_format["tflite_int8"].path)
+    wrapped = dict(masks.wrappers(pruned))
+    assert len(wrapped) == 3
+    for wrapper in wrapped.values():
+        mask = h.numpy_of(wrapper.masks[0])
+        # TFLite stores output channels first: Conv2D (h, w, in, out) as (out, h, w, in), Dense (in, out) as (out, in).
+        expected = (np.moveaxis(mask, -1, 0) if mask.ndim == 4 else mask.T) == 0
+        [stored] = weights[expected.shape]  # each kernel of the model has its own shape
+        # Every pruned weight is an int8 zero, and (here) no surviving one rounded to zero.
+        np.testing.assert_array_equal(stored == 0, expected, err_msg=wrapper.name)
+    stripped = masks.strip(pruned)
+    float_accuracy = float(np.mean(keras.ops.convert_to_numpy(stripped(x, training=False)).argmax(1) == y))
+    lite = tflite_files.outputs(by_format["tflite_int8"].path, x)
+    assert by_format["tflite_int8"].test_accuracy == float(np.mean(lite.argmax(1) == y))  # the file's own
+    for f in files:
+        assert f.test_examples == 300 and f.float_accuracy == float_accuracy, f.format
+        # Close: a float file flips at most one of the 300 predictions (near-ties, outputs within 1e-4); the
+        # int8 file's quantised outputs (activations rounded too) move its accuracy by at most 5 points.
+        assert abs(f.test_accuracy - float_accuracy) <= (0.05 if f.format == "tflite_int8" else 1 / 300), f
+
+
+def test_keras_int8_quantization_of_a_stripped_model_keeps_the_zeros(tmp_path, pruned):
+    """``model.quantize("int8")`` after ``strip``: Keras 3 quantises each Dense kernel per output column with a
+    symmetric abs-max scale (``kernel`` becomes int8 beside ``kernel_scale``), so a pruned 0.0 stays the integer 0,
+    also through save and load. Keras 3 leaves Conv2D in float (it has no ``quantize``)."""
+    x, _ = h.classification_data(32)
+    stripped = masks.strip(pruned)
+    expected = keras.ops.convert_to_numpy(stripped(x, training=False))
+    wrapped = {wrapper.layer.name: h.numpy_of(wrapper.masks[0]) == 0 for _, wrapper in masks.wrappers(pruned)}
+    with warnings.catch_warnings():  # "Layer Conv2D does not have a `quantize` method implemented", and the like
+        warnings.simplefilter("ignore")
+        stripped.quantize("int8")
+    path = str(tmp_path / "int8.keras")
+    stripped.save(path)
+    loaded = keras.saving.load_model(path)
+    for model in (stripped, loaded):
+        layers = {layer.name: layer for layer in model.layers if layer.name in wrapped}
+        assert [layers[name].quantization_mode for name in ("fc1", "fc2")] == ["int8", "int8"]
+        for name, pruned_positions in wrapped.items():
+            kernel = keras.ops.convert_to_numpy(layers[name].kernel)
+            assert kernel.dtype == (np.float32 if name == "conv" else np.int8), name
+            np.testing.assert_array_equal(kernel == 0, pruned_positions, err_msg=name)  # no more, no fewer zeros
+        got = keras.ops.convert_to_numpy(model(x, training=False))
+        assert float(np.abs(got - expected).max()) <= 0.05 * float(np.ptp(expected))
+
+
 def test_bad_exports_are_refused_before_any_work(tmp_path, pruned):
     with pytest.raises(ValueError, match=r"formats has unknown format\(s\) \['tflit'\]; known: \['keras'"):
         export.export(pruned, str(tmp_path), formats="keras,tflit")
@@ -100,6 +158,12 @@ def test_bad_exports_are_refused_before_any_work(tmp_path, pruned):
     unpruned(np.zeros((1, 8, 8, 3), "float32"))
     with pytest.raises(ValueError, match="not pruned"):
         export.export(unpruned, str(tmp_path))
+    if "tflite_int8" in WRITABLE:
+        with pytest.raises(ValueError, match=r"format\(s\) \['tflite_int8'\] calibrate on training inputs: pass "
+                                             r"representative_data="):
+            export.export(pruned, str(tmp_path), formats="keras,tflite_int8")
+    else:
+        assert "runs on the TensorFlow and JAX backends" in export.unavailable("tflite_int8")
     assert "runs on the TensorFlow and JAX backends, not on 'torch'" in export.unavailable("tflite", "torch")
     if importlib.util.find_spec("jax2onnx") is None:
         assert "needs jax2onnx: pip install jax2onnx" in export.unavailable("onnx", "jax")
@@ -125,7 +189,7 @@ def test_the_cli_on_keras3_exports_checked_files_with_their_size_table(tmp_path)
                   dense_epochs=1, cycles=1, retrain_epochs=1, validation_fraction=0.25, chance_guard=False,
                   verbose=0, learning_rate=0.02)
     # The shipped default on torch (keras alone: Keras 3 writes no SavedModel there), two formats elsewhere.
-    config.export_formats = tfimp_config.base().export_formats if BACKEND == "torch" else "keras,tflite"
+    config.export_formats = tfimp_config.base().export_formats if BACKEND == "torch" else "keras,tflite,tflite_int8"
     bad = tfimp_config.base()
     bad.update(keras=3, export_formats="keras,tflit")
     with pytest.raises(ValueError, match=r"config.export_formats has unknown format\(s\) \['tflit'\]"):
@@ -134,9 +198,16 @@ def test_the_cli_on_keras3_exports_checked_files_with_their_size_table(tmp_path)
     workdir = str(tmp_path / "run")
     rows = main.run(config, workdir)
     sizes = json.load(open(os.path.join(workdir, "export", "sizes.json")))
-    assert [entry["format"] for entry in sizes] == (["keras"] if BACKEND == "torch" else ["keras", "tflite"])
+    assert [entry["format"] for entry in sizes] == (["keras"] if BACKEND == "torch" else ["keras", "tflite",
+                                                                                          "tflite_int8"])
     for entry in sizes:
         assert entry["bytes"] == export.file_size(entry["path"])[0] and entry["max_abs_error"] <= entry["tolerance"]
+        # Each file's test accuracy on the whole (64-example) test set, beside the float model's: a float file
+        # flips at most one prediction; the int8 file moves the accuracy by at most 5 points.
+        assert entry["test_examples"] == 64 and 0 <= entry["test_accuracy"] <= 1, entry
+        allowed = 0.05 if entry["format"] == "tflite_int8" else 1 / 64
+        assert abs(entry["test_accuracy"] - entry["float_accuracy"]) <= allowed, entry
+    assert len({entry["float_accuracy"] for entry in sizes}) == 1
     assert sizes[0]["sparsity"] == rows[-1]["sparsity"]
     table = open(os.path.join(workdir, "export", "sizes.txt")).read()
     assert table.splitlines()[0].split()[:3] == ["format", "bytes", "gzip"]

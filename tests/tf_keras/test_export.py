@@ -2,12 +2,14 @@
 
 import os
 
+import numpy as np
 import pytest
 
 import tfimp
-from tfimp import export, keras
+from tfimp import export, keras, wrapping
 
 import helpers
+import tflite_files
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +22,9 @@ def pruned_model():
 
 def test_every_format_round_trips_with_predictions_and_sparsity(tmp_path, pruned_model):
     x, _ = helpers.random_data(6)
-    files = export.export(pruned_model, str(tmp_path), formats=export.FORMATS, check_inputs=x)
+    calibration, _ = helpers.random_data(100, seed=1)
+    files = export.export(pruned_model, str(tmp_path), formats=export.FORMATS, check_inputs=x,
+                          representative_data=calibration)
     assert [f.format for f in files] == list(export.FORMATS)
     expected = pruned_model(x, training=False).numpy()
     for f in files:
@@ -37,8 +41,53 @@ def test_every_format_round_trips_with_predictions_and_sparsity(tmp_path, pruned
     # TensorFlow Lite's sparsity optimisation stores fewer bytes than the dense float model.
     assert by_format["tflite"].bytes < by_format["tflite"].dense_bytes
     assert by_format["tflite_dynamic"].bytes < by_format["tflite_dynamic"].dense_bytes
+    # The int8 file stores its zeros dense (a byte each): they show in the gzip size, not in the raw one.
+    assert by_format["tflite_int8"].bytes == by_format["tflite_int8"].dense_bytes
+    assert by_format["tflite_int8"].gzip_bytes < by_format["tflite_int8"].dense_gzip_bytes
+    assert by_format["tflite_int8"].bytes < by_format["tflite"].dense_bytes / 2  # int8, not float32, weights
     table = export.size_table(files)
     assert "gzip gain" in table and "tflite_dynamic" in table
+    assert all(f.test_accuracy is None and f.test_examples == 0 for f in files)  # no test data given
+
+
+def test_the_int8_file_keeps_every_pruned_weight_zero_and_records_its_accuracy(tmp_path, pruned_model):
+    x, y = helpers.random_data(300)
+    calibration, _ = helpers.random_data(100, seed=1)
+    files = export.export(pruned_model, str(tmp_path), formats=["keras", "savedmodel", "tflite", "tflite_int8"],
+                          representative_data=calibration, test_data=(x, y), compare_dense=False)
+    int8 = files[-1]
+    weights = tflite_files.int8_weights(int8.path)
+    layouts = {"conv": lambda m: np.moveaxis(m, -1, 0), "dense": lambda m: m.T}  # TFLite: output channels first
+    covered = wrapping.covered_weights(pruned_model)
+    assert len(covered) == 4
+    for weight in covered:
+        kind = "conv" if isinstance(weight.layer, keras.layers.Conv2D) else "dense"
+        expected = layouts[kind](weight.mask.numpy()) == 0
+        [stored] = weights[expected.shape]  # each kernel of the model has its own shape
+        # Every pruned weight is an int8 zero, and (here) no surviving one rounded to zero.
+        np.testing.assert_array_equal(stored == 0, expected, err_msg=weight.name)
+    assert int8.sparsity == tfimp.sparsity(pruned_model)
+    # Each file's accuracy is its own on the test set: the int8 file run here gives the recorded figure.
+    stripped = tfimp.strip(pruned_model)
+    float_accuracy = float(np.mean(stripped(x, training=False).numpy().argmax(1) == y))
+    lite = tflite_files.outputs(int8.path, x)
+    assert int8.test_accuracy == float(np.mean(lite.argmax(1) == y))
+    for f in files:
+        assert f.test_examples == 300 and f.float_accuracy == float_accuracy, f.format
+        # Close: a float file flips at most one of the 300 predictions (near-ties, outputs within 1e-4); the
+        # int8 file's quantised outputs (activations rounded too) move its accuracy by at most 5 points.
+        assert abs(f.test_accuracy - float_accuracy) <= (0.05 if f.format == "tflite_int8" else 1 / 300), f
+    row = next(line for line in export.size_table(files).splitlines() if line.startswith("tflite_int8"))
+    assert row.split()[-2:] == [f"{int8.test_accuracy:.4f}", f"{float_accuracy:.4f}"]
+
+
+def test_the_int8_format_needs_representative_data(tmp_path, pruned_model):
+    with pytest.raises(ValueError, match=r"format\(s\) \['tflite_int8'\] calibrate on training inputs: pass "
+                                         r"representative_data="):
+        export.export(pruned_model, str(tmp_path), formats=["keras", "tflite_int8"])
+    with pytest.raises(ValueError, match="representative_data="):
+        export.export(pruned_model, str(tmp_path), formats=["tflite_int8"], representative_data=np.zeros((0, 8, 8, 3)))
+    assert os.listdir(tmp_path) == []  # refused before any file was written
 
 
 def test_bad_exports_are_clear_errors(tmp_path, pruned_model):

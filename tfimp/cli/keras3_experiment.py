@@ -18,7 +18,8 @@ every augmentation come as the tf_keras front end's ``tf.data`` pipelines
 
 Exports (``export_formats``): :mod:`tfimp.keras3.export`'s formats, each
 checked in a fresh process, into ``export/`` with ``sizes.txt`` and
-``sizes.json``; a format this backend or environment cannot write is refused
+``sizes.json`` (each file's test accuracy through its own runtime beside the
+float model's; ``tflite_int8`` calibrated on 100 training inputs); a format this backend or environment cannot write is refused
 before training. The shipped default (``keras,savedmodel,tflite``) means
 those of them this backend can write (``keras`` alone on PyTorch, where
 Keras 3 writes no SavedModel), with a line naming what was left out. The stripped model is also written as
@@ -159,7 +160,7 @@ def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
                               overwrite=overwrite, callbacks=_tensorboard(config, workdir), verbose=config.verbose,
                               cycle_end_hooks=[report.CycleReporter(workdir, verbose=config.verbose)],
                               identity=tfimp_config.identity(config))
-            _write_outputs(config, runner.model, rows, workdir, _check_batch(dataset.test))
+            _write_outputs(config, runner.model, rows, workdir, dataset)
             return rows
     finally:
         keras.distribution.set_distribution(previous_distribution)
@@ -172,7 +173,16 @@ def _check_batch(test) -> np.ndarray:
     return np.asarray(x[:8], dtype="float32")
 
 
-def _write_outputs(config, model: keras.Model, rows: list[dict], workdir: str, check_inputs=None) -> None:
+def _export_data(dataset) -> dict:
+    """:func:`tfimp.keras3.export.export`'s data from the run's: the check batch, calibration inputs drawn from the
+    (shuffled) training batches, and the test set (up to :data:`tfimp.core.exports.EVALUATION_BYTES`)."""
+    test = [dataset.test] if isinstance(dataset.test, tuple) else dataset.test
+    return {"check_inputs": _check_batch(dataset.test),
+            "representative_data": _exports.take_examples(dataset.train, _exports.REPRESENTATIVE_EXAMPLES)[0],
+            "test_data": _exports.take_examples(test, max_bytes=_exports.EVALUATION_BYTES)}
+
+
+def _write_outputs(config, model: keras.Model, rows: list[dict], workdir: str, dataset) -> None:
     """config.json, the plot, the stripped model, and the summary lines (the run has claimed the workdir)."""
     say = tfimp_config.printer(config)
     _storage.atomic_write_text(_workdir.path(workdir, _workdir.CONFIG), config.to_json_best_effort(indent=2))
@@ -187,11 +197,10 @@ def _write_outputs(config, model: keras.Model, rows: list[dict], workdir: str, c
         if left_out:
             say(f"[tfimp] the default export formats this backend cannot write are left out: {'; '.join(left_out)}",
                 flush=True)
-        files = export.export(model, _workdir.path(workdir, _workdir.EXPORT), formats=formats,
-                              check_inputs=check_inputs)
+        files = export.export(model, _workdir.path(workdir, _workdir.EXPORT), formats=formats, **_export_data(dataset))
         table = _exports.write_sizes(workdir, files)
-        say(f"[tfimp] exports (each loaded in a fresh process and checked against the Keras model):\n{table}",
-            flush=True)
+        say(f"[tfimp] exports (each loaded in a fresh process and checked against the Keras model; test accuracy "
+            f"of each file, through its own runtime, and of the float model):\n{table}", flush=True)
     with _storage.local_file(_workdir.path(workdir, _workdir.STRIPPED_MODEL)) as local:
         masks.strip(model).save(local)
     cycle_dirs = ", ".join(f"cycle_{c}/" for c in _workdir.cycles(workdir))

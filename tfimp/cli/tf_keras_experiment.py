@@ -20,7 +20,7 @@ from tfimp.tf_keras import checkpoint, data, export, models, report  # noqa: E40
 from tfimp.cli import methods  # noqa: E402
 from tfimp.cli import config as tfimp_config  # noqa: E402
 from tfimp.tf_keras._backend import keras  # noqa: E402
-from tfimp.core.exports import write_sizes  # noqa: E402
+from tfimp.core import exports  # noqa: E402
 
 
 def check_supported(config) -> None:
@@ -108,10 +108,14 @@ def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: b
     pruned = bool(tfimp.wrapping.wrappers(runner.model)) and tfimp.sparsity(runner.model) > 0
     if pruned and config.export_formats:
         check = next(iter(dataset.test))[0].numpy()
+        calibration, _ = exports.take_examples(dataset.train, exports.REPRESENTATIVE_EXAMPLES)
         files = export.export(runner.model, tfimp.workdir.path(out, tfimp.workdir.EXPORT),
-                              formats=config.export_formats.split(","), check_inputs=check)
-        table = write_sizes(out, files)
-        say(f"[tfimp] exports (checked against the Keras model):\n{table}", flush=True)
+                              formats=config.export_formats.split(","), check_inputs=check,
+                              representative_data=calibration,
+                              test_data=exports.take_examples(dataset.test, max_bytes=exports.EVALUATION_BYTES))
+        table = exports.write_sizes(out, files)
+        say(f"[tfimp] exports (checked against the Keras model; test accuracy of each file, through its own "
+            f"runtime, and of the float model):\n{table}", flush=True)
     if tfimp.wrapping.wrappers(runner.model):
         covered = tfimp.coverage.describe(runner.model)
         say(f"[tfimp] pruned {tfimp.sparsity(runner.model):.2%} of the {covered.prunable_parameters:,} prunable "

@@ -4,9 +4,12 @@
 in one fresh Python process (:mod:`tfimp.keras3.export_check`: no tfimp
 wrapper, no state of this process) and compares its predictions on a batch
 with the Keras model's (tolerances in :mod:`tfimp.core.exports`). It checks
-that the zeros survived where the format's weights can be read back, and
+that the zeros survived where the format's weights can be read back
+(``tflite_int8``: every pruned weight an int8 zero of the file), and
 reports each file's size raw and gzip-compressed against a dense reference
-of the same architecture (the pruned weights refilled).
+of the same architecture (the pruned weights refilled). Given ``test_data``,
+the same process runs every file on the test inputs through its own runtime,
+and each file's test accuracy is recorded beside the float model's.
 
 Which backend writes what, through Keras 3's own ``model.export``:
 
@@ -15,6 +18,7 @@ Which backend writes what, through Keras 3's own ``model.export``:
 | ``keras`` | yes | yes | yes | nothing (the file loads on every backend) |
 | ``savedmodel`` | yes | yes (jax2tf) | no | TensorFlow |
 | ``tflite``, ``tflite_dynamic`` | yes | yes | no | TensorFlow (converted from the SavedModel, with TFLite's sparsity optimisation) |
+| ``tflite_int8`` | yes | yes | no | TensorFlow (converted from the SavedModel, full-integer; ``representative_data``) |
 | ``onnx`` | yes | yes | yes | tf2onnx (TensorFlow), jax2onnx (JAX), onnxscript (PyTorch); onnxruntime for the check |
 
 A format this process cannot write is refused by :func:`check_formats`
@@ -35,11 +39,12 @@ from typing import Optional, Sequence
 import keras
 import numpy as np
 
+from tfimp.core import exports as _exports
 from tfimp.core import storage as _storage
 from tfimp.core.registry import Registry
 from tfimp.core.exports import (ExportedFile, ExportFormat, ExportMismatchError, check_exportable, checked_error,  # noqa: F401
                                 file_size, in_directory, parse_formats, refill_pruned, size_table)
-from tfimp.keras3.export_check import keras_zeros
+from tfimp.keras3.export_check import keras_zeros, read_weight_zeros
 from tfimp.keras3 import masks as _masks
 
 #: The formats that come from Keras 3's ``tf_saved_model`` export, and the backends that write it.
@@ -122,7 +127,9 @@ def check_formats(formats, key: str = "formats") -> list[str]:
     return names
 
 
-def _tflite_bytes(saved_model: str, dynamic_range: bool) -> bytes:
+def _tflite_bytes(saved_model: str, dynamic_range: bool, representative_data=None) -> bytes:
+    """The TFLite model converted from ``saved_model``: float with TFLite's sparsity optimisation, dynamic-range,
+    or full-integer when given ``representative_data`` (:func:`tfimp.core.exports.full_integer`)."""
     import tensorflow as tf  # noqa: PLC0415  (only these formats need it)
     from absl import logging  # noqa: PLC0415  (TensorFlow's logger)
 
@@ -131,6 +138,8 @@ def _tflite_bytes(saved_model: str, dynamic_range: bool) -> bytes:
     logging.set_verbosity(logging.ERROR)
     try:
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+        if representative_data is not None:
+            return _exports.full_integer(tf.lite, converter, representative_data)
         converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
         if dynamic_range:
             converter.optimizations.append(tf.lite.Optimize.DEFAULT)
@@ -166,13 +175,13 @@ def _write_onnx(model: keras.Model, directory: str, stem: str, scratch: str) -> 
 
 
 def _tflite_writer(suffix: str, dynamic_range: bool):
-    def write(model: keras.Model, directory: str, stem: str, scratch: str) -> str:
+    def write(model: keras.Model, directory: str, stem: str, scratch: str, representative_data=None) -> str:
         saved = os.path.join(scratch, f"{stem}_for_tflite")  # one SavedModel for every TFLite variant
         if not os.path.isdir(saved):
             _saved_model(model, saved)
         path = os.path.join(directory, f"{stem}{suffix}.tflite")
         with open(path, "wb") as handle:
-            handle.write(_tflite_bytes(saved, dynamic_range=dynamic_range))
+            handle.write(_tflite_bytes(saved, dynamic_range=dynamic_range, representative_data=representative_data))
         return path
 
     return write
@@ -189,6 +198,9 @@ FORMATS.register("tflite", ExportFormat(_tflite_writer("", False), tolerance=1e-
                                         unavailable=_saved_model_unavailable("tflite"), default=True))
 FORMATS.register("tflite_dynamic", ExportFormat(_tflite_writer("_dynamic_range", True), tolerance=None,
                                                 unavailable=_saved_model_unavailable("tflite_dynamic")))
+FORMATS.register("tflite_int8", ExportFormat(_tflite_writer("_int8", False), tolerance=None, representative=True,
+                                             range_fraction=_exports.FULL_INTEGER_FRACTION,
+                                             unavailable=_saved_model_unavailable("tflite_int8")))
 FORMATS.register("onnx", ExportFormat(_write_onnx, tolerance=1e-4, unavailable=_onnx_unavailable))
 #: What :func:`export` and the CLI write unless told otherwise, less those this backend cannot write.
 DEFAULT_FORMATS = tuple(name for name in FORMATS if FORMATS.get(name).default)
@@ -204,13 +216,18 @@ def dense_reference(stripped: keras.Model, seed: int = 0) -> keras.Model:
     return dense
 
 
-def _check_in_fresh_process(paths: dict[str, str], x: np.ndarray, scratch: str) -> dict:
+def _check_in_fresh_process(paths: dict[str, str], x: np.ndarray, scratch: str,
+                            x_test: Optional[np.ndarray] = None) -> dict:
     """Loads every export in a new Python process (:mod:`tfimp.keras3.export_check`); returns what it measured."""
     inputs = os.path.join(scratch, "check_inputs.npy")
     np.save(inputs, x)
+    test = []
+    if x_test is not None:
+        test = [f"--test={os.path.join(scratch, 'test_inputs.npy')}"]
+        np.save(test[0].partition("=")[2], x_test)
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env["KERAS_BACKEND"] = keras.backend.backend()
-    command = [sys.executable, "-m", "tfimp.keras3.export_check", inputs, scratch,
+    command = [sys.executable, "-m", "tfimp.keras3.export_check", *test, inputs, scratch,
                *[f"{fmt}={path}" for fmt, path in paths.items()]]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
     if done.returncode != 0:
@@ -221,7 +238,9 @@ def _check_in_fresh_process(paths: dict[str, str], x: np.ndarray, scratch: str) 
 
 
 def export(model: keras.Model, directory: str, *, formats: Optional[Sequence[str]] = None,
-           check_inputs: Optional[np.ndarray] = None, compare_dense: bool = True) -> list[ExportedFile]:
+           check_inputs: Optional[np.ndarray] = None, compare_dense: bool = True,
+           representative_data: Optional[np.ndarray] = None,
+           test_data: Optional[tuple[np.ndarray, np.ndarray]] = None) -> list[ExportedFile]:
     """Strips ``model`` and exports it in ``formats`` to ``directory``, each file checked in a fresh process.
 
     Args:
@@ -231,41 +250,53 @@ def export(model: keras.Model, directory: str, *, formats: Optional[Sequence[str
         :func:`default_formats` (:data:`DEFAULT_FORMATS` less what this backend cannot write).
       check_inputs: a batch to compare predictions on (default: 8 standard normal inputs of the model's shape).
       compare_dense: also export a dense reference for the size columns.
+      representative_data: model inputs from the training data (an array);
+        ``tflite_int8`` calibrates its activation ranges on the first 100.
+      test_data: ``(x, y)`` test arrays (class labels): each file's accuracy
+        on them, through its own runtime in the fresh process, and the float
+        model's go into its :class:`tfimp.core.exports.ExportedFile`.
 
     Returns:
       One :class:`tfimp.core.exports.ExportedFile` per format.
 
     Raises:
-      ValueError: an unknown or unwritable format; an unbuilt, unwrapped or unpruned model.
+      ValueError: an unknown or unwritable format; an unbuilt, unwrapped or unpruned model; ``tflite_int8``
+        without ``representative_data``.
       ExportMismatchError: an export's predictions or zeros differ from the Keras model's.
     """
     formats, _ = resolve_formats(formats)
     _masks.check_keras3_model(model)
     sparsity = check_exportable(model, formats, FORMATS, wrapped=bool(_masks.wrappers(model)),
-                                sparsity=lambda: _masks.sparsity(model))
+                                sparsity=lambda: _masks.sparsity(model), representative_data=representative_data)
     with _storage.local_dir(directory) as local:  # SavedModel and zip writers want local paths
-        return in_directory(_export_checked(model, local, formats, check_inputs, compare_dense, sparsity), local,
-                            directory)
+        files = _export_checked(model, local, formats, check_inputs, compare_dense, sparsity, representative_data,
+                                test_data)
+        return in_directory(files, local, directory)
 
 
 def _export_checked(model: keras.Model, directory: str, formats: Sequence[str], check_inputs, compare_dense: bool,
-                    sparsity: float) -> list[ExportedFile]:
+                    sparsity: float, representative_data, test_data) -> list[ExportedFile]:
     stripped = _masks.strip(model)
     x = check_inputs if check_inputs is not None else np.random.default_rng(0).normal(
         size=(8, *stripped.input_shape[1:])).astype("float32")
     x = np.asarray(x, dtype="float32")
     expected = keras.ops.convert_to_numpy(stripped(x, training=False))
     zeros = keras_zeros(stripped)
+    kernels = [(name, keras.ops.convert_to_numpy(variable.value)) for name, variable in _masks.covered_weights(stripped)]
+    x_test = None if test_data is None else np.asarray(test_data[0], dtype="float32")
+    float_accuracy = None if x_test is None else _exports.accuracy(_exports.in_batches(
+        lambda batch: keras.ops.convert_to_numpy(stripped(batch, training=False)), x_test), test_data[1])
     dense = dense_reference(stripped) if compare_dense else None
     with tempfile.TemporaryDirectory(prefix="tfimp_export_") as scratch:
-        paths = {fmt: FORMATS.get(fmt).write(stripped, directory, "model", scratch) for fmt in formats}
+        paths = {fmt: _exports.write(FORMATS.get(fmt), stripped, directory, "model", scratch, representative_data)
+                 for fmt in formats}
         dense_sizes = {}
         if dense is not None:
             dense_dir = os.path.join(directory, "dense_reference")
             os.makedirs(dense_dir, exist_ok=True)
-            dense_sizes = {fmt: file_size(FORMATS.get(fmt).write(dense, dense_dir, "dense", scratch))
-                           for fmt in formats}
-        checked = _check_in_fresh_process(paths, x, scratch)
+            dense_sizes = {fmt: file_size(_exports.write(FORMATS.get(fmt), dense, dense_dir, "dense", scratch,
+                                                         representative_data)) for fmt in formats}
+        checked = _check_in_fresh_process(paths, x, scratch, x_test)
         results = []
         for fmt in formats:
             found = checked[fmt]
@@ -277,8 +308,13 @@ def _export_checked(model: keras.Model, directory: str, formats: Sequence[str], 
                 raise ExportMismatchError(f"{fmt} export has sparsity {measured}, the model {sparsity}")
             if measured is None and found["zeros"] is not None:
                 measured = sparsity  # its zeros are the model's, counted one by one
+            if found["weight_zeros"] is not None:  # the int8 file's zeros, read back tensor by tensor
+                kept, total = _exports.check_zeros_kept(fmt, kernels, read_weight_zeros(found["weight_zeros"]))
+                measured = kept / total
+            file_accuracy = None if x_test is None else _exports.accuracy(np.load(found["test_outputs"]),
+                                                                          test_data[1])
             raw, packed = file_size(paths[fmt])
             dense_raw, dense_packed = dense_sizes.get(fmt, (0, 0))
             results.append(ExportedFile(fmt, paths[fmt], raw, packed, dense_raw, dense_packed, error, tolerance,
-                                        measured))
+                                        measured, file_accuracy, float_accuracy, 0 if x_test is None else len(x_test)))
     return results
