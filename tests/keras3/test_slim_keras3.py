@@ -66,3 +66,8 @@ def test_what_cannot_be_slimmed_is_refused_by_name():
     norm = keras.layers.BatchNormalization(axis=1, name="rows")(inputs)
     with pytest.raises(ValueError, match="'rows'.*not the channel"):
         tfimp.slim(keras.Model(inputs, norm))
+    lora = keras.layers.Dense(2, name="lora")
+    model = keras.Model(inputs, lora(inputs))
+    lora.enable_lora(1)
+    with pytest.raises(ValueError, match="'lora'.*holds 4 weights"):
+        tfimp.slim(model)
