@@ -149,6 +149,30 @@ def check_mobilenet(keras, slim, predict):
     assert relative_difference(predict(model, x), predict(slimmed, x)) <= 1e-4
 
 
+def check_squeeze_excite(keras, slim, predict):
+    """A squeeze-and-excitation block (pooling, Reshape to (1, 1, C), two 1x1 convs, Multiply) whose channels 2 and
+    4 are zero before it: the Multiply makes them zero whatever the gate says, so the block's Reshape, gate and
+    producer lose them."""
+    layers = keras.layers
+    inputs = keras.Input((6, 6, 3))
+    x = layers.Conv2D(8, 3, name="conv")(inputs)
+    gate = layers.GlobalAveragePooling2D(name="squeeze")(x)
+    gate = layers.Reshape((1, 1, 8), name="reshape")(gate)
+    gate = layers.Conv2D(2, 1, activation="relu", name="reduce")(gate)
+    gate = layers.Conv2D(8, 1, activation="sigmoid", name="expand")(gate)
+    x = layers.Multiply(name="excite")([x, gate])
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, layers.Dense(3, name="out")(x))
+    randomize(model)
+    zero_filters(model, "conv", [2, 4])
+    slimmed = slim(model)
+    channels = output_channels(slimmed)
+    assert [channels[name] for name in ("conv", "reshape", "expand", "excite", "pool")] == [6] * 5
+    assert channels["reduce"] == 2
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 3)).astype("float32")
+    assert relative_difference(predict(model, x), predict(slimmed, x)) <= 1e-4
+
+
 def relative_difference(expected, actual) -> float:
     expected, actual = np.asarray(expected, dtype=np.float64), np.asarray(actual, dtype=np.float64)
     return float(np.abs(expected - actual).max() / np.abs(expected).max())

@@ -51,6 +51,10 @@ def test_a_sequential_model_is_slimmed_as_a_sequential_model():
     assert slim_models.relative_difference(_predict(model, x), _predict(slimmed, x)) <= 1e-4
 
 
+def test_a_squeeze_and_excitation_block_loses_the_channels_its_input_zeroes():
+    slim_models.check_squeeze_excite(keras, tfimp.slim, _predict)
+
+
 def test_mobilenet_v2_loses_the_channels_of_a_dead_batchnorm_and_of_a_residual():
     slim_models.check_mobilenet(keras, tfimp.slim, _predict)
 
@@ -66,6 +70,8 @@ def test_what_cannot_be_slimmed_is_refused_by_name():
     norm = keras.layers.BatchNormalization(axis=1, name="rows")(inputs)
     with pytest.raises(ValueError, match="'rows'.*not the channel"):
         tfimp.slim(keras.Model(inputs, norm))
+    with pytest.raises(ValueError, match="'add'.*operation keras.ops.Add"):
+        tfimp.slim(keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs) + 3.0))
     lora = keras.layers.Dense(2, name="lora")
     model = keras.Model(inputs, lora(inputs))
     lora.enable_lora(1)

@@ -67,6 +67,10 @@ def test_a_sequential_model_is_slimmed_as_a_sequential_model():
     assert slim_models.relative_difference(model(x), slimmed(x)) <= 1e-4
 
 
+def test_a_squeeze_and_excitation_block_loses_the_channels_its_input_zeroes():
+    slim_models.check_squeeze_excite(keras, tfimp.slim, lambda model, x: model(x))
+
+
 def test_mobilenet_v2_loses_the_channels_of_a_dead_batchnorm_and_of_a_residual():
     slim_models.check_mobilenet(keras, tfimp.slim, lambda model, x: model(x))
 
@@ -85,6 +89,21 @@ def test_resnet50_loses_bottleneck_channels_and_a_residual_channel_of_a_stage():
     assert channels["conv3_block1_out"] == 512
     assert slimmed.get_layer("conv3_block1_1_conv").kernel.shape[-2] == 255
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    assert slim_models.relative_difference(model(x), slimmed(x)) <= 1e-4
+
+
+def test_efficientnet_b0_with_half_of_every_convolution_pruned_slims_and_predicts_the_same():
+    model = keras.applications.EfficientNetB0(input_shape=(32, 32, 3), weights=None, classes=4)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if type(layer).__name__ == "Conv2D":
+            filters = layer.filters
+            slim_models.zero_filters(model, layer.name, rng.choice(filters, filters // 2, replace=False))
+    slimmed, report = slimming.slim_with_report(model)
+    assert report.parameters_removed == model.count_params() - slimmed.count_params() > model.count_params() // 3
+    reshape = slimmed.get_layer("block2a_se_reshape")  # squeeze-and-excitation: (C,) -> (1, 1, C), C slimmed
+    assert reshape.target_shape[-1] == slimmed.get_layer("block2a_activation").output.shape[-1] < 96
+    x = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")
     assert slim_models.relative_difference(model(x), slimmed(x)) <= 1e-4
 
 

@@ -424,8 +424,24 @@ class _Flatten(_Layer):
         return Signal.of(np.tile(signal.constant, self.positions), np.tile(signal.value, self.positions))
 
 
+class _Reshape(_Layer):
+    """A Reshape that keeps the channel axis last and whole (``(C,) -> (1, 1, C)``, a squeeze-and-excitation's)."""
+
+    def __init__(self, call, evaluate):
+        super().__init__(call, evaluate)
+        channels = call.input_shapes[0][-1]
+        if channels is None or call.output_shape[-1] != channels or len(call.config.get("target_shape", ())) == 0:
+            raise refusal(call, f"it moves the channel axis ({call.input_shapes[0]} -> {call.output_shape}); "
+                                "tfimp.slim follows a Reshape only when the last axis stays the channels")
+
+    def rebuild(self, keep_in, keep_out, inputs):
+        config = copy.deepcopy(self.call.config)
+        config["target_shape"] = [*config["target_shape"][:-1], int(keep_out.sum())]
+        return config, []
+
+
 class _Mixing(_Layer):
-    """Softmax, LayerNormalization, UnitNormalization: each output depends on every channel, so all stay."""
+    """Softmax, LayerNormalization, UnitNormalization, Normalization: the channels pass whole (all of them stay)."""
 
     pins = True
 
@@ -448,7 +464,8 @@ _RULES: dict[str, type[_Layer]] = {
     **{f"AveragePooling{d}": _AveragePooling for d in _D123},
     **{f"ZeroPadding{d}": _ZeroPadding for d in _D123},
     **dict.fromkeys(_MERGES, _Merge), "Concatenate": _Concatenate, "Flatten": _Flatten,
-    **dict.fromkeys(("Softmax", "LayerNormalization", "UnitNormalization"), _Mixing),
+    "Reshape": _Reshape,
+    **dict.fromkeys(("Softmax", "LayerNormalization", "UnitNormalization", "Normalization"), _Mixing),
 }
 
 #: The layer classes :func:`slim_graph` can slim.
@@ -580,6 +597,10 @@ def read_model(config: dict, sequential: bool, inbound: Inbound, layer_data: Lay
     calls, previous = [], None
     for entry in entries:
         layer = _layer_name(entry)
+        if ".ops." in f"{entry.get('module') or ''}.":  # Keras 3 records keras.ops calls (x + 3) as operations
+            raise ValueError(f"tfimp.slim cannot slim {layer!r}: it is the operation keras.ops.{entry['class_name']} "
+                             f"({entry['module']}), not a layer; tfimp.slim follows layers (write keras.layers.Add "
+                             "and the like)")
         if entry["class_name"] == "InputLayer":
             shape = entry["config"].get("batch_shape") or entry["config"]["batch_input_shape"]
             calls.append(LayerCall(layer, "InputLayer", entry["config"], (), [], (), tuple(shape)))

@@ -66,13 +66,25 @@ def _shape(tensor) -> tuple[int | None, ...]:
 
 
 def _inbound(entry: dict) -> list[tuple[list[list], list[str]]]:
-    """tf_keras' ``inbound_nodes``: per call, ``[[layer, node, tensor, kwargs], ...]``."""
+    """tf_keras' ``inbound_nodes``: per call, ``[[layer, node, tensor, kwargs], ...]`` (one input: also unnested)."""
     nodes = []
     for node in entry.get("inbound_nodes") or []:
+        node = [node] if node and isinstance(node[0], str) else node
         histories = [list(item[:3]) for item in node]
         kwargs = {key: value for item in node if len(item) > 3 for key, value in item[3].items()}
-        nodes.append((histories, [key for key, value in kwargs.items() if tf.nest.flatten(value)]))
+        nodes.append((histories, [key for key, value in kwargs.items() if _holds_history(value)]))
     return nodes
+
+
+def _holds_history(value) -> bool:
+    """Whether a serialized argument refers to a layer's output (``[layer, node, tensor]``)."""
+    if isinstance(value, dict):
+        return any(_holds_history(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        if len(value) == 3 and isinstance(value[0], str) and all(isinstance(v, int) for v in value[1:]):
+            return True
+        return any(_holds_history(item) for item in value)
+    return False
 
 
 def _layer_data(model: keras.Model):
