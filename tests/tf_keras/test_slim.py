@@ -113,6 +113,8 @@ def test_what_cannot_be_slimmed_is_refused_by_name():
     model = keras.Model(inputs, conv(conv(inputs)))
     with pytest.raises(ValueError, match="'shared'.*shared layer"):
         tfimp.slim(model)
+    with pytest.raises(ValueError, match="built on a keras.Input"):
+        tfimp.slim(keras.Sequential([keras.layers.Dense(2)]))
     upsampled = keras.layers.Conv2DTranspose(4, 2, name="up")(inputs)
     with pytest.raises(ValueError, match=r"'up' \(Conv2DTranspose\).*does not know"):
         tfimp.slim(keras.Model(inputs, upsampled))

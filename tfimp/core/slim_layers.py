@@ -670,10 +670,14 @@ def slim_model(model: Any, *, sequential: bool, inbound: Inbound, layer_data: La
     return new, slimmed.report
 
 
-def subclassed_refusal(model: Any) -> ValueError:
-    """The error for a model that is not Sequential or functional."""
-    return ValueError(f"tfimp.slim rebuilds Sequential and functional models from their config; {model.name!r} is a "
-                      f"subclassed {type(model).__name__}")
+def model_refusal(model: Any, graph: bool) -> ValueError | None:
+    """The error for a model that is not Sequential or functional (``graph`` False) or not built; else None."""
+    if not graph:
+        return ValueError(f"tfimp.slim rebuilds Sequential and functional models from their config; {model.name!r} "
+                          f"is a subclassed {type(model).__name__}")
+    if not model.built or not model.inputs:
+        return ValueError(f"tfimp.slim needs the model {model.name!r} built on a keras.Input (it reads the shapes)")
+    return None
 
 
 def _check(predict, model, new, input_shapes, tolerance: float) -> None:

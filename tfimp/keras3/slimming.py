@@ -34,11 +34,11 @@ def slim(model: keras.Model, *, check: bool = True, verbose: int = 0) -> keras.M
       verbose: 1 prints what was removed, 0 logs it.
 
     Returns:
-      A new model (``model`` is untouched); its ``.keras`` file loads on any backend without tfimp.
+      A new model, not compiled (``model`` is untouched); its ``.keras`` file loads on any backend without tfimp.
 
     Raises:
       TypeError: not a Keras 3 model.
-      ValueError: a subclassed model, or a layer that cannot be slimmed (shared, several outputs, an unknown
+      ValueError: a subclassed or unbuilt model, or a layer that cannot be slimmed (shared, several outputs, an unknown
         class), named with the reason.
     """
     return slim_with_report(model, check=check, verbose=verbose)[0]
@@ -47,8 +47,9 @@ def slim(model: keras.Model, *, check: bool = True, verbose: int = 0) -> keras.M
 def slim_with_report(model: keras.Model, *, check: bool = True, verbose: int = 0) -> tuple[keras.Model, SlimReport]:
     """:func:`slim`, and the report of what it removed (channels and parameters, layer by layer)."""
     _masks.check_keras3_model(model)
-    if not _private.is_functional(model):
-        raise _slim_layers.subclassed_refusal(model)
+    refusal = _slim_layers.model_refusal(model, _private.is_functional(model))
+    if refusal:
+        raise refusal
     if _masks.wrappers(model):
         model = _masks.strip(model)
     return _slim_layers.slim_model(model, sequential=isinstance(model, keras.Sequential), inbound=_inbound,

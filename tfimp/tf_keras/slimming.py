@@ -36,12 +36,12 @@ def slim(model: keras.Model, *, check: bool = True, verbose: int = 0) -> keras.M
       verbose: 1 prints the summary (parameters removed, channels per layer); 0 logs it.
 
     Returns:
-      A new tf_keras model (the input model is left as it is), which saves and
-      loads as any Keras model (``.keras``, h5) without tfimp.
+      A new tf_keras model, not compiled (the input model is left as it is),
+      which saves and loads as any Keras model (``.keras``, h5) without tfimp.
 
     Raises:
       TypeError: ``model`` is not a tf_keras model.
-      ValueError: a subclassed model, a shared layer (called more than once), a
+      ValueError: a subclassed or unbuilt model, a shared layer (called more than once), a
         layer with several outputs, or a layer ``tfimp.slim`` does not know,
         named with the reason.
     """
@@ -51,8 +51,9 @@ def slim(model: keras.Model, *, check: bool = True, verbose: int = 0) -> keras.M
 def slim_with_report(model: keras.Model, *, check: bool = True, verbose: int = 0) -> tuple[keras.Model, SlimReport]:
     """:func:`slim`, and the report of what it removed (channels and parameters, layer by layer)."""
     _wrapping.check_tf_keras_model(model)
-    if not _wrapping.is_graph_model(model):
-        raise _slim_layers.subclassed_refusal(model)
+    refusal = _slim_layers.model_refusal(model, _wrapping.is_graph_model(model))
+    if refusal:
+        raise refusal
     if _wrapping.wrappers(model):
         model = _wrapping.strip(model)
     return _slim_layers.slim_model(model, sequential=isinstance(model, keras.Sequential), inbound=_inbound,
