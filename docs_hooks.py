@@ -270,8 +270,8 @@ def generic(data: dict, name: str) -> str:
 
 
 VIEWS = {"fidelity": fidelity, "methods-a": methods_a, "methods-b": methods_b, "methods-b98": methods_b98,
-         "methods-c": methods_c, "methods-str": methods_str, "methods-own": methods_own, "speed": speed, "before-after": before_after,
-         "": generic}
+         "methods-c": methods_c, "methods-str": methods_str, "methods-own": methods_own, "speed": speed,
+         "before-after": before_after, "": generic}
 
 
 # -- markers ---------------------------------------------------------------------------------------------------------
