@@ -173,6 +173,26 @@ def check_squeeze_excite(keras, slim, predict):
     assert relative_difference(predict(model, x), predict(slimmed, x)) <= 1e-4
 
 
+def check_conv1d(keras, slim, predict):
+    """Conv1D (causal) -> AveragePooling1D ("same") -> Conv1D -> Flatten -> Dense: a zero channel goes; a channel
+    holding relu(0.5) stays (a "same" average pooling is not known to keep a nonzero constant constant)."""
+    layers = keras.layers
+    inputs = keras.Input((8, 2))
+    x = layers.Conv1D(6, 3, padding="causal", activation="relu", name="conv_a")(inputs)
+    x = layers.AveragePooling1D(2, padding="same", name="pool")(x)
+    x = layers.Conv1D(4, 1, name="conv_b")(x)
+    x = layers.Flatten(name="flat")(x)
+    model = keras.Model(inputs, layers.Dense(2, name="out")(x))
+    randomize(model)
+    zero_filters(model, "conv_a", [1])
+    zero_filters(model, "conv_a", [2], bias=0.5)
+    zero_filters(model, "conv_b", [3])
+    slimmed = slim(model)
+    assert [output_channels(slimmed)[name] for name in ("conv_a", "pool", "conv_b", "flat")] == [5, 5, 3, 12]
+    x = np.random.default_rng(0).normal(size=(2, 8, 2)).astype("float32")
+    assert relative_difference(predict(model, x), predict(slimmed, x)) <= 1e-4
+
+
 def relative_difference(expected, actual) -> float:
     expected, actual = np.asarray(expected, dtype=np.float64), np.asarray(actual, dtype=np.float64)
     return float(np.abs(expected - actual).max() / np.abs(expected).max())

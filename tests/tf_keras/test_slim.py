@@ -71,6 +71,10 @@ def test_a_squeeze_and_excitation_block_loses_the_channels_its_input_zeroes():
     slim_models.check_squeeze_excite(keras, tfimp.slim, lambda model, x: model(x))
 
 
+def test_a_conv1d_model_loses_a_zero_channel_through_same_average_pooling():
+    slim_models.check_conv1d(keras, tfimp.slim, lambda model, x: model(x))
+
+
 def test_mobilenet_v2_loses_the_channels_of_a_dead_batchnorm_and_of_a_residual():
     slim_models.check_mobilenet(keras, tfimp.slim, lambda model, x: model(x))
 
