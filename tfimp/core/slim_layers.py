@@ -597,7 +597,7 @@ def read_model(config: dict, sequential: bool, inbound: Inbound, layer_data: Lay
     calls, previous = [], None
     for entry in entries:
         layer = _layer_name(entry)
-        if ".ops." in f"{entry.get('module') or ''}.":  # Keras 3 records keras.ops calls (x + 3) as operations
+        if "ops" in (entry.get("module") or "").split("."):  # Keras 3 records keras.ops calls (x + 3) as operations
             raise ValueError(f"tfimp.slim cannot slim {layer!r}: it is the operation keras.ops.{entry['class_name']} "
                              f"({entry['module']}), not a layer; tfimp.slim follows layers (write keras.layers.Add "
                              "and the like)")
