@@ -16,9 +16,9 @@ pipelines both may use (:mod:`tfimp.tfdata.pipelines`) and the command line
 - ``import tfimp`` imports no framework and chooses no Keras.
 - The core's names (``tfimp.Plan``, ``selection``, ``criteria``,
   ``results``, ``plots``, ...) load no framework.
-- The model functions (``wrap``, ``prune``, ``strip``, ``sparsity``,
-  ``layer_sparsity``, ``load_model``) serve the front end of the model (or
-  file) they get.
+- The model functions (``wrap``, ``prune``, ``strip``, ``slim``,
+  ``sparsity``, ``layer_sparsity``, ``load_model``) serve the front end of
+  the model (or file) they get.
 - The other names (``callbacks``, ``IMP``, ``lr``, ...) are those of the
   Keras this process chose: Keras 3 once ``keras`` 3 is imported, tf_keras
   otherwise. :func:`use_keras` makes the choice explicit; ``from
@@ -51,15 +51,15 @@ _FRONT_END_SUBPACKAGES = {"tf_keras": "tfimp.tf_keras", "keras3": "tfimp.keras3"
 #: Modules each front end offers under ``tfimp.<name>`` in a process of its Keras.
 _FRONT_END_MODULES = {
     front_end.TF_KERAS: ("baselines", "batchnorm", "callbacks", "coverage", "data", "distribute", "export", "guards",
-                         "lr", "models", "optimizers", "pruning", "report", "workdir", "wrapping"),
+                         "lr", "models", "optimizers", "pruning", "report", "slimming", "workdir", "wrapping"),
     front_end.KERAS3: ("baselines", "batchnorm", "callbacks", "coverage", "data", "export", "lr", "models",
-                       "optimizers", "report"),
+                       "optimizers", "report", "slimming"),
 }
 #: Names each front end's package defines (``tfimp.tf_keras.IMP``, ``tfimp.keras3.IMP``, ...).
 _FRONT_END_NAMES = {front_end.TF_KERAS: ("IMP", "Dense", "DuringTraining", "load_cycle", "keras", "tf"),
                     front_end.KERAS3: ("IMP", "Dense", "DuringTraining", "load_cycle")}
 #: Model functions: they serve either Keras, by the model (or file) they are given.
-_MODEL_FUNCTIONS = ("layer_sparsity", "load_model", "prune", "sparsity", "strip", "wrap")
+_MODEL_FUNCTIONS = ("layer_sparsity", "load_model", "prune", "slim", "sparsity", "strip", "wrap")
 
 __all__ = sorted({*_CORE_MODULES, *_CORE_NAMES, *_FRONT_END_MODULES[front_end.TF_KERAS],
                   *_FRONT_END_NAMES[front_end.TF_KERAS], *_MODEL_FUNCTIONS, "use_keras", "keras_of_process"}
@@ -118,6 +118,14 @@ def prune(model, sparsity: float, criterion: str = "global", **kwargs) -> dict[s
 def strip(model) -> Any:
     """The model without tfimp's wrappers, holding the zeros; a plain model of its Keras."""
     return _model_function("strip", front_end.of_model(model))(model)
+
+
+def slim(model, **kwargs) -> Any:
+    """A smaller plain model without the channels pruning emptied (check=, verbose=); predictions unchanged.
+
+    See :func:`tfimp.tf_keras.slimming.slim` and :func:`tfimp.keras3.slimming.slim`.
+    """
+    return _model_function("slim", front_end.of_model(model))(model, **kwargs)
 
 
 def sparsity(model, over: str = "prunable", structure: str = "unstructured") -> float:

@@ -24,7 +24,7 @@ if not str(keras.__version__).startswith("3."):
 
 #: Public name -> the module of this front end that defines it.
 _NAMES = {**dict.fromkeys(("wrap", "prune", "strip", "sparsity", "layer_sparsity", "load_model"), "masks"),
-          "IMP": "imp", "Dense": "imp", "DuringTraining": "baselines", "load_cycle": "checkpoint"}
+          "IMP": "imp", "Dense": "imp", "DuringTraining": "baselines", "load_cycle": "checkpoint", "slim": "slimming"}
 
 __all__ = sorted([*_NAMES, "Plan"])
 

@@ -10,13 +10,14 @@ tfimp's Keras classes are registered before any file is loaded.
 from tfimp.tf_keras._backend import keras, tf  # first: selects tf_keras before anything touches tf.keras
 from tfimp.tf_keras import (baselines, batchnorm, callbacks, checkpoint, coverage, data,  # noqa: F401
                             distribute, export, guards, imp, lr, models, optimizers, pruning, reparametrisations,
-                            report, tfmot_glue, workdir, wrapping)
+                            report, slimming, tfmot_glue, workdir, wrapping)
 from tfimp.core.plan import Plan
 from tfimp.tf_keras.baselines import DuringTraining
 from tfimp.tf_keras.checkpoint import load_cycle
 from tfimp.tf_keras.imp import IMP, Dense
 from tfimp.tf_keras.pruning import layer_sparsity, prune, sparsity
+from tfimp.tf_keras.slimming import slim
 from tfimp.tf_keras.wrapping import load_model, strip, wrap
 
 __all__ = ["Dense", "DuringTraining", "IMP", "Plan", "keras", "layer_sparsity", "load_cycle", "load_model", "prune",
-           "sparsity", "strip", "tf", "wrap"]
+           "slim", "sparsity", "strip", "tf", "wrap"]
