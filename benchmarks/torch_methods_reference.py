@@ -25,11 +25,16 @@ PyTorch run of the same seed and the overlap of the kept weights
 (|A and B| / |A or B|).
 
     python benchmarks/torch_methods_reference.py --torch_path /tmp/torchlib            # tf_keras and PyTorch
-    python benchmarks/torch_methods_reference.py --torch_path /tmp/torchlib --sides tf_keras,torch,jax
+    python benchmarks/torch_methods_reference.py --torch_path /tmp/torchlib --sides tf_keras,torch,torch64,jax
+
+``torch64`` is the PyTorch side in float64: how far float32 rounding alone
+moves the protocol's results (its noise floor). ``jax`` is tfimp's Keras 3
+front end on JAX (``--train_subset 2560 --epochs 1`` gives a 20-step check of
+the update rules, short enough that rounding has not yet been amplified).
 
 Each side runs in its own process (``--side``); the driver merges their JSON
-into ``--out``/fidelity_methods.json (``--docs`` also writes it to
-docs/fidelity_methods.json). CS and DST run on the tfimp side only where
+into ``--out``/fidelity_methods.json (``--docs_json NAME`` also writes it
+to docs/NAME). CS and DST run on the tfimp side only where
 ``tfimp.core.during_training.RULES`` has them.
 """
 
@@ -555,7 +560,7 @@ def main() -> None:
                         help="DNW's final mask on the torch side: from the final weights (authors) or the last step's")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per side")
     parser.add_argument("--out", default="bench_out/torch_methods")
-    parser.add_argument("--docs", action="store_true", help="also write docs/fidelity_methods.json")
+    parser.add_argument("--docs_json", default=None, help="also write the merged JSON to docs/ under this name")
     args = parser.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -580,17 +585,16 @@ def main() -> None:
     command = "python benchmarks/torch_methods_reference.py " + " ".join(
         a for a in sys.argv[1:] if not a.startswith("--torch_path") and a != args.torch_path)
     revision = git_revision()
-    passed = [a for a in sys.argv[1:] if a != "--docs"]
     for side in sorted(sides, key=lambda s: s != "tf_keras"):
         print(f"[torchref] side {side}", flush=True)
-        result = subprocess.run([sys.executable, os.path.abspath(__file__), *passed, "--side", side],
+        result = subprocess.run([sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--side", side],
                                 env=side_environment(side, args.torch_path), cwd=REPO)
         if result.returncode != 0:
             raise SystemExit(f"the {side} side failed (exit status {result.returncode})")
     merged = merge(args.out, sides, command, revision)
     print_summary(merged)
-    if args.docs:
-        with open(os.path.join(REPO, "docs", "fidelity_methods.json"), "w", encoding="utf-8") as handle:
+    if args.docs_json:
+        with open(os.path.join(REPO, "docs", args.docs_json), "w", encoding="utf-8") as handle:
             json.dump(merged, handle, indent=1)
 
 
