@@ -556,6 +556,9 @@ def main() -> None:
     parser.add_argument("--torch_path", default=None, help="a folder holding torch (put first on the torch side's path)")
     parser.add_argument("--rule_scope", choices=("kernels", "all"), default="kernels",
                         help="LC's and GSM's top-k on the torch side: over the kernels, or all parameters (authors)")
+    parser.add_argument("--no_extra_l2", action="store_true",
+                        help="torch side: CS and DST without the authors' extra 0.5 wd |w|^2 in the loss (the "
+                             "optimizer's coupled decay only)")
     parser.add_argument("--dnw_final_mask", choices=("recompute", "last_step"), default="recompute",
                         help="DNW's final mask on the torch side: from the final weights (authors) or the last step's")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per side")
@@ -576,7 +579,8 @@ def main() -> None:
                 import keras  # noqa: F401  (Keras 3 before tfimp: the process's front end)
         run_side(args.side, methods, seeds, args.data_dir, args.out, epochs=args.epochs,
                  train_subset=args.train_subset, test_subset=args.test_subset, threads=args.threads,
-                 **({"rule_scope": args.rule_scope, "dnw_final_mask": args.dnw_final_mask}
+                 **({"rule_scope": args.rule_scope, "dnw_final_mask": args.dnw_final_mask,
+                     "cs_extra_l2": not args.no_extra_l2, "dst_extra_l2": not args.no_extra_l2}
                     if args.side in TORCH_SIDES else {}))
         return
     sides = [s for s in args.sides.split(",") if s]
