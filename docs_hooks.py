@@ -6,8 +6,8 @@ Two markers may appear in any page under docs/:
     becomes a Markdown table built from ``docs/FILE`` at build time. Without a
     view, FILE holds ``columns`` and ``rows`` (the tables in docs/tables/);
     a view (``fidelity``, ``methods-a``, ``methods-b``, ``methods-b98``,
-    ``methods-c``, ``methods-str``, ``speed``, ``before-after``,
-    ``torch-methods``) computes the table from a benchmark's raw JSON, as
+    ``methods-c``, ``methods-str``, ``methods-own``, ``speed``,
+    ``before-after``, ``torch-methods``) computes the table from a benchmark's raw JSON, as
     the benchmark script writes it.
 
 ``<!-- tfimp-source: FILE; command=...; revision=... -->``
@@ -111,7 +111,8 @@ def _accuracies(runs: list[dict], method: str, target: float) -> list[float]:
 
 METHOD_LABELS = {"dense": "dense", "tfmot_gmp": "tfmot GMP (per layer)", "gmp": "GMP (global)", "dpf": "DPF",
                  "imp_ft": "IMP + FT", "imp_lrw": "IMP + LRW", "imp_slr": "IMP + SLR", "imp_clr": "IMP + CLR",
-                 "imp_allr": "IMP + ALLR", "bimp": "BIMP", "str": "STR"}
+                 "imp_allr": "IMP + ALLR", "bimp": "BIMP", "str": "STR", "dnw": "DNW", "lc": "LC", "gsm": "GSM",
+                 "cs": "CS", "dst": "DST"}
 CRITERION_LABELS = {"global": "global", "uniform": "uniform", "uniform_plus": "uniform+", "erk": "ERK",
                     "lamp": "LAMP"}
 FRONT_END_LABELS = {"tf_keras": "tf_keras (tfmot)", "tensorflow": "Keras 3 + TensorFlow", "jax": "Keras 3 + JAX",
@@ -200,6 +201,24 @@ def methods_str(data: dict, name: str) -> str:
     return markdown_table(["target", "decay on s", "STR reached (mean)", "STR", "IMP + SLR at that sparsity"], rows)
 
 
+def methods_own(data: dict, name: str) -> str:
+    """STR, CS and DST, each calibrated per target, and IMP + SLR rerun at the sparsity each reached."""
+    runs = _runs(data, name, "own")
+    rows = []
+    for method in dict.fromkeys(r["method"] for r in runs if not r["method"].startswith("imp_slr_at_")):
+        for target in sorted({r["target"] for r in runs if r["method"] == method}):
+            own = [r for r in runs if r["method"] == method and r["target"] == target]
+            imp = [r for r in runs if r["method"] == f"imp_slr_at_{method}" and r["target"] == target]
+            value = decimal.Decimal(repr(own[0]["value"]))
+            rows.append([METHOD_LABELS.get(method, method), percent(target),
+                         f"{own[0]['hyperparameter']} {float(round(value, 3 - value.adjusted() - 1)):g}",
+                         percent(statistics.mean(r["sparsity"] for r in own), 2),
+                         mean_std([100 * r["test_accuracy"] for r in own]),
+                         mean_std([100 * r["test_accuracy"] for r in imp]) if imp else "not run"])
+    return markdown_table(["method", "target", "calibrated", "reached (mean)", "method", "IMP + SLR at that sparsity"],
+                          rows)
+
+
 def speed(data: dict, name: str) -> str:
     """Each front end's IMP wall time (median and range over repeats), paired with tf_keras', and its step times."""
     runs = [r for r in need(data, "results", name) if r.get("variant", "default") == "default"]
@@ -286,8 +305,8 @@ def generic(data: dict, name: str) -> str:
 
 
 VIEWS = {"fidelity": fidelity, "methods-a": methods_a, "methods-b": methods_b, "methods-b98": methods_b98,
-         "methods-c": methods_c, "methods-str": methods_str, "speed": speed, "before-after": before_after,
-         "torch-methods": torch_methods, "": generic}
+         "methods-c": methods_c, "methods-str": methods_str, "methods-own": methods_own, "speed": speed,
+         "before-after": before_after, "torch-methods": torch_methods, "": generic}
 
 
 # -- markers ---------------------------------------------------------------------------------------------------------

@@ -14,10 +14,11 @@
     epochs split dense/retraining as ``--splits`` (e.g. 50/50 and 75/25), with
     1, 2 or 4 retraining epochs per cycle (the number of cycles fills the
     retraining share).
-STR takes no target: the decay on its thresholds is calibrated per target on
-the first seed (``tfimp.baselines.calibrate_str``, same budget, thresholds
-starting nearly at zero), STR runs with it on every seed, and IMP + SLR is run
-again at exactly the sparsity STR reached.
+STR, CS and DST take no target (group ``own``, ``--own_methods``): the
+hyper-parameter that sets their sparsity (STR's decay on its thresholds,
+CS's ``cs_lambda``, DST's ``dst_alpha``) is calibrated per target on the first
+seed (``tfimp.baselines.calibrate``, same budget), each runs with it on every
+seed, and IMP + SLR is run again at exactly the sparsity it reached.
 
 Every run goes through the CLI's ``tfimp.cli.main.run`` (no exports). Prints
 mean ± std of test accuracy over seeds, writes ``methods.json`` (every run,
@@ -54,9 +55,11 @@ from tfimp.core import during_training
 
 IMP_SCHEDULES = {"imp_ft": "ft", "imp_lrw": "lrw", "imp_slr": "slr", "imp_clr": "clr", "imp_llr": "llr",
                  "imp_allr": "allr"}
-DEFAULT_METHODS = "dense,tfmot_gmp,gmp,dpf,imp_ft,imp_lrw,imp_slr,imp_clr,imp_allr,bimp"
-DURING = ("gmp", "tfmot_gmp", "dpf", "str")
-GROUPS = ("a", "b", "c", "str")
+DEFAULT_METHODS = "dense,tfmot_gmp,gmp,dpf,dnw,lc,gsm,imp_ft,imp_lrw,imp_slr,imp_clr,imp_allr,bimp"
+#: Every during-training method; those in ``during_training.CALIBRATION`` reach their own sparsity (group ``own``).
+DURING = during_training.DURING_TRAINING
+OWN = tuple(m for m in DURING if m in during_training.CALIBRATION)
+GROUPS = ("a", "b", "c", "own")
 
 
 def base_config(args, seed: int, sparsity: float):
@@ -133,16 +136,16 @@ class Runner:
         return result
 
 
-def calibrate_str(args, target: float, seed: int) -> tuple[float, float]:
-    """STR's ``str_weight_decay`` for ``target`` on this benchmark's data and budget."""
+def calibrate(args, method: str, target: float, seed: int) -> tuple[float, float]:
+    """The hyper-parameter of ``method`` (STR, CS, DST) that reaches ``target`` on this benchmark's data and budget."""
     spec = tfimp.data.spec(args.dataset)  # tfimp's names follow the Keras select_keras chose
     loaded = tfimp.data.load(args.dataset, data_dir=args.data_dir or None, batch_size=args.batch_size, seed=seed,
                              train_subset=args.train_subset or None)
     build = lambda: tfimp.models.build(args.model, num_classes=spec.num_classes,  # noqa: E731
                                        input_shape=spec.input_shape)
-    return tfimp.baselines.calibrate_str(build, loaded.train, target, args.epochs, tolerance=args.str_tolerance,
-                                   max_runs=args.str_calibration_runs, seed=seed, learning_rate=args.learning_rate,
-                                   weight_decay=args.weight_decay, batch_size=args.batch_size)
+    return tfimp.baselines.calibrate(method, build, loaded.train, target, args.epochs, tolerance=args.own_tolerance,
+                                     max_runs=args.calibration_runs, seed=seed, learning_rate=args.learning_rate,
+                                     weight_decay=args.weight_decay, batch_size=args.batch_size)
 
 
 def run_grid(args) -> list[dict]:
@@ -172,25 +175,33 @@ def run_grid(args) -> list[dict]:
         for seed in seeds:
             for label, facts, config in split_configs(args, seed):
                 runner.run("c", label, args.c_sparsity, seed, config, **facts)
-    if "str" in groups:
-        for target in sparsities:
-            decay, reached = calibrate_str(args, target, seeds[0])
-            print(f"[bench] STR for {target:.0%}: str_weight_decay {decay:.4g} (calibration run reached "
-                  f"{reached:.4f})", flush=True)
-            runs = []
-            for seed in seeds:
-                config = method_config("str", target, seed, args)
-                config.update(str_init=during_training.STR_DENSE_START, str_weight_decay=decay)
-                runs.append(runner.run("str", "str", target, seed, config, str_weight_decay=decay))
-            at = round(statistics.mean(r["sparsity"] for r in runs), 4)
-            for seed in seeds:  # IMP at exactly the sparsity STR reached
-                runner.run("str", "imp_slr_at_str", target, seed, method_config("imp_slr", at, seed, args),
-                           str_sparsity=at)
+    if "own" in groups:
+        for method in args.own_methods.split(","):
+            if method not in OWN:
+                raise ValueError(f"unknown --own_methods entry {method!r}; known: {list(OWN)}")
+            calibration = during_training.CALIBRATION.get(method)
+            for target in sparsities:
+                value, reached = calibrate(args, method, target, seeds[0])
+                print(f"[bench] {method} for {target:.0%}: {calibration.hyperparameter} {value:.4g} (calibration "
+                      f"run reached {reached:.4f})", flush=True)
+                runs = []
+                for seed in seeds:
+                    config = method_config(method, target, seed, args)
+                    config.update(**calibration.settings, **{calibration.hyperparameter: value})
+                    runs.append(runner.run("own", method, target, seed, config, hyperparameter=calibration.hyperparameter,
+                                           value=value))
+                at = round(statistics.mean(r["sparsity"] for r in runs), 4)
+                if not 0.0 < at < 1.0:
+                    print(f"[bench] {method} reached {at}: no IMP run at that sparsity", flush=True)
+                    continue
+                for seed in seeds:  # IMP at exactly the sparsity the method reached
+                    runner.run("own", f"imp_slr_at_{method}", target, seed, method_config("imp_slr", at, seed, args),
+                               reached_by=method, reached=at)
     return runner.results
 
 
 def summarise(results: list[dict]) -> str:
-    """The tables of the three claims and of STR."""
+    """The tables of the three claims and of the methods that reach their own sparsity."""
     out = []
     dense = [r for r in results if r["method"] == "dense"]
     dense_wall = _mean([r["wall_s"] for r in dense]) if dense else None
@@ -227,17 +238,20 @@ def summarise(results: list[dict]) -> str:
             fraction = runs[0]["dense_fraction"]
             out.append(f"{f'{fraction:.0%}/{1 - fraction:.0%}':>17s} {runs[0]['retrain_epochs']:>13d} "
                        f"{runs[0]['cycles']:>7d} {_mean_std([r['test_accuracy'] for r in runs]):>16s}")
-    strs = [r for r in results if r["group"] == "str"]
-    if strs:
-        out.append(f"\nSTR and IMP + SLR at the sparsity STR reached\n"
-                   f"{'target':>7s} {'decay on s':>11s} {'STR reached':>12s} {'STR acc':>14s} {'IMP+SLR acc':>14s}")
-        for target in dict.fromkeys(r["target"] for r in strs):
-            str_runs = [r for r in strs if r["target"] == target and r["method"] == "str"]
-            imp_runs = [r for r in strs if r["target"] == target and r["method"] == "imp_slr_at_str"]
-            out.append(f"{target:>7.0%} {str_runs[0]['str_weight_decay']:>11.4g} "
-                       f"{100 * _mean([r['sparsity'] for r in str_runs]):>11.2f}% "
-                       f"{_mean_std([r['test_accuracy'] for r in str_runs]):>14s} "
-                       f"{_mean_std([r['test_accuracy'] for r in imp_runs]):>14s}")
+    own = [r for r in results if r["group"] == "own"]
+    if own:
+        out.append(f"\nSTR, CS, DST and IMP + SLR at the sparsity each reached\n"
+                   f"{'method':>7s} {'target':>7s} {'calibrated':>22s} {'reached':>9s} {'method acc':>14s} "
+                   f"{'IMP+SLR acc':>14s}")
+        for method in dict.fromkeys(r["method"] for r in own if not r["method"].startswith("imp_slr_at_")):
+            for target in dict.fromkeys(r["target"] for r in own if r["method"] == method):
+                runs = [r for r in own if r["target"] == target and r["method"] == method]
+                imp_runs = [r for r in own if r["target"] == target and r["method"] == f"imp_slr_at_{method}"]
+                setting = f"{runs[0]['hyperparameter']} {runs[0]['value']:.3g}"
+                out.append(f"{method:>7s} {target:>7.0%} {setting:>22s} "
+                           f"{100 * _mean([r['sparsity'] for r in runs]):>8.2f}% "
+                           f"{_mean_std([r['test_accuracy'] for r in runs]):>14s} "
+                           f"{_mean_std([r['test_accuracy'] for r in imp_runs]):>14s}")
     return "\n".join(out)
 
 
@@ -265,7 +279,7 @@ def _curve(axis, runs: list[dict], label: str, **style) -> None:
 
 
 def plot(results: list[dict], path: str) -> None:
-    """Left: (a, b) against sparsity; middle: STR and IMP at STR's sparsity; right: (c)."""
+    """Left: (a, b) against sparsity; middle: STR, CS, DST and IMP at their sparsity; right: (c)."""
     import matplotlib
 
     matplotlib.use("Agg")  # a script: no display
@@ -280,10 +294,9 @@ def plot(results: list[dict], path: str) -> None:
                              label="dense")
             continue
         _curve(left, runs, method, linestyle="-" if runs[0]["group"] == "a" else ":")
-    for method in ("str", "imp_slr_at_str"):
-        runs = [r for r in results if r["group"] == "str" and r["method"] == method]
-        if runs:
-            _curve(middle, runs, method)
+    for method in dict.fromkeys(r["method"] for r in results if r["group"] == "own"):
+        runs = [r for r in results if r["group"] == "own" and r["method"] == method]
+        _curve(middle, runs, method, linestyle=":" if method.startswith("imp_slr_at_") else "-")
     for fraction in dict.fromkeys(r.get("dense_fraction") for r in results if r["group"] == "c"):
         runs = [r for r in results if r["group"] == "c" and r["dense_fraction"] == fraction]
         per_cycle = sorted({r["retrain_epochs"] for r in runs})
@@ -291,7 +304,7 @@ def plot(results: list[dict], path: str) -> None:
         right.errorbar(per_cycle, [_mean(a) for a in accuracies],
                        yerr=[statistics.stdev(a) if len(a) > 1 else 0.0 for a in accuracies], marker="o", capsize=3,
                        label=f"dense {fraction:.0%} / retraining {1 - fraction:.0%}")
-    titles = ("(a, b) accuracy at equal budget", "STR at the sparsity it reaches, IMP + SLR there",
+    titles = ("(a, b) accuracy at equal budget", "STR, CS, DST at the sparsity they reach, IMP + SLR there",
               "(c) IMP + SLR: retraining epochs per cycle")
     for axis, title in zip((left, middle, right), titles):
         axis.set_title(title, fontsize=10)
@@ -313,20 +326,21 @@ def _floats(text: str) -> list[float]:
 
 def main_cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--groups", default=",".join(GROUPS), help="which of a, b, c, str to run")
+    parser.add_argument("--groups", default=",".join(GROUPS), help="which of a, b, c, own to run")
     parser.add_argument("--methods", default=DEFAULT_METHODS, help="group (a)")
     parser.add_argument("--criteria", default="uniform,uniform_plus,erk,lamp", help="group (b); global is (a)'s imp_slr")
     parser.add_argument("--sparsities", default="0.9,0.95,0.98", type=_floats)
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--epochs", type=int, default=8, help="the budget of every method in (a), (b) and STR")
+    parser.add_argument("--epochs", type=int, default=8, help="the budget of every method in (a), (b) and own")
     parser.add_argument("--imp_cycles", type=int, default=3)
     parser.add_argument("--imp_retrain_epochs", type=int, default=1)
     parser.add_argument("--split_budget", type=int, default=16, help="group (c)'s budget")
     parser.add_argument("--splits", default="0.5,0.75", type=_floats, help="group (c)'s dense fractions")
     parser.add_argument("--retrain_per_cycle", default="1,2,4", type=lambda t: [int(v) for v in t.split(",")])
     parser.add_argument("--c_sparsity", type=float, default=0.95)
-    parser.add_argument("--str_tolerance", type=float, default=0.015)
-    parser.add_argument("--str_calibration_runs", type=int, default=7)
+    parser.add_argument("--own_methods", default=",".join(OWN), help="group own: methods that reach their own sparsity")
+    parser.add_argument("--own_tolerance", type=float, default=0.015, help="calibration: within this of the target")
+    parser.add_argument("--calibration_runs", type=int, default=7, help="calibration: at most this many runs")
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--model", default="small_cnn")
     parser.add_argument("--data_dir", default="")

@@ -80,7 +80,7 @@ def main() -> None:
     results = [entry for spec in args.inputs for entry in load(spec)]
     with open(f"{args.out}.json", "w", encoding="utf-8") as handle:
         json.dump({"inputs": args.inputs, "results": results}, handle, indent=1)
-    plotted = [r for r in results if r["group"] in ("a", "b", "c", "str")]
+    plotted = [r for r in results if r["group"] in ("a", "b", "c", "str", "own")]
     bench_methods.plot(plotted, f"{args.out}.png")
     print(bench_methods.summarise(plotted))
     print(f"\nwrote {args.out}.json and {args.out}.png ({len(results)} runs)")

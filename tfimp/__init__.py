@@ -41,7 +41,8 @@ __version__ = "0.1.0"
 _CORE_MODULES = {"selection": "tfimp.core.selection", "criteria": "tfimp.core.criteria",
                  "registry": "tfimp.core.registry", "plan": "tfimp.core.plan", "core": "tfimp.core",
                  "front_end": "tfimp.core.front_end", "results": "tfimp.core.results", "plots": "tfimp.core.plots",
-                 "architectures": "tfimp.core.architectures", "storage": "tfimp.core.storage"}
+                 "architectures": "tfimp.core.architectures", "storage": "tfimp.core.storage",
+                 "structures": "tfimp.core.structures"}
 _CORE_NAMES = {"Plan": "tfimp.core.plan"}
 #: The front ends' packages.
 _FRONT_END_PACKAGES = {front_end.TF_KERAS: "tfimp.tf_keras", front_end.KERAS3: "tfimp.keras3"}
@@ -119,14 +120,15 @@ def strip(model) -> Any:
     return _model_function("strip", front_end.of_model(model))(model)
 
 
-def sparsity(model, over: str = "prunable") -> float:
-    """The fraction of pruned weights (``over="prunable"``) or of zeros over all parameters (``"all"``)."""
-    return _model_function("sparsity", front_end.of_model(model))(model, over)
+def sparsity(model, over: str = "prunable", structure: str = "unstructured") -> float:
+    """The fraction of pruned weights (``over="prunable"``) or of zeros over all parameters (``"all"``);
+    ``structure`` counts the prunable weights in a structure's unit (``tfimp.structures``)."""
+    return _model_function("sparsity", front_end.of_model(model))(model, over, structure)
 
 
-def layer_sparsity(model) -> dict[str, float]:
-    """Each prunable weight's sparsity, by layer name."""
-    return _model_function("layer_sparsity", front_end.of_model(model))(model)
+def layer_sparsity(model, structure: str = "unstructured") -> dict[str, float]:
+    """Each prunable weight's sparsity, by layer name (``structure``: counted in its unit)."""
+    return _model_function("layer_sparsity", front_end.of_model(model))(model, structure)
 
 
 def load_model(path: str, **kwargs) -> Any:

@@ -93,7 +93,7 @@ def test_unknown_method_lists_the_known_ones(tmp_path):
     result = _cli(str(tmp_path / "x"), "--config.method=snip")
     assert result.returncode == 2
     assert ("config.method='snip' is unknown; known methods: ['dense', 'imp', 'bimp', 'oneshot', 'gmp', "
-            "'tfmot_gmp', 'dpf', 'str', 'dnw', 'lc', 'gsm']") in result.stderr
+            "'tfmot_gmp', 'dpf', 'str', 'dnw', 'lc', 'gsm', 'cs', 'dst']") in result.stderr
 
 
 def test_missing_dataset_fails_fast_with_instructions(tmp_path):
@@ -124,30 +124,32 @@ def test_model_and_dataset_shapes_must_fit(tmp_path, fashion_dir):
     ("gmp", dict(epochs=2, prune_frequency=2)),
     ("dpf", dict(epochs=2)),
     ("gsm", dict(epochs=2)),
+    ("dst", dict(epochs=2, dst_alpha=0.01)),
 ])
 def test_other_methods_run_in_process(tmp_path, fashion_dir, method, extra):
     config = _config(method=method, data_dir=fashion_dir, train_subset=256, batch_size=64, verbose=0, **extra)
     rows = main.run(config, str(tmp_path / method))
     expected_cycles = {"dense": [0], "oneshot": [0, 1], "bimp": [0, 1, 2], "gmp": [1, 2], "dpf": [1, 2],
-                       "gsm": [1, 2]}[method]
+                       "gsm": [1, 2], "dst": [1, 2]}[method]
     assert [r["cycle"] for r in rows] == expected_cycles
     if method == "bimp":
         assert sum(r["epochs"] for r in rows) == 3 and rows[-1]["retrain_schedule"] == "allr"
     stripped = keras.models.load_model(str(tmp_path / method / "model_stripped.keras"))
-    assert tfimp.sparsity(stripped) == helpers.exact_sparsity(stripped, rows[-1]["target_sparsity"])
+    if method != "dst":  # DST reaches the sparsity its penalty leads to
+        assert tfimp.sparsity(stripped) == helpers.exact_sparsity(stripped, rows[-1]["target_sparsity"])
     assert rows[-1]["sparsity"] == tfimp.sparsity(stripped)
 
 
 def test_str_calibrated_from_the_cli_reaches_its_target_and_a_resume_reuses_the_decay(tmp_path, fashion_dir,
                                                                                      capsys):
-    config = _config(method="str", epochs=2, target_sparsity=0.6, str_init=-8.0, calibrate_str=3,
+    config = _config(method="str", epochs=2, target_sparsity=0.6, str_init=-8.0, calibrate=3,
                      data_dir=fashion_dir, train_subset=256, batch_size=64, verbose=1, export_formats="")
     workdir = str(tmp_path / "str")
     rows = main.run(config, workdir)
     printed = capsys.readouterr().out
-    with open(os.path.join(workdir, tfimp.workdir.STR_CALIBRATION)) as handle:
+    with open(os.path.join(workdir, tfimp.workdir.CALIBRATION)) as handle:
         calibration = json.load(handle)
-    runs = re.findall(r"STR calibration run \d+: str_weight_decay ([0-9.e+-]+) reaches ([0-9.]+)", printed)
+    runs = re.findall(r"str calibration run \d+: str_weight_decay ([0-9.e+-]+) reaches ([0-9.]+)", printed)
     assert 1 <= len(runs) <= 3 and calibration["max_runs"] == 3 and calibration["target_sparsity"] == 0.6
     best = min(runs, key=lambda run: abs(float(run[1]) - 0.6))
     assert calibration["reached_sparsity"] == pytest.approx(float(best[1]), abs=5e-5)  # printed to 4 digits
@@ -158,7 +160,7 @@ def test_str_calibrated_from_the_cli_reaches_its_target_and_a_resume_reuses_the_
     # A rerun finds the finished run with the same decay, without calibrating again.
     again = main.run(config, workdir)
     printed = capsys.readouterr().out
-    assert "STR calibration run" not in printed and f"from {tfimp.workdir.STR_CALIBRATION}" in printed
+    assert "str calibration run" not in printed and f"from {tfimp.workdir.CALIBRATION}" in printed
     assert [r["sparsity"] for r in again] == [r["sparsity"] for r in rows]
 
 
@@ -217,6 +219,16 @@ def test_optimizer_allr_and_str_keys_reach_the_runners():
     ("prune_frequency", -1, "config.prune_frequency=-1 is out of range"),
     ("strategy", "mirorred", "config.strategy='mirorred' is unknown; known: ['default', 'mirrored', 'multi_worker'"),
     ("steps_per_execution", 0, "config.steps_per_execution must be >= 1"),
+    ("cs_lambda", -1.0, "config.cs_lambda=-1.0 is out of range; allowed: >= 0"),
+    ("cs_beta_final", 0.5, "config.cs_beta_final=0.5 is out of range; allowed: >= 1"),
+    ("dst_alpha", -1e-3, "config.dst_alpha=-0.001 is out of range"),
+    ("calibrate", 4, "config.calibrate=4 applies to ['cs', 'dst', 'str'], which reach their own sparsity; method 'imp'"),
+    ("structure", "2:5:4", "config.structure='2:5:4': unknown structure '2:5:4'; the forms are 'unstructured', "
+                           "'N:M' (e.g. '2:4', 1 <= N < M) or 'block:RxC' (e.g. 'block:1x4')"),
+    ("structure", "block:4", "config.structure='block:4': structure 'block:4': a block structure is written "
+                             "'block:RxC'"),
+    ("structure", "2:4", "config.structure='2:4' with config.target_sparsity=0.9: structure '2:4' prunes to "
+                         "sparsity 1 - 2/4 = 0.5; give target_sparsity=0.5, not 0.9"),
 ])
 def test_every_kind_of_config_key_is_checked_before_data_is_read(tmp_path, key, value, message):
     # The data directory does not exist: a check that came after loading would report missing data instead.
@@ -227,6 +239,24 @@ def test_every_kind_of_config_key_is_checked_before_data_is_read(tmp_path, key, 
     assert not os.path.exists(tmp_path / "run")  # nothing written either
 
 
+def test_the_structure_key_reaches_the_runners_and_a_method_without_selection_refuses_it():
+    imp = methods.make_runner(_config(structure="2:4", target_sparsity=0.5))
+    assert imp.plan.structure == "2:4"
+    bimp = methods.make_runner(_config(method="bimp", epochs=5, dense_epochs=2, structure="block:1x4"))
+    assert bimp.plan.structure == "block:1x4"
+    assert methods.make_runner(_config(method="gmp", epochs=2, structure="block:2x2")).structure == "block:2x2"
+    assert methods.make_runner(_config()).plan.structure == "unstructured"
+    assert "structure" not in tfimp_config.identity(_config())  # the identity of runs from before the key
+    assert tfimp_config.identity(_config(structure="2:4"))["structure"] == "2:4"
+    with pytest.raises(ValueError, match=re.escape("config.structure='block:1x4' cannot apply to method 'str', which "
+                                                   "does not prune with tfimp's selection; methods that take a "
+                                                   "structure: ['imp', 'bimp', 'oneshot', 'gmp', 'dpf', 'dnw', 'lc', "
+                                                   "'gsm']")):
+        main.check_config(_config(method="str", epochs=2, structure="block:1x4"))
+    with pytest.raises(ValueError, match="config.structure='2:4' cannot apply to method 'dense'"):
+        main.check_config(_config(method="dense", structure="2:4", target_sparsity=0.5))
+
+
 def test_a_cli_method_is_one_registry_entry(tmp_path, fashion_dir):
     methods.RUNNERS.register("dense_short", lambda config, settings: tfimp.Dense(1, **settings))
     try:
@@ -234,7 +264,7 @@ def test_a_cli_method_is_one_registry_entry(tmp_path, fashion_dir):
                          export_formats="")
         rows = main.run(config, str(tmp_path / "run"))
         assert [r["cycle"] for r in rows] == [0] and rows[0]["epochs"] == 1
-        with pytest.raises(ValueError, match=r"known methods: \['dense', .*'str', 'dnw', 'lc', 'gsm', 'dense_short'\]"):
+        with pytest.raises(ValueError, match=r"known methods: \['dense', .*'gsm', 'cs', 'dst', 'dense_short'\]"):
             main.check_config(_config(method="nope"))
     finally:
         methods.RUNNERS.unregister("dense_short")

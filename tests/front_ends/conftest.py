@@ -70,6 +70,35 @@ class FrontEnd:
         return [(k.weight.numpy(), k.mask.numpy()) for k in wrapping.prunable_kernels(model)]
 
 
+    def reparam_wrap(self, model, reparam: str, **options):
+        """``model`` wrapped with the front end's reparametrised wrapper (``options``: the wrapper's arguments)."""
+        if KERAS3:
+            from tfimp.keras3 import masks
+            from tfimp.keras3.wrapper import ReparamMaskedLayer
+
+            return masks.wrap(model, wrapper=lambda layer, paths: ReparamMaskedLayer(layer, paths, reparam=reparam,
+                                                                                      **options), verbose=0)
+        from tfimp import wrapping
+        from tfimp.tf_keras.tfmot_glue import ReparamPruneLowMagnitude
+
+        return wrapping.wrap(model, wrapper=lambda layer: ReparamPruneLowMagnitude(layer, reparam=reparam, **options))
+
+    def reparam_wrappers(self, model) -> list:
+        """The reparametrised wrappers of ``model``."""
+        if KERAS3:
+            from tfimp.keras3 import masks
+            from tfimp.keras3.wrapper import ReparamMaskedLayer
+
+            return [w for _, w in masks.wrappers(model) if isinstance(w, ReparamMaskedLayer)]
+        from tfimp import wrapping
+        from tfimp.tf_keras.tfmot_glue import ReparamPruneLowMagnitude
+
+        return [w for _, w in wrapping.wrappers(model) if isinstance(w, ReparamPruneLowMagnitude)]
+
+    def finalize(self, wrapper) -> None:
+        wrapper.finalize()
+
+
 @pytest.fixture
 def front_end() -> FrontEnd:
     if KERAS3:

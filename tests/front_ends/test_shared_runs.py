@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from front_end_files import StopAfter as _StopAfter
 from front_end_files import cut
 
 import tfimp
@@ -76,26 +77,15 @@ def test_a_finished_dense_run_redoes_its_damaged_cycle_and_results(front_end, tm
     assert core_results.load_results(run) == rows
 
 
-class _StopAfter:
-    """A callback class factory: stops fit (as a kill would) after epoch ``epoch`` has been checkpointed."""
-
-    def __new__(cls, keras, epoch):
-        class Stop(keras.callbacks.Callback):
-            def on_epoch_end(self, this_epoch, logs=None):
-                if this_epoch == epoch:
-                    raise KeyboardInterrupt
-
-        return Stop()
-
-
-@pytest.mark.parametrize("method", ["dense", "gmp"])
+@pytest.mark.parametrize("method", ["dense", "gmp", "cs", "dst"])
 def test_an_interrupted_one_fit_run_resumes_to_the_uninterrupted_rows(front_end, tmp_path, method):
     x, y = front_end.data(64)
 
     def run(workdir, callbacks=()):
         front_end.keras.utils.set_random_seed(0)
         runner = (tfimp.Dense(3, batch_size=16, learning_rate=0.05, chance_guard=False) if method == "dense" else
-                  tfimp.DuringTraining("gmp", 0.75, 3, batch_size=16, learning_rate=0.05, chance_guard=False))
+                  tfimp.DuringTraining(method, 0.75, 3, batch_size=16, learning_rate=0.05, chance_guard=False,
+                                       **{"gmp": {}, "cs": dict(cs_lambda=0.01), "dst": dict(dst_alpha=0.01)}[method]))
         return runner.run(front_end.mlp(), (x, y), test=(x, y), workdir=workdir, verbose=0,
                           callbacks=list(callbacks))
 

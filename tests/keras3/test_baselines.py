@@ -109,7 +109,7 @@ def test_str_learns_its_thresholds_and_finalizes_to_the_zeros_it_reached():
     x, y = h.classification_data(256)
     runner = tfimp.DuringTraining("str", 0.5, 2, str_init=-3.0, str_weight_decay=0.5, **SETTINGS)
     model = h.small_cnn()
-    with pytest.warns(UserWarning, match=r"str ended at sparsity 0\.\d+, .*calibrate_str"):
+    with pytest.warns(UserWarning, match=r"str ended at sparsity 0\.\d+, .*calibrate"):
         rows = runner.run(model, (x, y), verbose=0)
     thresholds = baselines.str_thresholds(runner.model)
     assert len(thresholds) == len(masks.prunable_kernels(runner.model))
@@ -128,7 +128,7 @@ def test_strs_effective_weight_is_the_soft_threshold():
     w = _numpy(kernel.weight)
     expected = np.sign(w) * np.maximum(np.abs(w) - 1.0 / (1.0 + np.exp(2.0)), 0.0)
     np.testing.assert_allclose(kernel.wrapper.effective_weights()[0], expected, rtol=1e-6, atol=1e-7)
-    with pytest.raises(ValueError, match=r"reparam must be one of \('dpf', 'str', 'none'\), got 'soft'"):
+    with pytest.raises(ValueError, match=r"reparam must be one of \('cs', 'dpf', 'dst', 'str', 'none'\), got 'soft'"):
         ReparamMaskedLayer(keras.layers.Dense(2), ["kernel"], reparam="soft")
 
 
@@ -183,7 +183,7 @@ def test_calibrate_str_bisects_the_decay_with_real_runs(capsys):
     x, y = h.classification_data(128)
     decay, reached = baselines.calibrate_str(h.small_cnn, (x, y), 0.5, 1, max_runs=2, low=1e-2, high=10.0,
                                              **SETTINGS)
-    lines = [line for line in capsys.readouterr().out.splitlines() if "STR calibration run" in line]
+    lines = [line for line in capsys.readouterr().out.splitlines() if "str calibration run" in line]
     assert len(lines) in (1, 2) and 1e-2 < decay < 10.0
     assert f"str_weight_decay {decay:.4g} reaches {reached:.4f}" in "\n".join(lines)
     keras.utils.set_random_seed(0)

@@ -110,32 +110,36 @@ def test_a_during_training_method_through_the_cli_on_keras3_prunes_exactly(tmp_p
     assert json.load(open(os.path.join(workdir, "cycle_3", "row.json")))["test_accuracy"] == rows[-1]["test_accuracy"]
 
 
-def test_str_calibrated_through_the_keras3_cli_and_a_resume_reuses_the_decay(tmp_path, capsys):
+def test_cs_calibrated_through_the_keras3_cli_and_a_resume_reuses_its_penalty(tmp_path, capsys):
     idx_files.make_idx_dataset(str(tmp_path / "idx"), n_train=256, n_test=64)
-    config = _config(tmp_path / "idx", method="str", epochs=2, target_sparsity=0.6, str_init=-8.0, calibrate_str=2,
+    config = _config(tmp_path / "idx", method="cs", epochs=2, target_sparsity=0.6, calibrate=2,
                      verbose=1, export_formats="")
-    workdir = str(tmp_path / "str")
+    workdir = str(tmp_path / "cs")
     rows = main.run(config, workdir)
     printed = capsys.readouterr().out
-    calibration = json.load(open(os.path.join(workdir, "str_calibration.json")))
+    calibration = json.load(open(os.path.join(workdir, "calibration.json")))
     runs = [(float(d), float(r)) for d, r in
-            re.findall(r"STR calibration run \d+: str_weight_decay ([0-9.e+-]+) reaches ([0-9.]+)", printed)]
+            re.findall(r"cs calibration run \d+: cs_lambda ([0-9.e+-]+) reaches ([0-9.]+)", printed)]
     assert 1 <= len(runs) <= 2 and calibration["max_runs"] == 2 and calibration["target_sparsity"] == 0.6
+    # The search is recorded run by run, as printed.
+    recorded = [(r["cs_lambda"], r["reached_sparsity"]) for r in calibration["runs"]]
+    assert len(recorded) == len(runs)
+    for (value, reached), (printed_value, printed_reached) in zip(recorded, runs):
+        assert value == pytest.approx(printed_value, rel=1e-3) and reached == pytest.approx(printed_reached, abs=5e-5)
     best = min(runs, key=lambda run: abs(run[1] - 0.6))
     assert calibration["reached_sparsity"] == pytest.approx(best[1], abs=5e-5)  # printed to 4 digits
-    # The run used the calibrated decay: the workdir's identity holds it.
-    assert json.load(open(os.path.join(workdir, "identity.json")))["str_weight_decay"] == \
-        calibration["str_weight_decay"]
-    assert rows[-1]["retrain_schedule"] == "str" and 0.0 < rows[-1]["sparsity"] < 1.0
-    # A rerun finds the finished run with the same decay, without calibrating again.
+    # The run used the calibrated penalty: the workdir's identity holds it, and the run reached what its search run did.
+    assert json.load(open(os.path.join(workdir, "identity.json")))["cs_lambda"] == calibration["cs_lambda"]
+    assert rows[-1]["retrain_schedule"] == "cs" and rows[-1]["sparsity"] == pytest.approx(best[1], abs=1e-4)
+    # A rerun finds the finished run with the same penalty, without calibrating again.
     again = main.run(config, workdir)
     printed = capsys.readouterr().out
-    assert "STR calibration run" not in printed and "from str_calibration.json" in printed
+    assert "cs calibration run" not in printed and "from calibration.json" in printed
     assert [r["sparsity"] for r in again] == [r["sparsity"] for r in rows]
     # With overwrite the finished run goes first; the calibration is found again, written, and survives the run.
     fresh = main.run(config, workdir, overwrite=True)
-    assert "STR calibration run 1" in capsys.readouterr().out
-    assert json.load(open(os.path.join(workdir, "str_calibration.json"))) == calibration
+    assert "cs calibration run 1" in capsys.readouterr().out
+    assert json.load(open(os.path.join(workdir, "calibration.json"))) == calibration
     assert [r["sparsity"] for r in fresh] == [r["sparsity"] for r in rows]
 
 

@@ -10,7 +10,7 @@ import helpers
 PUBLIC = ["wrap", "prune", "sparsity", "layer_sparsity", "strip", "load_model", "keras", "tf", "IMP", "Plan",
           "Dense", "DuringTraining", "criteria.register", "criteria.known", "lr.retrain_schedule",
           "lr.allr_initial_lr", "lr.register", "callbacks.IMP", "models.build", "models.register", "data.load",
-          "baselines.GradualPruning", "baselines.calibrate_str", "baselines.auto_frequency",
+          "baselines.GradualPruning", "baselines.calibrate_str", "baselines.calibrate", "baselines.auto_frequency",
           "optimizers.TorchSGD", "optimizers.make", "optimizers.known", "batchnorm.reestimate",
           "coverage.KINDS", "coverage.register", "coverage.describe", "guards.ChanceLevelError",
           "pruning.emptied_layers"]

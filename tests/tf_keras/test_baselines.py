@@ -119,7 +119,7 @@ def test_a_reparametrised_runs_last_cycle_loads_back_as_it_ended(tmp_path, metho
 
 
 def test_bad_baseline_settings():
-    known = r"\['gmp', 'tfmot_gmp', 'dpf', 'str', 'dnw', 'lc', 'gsm'\]"
+    known = r"\['gmp', 'tfmot_gmp', 'dpf', 'str', 'dnw', 'lc', 'gsm', 'cs', 'dst'\]"
     with pytest.raises(ValueError, match=rf"unknown during-training method 'snip'; known: {known}"):
         tfimp.DuringTraining("snip", 0.9, 3)
     with pytest.raises(ValueError, match="unknown criterion 'abs'"):
@@ -264,7 +264,7 @@ def test_str_evaluation_after_training_uses_the_final_weights_once():
 def test_a_method_that_ends_short_of_its_target_says_so(capsys):
     x, y = helpers.random_data(64, seed=3)
     runner = tfimp.DuringTraining("str", 0.9, 1, batch_size=32, learning_rate=0.05, chance_guard=False)
-    with pytest.warns(UserWarning, match=r"str ended at sparsity 0\.\d+, 0\.\d+ away from its target 0\.9\..*calibrate_str"):
+    with pytest.warns(UserWarning, match=r"str ended at sparsity 0\.\d+, 0\.\d+ away from its target 0\.9\..*calibrate"):
         rows = runner.run(helpers.small_cnn(), (x, y), verbose=1)
     assert abs(rows[-1]["sparsity"] - 0.9) > 0.01
     assert "[tfimp] warning: str ended at sparsity" in capsys.readouterr().out
@@ -295,7 +295,7 @@ def test_a_new_reparametrisation_is_one_registry_entry():
         tfimp.prune(model, 0.5, allow_revival=True, zero_pruned=False)
         np.testing.assert_array_equal(np.asarray(kernel.wrapper.effective_kernels()[0]),
                                       0.5 * kernel.weight.numpy() * kernel.mask.numpy())
-        with pytest.raises(ValueError, match=r"reparam must be one of \('dpf', 'halved', 'str', 'none'\)"):
+        with pytest.raises(ValueError, match=r"reparam must be one of \('cs', 'dpf', 'dst', 'halved', 'str', 'none'\)"):
             tfmot_glue.ReparamPruneLowMagnitude(keras.layers.Dense(2), reparam="doubled")
     finally:
         reparametrisations.REPARAMETRISATIONS.unregister("halved")

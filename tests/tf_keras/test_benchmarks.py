@@ -25,7 +25,7 @@ def test_methods_benchmark_tiny(tmp_path, fashion_dir):
     result = _bench("bench_methods.py", "--methods", "dense,gmp,imp_slr", "--criteria", "erk",
                     "--sparsities", "0.9", "--seeds", "0", "--epochs", "3", "--imp_cycles", "2",
                     "--split_budget", "4", "--splits", "0.5", "--retrain_per_cycle", "1,2", "--c_sparsity", "0.8",
-                    "--str_calibration_runs", "1", "--train_subset", "256", "--test_subset", "500",
+                    "--calibration_runs", "1", "--own_methods", "str", "--train_subset", "256", "--test_subset", "500",
                     "--data_dir", fashion_dir, "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(out, "methods.json")) as handle:
@@ -35,7 +35,7 @@ def test_methods_benchmark_tiny(tmp_path, fashion_dir):
     total = helpers.prunable_total(models.build("small_cnn", num_classes=10, input_shape=(28, 28, 1)))
     assert set(by_method) == {"dense", "gmp", "imp_slr", "imp_slr_erk", "split50_e1", "split50_e2", "str",
                               "imp_slr_at_str"}
-    assert all(r["epochs"] == 3 for r in results if r["group"] in ("a", "b", "str"))  # equal budget
+    assert all(r["epochs"] == 3 for r in results if r["group"] in ("a", "b", "own"))  # equal budget
     for r in results:
         if r["method"] in ("gmp", "imp_slr", "imp_slr_erk"):
             assert r["sparsity"] == helpers.exact_fraction(0.9, total), r
@@ -48,7 +48,8 @@ def test_methods_benchmark_tiny(tmp_path, fashion_dir):
     assert by_method["split50_e1"]["sparsity"] == helpers.exact_fraction(0.8, total)
     # STR: IMP is rerun at the sparsity STR reached.
     assert by_method["imp_slr_at_str"]["sparsity"] == pytest.approx(round(by_method["str"]["sparsity"], 4), abs=1e-3)
-    assert "(c) IMP + SLR" in result.stdout and "STR and IMP + SLR" in result.stdout
+    assert by_method["str"]["hyperparameter"] == "str_weight_decay" and by_method["str"]["value"] > 0
+    assert "(c) IMP + SLR" in result.stdout and "STR, CS, DST and IMP + SLR" in result.stdout
     assert os.path.getsize(os.path.join(out, "accuracy_vs_sparsity.png")) > 1000
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 
 from tfimp.core import extras
 from tfimp.cli import methods
-from tfimp.core import criteria, datasets, plan, retraining, schedules
+from tfimp.core import criteria, datasets, during_training, plan, retraining, schedules, structures
 
 ml_collections = extras.require("ml_collections", "tfimp's experiment configs")
 
@@ -35,7 +35,7 @@ def base() -> ml_collections.ConfigDict:
     # Model
     config.model = "small_cnn"
     # Method
-    config.method = "imp"                 # dense, imp, bimp, oneshot, gmp, tfmot_gmp, dpf, str, dnw
+    config.method = "imp"                 # dense, imp, bimp, oneshot, gmp, tfmot_gmp, dpf, str, dnw, lc, gsm, cs, dst
     config.target_sparsity = 0.9
     config.cycles = 3
     config.criterion = "global"           # global, uniform, uniform_plus, erk, lamp
@@ -48,7 +48,8 @@ def base() -> ml_collections.ConfigDict:
     config.allr_norm_drop = "since_dense"  # ALLR's d: since_dense (authors' later code) or this_cycle
     config.recalibrate_bn = True          # re-estimate BatchNorm statistics after each pruning (authors' runs)
     config.min_kept_per_layer = 0.0       # guard against layer collapse: keep >= N weights (>= 1) or a fraction (< 1); 0 = off
-    # Pruning during training (gmp, tfmot_gmp, dpf, str)
+    config.structure = "unstructured"     # pruned together: unstructured, N:M (2:4; target 1 - N/M), block:RxC (block:1x4)
+    # Pruning during training (gmp, tfmot_gmp, dpf, str, dnw, lc, gsm, cs, dst)
     # The cubic ramp starts at this fraction of the budget and reaches target_sparsity at the end fraction;
     # unset = the method's default (GMP 0.1 to 0.75; DPF 0 to one epoch before the end; DNW the target from step 0).
     config.prune_begin_fraction = ml_collections.config_dict.placeholder(float)
@@ -56,7 +57,11 @@ def base() -> ml_collections.ConfigDict:
     config.prune_frequency = 0            # steps between mask updates; 0 = method default (DPF 16; GMP >= 30 on the ramp)
     config.str_init = -5.0                # STR: initial threshold parameter, threshold = sigmoid(str_init)
     config.str_weight_decay = 0.0         # STR: extra L2 on the threshold parameters
-    config.calibrate_str = 0              # STR: bisect str_weight_decay on up to N full-budget runs to hit the target (0 = off)
+    config.cs_init = 0.0                  # CS: the scores' start s_init (gates sigmoid(beta s) / sigmoid(s_init) start at 1)
+    config.cs_lambda = 1e-8               # CS: penalty lambda * sum(sigmoid(beta s)); more means sparser
+    config.cs_beta_final = 200.0          # CS: the temperature at the end (beta = beta_final ** (t / T))
+    config.dst_alpha = 5e-6               # DST: penalty alpha * sum(exp(-t)) on the thresholds; more means sparser
+    config.calibrate = 0                  # STR/CS/DST: bisect the penalty over N full runs to hit the target; 0 = off
     # Optimisation
     config.learning_rate = 0.1
     config.dense_schedule = "step"        # step (x0.1 at 50%, 75%), cosine, linear, constant
@@ -85,8 +90,14 @@ NOT_IDENTITY = ("verbose", "log_every_steps", "export_formats", "data_dir", "tpu
 
 
 def identity(config: ml_collections.ConfigDict) -> dict:
-    """The part of ``config`` that defines a run (everything but :data:`NOT_IDENTITY`)."""
-    return {key: value for key, value in config.to_dict().items() if key not in NOT_IDENTITY}
+    """The part of ``config`` that defines a run: everything but :data:`NOT_IDENTITY`, the hyper-parameters of the
+    methods it does not run (changing CS's penalty does not change an IMP run), ``calibrate`` when off and
+    ``structure`` when it is the default (so runs written before these keys existed keep their identity)."""
+    others = {name for method, names in during_training.HYPERPARAMETERS.items() if method != config.get("method")
+              for name in names}
+    return {key: value for key, value in config.to_dict().items()
+            if key not in NOT_IDENTITY and key not in others and not (key == "calibrate" and not value)
+            and not (key == "structure" and value == structures.UNSTRUCTURED)}
 
 
 #: Keys with a fixed set of values that every front end shares (the method's, model's, dataset's,
@@ -114,7 +125,8 @@ _RANGES = {
     "prune_begin_fraction": (lambda v: 0.0 <= v <= 1.0, "0 <= value <= 1"),
     "prune_end_fraction": (lambda v: 0.0 <= v <= 1.0, "0 <= value <= 1"),
     "str_weight_decay": (lambda v: v >= 0.0, ">= 0"),
-    "calibrate_str": (lambda v: v >= 0, ">= 0 (0 = off)"),
+    "calibrate": (lambda v: v >= 0, ">= 0 (0 = off)"),
+    **{name: during_training.HYPERPARAMETER_CHECKS[name] for names in during_training.HYPERPARAMETERS.values() for name in names},
 }
 
 
@@ -127,8 +139,9 @@ def check(config: ml_collections.ConfigDict, *, models: list[str], optimizers: l
 
     Raises:
       ValueError: an unknown method, dataset, model, criterion, schedule,
-        optimizer or augmentation, or a number out of range; the message
-        names the key and what is allowed.
+        optimizer, augmentation or structure, a structure the method or the
+        target cannot take, or a number out of range; the message names the
+        key and what is allowed.
     """
     if config.method not in methods.RUNNERS:
         raise ValueError(f"config.method={config.method!r} is unknown; known methods: {methods.known()}")
@@ -141,6 +154,12 @@ def check(config: ml_collections.ConfigDict, *, models: list[str], optimizers: l
         criteria.get(config.criterion)
         if config.method in ("imp", "oneshot"):
             retraining.check_name(config.retrain_schedule)
+    if config.get("calibrate_str") is not None:
+        raise ValueError("config.calibrate_str was replaced by config.calibrate (STR, CS and DST): "
+                         f"set --config.calibrate={config.calibrate_str} instead")
+    if config.get("calibrate") and config.method not in during_training.CALIBRATION:
+        raise ValueError(f"config.calibrate={config.calibrate} applies to {during_training.CALIBRATION.known()}, which reach "
+                         f"their own sparsity; method {config.method!r} ends at its target by construction")
     if config.method in methods.DURING_TRAINING + ("bimp",) and config.epochs < 1:
         raise ValueError(f"config.epochs (the whole budget) must be >= 1 for method {config.method!r}, "
                          f"got {config.epochs}")
@@ -155,6 +174,36 @@ def check(config: ml_collections.ConfigDict, *, models: list[str], optimizers: l
             continue  # dense training has no target
         if config.get(key) is not None and not in_range(config[key]):
             raise ValueError(f"config.{key}={config[key]!r} is out of range; allowed: {allowed}")
+    _check_structure(config)
+
+
+def _takes_structure(method: str) -> bool:
+    """Whether a method prunes with tfimp's selection, so that ``config.structure`` reaches it."""
+    if method == "dense":
+        return False
+    if method in during_training.RULES:
+        return during_training.takes_structure(method)
+    return True  # imp, bimp, oneshot and methods registered by users (which read the config themselves)
+
+
+def _check_structure(config: ml_collections.ConfigDict) -> None:
+    """``config.structure``: a name :mod:`tfimp.core.structures` parses, that the method and the target can take."""
+    structure = config.get("structure", structures.UNSTRUCTURED)
+    try:
+        form = structures.get(structure)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"config.structure={structure!r}: {error}") from None
+    if not form.structured:
+        return
+    if not _takes_structure(config.method):
+        raise ValueError(f"config.structure={structure!r} cannot apply to method {config.method!r}, which "
+                         "does not prune with tfimp's selection; methods that take a structure: "
+                         f"{[name for name in methods.known() if _takes_structure(name)]}")
+    try:
+        structures.check_target(form, config.target_sparsity)
+    except ValueError as error:
+        raise ValueError(f"config.structure={structure!r} with config.target_sparsity="
+                         f"{config.target_sparsity!r}: {error}") from None
 
 
 def printer(config: ml_collections.ConfigDict) -> Callable[..., None]:

@@ -24,8 +24,8 @@ those of them this backend can write (``keras`` alone on PyTorch, where
 Keras 3 writes no SavedModel), with a line naming what was left out. The stripped model is also written as
 ``model_stripped.keras``, which loads on every backend.
 
-STR's decay calibration (``calibrate_str``) runs as on tf_keras
-(:func:`tfimp.methods.calibrated_str_runner`, the decay kept in the workdir
+The calibration of STR, CS and DST (``calibrate``) runs as on tf_keras
+(:func:`tfimp.methods.calibrated_runner`, the value kept in the workdir
 for a resume). Not on Keras 3 yet, refused before any work with a message:
 the tf_keras strategies.
 """
@@ -148,8 +148,8 @@ def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
                 built = models.build(config.model, num_classes=spec.num_classes, input_shape=spec.input_shape)
                 return architectures.float32_outputs(keras, built) if config.mixed_precision else built
 
-            if config.method == "str" and config.calibrate_str:
-                runner = methods.calibrated_str_runner(config, build_model, dataset.train, workdir,
+            if config.calibrate:
+                runner = methods.calibrated_runner(config, build_model, dataset.train, workdir,
                                                        runner_settings(config), identity=tfimp_config.identity(config),
                                                        overwrite=overwrite, say=say)
                 overwrite = False  # done above, before the calibration was written

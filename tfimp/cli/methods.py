@@ -42,24 +42,32 @@ def _dense(config, settings):
     return tfimp.Dense(config.dense_epochs, **settings)
 
 
-def during_training(config, settings, str_weight_decay: Optional[float] = None):
-    """The ``tfimp.DuringTraining`` runner of ``config.method`` (``str_weight_decay`` overrides the config's)."""
+def during_training(config, settings, calibrated: Optional[dict] = None):
+    """The ``tfimp.DuringTraining`` runner of ``config.method`` (``calibrated`` overrides the config's values)."""
+    hyperparameters = {name: config[name] for name in _during.HYPERPARAMETERS.get(config.method, {})}
+    options = {"str_init": config.str_init, "str_weight_decay": config.str_weight_decay, **hyperparameters,
+               **(calibrated or {})}
     return tfimp.DuringTraining(config.method, config.target_sparsity, config.epochs, criterion=config.criterion,
                                 begin_fraction=config.get("prune_begin_fraction"),
                                 end_fraction=config.get("prune_end_fraction"),
-                                frequency=config.prune_frequency or None, str_init=config.str_init,
-                                str_weight_decay=config.str_weight_decay if str_weight_decay is None
-                                else str_weight_decay, **settings)
+                                frequency=config.prune_frequency or None, **options, **_structure_option(config),
+                                **settings)
 
 
 for _method in DURING_TRAINING:
     RUNNERS.register(_method, during_training)
 
 
+def _structure_option(config) -> dict:
+    """``structure=`` for a runner: only when the config sets one (configs older than the key have none)."""
+    structure = config.get("structure", "unstructured")
+    return {} if structure == "unstructured" else {"structure": structure}
+
+
 def _plan_options(config) -> dict:
     return dict(criterion=config.criterion, optimizer_state=config.optimizer_state,
                 allr_norm_drop=config.allr_norm_drop, recalibrate_bn=config.recalibrate_bn,
-                min_kept_per_layer=config.min_kept_per_layer or None)
+                min_kept_per_layer=config.min_kept_per_layer or None, **_structure_option(config))
 
 
 @RUNNERS.register("bimp")
@@ -94,46 +102,52 @@ def make_runner(config, settings: Optional[dict] = None):
     return RUNNERS.get(config.method)(config, runner_settings(config) if settings is None else settings)
 
 
-def calibrated_str_runner(config, build_model, train, workdir: str, settings: dict, *, identity: dict,
-                          overwrite: bool = False, chief: bool = True, say=print):
-    """STR with ``str_weight_decay`` bisected to reach ``target_sparsity`` (``--config.calibrate_str=N``).
+def calibrated_runner(config, build_model, train, workdir: str, settings: dict, *, identity: dict,
+                      overwrite: bool = False, chief: bool = True, say=print):
+    """STR, CS or DST with its calibrated hyper-parameter bisected to reach ``target_sparsity``
+    (``--config.calibrate=N``; :data:`tfimp.core.during_training.CALIBRATION` names which).
 
-    Either front end's CLI: ``tfimp.baselines.calibrate_str`` and
-    ``tfimp.DuringTraining`` are the process's Keras ones. The decay found is
-    written to ``workdir/str_calibration.json`` (by the ``chief``) before the
-    run starts, so a resumed run reuses it (and keeps its identity) instead
-    of calibrating again. With ``overwrite`` the previous run is removed
-    first, so the calibration written next survives: the caller then runs
-    the returned runner without ``overwrite``. A workdir that holds another
-    run is left to the runner's own refusal, before any calibration run is
-    spent on it.
+    Either front end's CLI: ``tfimp.baselines.calibrate`` and
+    ``tfimp.DuringTraining`` are the process's Keras ones. The value found is
+    written to ``workdir/calibration.json`` (by the ``chief``) with every
+    run of the search before the run starts, so a resumed run reuses it (and
+    keeps its identity) instead of calibrating again. With ``overwrite`` the
+    previous run is removed first, so the calibration written next survives:
+    the caller then runs the returned runner without ``overwrite``. A workdir
+    that holds another run is left to the runner's own refusal, before any
+    calibration run is spent on it.
     """
     if overwrite and chief:
         _workdir.remove_previous_run(workdir, config.verbose)
     if _workdir.holds_other_run(workdir, identity):
         return make_runner(config, settings)  # its claim names the differences
-    wanted = {"target_sparsity": config.target_sparsity, "epochs": config.epochs, "str_init": config.str_init,
-              "seed": config.seed, "max_runs": config.calibrate_str}
-    stored = _storage.read_json(_workdir.path(workdir, _workdir.STR_CALIBRATION))
+    calibration = _during.CALIBRATION.get(config.method)
+    name = calibration.hyperparameter
+    fixed = {key: config[key] for key in _during.HYPERPARAMETERS.get(config.method, {}) if key != name}
+    if config.method == "str":
+        fixed["str_init"] = config.str_init
+    wanted = {"method": config.method, "target_sparsity": config.target_sparsity, "epochs": config.epochs,
+              **fixed, "seed": config.seed, "max_runs": config.calibrate}
+    stored = _storage.read_json(_workdir.path(workdir, _workdir.CALIBRATION))
     if stored is not None and {key: stored.get(key) for key in wanted} == wanted:
-        decay, reached = stored["str_weight_decay"], stored["reached_sparsity"]
-        say(f"[tfimp] STR calibration from {_workdir.STR_CALIBRATION}: str_weight_decay {decay:.4g} "
+        value, reached = stored[name], stored["reached_sparsity"]
+        say(f"[tfimp] {config.method} calibration from {_workdir.CALIBRATION}: {name} {value:.4g} "
             f"(reached {reached:.4f} when calibrated)", flush=True)
     else:
-        say(f"[tfimp] calibrating STR's str_weight_decay to reach {config.target_sparsity} "
-            f"(up to {config.calibrate_str} runs of {config.epochs} epochs)", flush=True)
-        decay, reached = tfimp.baselines.calibrate_str(
-            build_model, train, config.target_sparsity, config.epochs, str_init=config.str_init,
-            max_runs=config.calibrate_str, verbose=config.verbose, **settings)  # settings hold the seed
+        say(f"[tfimp] calibrating {config.method}'s {name} to reach {config.target_sparsity} "
+            f"(up to {config.calibrate} runs of {config.epochs} epochs)", flush=True)
+        searched: list = []
+        value, reached = tfimp.baselines.calibrate(
+            config.method, build_model, train, config.target_sparsity, config.epochs,
+            max_runs=config.calibrate, verbose=config.verbose, history=searched, **fixed, **settings)  # settings hold the seed
         if chief:
             _storage.makedirs(workdir)
-            _storage.atomic_write_text(_workdir.path(workdir, _workdir.STR_CALIBRATION),
-                                       _results.to_json({**wanted, "str_weight_decay": decay,
-                                                         "reached_sparsity": reached}))
-        say(f"[tfimp] STR calibrated: str_weight_decay {decay:.4g} reached {reached:.4f}", flush=True)
+            _storage.atomic_write_text(_workdir.path(workdir, _workdir.CALIBRATION), _results.to_json(
+                {**wanted, "hyperparameter": name, name: value, "reached_sparsity": reached, "runs": searched}))
+        say(f"[tfimp] {config.method} calibrated: {name} {value:.4g} reached {reached:.4f}", flush=True)
     keras = tfimp.keras_of_process()
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
-    runner = during_training(config, settings, str_weight_decay=decay)
-    runner.calibration = f"--config.calibrate_str={config.calibrate_str}, reached {reached:.4f}"
+    runner = during_training(config, settings, calibrated={**fixed, name: value})
+    runner.calibration = f"--config.calibrate={config.calibrate}, reached {reached:.4f}"
     return runner

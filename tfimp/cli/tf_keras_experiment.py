@@ -2,7 +2,7 @@
 
 :func:`run` trains ``config``'s method (:mod:`tfimp.methods`) into a
 workdir, with tfimp's tf_keras pieces: ``tf.distribute`` strategies, the
-tf.data pipelines and augmentations of :mod:`tfimp.data`, STR calibration,
+tf.data pipelines and augmentations of :mod:`tfimp.data`, the calibration of STR, CS and DST,
 per-cycle model reports and the checked exports. ``tfimp.cli.main`` checks the
 config and calls it.
 """
@@ -70,8 +70,8 @@ def run(config, runner, workdir: str, overwrite: bool = False) -> list[dict]:
 
     try:
         with tfimp.workdir.Locked(workdir, config.verbose):
-            if config.method == "str" and config.calibrate_str:
-                runner = methods.calibrated_str_runner(
+            if config.calibrate:
+                runner = methods.calibrated_runner(
                     config, build_model, dataset.train, workdir, methods.runner_settings(config),
                     identity=tfimp_config.identity(config), overwrite=overwrite, chief=tfimp.workdir.is_chief(),
                     say=say)

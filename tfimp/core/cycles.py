@@ -125,7 +125,8 @@ def phase_rates(plan: Plan, original: _retraining.Original, phase: int, steps_pe
 
 def announcement(plan: Plan, cycle: int, record: dict) -> list[str]:
     """The lines printed when a cycle starts retraining."""
-    lines = [f"[tfimp] cycle {cycle}/{plan.cycles}: pruned to {record['target']:.4%} ({plan.criterion}), retraining "
+    how = plan.criterion if plan.structure == "unstructured" else f"{plan.criterion}, {plan.structure}"
+    lines = [f"[tfimp] cycle {cycle}/{plan.cycles}: pruned to {record['target']:.4%} ({how}), retraining "
              f"{_count(plan.cycle_epochs()[cycle - 1], 'epoch')} with {plan.retrain_schedule} (initial lr "
              f"{record['initial_lr']:.4g})"]
     if record.get("emptied_layers"):

@@ -37,6 +37,7 @@ from tfimp.core import notices as _notices
 from tfimp.core import results as _results
 from tfimp.core import retraining as _retraining
 from tfimp.core import storage as _storage
+from tfimp.core import structures as _structures
 from tfimp.core import workdir as _workdir
 from tfimp.core.plan import Plan
 
@@ -73,11 +74,12 @@ class FrameworkOps:
         """The shapes of the prunable kernels (empty for a model that is not wrapped)."""
         raise NotImplementedError
 
-    def prune(self, model, target: float, criterion: str, min_kept_per_layer: int) -> dict:
+    def prune(self, model, target: float, criterion: str, min_kept_per_layer: int,
+              structure: str = "unstructured") -> dict:
         raise NotImplementedError
 
-    def sparsity(self, model) -> float:
-        """The model's sparsity over its prunable weights (0 for a model that is not wrapped)."""
+    def sparsity(self, model, structure: str = "unstructured") -> float:
+        """The model's sparsity over its prunable weights, in ``structure``'s unit (0 for a model not wrapped)."""
         raise NotImplementedError
 
     def evaluate(self, model, data) -> dict:
@@ -326,7 +328,7 @@ class IMPDriver(_cycles.ResumableProgress, ClaimsWorkdir):
         if not shapes:
             raise ValueError("IMP needs a wrapped model: call `model = tfimp.wrap(model)` before compile")
         _masking.check_reachable(shapes, self.plan.target_sparsity, self.plan.criterion,
-                                 self.plan.min_kept_per_layer)
+                                 self.plan.min_kept_per_layer, self.plan.structure)
         self._install_schedule(self.model)
         if (self.verbose and self.plan.recalibrate_bn and self.recalibration_data is None
                 and self.ops.has_batchnorm(self.model)):
@@ -432,7 +434,8 @@ class IMPDriver(_cycles.ResumableProgress, ClaimsWorkdir):
         target = self.plan.sparsity_after(cycle)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="tfimp.prune: pruning .* removed every weight")
-            layer_sparsities = ops.prune(model, target, self.plan.criterion, self.plan.min_kept_per_layer)
+            layer_sparsities = ops.prune(model, target, self.plan.criterion, self.plan.min_kept_per_layer,
+                                         self.plan.structure)
         emptied = _masking.emptied_layers(layer_sparsities)
         if emptied:  # said once here, with the cycle, and kept in the cycle's row
             _notices.warn(_cycles.collapse_warning(cycle, target, emptied))
@@ -456,8 +459,9 @@ class IMPDriver(_cycles.ResumableProgress, ClaimsWorkdir):
         test = self.ops.evaluate(self.model, self.test_data) if self.test_data is not None else None
         settings = _cycles.row_settings(self.plan, phase, record, self._original.values.max(), self.steps_per_epoch,
                                         self._phase_wall)
-        return _cycles.finish_row(
+        row = _cycles.finish_row(
             _results.make_row(logs, sparsity=self.ops.sparsity(self.model), test_metrics=test, **settings), record)
+        return _with_structure(row, self.plan.structure, self.ops, self.model)
 
 
 class EpochRunDriver(ClaimsWorkdir):
@@ -605,6 +609,15 @@ class DenseRunDriver(EpochRunDriver):
                                   steps=self.epochs * self.steps_per_epoch, wall_s=self._wall)]
 
 
+def _with_structure(row: dict, structure: str, ops: FrameworkOps, model) -> dict:
+    """A structured run's row names its structure and its sparsity in the structure's unit (``cycle_N/report.json``
+    counts in it too); an unstructured row keeps the columns it always had."""
+    if _structures.is_structured(structure):
+        row["structure"] = structure
+        row["unit_sparsity"] = ops.sparsity(model, structure)
+    return row
+
+
 def _squared_norm(named_arrays: Iterable[tuple[str, np.ndarray]]) -> float:
     return sum(float(np.sum(np.square(values, dtype=np.float64))) for _, values in named_arrays)
 
@@ -621,8 +634,9 @@ class DuringTrainingRunDriver(EpochRunDriver):
 
     def __init__(self, method: str, target_sparsity: float, epochs: int, steps_per_epoch: int, *,
                  criterion: Optional[str], test_data=None, workdir: Optional[str] = None, overwrite: bool = False,
-                 verbose: int = 1, identity: Optional[dict] = None):
+                 verbose: int = 1, identity: Optional[dict] = None, structure: str = "unstructured"):
         self.method, self.target_sparsity, self.criterion = method, float(target_sparsity), criterion
+        self.structure = _structures.name_of(structure)
         super().__init__(epochs, steps_per_epoch, test_data=test_data, workdir=workdir, overwrite=overwrite,
                     verbose=verbose, identity=identity, metadata={"method": method})
 
@@ -640,7 +654,8 @@ class DuringTrainingRunDriver(EpochRunDriver):
         self._finalize(self.model, bake=True)
 
     def _rows_after(self, epoch: int, logs: dict, test: Optional[dict], epoch_wall: float, last: bool) -> list:
-        return [_results.make_row(
+        row = _results.make_row(
             logs, sparsity=self._forward_sparsity(self.model), test_metrics=test, cycle=epoch + 1,
             target=self.target_sparsity, schedule=self.method, initial_lr=self.ops.learning_rate(self.model),
-            epochs=1, steps=self.steps_per_epoch, wall_s=epoch_wall, criterion=self.criterion)]
+            epochs=1, steps=self.steps_per_epoch, wall_s=epoch_wall, criterion=self.criterion)
+        return [_with_structure(row, self.structure, self.ops, self.model)]

@@ -1,4 +1,4 @@
-"""The pruning-during-training baselines without a framework: ramps, method rules, STR's calibration search.
+"""The pruning-during-training baselines without a framework: ramps, method rules, the calibration search.
 
 Both front ends run the same comparison set (``tfimp.baselines`` on
 tf_keras, ``tfimp.keras3.baselines`` on Keras 3); what a method *is* lives
@@ -21,7 +21,19 @@ here, as a :class:`MethodRule` in :data:`RULES`:
 * ``lc`` and ``gsm`` — Learning-Compression and Global Sparse Momentum: dense
   training whose update favours the global top-k weights every step
   (:mod:`tfimp.core.gradient_rules`), then one global magnitude pruning
-  step to the target when training ends.
+  step to the target when training ends;
+* ``cs`` — continuous sparsification (Savarese et al. 2020,
+  arXiv:1912.04427): one learnable score per weight gating it through a
+  sigmoid whose temperature rises over the run, a penalty on the gates; the
+  weights whose score ends above 0 are kept;
+* ``dst`` — dynamic sparse training (Liu et al. 2020, arXiv:2005.06870):
+  one learnable threshold per output unit, a step mask with a surrogate
+  gradient, a penalty pulling the thresholds up, a layer's thresholds reset
+  when it keeps at most 1% of its weights.
+
+STR, CS and DST reach the sparsity their hyper-parameters lead to
+(:data:`HYPERPARAMETERS`; :data:`CALIBRATION` names the one a calibration
+search moves to hit a target).
 
 A front end turns a rule into its wrapper and callbacks; a new method is a
 rule here (and, where it needs one, a reparametrisation in
@@ -35,7 +47,7 @@ import math
 import warnings
 from typing import Callable, Optional, Sequence
 
-from tfimp.core import criteria, notices
+from tfimp.core import criteria, notices, structures
 from tfimp.core.registry import Registry
 
 #: A during-training run that ends farther than this from its target sparsity warns.
@@ -107,11 +119,14 @@ class RampSteps:
     """
 
     def __init__(self, target_sparsity: float, begin_step: int, end_step: int, frequency: int = 100,
-                 criterion: str = "global", dpf: bool = False, level_every: int = 1):
+                 criterion: str = "global", dpf: bool = False, level_every: int = 1,
+                 structure: str = structures.UNSTRUCTURED):
         self.ramp = PruningRamp(float(target_sparsity), int(begin_step), int(end_step), int(frequency),
                                 int(level_every), bool(dpf))
         criteria.get(criterion)
         self.target_sparsity, self.criterion, self.dpf = self.ramp.target_sparsity, criterion, self.ramp.dpf
+        self.structure = structures.name_of(structure)
+        structures.check_target(self.structure, self.target_sparsity)
         self._step = 0
 
     def next_level(self) -> Optional[float]:
@@ -121,8 +136,14 @@ class RampSteps:
         return level
 
     def prune_options(self) -> dict:
-        """DPF prunes from the dense weights, pruned weights free to come back; GMP's masks only grow."""
-        return dict(allow_revival=True, zero_pruned=False) if self.dpf else {}
+        """DPF prunes from the dense weights, pruned weights free to come back; GMP's masks only grow. Both in the
+        ramp's structure (the ramp's levels map to N:M as in ``tfimp.prune``)."""
+        options = dict(allow_revival=True, zero_pruned=False) if self.dpf else {}
+        return {**options, **self.structure_options()}
+
+    def structure_options(self) -> dict:
+        """``structure=`` for ``prune`` and ``sparsity``; none for unstructured ramps (their calls stay as they were)."""
+        return {} if self.structure == structures.UNSTRUCTURED else {"structure": self.structure}
 
 
 def auto_frequency(ramp_steps: int, updates: int = 30, most: int = 100) -> int:
@@ -198,7 +219,7 @@ class MethodRule:
 #: ``method name -> MethodRule``: the comparison set both front ends run.
 RULES: Registry[MethodRule] = Registry("during-training method")
 #: The built-in methods that prune while training, in the order the CLI and the benchmarks list them.
-DURING_TRAINING = ("gmp", "tfmot_gmp", "dpf", "str", "dnw", "lc", "gsm")
+DURING_TRAINING = ("gmp", "tfmot_gmp", "dpf", "str", "dnw", "lc", "gsm", "cs", "dst")
 RULES.register("gmp", MethodRule(_zhu_gupta_fractions, None, "ramp"))
 RULES.register("tfmot_gmp", MethodRule(_zhu_gupta_fractions, None, "ramp", uses_criterion=False,
                                        fixed_criterion="uniform", tfmot_steps=True))
@@ -208,6 +229,54 @@ RULES.register("str", MethodRule(_zhu_gupta_fractions, None, None, reparametrisa
 RULES.register("dnw", MethodRule(_from_the_start, 1, "dpf", reparametrisation="dpf", fixed_criterion="global"))
 RULES.register("lc", MethodRule(_at_the_end, None, "ramp", fixed_criterion="global", gradient_rule="lc"))
 RULES.register("gsm", MethodRule(_at_the_end, None, "ramp", fixed_criterion="global", gradient_rule="gsm"))
+RULES.register("cs", MethodRule(_zhu_gupta_fractions, None, None, reparametrisation="cs", uses_criterion=False,
+                                reaches_its_own_sparsity=True))
+RULES.register("dst", MethodRule(_zhu_gupta_fractions, None, None, reparametrisation="dst", uses_criterion=False,
+                                 reaches_its_own_sparsity=True))
+
+#: ``method -> {hyper-parameter: default}`` for the methods with hyper-parameters beyond the ramp (STR's two are
+#: the runner's ``str_init`` and ``str_weight_decay``). The defaults are the methods' papers' (CS: mask start 0,
+#: final temperature 200; DST: alpha for its small networks); their reached sparsity depends on the task, so
+#: calibrate the penalty (:data:`CALIBRATION`) for a target.
+HYPERPARAMETERS: dict[str, dict[str, float]] = {
+    "cs": {"cs_init": 0.0, "cs_lambda": 1e-8, "cs_beta_final": 200.0},
+    "dst": {"dst_alpha": 5e-6},
+}
+#: Each hyper-parameter's allowed range, checked by :func:`budget`: ``name -> (test, what is allowed)``.
+HYPERPARAMETER_CHECKS: dict[str, tuple[Callable[[float], bool], str]] = {
+    "cs_init": (math.isfinite, "a finite number"),
+    "cs_lambda": (lambda v: v >= 0, ">= 0"),
+    "cs_beta_final": (lambda v: v >= 1, ">= 1"),
+    "dst_alpha": (lambda v: v >= 0, ">= 0"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """Which hyper-parameter a calibration search moves for a method that reaches its own sparsity.
+
+    The reached sparsity grows with it; the search bisects it on a log
+    scale in ``[low, high]`` (:func:`bisect_hyperparameter`).
+    """
+
+    hyperparameter: str
+    low: float
+    high: float
+    settings: dict = dataclasses.field(default_factory=dict)  #: fixed for every calibration run (STR's nearly dense start)
+
+
+#: ``method -> Calibration``: STR's decay on its thresholds, CS's gate penalty, DST's threshold penalty.
+CALIBRATION: Registry[Calibration] = Registry("calibrated method")
+CALIBRATION.register("str", Calibration("str_weight_decay", 1e-3, 1.0, {"str_init": STR_DENSE_START}))
+CALIBRATION.register("cs", Calibration("cs_lambda", 1e-10, 1e-2))
+CALIBRATION.register("dst", Calibration("dst_alpha", 1e-7, 1e-1))
+
+
+def takes_structure(method: str) -> bool:
+    """Whether a method prunes with tfimp's selection (a ramp or DPF's recomputation, by a criterion), so that a
+    ``structure`` (:mod:`tfimp.core.structures`) applies to it: not STR, nor tfmot's own ``tfmot_gmp``."""
+    rule = RULES.get(method)
+    return rule.pruning is not None and rule.uses_criterion
 
 
 def known_methods(order: Sequence[str]) -> list[str]:
@@ -228,6 +297,8 @@ class Budget:
     frequency: Optional[int]
     str_init: float
     str_weight_decay: float
+    hyperparameters: dict = dataclasses.field(default_factory=dict)  #: the method's (:data:`HYPERPARAMETERS`), filled in
+    structure: str = structures.UNSTRUCTURED
 
     @property
     def rule(self) -> MethodRule:
@@ -249,14 +320,40 @@ class Budget:
 
     def identity(self, steps_per_epoch: int) -> dict:
         begin, end, frequency = self.ramp(steps_per_epoch)
-        return {"method": self.method, "target_sparsity": self.target_sparsity, "epochs": self.epochs,
-                "criterion": self.criterion, "begin": begin, "end": end, "frequency": frequency,
-                "str_init": self.str_init, "str_weight_decay": self.str_weight_decay}
+        identity = {"method": self.method, "target_sparsity": self.target_sparsity, "epochs": self.epochs,
+                    "criterion": self.criterion, "begin": begin, "end": end, "frequency": frequency,
+                    "str_init": self.str_init, "str_weight_decay": self.str_weight_decay, **self.hyperparameters}
+        if self.structure != structures.UNSTRUCTURED:  # the default keeps the identities written before structures
+            identity["structure"] = self.structure
+        return identity
+
+
+def method_hyperparameters(method: str, given: Optional[dict] = None) -> dict:
+    """``method``'s hyper-parameters (:data:`HYPERPARAMETERS`): its defaults, overridden by ``given``'s non-None values.
+
+    Raises:
+      ValueError: a value given for a hyper-parameter ``method`` does not have, or outside its range (named).
+    """
+    defaults = HYPERPARAMETERS.get(method, {})
+    chosen = dict(defaults)
+    for name, value in (given or {}).items():
+        if value is None:
+            continue
+        if name not in defaults:
+            owners = [m for m, names in HYPERPARAMETERS.items() if name in names]
+            raise ValueError(f"{name}={value!r} is a hyper-parameter of {owners or 'no method'}, not of {method!r}"
+                             + (f" (its are {sorted(defaults)})" if defaults else ""))
+        test, allowed = HYPERPARAMETER_CHECKS[name]
+        if not test(float(value)):
+            raise ValueError(f"{name} must be {allowed}, got {value!r}")
+        chosen[name] = float(value)
+    return chosen
 
 
 def budget(method: str, target_sparsity: float, epochs: int, *, criterion: str, begin_fraction: Optional[float],
            end_fraction: Optional[float], frequency: Optional[int], str_init: float, str_weight_decay: float,
-           known: Callable[[], list] = lambda: RULES.known()) -> Budget:
+           known: Callable[[], list] = lambda: RULES.known(), hyperparameters: Optional[dict] = None,
+           structure: str = structures.UNSTRUCTURED) -> Budget:
     """A checked :class:`Budget`, the method's defaults filled in.
 
     Raises:
@@ -277,8 +374,16 @@ def budget(method: str, target_sparsity: float, epochs: int, *, criterion: str, 
         raise ValueError(f"frequency must be >= 1 (or None for the method's default), got {frequency}")
     if str_weight_decay < 0:
         raise ValueError(f"str_weight_decay must be >= 0, got {str_weight_decay}")
+    structure = structures.name_of(structure)
+    if structure != structures.UNSTRUCTURED:
+        if not takes_structure(method):
+            taking = [name for name in known_methods(DURING_TRAINING) if takes_structure(name)]
+            raise ValueError(f"method {method!r} does not prune with tfimp's selection, so structure={structure!r} "
+                             f"cannot apply to it; the methods that take a structure: {taking}")
+        structures.check_target(structure, target_sparsity)
     return Budget(method, float(target_sparsity), int(epochs), criterion, float(begin_fraction), float(end_fraction),
-                  frequency, float(str_init), float(str_weight_decay))
+                  frequency, float(str_init), float(str_weight_decay),
+                  hyperparameters=method_hyperparameters(method, hyperparameters), structure=structure)
 
 
 def short_of_target(method: str, reached: float, target: float, rule: MethodRule,
@@ -289,24 +394,28 @@ def short_of_target(method: str, reached: float, target: float, rule: MethodRule
     if not rule.reaches_its_own_sparsity:
         advice = ""
     elif calibration:
-        advice = (f" Its decay was calibrated ({calibration}) and got no closer: give the calibration "
-                  "more runs, or the run more epochs")
+        advice = (f" Its {CALIBRATION.get(method).hyperparameter if method in CALIBRATION else 'setting'} was "
+                  f"calibrated ({calibration}) and got no closer: give the calibration more runs, or the run more epochs")
+    elif method in CALIBRATION:
+        advice = (f" {method} reaches what its {CALIBRATION.get(method).hyperparameter} leads to: calibrate it with "
+                  f"tfimp.baselines.calibrate (CLI: --config.calibrate=8)")
     else:
-        advice = (" STR reaches what its threshold start and decay lead to: calibrate the decay with "
-                  "tfimp.baselines.calibrate_str (CLI: --config.calibrate_str=8)")
+        advice = f" {method} reaches what its hyper-parameters lead to"
     return (f"{method} ended at sparsity {reached:.4f}, {abs(reached - target):.4f} away "
             f"from its target {target}.{advice}")
 
 
-def bisect_str_decay(run_rows: Callable[[float], list], target_sparsity: float, *, low: float, high: float,
-                     tolerance: float, max_runs: int, verbose: int = 1) -> tuple[float, float]:
-    """STR's calibration search: the decay ``d`` in ``[low, high]`` whose run reaches ``target_sparsity``.
+def bisect_hyperparameter(run_rows: Callable[[float], list], target_sparsity: float, *, low: float, high: float,
+                          tolerance: float, max_runs: int, name: str = "the hyper-parameter", method: str = "",
+                          verbose: int = 1, history: Optional[list] = None) -> tuple[float, float]:
+    """A calibration search: the value ``v`` in ``[low, high]`` whose run reaches ``target_sparsity``.
 
-    Bisects on a log scale (the reached sparsity grows with the decay);
-    ``run_rows(d)`` runs STR with decay ``d`` and returns its rows, whose last
+    Bisects on a log scale (the reached sparsity grows with ``v``);
+    ``run_rows(v)`` runs the method with ``v`` and returns its rows, whose last
     ``sparsity`` is what it reached (its warning that it fell short of the
-    target is silenced: falling short is the search's business). Stops within ``tolerance`` or after ``max_runs`` runs; returns
-    the best ``(decay, reached)``.
+    target is silenced: falling short is the search's business). Stops within
+    ``tolerance`` or after ``max_runs`` runs; returns the best ``(v, reached)``.
+    Each run is appended to ``history`` (when given) as ``{name: v, "reached_sparsity": reached}``.
 
     Raises:
       ValueError: a bad target or bracket.
@@ -318,22 +427,60 @@ def bisect_str_decay(run_rows: Callable[[float], list], target_sparsity: float, 
     best: Optional[tuple[float, float]] = None
     log_low, log_high = math.log(low), math.log(high)
     for run in range(max_runs):
-        decay = math.exp((log_low + log_high) / 2)
+        value = math.exp((log_low + log_high) / 2)
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="str ended at sparsity")
-            reached = float(run_rows(decay)[-1]["sparsity"])
+            warnings.filterwarnings("ignore", message=r"\w+ ended at sparsity")
+            reached = float(run_rows(value)[-1]["sparsity"])
+        if history is not None:
+            history.append({name: value, "reached_sparsity": reached})
         if verbose:
-            print(f"[tfimp] STR calibration run {run + 1}: str_weight_decay {decay:.4g} reaches {reached:.4f} "
+            print(f"[tfimp] {method} calibration run {run + 1}: {name} {value:.4g} reaches {reached:.4f} "
                   f"(target {target_sparsity:.4f})", flush=True)
         if best is None or abs(reached - target_sparsity) < abs(best[1] - target_sparsity):
-            best = (decay, reached)
+            best = (value, reached)
         if abs(reached - target_sparsity) <= tolerance:
             break
         if reached < target_sparsity:
-            log_low = math.log(decay)
+            log_low = math.log(value)
         else:
-            log_high = math.log(decay)
+            log_high = math.log(value)
     return best
+
+
+def bisect_str_decay(run_rows: Callable[[float], list], target_sparsity: float, *, low: float, high: float,
+                     tolerance: float, max_runs: int, verbose: int = 1) -> tuple[float, float]:
+    """STR's calibration search (:func:`bisect_hyperparameter` of ``str_weight_decay``)."""
+    return bisect_hyperparameter(run_rows, target_sparsity, low=low, high=high, tolerance=tolerance,
+                                 max_runs=max_runs, name="str_weight_decay", method="STR", verbose=verbose)
+
+
+#: The runner arguments that are a method's hyper-parameters (the rest of a calibration's settings are the runs').
+METHOD_ARGUMENTS = ("str_init", "str_weight_decay", *sorted({n for names in HYPERPARAMETERS.values() for n in names}))
+
+
+def calibrate(method: str, run: Callable[..., list], target_sparsity: float, *, low: Optional[float] = None,
+              high: Optional[float] = None, tolerance: float = 0.01, max_runs: int = 8, fixed: Optional[dict] = None,
+              verbose: int = 1, history: Optional[list] = None) -> tuple[float, float]:
+    """Calibrates ``method``'s :data:`CALIBRATION` hyper-parameter so that its run reaches ``target_sparsity``.
+
+    ``run(**hyperparameters)`` runs the method once (a fresh model, the
+    real budget) and returns its rows; it gets the calibration's settings
+    (STR: its nearly dense start), overridden by ``fixed`` (the user's
+    other hyper-parameters), and the value tried. Returns ``(value, reached)``.
+
+    Raises:
+      ValueError: a method with nothing to calibrate (those there are named), a bad target or bracket.
+    """
+    if method not in CALIBRATION:
+        raise ValueError(f"{method!r} has nothing to calibrate: it ends at its target by construction; "
+                         f"calibration is for {CALIBRATION.known()}")
+    calibration = CALIBRATION.get(method)
+    return bisect_hyperparameter(
+        lambda value: run(**{**calibration.settings, **(fixed or {}), calibration.hyperparameter: value}),
+        target_sparsity,
+        low=calibration.low if low is None else low, high=calibration.high if high is None else high,
+        tolerance=tolerance, max_runs=max_runs, name=calibration.hyperparameter, method=method, verbose=verbose,
+        history=history)
 
 
 class BudgetedMethod:
@@ -343,14 +490,18 @@ class BudgetedMethod:
     :meth:`check_result` warns when the run ended away from its target.
     """
 
-    calibration: Optional[str] = None  #: what calibrated STR's decay (e.g. "8 runs of calibrate_str"), for the warning
+    calibration: Optional[str] = None  #: what calibrated the method (e.g. "--config.calibrate=8"), for the warning
 
     def set_budget(self, method: str, target_sparsity: float, epochs: int, *, criterion: str,
                    begin_fraction: Optional[float], end_fraction: Optional[float], frequency: Optional[int],
-                   str_init: float, str_weight_decay: float, known: Callable[[], list]) -> None:
+                   str_init: float, str_weight_decay: float, known: Callable[[], list],
+                   hyperparameters: Optional[dict] = None, structure: str = structures.UNSTRUCTURED) -> None:
         self.budget = budget(method, target_sparsity, epochs, criterion=criterion, begin_fraction=begin_fraction,
                              end_fraction=end_fraction, frequency=frequency, str_init=str_init,
-                             str_weight_decay=str_weight_decay, known=known)
+                             str_weight_decay=str_weight_decay, known=known, hyperparameters=hyperparameters,
+                             structure=structure)
+        self.hyperparameters = dict(self.budget.hyperparameters)
+        self.structure = self.budget.structure
         criteria.get(criterion)
         self.spec = self.budget.rule
         self.method, self.target_sparsity, self.epochs = method, self.budget.target_sparsity, self.budget.epochs

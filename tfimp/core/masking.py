@@ -20,7 +20,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from tfimp.core import criteria as _criteria
-from tfimp.core.selection import select_lowest, select_lowest_capped
+from tfimp.core import notices as _notices
+from tfimp.core import structures as _structures
+from tfimp.core.selection import select_lowest, select_lowest_capped, select_lowest_in_rows
 
 
 class NonFiniteWeights(ValueError):
@@ -87,15 +89,22 @@ def min_kept_counts(sizes: Sequence[int], min_kept_per_layer) -> list[int] | Non
 
 
 def check_reachable(shapes: Sequence[tuple[int, ...]], target_sparsity: float, criterion: str,
-                    min_kept_per_layer) -> None:
-    """Fails before any training when ``min_kept_per_layer`` leaves too few weights to reach ``target_sparsity``.
+                    min_kept_per_layer, structure="unstructured") -> None:
+    """Fails before any training when ``min_kept_per_layer`` leaves too few weights to reach ``target_sparsity``,
+    or when ``structure`` cannot reach it on kernels of these ``shapes``.
 
     The guard caps criteria that rank all weights together (``global``,
     ``lamp``); layer-wise allocations set their own counts and ignore it.
+    Under a pooled structure (blocks) everything is counted in its units.
 
     Raises:
       ValueError: the target cannot be reached; the message names both values and what is allowed.
     """
+    form = _structures.get(structure)
+    if isinstance(form, _structures.NOfM):
+        _check_n_of_m_reachable(form, shapes, target_sparsity, min_kept_per_layer)
+        return
+    shapes = [form.unit_shape(shape) for shape in shapes]
     sizes = [math.prod(shape) for shape in shapes]
     kept = min_kept_counts(sizes, min_kept_per_layer)
     if kept is None:
@@ -108,9 +117,29 @@ def check_reachable(shapes: Sequence[tuple[int, ...]], target_sparsity: float, c
     reachable = total - sum(kept)
     if reachable < _criteria.round_count(target_sparsity, total):
         raise ValueError(
-            f"min_kept_per_layer={min_kept_per_layer!r} keeps {sum(kept)} of the model's {total} prunable weights, "
-            f"so at most sparsity {reachable / total:.4f} can be reached, not target_sparsity={target_sparsity}; "
-            "lower min_kept_per_layer (a count >= 1 per layer, or a fraction in (0, 1)) or the target")
+            f"min_kept_per_layer={min_kept_per_layer!r} keeps {sum(kept)} of the model's {total} prunable "
+            f"{form.unit}, so at most sparsity {reachable / total:.4f} can be reached, not "
+            f"target_sparsity={target_sparsity}; lower min_kept_per_layer (a count >= 1 per layer, or a fraction in "
+            "(0, 1)) or the target")
+
+
+def _check_n_of_m_reachable(form, shapes, sparsity: float, min_kept_per_layer, names=None) -> int:
+    """N:M's own checks of a step to ``sparsity``; returns how many weights of each group it prunes."""
+    per_group = form.pruned_per_group(validate_sparsity(sparsity))
+    names = [f"kernel {index}" for index in range(len(shapes))] if names is None else names
+    if not any(form.applies_to(shape) for shape in shapes):
+        raise ValueError(f"structure {form.name!r} groups {form.m} consecutive weights along each kernel's input "
+                         f"axis (the axis before the last), and no kernel has a multiple of {form.m} there: "
+                         f"{ {name: tuple(shape) for name, shape in zip(names, shapes)} }; choose another structure "
+                         "or M")
+    sizes = [math.prod(shape) for shape in shapes]
+    kept_minimum = min_kept_counts(sizes, min_kept_per_layer) or [0] * len(sizes)
+    for name, shape, size, minimum in zip(names, shapes, sizes, kept_minimum):
+        kept = size - size // form.m * per_group if form.applies_to(shape) else size
+        if kept < minimum:
+            raise ValueError(f"min_kept_per_layer={min_kept_per_layer!r} asks {name!r} {tuple(shape)} to keep "
+                             f"{minimum} weights; structure {form.name!r} at sparsity {sparsity} keeps {kept}")
+    return per_group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +179,7 @@ class MaskStep:
 
 def select_masks(names: Sequence[str], weights: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                  sparsity: float, criterion: str = "global", *, allow_revival: bool = False,
-                 min_kept_per_layer: int | float | None = None) -> MaskStep:
+                 min_kept_per_layer: int | float | None = None, structure="unstructured") -> MaskStep:
     """The masks that prune ``weights`` (with current ``masks``) to ``sparsity`` by ``criterion``.
 
     Args:
@@ -161,37 +190,48 @@ def select_masks(names: Sequence[str], weights: Sequence[np.ndarray], masks: Seq
       criterion: a name from ``tfimp.criteria.known()``.
       allow_revival: start from all-ones masks (DPF-style methods).
       min_kept_per_layer: see :func:`tfimp.prune`.
+      structure: a name from :mod:`tfimp.core.structures` (``"unstructured"``,
+        ``"N:M"``, ``"block:RxC"``). A pooled structure (blocks) runs the
+        criterion and the exact selection below over each kernel's units,
+        and counts in units; N:M selects inside every group.
 
     Raises:
       ValueError: the target is below what is already pruned; the guard or
-        the criterion cannot reach it; a criterion's answer is malformed.
+        the criterion cannot reach it; a criterion's answer is malformed; the
+        structure cannot take the target or the masks.
     """
     sparsity = validate_sparsity(sparsity)
     criterion_fn = _criteria.get(criterion)
+    form = _structures.get(structure)
     check_finite(zip(names, weights), f"prune to sparsity {sparsity}")
-    sizes = [int(np.size(w)) for w in weights]
-    shapes = [tuple(np.shape(w)) for w in weights]
     masks = [np.ones_like(w) if allow_revival else np.asarray(m) for w, m in zip(weights, masks)]
-    already = [m.size - int(np.count_nonzero(m)) for m in masks]
+    if isinstance(form, _structures.NOfM):
+        return _select_in_groups(form, names, weights, masks, sparsity, criterion, criterion_fn, min_kept_per_layer)
+    # A pooled structure: every step below runs over units (for unstructured pruning, the weights themselves).
+    unit = form.unit
+    units = [form.alive_units(m, name) for m, name in zip(masks, names)]
+    sizes = [int(np.size(u)) for u in units]
+    shapes = [tuple(np.shape(u)) for u in units]
+    already = [u.size - int(np.count_nonzero(u)) for u in units]
     total = sum(sizes)
     target = _criteria.round_count(sparsity, total)
     if target < sum(already):
         raise ValueError(
             f"cannot prune to sparsity {sparsity}: the model is already "
-            f"{sum(already) / total:.4f} sparse ({sum(already)} of {total} weights pruned), "
+            f"{sum(already) / total:.4f} sparse ({sum(already)} of {total} {unit} pruned), "
             "and IMP never revives pruned weights"
         )
 
-    effective = [w * m.astype(w.dtype, copy=False) for w, m in zip(weights, masks)]
+    effective = [form.pool(w * m.astype(w.dtype, copy=False)) for w, m in zip(weights, masks)]
     selection = criterion_fn(effective, sparsity)
     _check_selection(selection, names, shapes, sizes, criterion)
-    ranked = [_rank_pruned_first(s, m, n) for s, m, n in zip(selection.scores, masks, already)]
+    ranked = [_rank_pruned_first(s, u, n) for s, u, n in zip(selection.scores, units, already)]
     kept_minimum = min_kept_counts(sizes, min_kept_per_layer)
     if selection.layer_counts is None and kept_minimum is not None:
         caps = [max(size - keep, done) for size, keep, done in zip(sizes, kept_minimum, already)]
         if sum(caps) < target:
             raise ValueError(
-                f"min_kept_per_layer={min_kept_per_layer!r} keeps {total - sum(caps)} of {total} weights, so at "
+                f"min_kept_per_layer={min_kept_per_layer!r} keeps {total - sum(caps)} of {total} {unit}, so at "
                 f"most sparsity {sum(caps) / total:.4f} can be reached, not {sparsity}")
         pruned = select_lowest_capped(ranked, target, caps)
     elif selection.layer_counts is None:
@@ -200,16 +240,56 @@ def select_masks(names: Sequence[str], weights: Sequence[np.ndarray], masks: Seq
         for name, count, done in zip(names, selection.layer_counts, already):
             if count < done:
                 raise ValueError(
-                    f"criterion {criterion!r} allots {count} pruned weights to layer "
+                    f"criterion {criterion!r} allots {count} pruned {unit} to layer "
                     f"{name!r}, which already has {done}; IMP never revives weights. "
                     "Keep one criterion for all pruning steps of a model."
                 )
         pruned = [select_lowest([r], count)[0] for r, count in zip(ranked, selection.layer_counts)]
+    return _mask_step(names, weights, [form.expand(p, np.shape(w)) for p, w in zip(pruned, weights)], pruned,
+                      already)
 
+
+def _mask_step(names, weights, pruned, pruned_units, already) -> MaskStep:
+    """The step's outcome from the pruned weights and units (booleans); sparsities are counted in units."""
     keep = [np.logical_not(p).astype(np.asarray(w).dtype) for w, p in zip(weights, pruned)]
-    layer_sparsities = {name: float(np.count_nonzero(p)) / p.size for name, p in zip(names, pruned)}
-    emptied = [name for name, p, done in zip(names, pruned, already) if done < p.size == np.count_nonzero(p)]
+    layer_sparsities = {name: float(np.count_nonzero(p)) / p.size for name, p in zip(names, pruned_units)}
+    emptied = [name for name, p, done in zip(names, pruned_units, already) if done < p.size == np.count_nonzero(p)]
     return MaskStep(keep, layer_sparsities, emptied)
+
+
+def _select_in_groups(form, names, weights, masks, sparsity: float, criterion: str, criterion_fn,
+                      min_kept_per_layer) -> MaskStep:
+    """N:M: ``round(sparsity * M)`` weights of every group pruned, the lowest scores of the group first.
+
+    The criterion's scores order the weights inside each group (its layer
+    counts are the pattern's business); a kernel whose input axis is not a
+    multiple of M keeps its mask, with a warning naming it.
+    """
+    shapes = [tuple(np.shape(w)) for w in weights]
+    per_group = _check_n_of_m_reachable(form, shapes, sparsity, min_kept_per_layer, names)
+    applies = [form.applies_to(shape) for shape in shapes]
+    skipped = [f"{name} {shape}" for name, shape, ok in zip(names, shapes, applies) if not ok]
+    if skipped:
+        _notices.warn(f"tfimp.prune: structure {form.name!r} leaves {len(skipped)} kernels as they are (dense): their "
+                      f"input axis (the axis before the last) is not a multiple of {form.m}: {skipped}")
+    selection = criterion_fn([w * m.astype(w.dtype, copy=False) for w, m in zip(weights, masks)], sparsity)
+    _check_selection(selection, names, shapes, [int(np.size(w)) for w in weights], criterion)
+    pruned, already = [], []
+    for index, (name, shape, mask, score) in enumerate(zip(names, shapes, masks, selection.scores)):
+        dead = np.asarray(mask) == 0
+        already.append(int(np.count_nonzero(dead)))
+        if not applies[index]:
+            pruned.append(dead)
+            continue
+        most = int(np.count_nonzero(form.groups(dead), axis=1).max()) if already[-1] else 0
+        if most > per_group:
+            raise ValueError(
+                f"cannot prune {name!r} {shape} to {form.m - per_group}:{form.m} (sparsity {sparsity}): a group of "
+                f"{form.m} already has {most} weights pruned, and IMP never revives pruned weights; keep one "
+                "structure for all pruning steps of a model, with targets that only grow")
+        ranked = _rank_pruned_first(score, mask, already[-1])
+        pruned.append(form.ungroup(select_lowest_in_rows(form.groups(ranked), per_group), shape))
+    return _mask_step(names, weights, pruned, pruned, already)
 
 
 def collapse_message(model_name: str, sparsity: float, criterion: str, emptied: Sequence[str]) -> str:

@@ -14,6 +14,7 @@ from typing import Optional
 
 from tfimp.core import criteria as _criteria
 from tfimp.core import retraining as _retraining
+from tfimp.core import structures as _structures
 
 OPTIMIZER_STATES = ("fresh_then_keep", "reset_each_cycle", "keep")
 ALLR_NORM_DROPS = ("since_dense", "this_cycle")
@@ -52,6 +53,12 @@ class Plan:
         weight keeps at least this many weights (int) or this fraction (float
         in (0, 1)) at each pruning step (see :func:`tfimp.prune`). ``None``
         (default): the paper's plain criterion.
+      structure: which weights are pruned together (:mod:`tfimp.core.structures`):
+        ``"unstructured"`` (default), ``"N:M"`` (e.g. ``"2:4"``; the target
+        must then be ``1 - N/M``, and cycle ``j`` prunes ``round(M *
+        sparsity_after(j))`` weights of every group: 2:4 over two cycles is
+        3:4, then 2:4) or ``"block:RxC"`` (whole blocks; the sparsities are
+        counted in blocks).
     """
 
     target_sparsity: float
@@ -66,6 +73,7 @@ class Plan:
     recalibrate_bn: bool = True
     allr_norm_drop: str = "since_dense"
     min_kept_per_layer: Optional[float] = None
+    structure: str = _structures.UNSTRUCTURED
 
     def __post_init__(self):
         if not isinstance(self.cycles, int) or self.cycles < 1:
@@ -103,6 +111,8 @@ class Plan:
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, (int, float)) or keep < 0
                                  or (not float(keep).is_integer() and not 0 < keep < 1)):
             raise ValueError(f"min_kept_per_layer must be None, a count >= 0 or a fraction in (0, 1), got {keep!r}")
+        object.__setattr__(self, "structure", _structures.name_of(self.structure))
+        _structures.check_target(self.structure, self.target_sparsity)
 
     @property
     def reference_epochs(self) -> int:
@@ -157,6 +167,8 @@ class Plan:
         values = dataclasses.asdict(self)
         if values["min_kept_per_layer"] is None:
             del values["min_kept_per_layer"]  # unset: the same identity as plans written before the guard existed
+        if values["structure"] == _structures.UNSTRUCTURED:
+            del values["structure"]  # the default: the same identity as plans written before structures existed
         return values
 
     @classmethod
@@ -185,7 +197,7 @@ class Plan:
 
 
 #: Plan fields that ``IMP.bimp`` takes beside the runner's settings.
-BIMP_PLAN_FIELDS = ("optimizer_state", "recalibrate_bn", "allr_norm_drop", "min_kept_per_layer")
+BIMP_PLAN_FIELDS = ("optimizer_state", "recalibrate_bn", "allr_norm_drop", "min_kept_per_layer", "structure")
 
 
 def runner_plan(plan: Optional[Plan], arguments: dict, setting_names) -> tuple[Plan, dict]:

@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from tfimp.core import storage as _storage
+from tfimp.core import structures as _structures
 from tfimp.core import workdir as _workdir
 
 
@@ -42,10 +43,19 @@ class LayerReport:
     sparse_macs: int
     kind: str = "conv"  # see tfimp.coverage.KINDS
     masked: bool = True  # under a mask (wrapped), or a weight of a prunable kind left dense
+    units: Optional[int] = None  # with a structure: the kernel's units (blocks; weights for N:M)
+    pruned_units: Optional[int] = None  # ... and how many of them are pruned, counted as the structure counts
 
     @property
     def sparsity(self) -> float:
         return 1.0 - self.nonzero / self.parameters if self.parameters else 0.0
+
+    @property
+    def unit_sparsity(self) -> Optional[float]:
+        """The sparsity in the report's structure's unit (``None`` without a structure)."""
+        if self.units is None:
+            return None
+        return self.pruned_units / self.units if self.units else 0.0
 
 
 @dataclasses.dataclass
@@ -53,6 +63,16 @@ class ModelReport:
     layers: list
     total_parameters: int
     total_nonzero: int
+    structure: str = "unstructured"  # the structure the layers' units are counted in (tfimp.core.structures)
+
+    @property
+    def unit_sparsity(self) -> Optional[float]:
+        """Over the masked layers, the sparsity in the structure's unit (``None`` for ``unstructured``)."""
+        counted = [layer for layer in self.layers if layer.masked and layer.units is not None]
+        if not counted:
+            return None
+        units = sum(layer.units for layer in counted)
+        return sum(layer.pruned_units for layer in counted) / units if units else 0.0
 
     @property
     def dense_macs(self) -> int:
@@ -83,13 +103,16 @@ class ModelReport:
         return self.total_parameters / self.total_nonzero if self.total_nonzero else float("inf")
 
     def to_dict(self) -> dict:
-        return {
-            "layers": [{**dataclasses.asdict(layer), "sparsity": layer.sparsity} for layer in self.layers],
+        values = {
+            "layers": [_layer_dict(layer) for layer in self.layers],
             "total_parameters": self.total_parameters, "total_nonzero": self.total_nonzero,
             "dense_macs": self.dense_macs, "sparse_macs": self.sparse_macs,
             "speedup": self.speedup, "compression": self.compression,
             "prunable_parameters": self.prunable_parameters, "prunable_share": self.prunable_share,
         }
+        if self.structure != "unstructured":  # an unstructured report keeps the keys it always had
+            values.update(structure=self.structure, unit_sparsity=self.unit_sparsity)
+        return values
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=list)
@@ -100,20 +123,30 @@ class ModelReport:
         fields = {f.name for f in dataclasses.fields(LayerReport)}
         layers = [LayerReport(**{k: (tuple(v) if k == "kernel_shape" else v) for k, v in layer.items() if k in fields})
                   for layer in values["layers"]]
-        return cls(layers, values["total_parameters"], values["total_nonzero"])
+        return cls(layers, values["total_parameters"], values["total_nonzero"],
+                   values.get("structure", "unstructured"))
 
     def table(self) -> str:
-        """A fixed-width text table, one line per layer and a total line."""
-        header = f"{'layer':28s} {'kernel':>18s} {'params':>10s} {'sparsity':>9s} {'dense MACs':>13s} {'sparse MACs':>13s}"
+        """A fixed-width text table, one line per layer and a total line (with a structure: a column in its unit)."""
+        structured = self.structure != "unstructured"
+        in_unit = f" {self.structure[:12]:>12s}" if structured else ""
+        header = (f"{'layer':28s} {'kernel':>18s} {'params':>10s} {'sparsity':>9s}{in_unit} {'dense MACs':>13s} "
+                  f"{'sparse MACs':>13s}")
         lines = [header]
         for layer in self.layers:
+            unit = layer.unit_sparsity
+            cell = (f" {'-':>12s}" if unit is None else f" {unit:>12.2%}") if structured else ""
             lines.append(f"{layer.name[:28]:28s} {'x'.join(map(str, layer.kernel_shape)):>18s} {layer.parameters:>10d} "
-                         f"{layer.sparsity:>9.2%} {layer.dense_macs:>13,d} {layer.sparse_macs:>13,d}")
+                         f"{layer.sparsity:>9.2%}{cell} {layer.dense_macs:>13,d} {layer.sparse_macs:>13,d}")
+        total_unit = f" {self.unit_sparsity or 0.0:>12.2%}" if structured else ""
         lines.append(f"{'total (all parameters)':28s} {'':>18s} {self.total_parameters:>10d} "
-                     f"{1 - self.total_nonzero / self.total_parameters:>9.2%} {self.dense_macs:>13,d} "
+                     f"{1 - self.total_nonzero / self.total_parameters:>9.2%}{total_unit} {self.dense_macs:>13,d} "
                      f"{self.sparse_macs:>13,d}")
         lines.append(f"theoretical speed-up {self.speedup:.2f}x, compression ratio {self.compression:.2f}x, "
                      f"prunable share {self.prunable_share:.1%} of the parameters")
+        if structured:
+            lines.append(f"the {self.structure} column counts sparsity in that structure's unit, over the masked "
+                         "kernels (tfimp.structures)")
         return "\n".join(lines)
 
 
@@ -134,16 +167,28 @@ class CountedWeight:
     output_positions: Callable[[], int]  # raises ValueError when the layer's output size is unknown
 
 
-def build(weights: Iterable[CountedWeight], total_parameters: int) -> ModelReport:
+def _layer_dict(layer: LayerReport) -> dict:
+    values = {**dataclasses.asdict(layer), "sparsity": layer.sparsity}
+    if layer.units is None:  # no structure: the keys an unstructured report always had
+        del values["units"], values["pruned_units"]
+    else:
+        values["unit_sparsity"] = layer.unit_sparsity
+    return values
+
+
+def build(weights: Iterable[CountedWeight], total_parameters: int, structure: str = "unstructured") -> ModelReport:
     """The report of a model whose prunable weights are ``weights`` (in model order).
 
     Embedding tables cost no MACs; attention and recurrent kernels are
     counted once per output position (an RNN that returns only its last
-    state counts one step: a lower bound).
+    state counts one step: a lower bound). With a ``structure``
+    (:mod:`tfimp.core.structures`), each layer also counts its units and
+    how many of them are pruned.
 
     Raises:
       ValueError: a convolution's output size is unknown.
     """
+    form = _structures.get(structure)
     layers = []
     for weight in weights:
         if weight.kind in LOOKUP_KINDS:
@@ -156,12 +201,14 @@ def build(weights: Iterable[CountedWeight], total_parameters: int) -> ModelRepor
         else:
             positions = weight.output_positions()
         values = weight.values
-        nonzero = int(np.count_nonzero(values if weight.mask is None else values * (weight.mask != 0)))
+        alive = values if weight.mask is None else values * (weight.mask != 0)
+        nonzero = int(np.count_nonzero(alive))
+        pruned_units, units = form.count(alive) if form.structured else (None, None)
         layers.append(LayerReport(weight.name, tuple(int(d) for d in values.shape), int(values.size), nonzero,
                                   positions, int(values.size) * positions, nonzero * positions, weight.kind,
-                                  weight.mask is not None))
+                                  weight.mask is not None, units, pruned_units))
     pruned = sum(layer.parameters - layer.nonzero for layer in layers)
-    return ModelReport(layers, int(total_parameters), int(total_parameters) - pruned)
+    return ModelReport(layers, int(total_parameters), int(total_parameters) - pruned, form.name)
 
 
 def positions_of(shape, layer_name: str) -> int:
@@ -184,6 +231,8 @@ def cycle_scalars(row: dict, report: ModelReport) -> dict[str, float]:
     if accuracy is not None:
         scalars["cycle/accuracy"] = accuracy
     scalars["cycle/theoretical_speedup"] = report.speedup
+    if report.unit_sparsity is not None:
+        scalars["cycle/unit_sparsity"] = report.unit_sparsity
     scalars.update({f"layer_sparsity/{layer.name}": layer.sparsity for layer in report.layers})
     return scalars
 

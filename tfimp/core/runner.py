@@ -18,7 +18,7 @@ runner base class supplies the framework's part through the hooks below
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from tfimp.core import during_training as _during
 from tfimp.core.optimizers import OptimizerRegistry
@@ -132,6 +132,11 @@ class Runner:
     def _scope(self, model):
         """The context the model's variables and callbacks are made in (a distribution strategy's scope)."""
         return contextlib.nullcontext()
+
+    @staticmethod
+    def _fresh_session(seed: int) -> None:
+        """Clears the framework's global state and seeds it, before each run of a search."""
+        raise NotImplementedError
 
     def _fit(self, model, data, *, epochs: int, initial_epoch: int, steps_per_epoch: Optional[int], validation,
              callbacks: list, verbose: int) -> None:
@@ -343,7 +348,7 @@ class DuringTrainingRunner(_during.BudgetedMethod, OneFitRunner):
 
     Args:
       method: a registered method (``gmp``, ``tfmot_gmp``, ``dpf``, ``str``, ...).
-      target_sparsity: S (STR reports what it reaches instead; ``calibrate_str`` aims it at S).
+      target_sparsity: S (STR, CS and DST report what they reach instead; ``calibrate`` aims them at S).
       epochs: the whole budget.
       criterion: for the methods that select by a criterion (``gmp``, ``dpf``).
       begin_fraction: where the ramp begins, as a fraction of the budget.
@@ -357,6 +362,17 @@ class DuringTrainingRunner(_during.BudgetedMethod, OneFitRunner):
         sigmoid(str_init)); more negative means less sparsity.
       str_weight_decay: extra L2 on STR's threshold parameters, on top of
         the optimizer's weight decay; more means more sparsity over time.
+      cs_init: CS's score start ``s_init`` (default 0: every gate at 1/2, the kernel unchanged).
+      cs_lambda: CS's penalty ``lambda * sum(sigmoid(beta * s))``; more means more sparsity.
+      cs_beta_final: CS's temperature at the end of the run (it rises as ``beta_final ** (t / T)``).
+      dst_alpha: DST's penalty ``alpha * sum(exp(-t))`` on its thresholds; more means more sparsity.
+        Each of the four defaults to :data:`tfimp.core.during_training.HYPERPARAMETERS` and is refused for
+        another method.
+      structure: which weights are pruned together, for the methods that
+        prune with tfimp's selection (``gmp``, ``dpf``, ``dnw``, ``lc``,
+        ``gsm``): ``"unstructured"`` (default), ``"N:M"`` (the target must be
+        ``1 - N/M``; the ramp's levels prune ``round(level * M)`` of every
+        group) or ``"block:RxC"`` (:mod:`tfimp.core.structures`).
       **settings: optimizer and data settings, as for :class:`IMPRunner`.
 
     ``run`` returns one row per epoch; the final model is written as
@@ -369,10 +385,15 @@ class DuringTrainingRunner(_during.BudgetedMethod, OneFitRunner):
 
     def __init__(self, method: str, target_sparsity: float, epochs: int, *, criterion: str = "global",
                  begin_fraction: Optional[float] = None, end_fraction: Optional[float] = None,
-                 frequency: Optional[int] = None, str_init: float = -5.0, str_weight_decay: float = 0.0, **settings):
+                 frequency: Optional[int] = None, str_init: float = -5.0, str_weight_decay: float = 0.0,
+                 cs_init: Optional[float] = None, cs_lambda: Optional[float] = None,
+                 cs_beta_final: Optional[float] = None, dst_alpha: Optional[float] = None,
+                 structure: str = "unstructured", **settings):
         self.set_budget(method, target_sparsity, epochs, criterion=criterion, begin_fraction=begin_fraction,
                         end_fraction=end_fraction, frequency=frequency, str_init=str_init,
-                        str_weight_decay=str_weight_decay, known=self._known_methods)
+                        str_weight_decay=str_weight_decay, known=self._known_methods,
+                        hyperparameters=dict(cs_init=cs_init, cs_lambda=cs_lambda, cs_beta_final=cs_beta_final,
+                                             dst_alpha=dst_alpha), structure=structure)
         super().__init__(**settings)
         self.begin_fraction, self.end_fraction = self.budget.begin_fraction, self.budget.end_fraction
         self.frequency = frequency
@@ -384,6 +405,70 @@ class DuringTrainingRunner(_during.BudgetedMethod, OneFitRunner):
     def _known_methods() -> list[str]:
         return _during.known_methods(_during.DURING_TRAINING)
 
+    @classmethod
+    def calibrate(cls, method: str, build_model: Callable[[], Any], train, target_sparsity: float, epochs: int, *,
+                  low: Optional[float] = None, high: Optional[float] = None, tolerance: float = 0.01,
+                  max_runs: int = 8, seed: int = 0, verbose: int = 1, history: Optional[list] = None,
+                  **settings) -> tuple[float, float]:
+        """Finds the hyper-parameter of STR, CS or DST whose run reaches ``target_sparsity``, by bisection on runs.
+
+        These methods reach the sparsity their hyper-parameters lead to; their
+        authors tune them per target. The search moves one of them
+        (:data:`tfimp.core.during_training.CALIBRATION`: STR's decay on its
+        thresholds, started nearly at zero; CS's ``cs_lambda``; DST's
+        ``dst_alpha``) on a log scale in ``[low, high]`` (default: the
+        method's bracket), the reached sparsity growing with it, and stops
+        when a run ends within ``tolerance`` of the target or after
+        ``max_runs`` runs. Use the budget of the real run: the parameters move
+        during all of it.
+
+        Example:
+          >>> value, reached = tfimp.baselines.calibrate("cs", build, (x, y), 0.9, epochs=8)
+          >>> tfimp.DuringTraining("cs", 0.9, 8, cs_lambda=value).run(build(), (x, y))
+
+        Args:
+          method: ``"str"``, ``"cs"`` or ``"dst"``.
+          build_model: returns a fresh, unwrapped model (called once per run).
+          train: the training data, as for :meth:`run`.
+          target_sparsity: the sparsity to aim at, in (0, 1).
+          epochs: the budget of each calibration run.
+          low: the bracket's lower end (> 0; default: the method's).
+          high: the bracket's upper end.
+          tolerance: stop when the reached sparsity is this close to the target.
+          max_runs: at most this many runs.
+          seed: the random seed of every run.
+          verbose: 1 prints one line per run.
+          history: a list each run is appended to (``{hyper-parameter: value, "reached_sparsity": ...}``).
+          **settings: the runner's other arguments (the method's other hyper-parameters, optimizer and data
+            settings).
+
+        Returns:
+          ``(value, reached sparsity)`` of the run that came closest.
+
+        Raises:
+          ValueError: a method with nothing to calibrate, a bad target or bracket.
+        """
+        fixed = {name: settings.pop(name) for name in list(settings) if name in _during.METHOD_ARGUMENTS}
+
+        def run_rows(**hyperparameters) -> list:
+            cls._fresh_session(seed)
+            return cls(method, target_sparsity, epochs, seed=seed, **hyperparameters,
+                       **settings).run(build_model(), train, verbose=0)
+
+        return _during.calibrate(method, run_rows, target_sparsity, low=low, high=high, tolerance=tolerance,
+                                 max_runs=max_runs, fixed=fixed, verbose=verbose, history=history)
+
+    @classmethod
+    def calibrate_str(cls, build_model: Callable[[], Any], train, target_sparsity: float, epochs: int, *,
+                      str_init: float = _during.STR_DENSE_START, low: float = 1e-3, high: float = 1.0,
+                      tolerance: float = 0.01, max_runs: int = 8, seed: int = 0, verbose: int = 1,
+                      **settings) -> tuple[float, float]:
+        """STR's calibration, :meth:`calibrate` of ``"str"`` (``str_weight_decay`` bisected in ``[low, high]``,
+        the thresholds starting at ``str_init``); returns ``(str_weight_decay, reached)``."""
+        return cls.calibrate("str", build_model, train, target_sparsity, epochs, low=low, high=high,
+                             tolerance=tolerance, max_runs=max_runs, seed=seed, verbose=verbose, str_init=str_init,
+                             **settings)
+
     def _run_callback(self, method: str, target_sparsity: float, epochs: int, steps: int, **arguments):
         raise NotImplementedError
 
@@ -391,7 +476,7 @@ class DuringTrainingRunner(_during.BudgetedMethod, OneFitRunner):
         return self._run_callback(
             self.method, self.target_sparsity, self.epochs, steps,
             criterion=(self.spec.fixed_criterion or self.criterion) if self.spec.uses_criterion else None,
-            test_data=test, workdir=workdir, overwrite=overwrite, verbose=verbose,
+            structure=self.structure, test_data=test, workdir=workdir, overwrite=overwrite, verbose=verbose,
             identity={**identity, **self.budget.identity(steps)})
 
     def _check_result(self, final_row: dict, verbose: int) -> None:

@@ -102,6 +102,46 @@ def _sample_bracket(flats, rank: int, alive_total: int, seed: int):
     return low, high
 
 
+def select_lowest_in_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Boolean array marking exactly the ``k`` lowest entries of every row of the 2-D ``scores``.
+
+    :func:`select_lowest`'s rule, one row at a time and all rows at once:
+    each row's threshold is its ``k``-th smallest score (``np.partition``
+    along the rows, never a sort), everything below it is selected, and the
+    first entries equal to it (column order) fill the row up to ``k``.
+    ``-inf`` entries therefore go first; NaN ranks last. N:M sparsity is
+    this selection over a kernel's groups of M.
+    """
+    scores = np.asarray(scores)
+    rows, width = scores.shape
+    if k <= 0 or rows == 0:
+        return np.zeros(scores.shape, dtype=bool)
+    if k >= width:
+        return np.ones(scores.shape, dtype=bool)
+    if np.issubdtype(scores.dtype, np.floating) and np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), np.inf, scores)
+    threshold = np.partition(scores, k - 1, axis=1)[:, k - 1:k]
+    selected = scores < threshold
+    ties = scores == threshold
+    missing = k - _row_counts(selected)
+    crowded = np.flatnonzero(_row_counts(ties) > missing)  # more ties than places: the first ones only
+    if crowded.size:
+        some = ties[crowded]
+        ties[crowded] = some & (np.cumsum(some, axis=1) <= missing[crowded, None])
+    selected |= ties
+    return selected
+
+
+def _row_counts(flags: np.ndarray) -> np.ndarray:
+    """``np.count_nonzero(flags, axis=1)``; for narrow rows (N:M groups) column by column, 3x faster."""
+    if flags.shape[1] > 16:
+        return np.count_nonzero(flags, axis=1)
+    counts = flags[:, 0].astype(np.intp)
+    for column in range(1, flags.shape[1]):
+        counts += flags[:, column]
+    return counts
+
+
 def select_lowest_capped(scores: Sequence[np.ndarray], k: int, caps: Sequence[int], *, seed: int = 0) -> list[np.ndarray]:
     """Like :func:`select_lowest`, but array ``i`` gives at most ``caps[i]`` entries.
 

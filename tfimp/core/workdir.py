@@ -94,7 +94,8 @@ EXPORT = "export"
 EXPORT_SIZES_TXT = os.path.join("export", "sizes.txt")
 EXPORT_SIZES_JSON = os.path.join("export", "sizes.json")
 STRIPPED_MODEL = "model_stripped.keras"
-STR_CALIBRATION = "str_calibration.json"  # the CLI's calibrated STR decay (--config.calibrate_str), reused on resume
+CALIBRATION = "calibration.json"  # the CLI's calibrated STR/CS/DST hyper-parameter and its search (--config.calibrate)
+STR_CALIBRATION = "str_calibration.json"  # what an older tfimp wrote for STR alone (removed with its run)
 PLOT = "accuracy_vs_sparsity.png"
 CYCLE_WEIGHTS = "weights.h5"
 KERAS3_WEIGHTS = "model.weights.h5"  # the Keras 3 front end's weights (Keras 3 wants this suffix): cycle_N/, save_K/
@@ -431,7 +432,7 @@ class Locked:
 
 #: The entries a run writes at the top of its workdir (besides ``cycle_N/`` and ``workertemp_<id>/``).
 RUN_ENTRIES = (CONFIG, CHECKPOINT, BACKUP, RESULTS_JSON, RESULTS_CSV, FINAL_WEIGHTS, TENSORBOARD, EXPORT,
-               STRIPPED_MODEL, STR_CALIBRATION, PLOT, IDENTITY)
+               STRIPPED_MODEL, CALIBRATION, STR_CALIBRATION, PLOT, IDENTITY)
 
 
 def written_by_tfimp(name: str) -> bool:
@@ -444,7 +445,7 @@ def written_by_tfimp(name: str) -> bool:
 def has_progress(workdir: str) -> bool:
     """Whether the run in ``workdir`` saved any work (a checkpoint, a finished cycle, results, a calibration)."""
     return bool(cycles(workdir)) or any(exists(path(workdir, name)) for name in (
-        CHECKPOINT, BACKUP, RESULTS_JSON, FINAL_WEIGHTS, STR_CALIBRATION))
+        CHECKPOINT, BACKUP, RESULTS_JSON, FINAL_WEIGHTS, CALIBRATION, STR_CALIBRATION))
 
 
 def holds_a_run(workdir: str) -> bool:

@@ -23,7 +23,6 @@ Keras 3 process.
 from __future__ import annotations
 
 import warnings
-from typing import Callable
 
 import keras
 import numpy as np
@@ -79,7 +78,7 @@ def str_thresholds(model: keras.Model) -> list:
 
 
 def current_sparsity(model: keras.Model) -> float:
-    """Sparsity the forward pass sees now (STR: zeros of the soft-thresholded weights)."""
+    """Sparsity the forward pass sees now (STR, CS, DST: the weights their rule does not keep now)."""
     live = [w for w in _reparametrised(model)
             if not w.finalized and w.reparam in _reparametrisations.MASK_FROM_EFFECTIVE]
     if not live:
@@ -88,7 +87,7 @@ def current_sparsity(model: keras.Model) -> float:
     zeros = total = 0
     for _, wrapper in _masks.wrappers(model):
         if wrapper in live:
-            arrays = wrapper.effective_weights()
+            arrays = wrapper.kept_masks()
         else:
             arrays = [keras.ops.convert_to_numpy(mask.value) for mask in wrapper.masks]
         for values in arrays:
@@ -109,15 +108,16 @@ class GradualPruning(_during.RampSteps, keras.callbacks.Callback):
     with, topped up by magnitude if the ramp fell short).
 
     Args:
-      target_sparsity, begin_step, end_step, frequency, criterion, dpf, level_every:
+      target_sparsity, begin_step, end_step, frequency, criterion, dpf, level_every, structure:
         as for the tf_keras class.
     """
 
     def __init__(self, target_sparsity: float, begin_step: int, end_step: int, frequency: int = 100,
-                 criterion: str = "global", dpf: bool = False, level_every: int = 1):
+                 criterion: str = "global", dpf: bool = False, level_every: int = 1,
+                 structure: str = "unstructured"):
         keras.callbacks.Callback.__init__(self)
         _during.RampSteps.__init__(self, target_sparsity, begin_step, end_step, frequency, criterion, dpf,
-                                   level_every)
+                                   level_every, structure)
 
     def on_train_begin(self, logs=None):
         # Read before the first step: on JAX, fit holds the variables' values outside them while it runs.
@@ -140,8 +140,9 @@ class GradualPruning(_during.RampSteps, keras.callbacks.Callback):
     def finish(self) -> None:
         """Exact target at the end (idempotent)."""
         finalize_reparams(self.model)  # DPF: keep the mask it trained with, zero the rest
-        if _masks.sparsity(self.model) < self.target_sparsity:
-            _masks.prune(self.model, self.target_sparsity, self.criterion)
+        options = self.structure_options()
+        if _masks.sparsity(self.model, **options) < self.target_sparsity:
+            _masks.prune(self.model, self.target_sparsity, self.criterion, **options)
 
 
 class UseGradientRule(keras.callbacks.Callback):
@@ -155,6 +156,23 @@ class UseGradientRule(keras.callbacks.Callback):
         _gradient_rules.install(_optimizers.unwrapped(self.model.optimizer), self.name,
                                 [k.weight for k in _masks.prunable_kernels(self.model)], self.target_sparsity)
         self.model.make_train_function(force=True)  # the rule is part of the traced step
+
+
+class ResetEmptyThresholds(keras.callbacks.Callback):
+    """DST's reset rule after every step: a masked weight that keeps at most 1% of its entries
+    (:data:`tfimp.core.reparametrisations.DST_RESET_KEPT`) gets its thresholds set back to 0."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        wrappers = [w for w in _reparametrised(self.model) if w.reparam == "dst" and not w.finalized]
+        if not wrappers:
+            return
+        _masks._sync_training_state(self.model)
+        for wrapper in wrappers:
+            for weight, thresholds in zip(wrapper.masked_weights(), wrapper.parameters):
+                values = np.abs(keras.ops.convert_to_numpy(weight.value))
+                limits = keras.ops.convert_to_numpy(thresholds.value)
+                if _reparametrisations.needs_reset(values, limits):
+                    thresholds.assign(np.zeros_like(limits))
 
 
 class DuringTrainingRun(_driver.DuringTrainingRunDriver, keras.callbacks.Callback):
@@ -178,17 +196,22 @@ class DuringTraining(_runner.DuringTrainingRunner, Keras3Runner):
             raise ValueError(f"{self.method} wraps the model itself (its own wrapper); pass the unwrapped model")
         wrapper = None if self.spec.reparametrisation is None else (
             lambda layer, paths: ReparamMaskedLayer(layer, paths, reparam=self.spec.reparametrisation,
-                                                    str_init=self.str_init, str_weight_decay=self.str_weight_decay))
+                                                    str_init=self.str_init, str_weight_decay=self.str_weight_decay,
+                                                    hyperparameters=self.hyperparameters,
+                                                    total_steps=self.epochs * steps))
         return _masks.wrap(model, wrapper=wrapper, verbose=verbose)
 
     def _callbacks(self, steps: int) -> list:
         update = [UseGradientRule(self.spec.gradient_rule, self.target_sparsity)] if self.spec.gradient_rule else []
+        if self.spec.reparametrisation == "dst":
+            update.append(ResetEmptyThresholds())
         if self.spec.pruning is None:
             return update
         begin, end, frequency = self.ramp(steps)
         return update + [GradualPruning(self.target_sparsity, begin, end, frequency,
                                self.spec.fixed_criterion or self.criterion, dpf=self.spec.pruning == "dpf",
-                               level_every=steps if self.spec.level_every_epoch else 1)]
+                               level_every=steps if self.spec.level_every_epoch else 1,
+                               structure=self.structure)]
 
     def _run_callback(self, method, target_sparsity, epochs, steps, **arguments):
         return DuringTrainingRun(method, target_sparsity, epochs, steps, **arguments)
@@ -198,19 +221,8 @@ class DuringTraining(_runner.DuringTrainingRunner, Keras3Runner):
         super()._after_fit(model, rows, verbose, cycle_end_hooks, finished)
 
 
-def calibrate_str(build_model: Callable[[], keras.Model], train, target_sparsity: float, epochs: int, *,
-                  str_init: float = STR_DENSE_START, low: float = 1e-3, high: float = 1.0, tolerance: float = 0.01,
-                  max_runs: int = 8, seed: int = 0, verbose: int = 1, **settings) -> tuple[float, float]:
-    """Finds the decay on STR's thresholds whose run reaches ``target_sparsity`` (see the tf_keras
-    ``tfimp.baselines.calibrate_str``: the same bisection on short runs); returns ``(decay, reached)``.
-
-    Raises:
-      ValueError: a bad target or bracket.
-    """
-    def run_rows(decay: float) -> list:
-        keras.utils.set_random_seed(seed)
-        return DuringTraining("str", target_sparsity, epochs, str_init=str_init, str_weight_decay=decay, seed=seed,
-                              **settings).run(build_model(), train, verbose=0)
-
-    return _during.bisect_str_decay(run_rows, target_sparsity, low=low, high=high, tolerance=tolerance,
-                                    max_runs=max_runs, verbose=verbose)
+#: :meth:`tfimp.core.runner.DuringTrainingRunner.calibrate` of this front end: STR's, CS's or DST's hyper-parameter
+#: bisected until a run reaches the target.
+calibrate = DuringTraining.calibrate
+#: STR's calibration (:meth:`tfimp.core.runner.DuringTrainingRunner.calibrate_str`).
+calibrate_str = DuringTraining.calibrate_str

@@ -119,7 +119,7 @@ def write_cycle(workdir: str, model: keras.Model, row: dict) -> str:
             _storage.atomic_write_text(os.path.join(directory, _workdir.CYCLE_MODEL), model.to_json())
         try:
             _storage.atomic_write_text(os.path.join(directory, _workdir.CYCLE_REPORT),
-                                       _report.model_report(model).to_json())
+                                       _report.model_report(model, row.get("structure", "unstructured")).to_json())
         except ValueError:  # a layer whose output size is unknown: no FLOP count possible
             pass
 

@@ -35,11 +35,12 @@ class Keras3Ops(_driver.FrameworkOps):
     def prunable_shapes(self, model):
         return [tuple(k.shape) for k in _masks.prunable_kernels(model)]
 
-    def prune(self, model, target, criterion, min_kept_per_layer):
-        return _masks.prune(model, target, criterion=criterion, min_kept_per_layer=min_kept_per_layer)
+    def prune(self, model, target, criterion, min_kept_per_layer, structure="unstructured"):
+        return _masks.prune(model, target, criterion=criterion, min_kept_per_layer=min_kept_per_layer,
+                           structure=structure)
 
-    def sparsity(self, model):
-        return _masks.sparsity(model) if _masks.wrappers(model) else 0.0
+    def sparsity(self, model, structure="unstructured"):
+        return _masks.sparsity(model, structure=structure) if _masks.wrappers(model) else 0.0
 
     def learning_rate(self, model):
         return float(keras.ops.convert_to_numpy(_optimizers.unwrapped(model.optimizer).learning_rate))

@@ -39,6 +39,11 @@ class Keras3Runner(_runner.Runner):
     _DEFAULT_JIT = "auto"
     _optimizers = _optimizers._OPTIMIZERS
 
+    @staticmethod
+    def _fresh_session(seed: int) -> None:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+
     def _check_model(self, model):
         _masks.check_keras3_model(model)
 

@@ -21,6 +21,7 @@ from tfimp.core import coverage as _core_coverage
 from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
 from tfimp.core import notices as _notices
+from tfimp.core import structures as _structures
 from tfimp.keras3 import layer_specs as coverage
 from tfimp.keras3.wrapper import MaskedLayer, ReparamMaskedLayer
 
@@ -379,7 +380,8 @@ def _kernels_or_raise(model: keras.Model) -> list[PrunableKernel]:
 
 
 def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, allow_revival: bool = False,
-          zero_pruned: bool = True, min_kept_per_layer: int | float | None = None) -> dict[str, float]:
+          zero_pruned: bool = True, min_kept_per_layer: int | float | None = None,
+          structure: str = "unstructured") -> dict[str, float]:
     """Prunes a wrapped Keras 3 model to ``sparsity`` with ``criterion`` (see ``tfimp.prune``: the same rules).
 
     Besides the masks and the zeros, the slots of a built optimizer
@@ -387,15 +389,19 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
     forward pass gives pruned weights a zero gradient, so with zero state
     no step moves them again. ``zero_pruned=False`` (DPF, whose pruned
     weights keep learning) leaves both the weights and the slots as they are.
+    ``structure``: ``"unstructured"`` (default), ``"N:M"`` or ``"block:RxC"``
+    (:mod:`tfimp.core.structures`; see ``tfimp.prune``).
     """
     sparsity = _masking.validate_sparsity(sparsity)
     _criteria.get(criterion)
+    _structures.get(structure)
     kernels = _kernels_or_raise(model)
     _sync_training_state(model)
     weights = [keras.ops.convert_to_numpy(k.weight.value) for k in kernels]
     step = _masking.select_masks([k.name for k in kernels], weights,
                                  [keras.ops.convert_to_numpy(k.mask.value) for k in kernels], sparsity, criterion,
-                                 allow_revival=allow_revival, min_kept_per_layer=min_kept_per_layer)
+                                 allow_revival=allow_revival, min_kept_per_layer=min_kept_per_layer,
+                                 structure=structure)
     optimizer = _built_optimizer(model)
     for kernel, weight, keep in zip(kernels, weights, step.keep):
         kernel.mask.assign(keep)
@@ -437,15 +443,18 @@ def _zero_counting_arrays(model: keras.Model) -> list[tuple[str, np.ndarray]]:
     return arrays
 
 
-def layer_sparsity(model: keras.Model) -> dict[str, float]:
-    """Sparsity of each prunable weight, by layer name (see ``tfimp.layer_sparsity``)."""
-    return {name: 1.0 - float(np.count_nonzero(a)) / a.size for name, a in _zero_counting_arrays(model)}
+def layer_sparsity(model: keras.Model, structure: str = "unstructured") -> dict[str, float]:
+    """Sparsity of each prunable weight, by layer name (see ``tfimp.layer_sparsity``; ``structure``: counted in
+    its unit)."""
+    return _structures.layer_sparsities(_zero_counting_arrays(model), structure)
 
 
-def sparsity(model: keras.Model, over: str = "prunable") -> float:
-    """Overall sparsity of a Keras 3 ``model`` (see ``tfimp.sparsity``: ``over="prunable"`` or ``"all"``)."""
+def sparsity(model: keras.Model, over: str = "prunable", structure: str = "unstructured") -> float:
+    """Overall sparsity of a Keras 3 ``model`` (see ``tfimp.sparsity``: ``over="prunable"`` or ``"all"``;
+    ``structure``: over the prunable weights, counted in that structure's unit)."""
     if over not in SPARSITY_SCOPES:
         raise ValueError(f"over must be one of {SPARSITY_SCOPES}, got {over!r}")
+    form = _structures.for_sparsity(over, structure)
     if over == "all":
         check_keras3_model(model)
         masks = {id(k.weight): keras.ops.convert_to_numpy(k.mask.value) for k in prunable_kernels(model)}
@@ -454,7 +463,10 @@ def sparsity(model: keras.Model, over: str = "prunable") -> float:
         if not total:
             raise ValueError(f"model {model.name!r} has no trainable parameters")
         return zeros / total
-    zeros, total = _masking.count_zeros([a for _, a in _zero_counting_arrays(model)])
+    arrays = [a for _, a in _zero_counting_arrays(model)]
+    if form.structured:
+        return _structures.unit_sparsity(form, arrays)
+    zeros, total = _masking.count_zeros(arrays)
     return zeros / total
 
 

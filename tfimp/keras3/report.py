@@ -32,8 +32,9 @@ def _numpy(variable) -> np.ndarray:
     return keras.ops.convert_to_numpy(variable.value)
 
 
-def model_report(model: keras.Model) -> ModelReport:
-    """Counts parameters, sparsity and MACs of every prunable weight of ``model`` (wrapped or not).
+def model_report(model: keras.Model, structure: str = "unstructured") -> ModelReport:
+    """Counts parameters, sparsity and MACs of every prunable weight of ``model`` (wrapped or not); with a
+    ``structure``, also each weight's sparsity in its unit (see the tf_keras ``tfimp.report.model_report``).
 
     Raises:
       ValueError: the model is not built, or a convolution's output size is unknown.
@@ -52,7 +53,7 @@ def model_report(model: keras.Model) -> ModelReport:
     for name, variable, kind, layer in _masks.covered_weight_records(model):
         counted.append(_core_report.CountedWeight(name, kind, _numpy(variable), None,
                                                   lambda outer=layer: _output_positions(outer)))
-    return _core_report.build(counted, int(sum(np.prod(v.shape) for v in model.trainable_weights)))
+    return _core_report.build(counted, int(sum(np.prod(v.shape) for v in model.trainable_weights)), structure)
 
 
 class CycleReporter(_core_report.CycleReporter):

@@ -24,6 +24,7 @@ from typing import Sequence
 import keras
 from keras import ops
 
+from tfimp.core import during_training as _during
 from tfimp.core import reparametrisations as _reparametrisations
 from tfimp.core.coverage import resolve
 
@@ -93,7 +94,7 @@ class MaskedLayer(keras.layers.Wrapper):
 
 @keras.saving.register_keras_serializable(package="tfimp")
 class ReparamMaskedLayer(MaskedLayer):
-    """A :class:`MaskedLayer` whose forward pass uses a transform of the *dense* weight (DPF, STR).
+    """A :class:`MaskedLayer` whose forward pass uses a transform of the *dense* weight (DPF, STR, CS, DST).
 
     The transform is one of :mod:`tfimp.core.reparametrisations`, run with
     ``keras.ops`` (the same definition as the tf_keras front end's):
@@ -103,25 +104,46 @@ class ReparamMaskedLayer(MaskedLayer):
       back when the mask is recomputed;
     * ``str``: ``sign(w) * relu(|w| - sigmoid(s))`` with one learnable ``s``
       per layer, started at ``str_init``, with an extra L2 of
-      ``str_weight_decay`` on it.
+      ``str_weight_decay`` on it;
+    * ``cs``: ``w * sigmoid(beta * s) / sigmoid(cs_init)`` with one learnable
+      score per weight, the temperature ``beta`` rising from 1 to
+      ``cs_beta_final`` over ``total_steps`` training steps (counted by the
+      layer), and ``cs_lambda * sum(sigmoid(beta * s))`` added to the loss;
+    * ``dst``: ``w * step(|w| - t)`` with one learnable threshold per output
+      unit (a surrogate gradient through the step) and ``dst_alpha *
+      sum(exp(-t))`` added to the loss.
 
     :meth:`finalize` bakes the transform into the weights and masks; from
-    then on the layer computes as a :class:`MaskedLayer`. STR's threshold
-    stays a weight of the layer either way, so a finalized model's file
-    loads into a freshly built one.
+    then on the layer computes as a :class:`MaskedLayer`. The learnable
+    parameters stay weights of the layer either way, so a finalized model's
+    file loads into a freshly built one.
     """
 
     def __init__(self, layer: keras.layers.Layer, weight_paths: Sequence[str], reparam: str = "dpf",
-                 str_init: float = -5.0, str_weight_decay: float = 0.0, finalized: bool = False, **kwargs):
+                 str_init: float = -5.0, str_weight_decay: float = 0.0, finalized: bool = False,
+                 hyperparameters: dict | None = None, total_steps: int = 1, **kwargs):
         if _reparametrisations.check(reparam) == _reparametrisations.NONE:
             raise ValueError("reparam 'none' is a plain tfimp MaskedLayer; ReparamMaskedLayer takes one of "
                              f"{_reparametrisations.REPARAMETRISATIONS.known()}")
         if str_weight_decay < 0:
             raise ValueError(f"str_weight_decay must be >= 0, got {str_weight_decay}")
+        if int(total_steps) < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         super().__init__(layer, weight_paths, **kwargs)
         self.reparam, self.str_init, self.str_weight_decay = reparam, float(str_init), float(str_weight_decay)
+        self.hyperparameters = _during.method_hyperparameters(reparam, hyperparameters) \
+            if reparam in _during.HYPERPARAMETERS else {}
+        self.total_steps = int(total_steps)
         self.finalized = bool(finalized)
         self.str_threshold = None
+        self.parameters: list = []  # CS's scores or DST's thresholds, one per masked weight
+        self.steps_seen = None  # CS: training steps so far, for the temperature
+
+    @property
+    def learned(self):
+        """The reparametrisation's per-weight learnable parameter (:data:`~tfimp.core.reparametrisations.PARAMETERS`),
+        or None."""
+        return _reparametrisations.PARAMETERS.get(self.reparam)
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -131,32 +153,84 @@ class ReparamMaskedLayer(MaskedLayer):
                 # Extra coupled L2 on s (gradient str_weight_decay * s), on top of the optimizer's own decay.
                 regularizer=keras.regularizers.L2(self.str_weight_decay / 2) if self.str_weight_decay else None,
                 name="str_threshold")
+        learned = self.learned
+        if learned is not None and not self.parameters:
+            initial = learned.initial if not isinstance(learned.initial, str) else self.hyperparameters[learned.initial]
+            self.parameters = [self.add_weight(shape=learned.shape(tuple(weight.shape)), trainable=True,
+                                               initializer=keras.initializers.Constant(float(initial)),
+                                               name=f"{path.replace('.', '_')}_{learned.name}")
+                               for path, weight in zip(self.weight_paths, self.masked_weights())]
+            if self.reparam == "cs":
+                self.steps_seen = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                                  name="cs_steps_seen")
+
+    def _state(self) -> dict:
+        if self.reparam != "cs":
+            return {}
+        beta = _reparametrisations.temperature(self.steps_seen.value, self.total_steps,
+                                               self.hyperparameters["cs_beta_final"], ops)
+        return {"temperature": beta, "initial": self.hyperparameters["cs_init"]}
+
+    def call(self, *args, training=None, **kwargs):
+        learned = self.learned
+        if learned is None or self.finalized:
+            return super().call(*args, training=training, **kwargs)
+        # Read once per step (every weight and the penalty use this temperature); set around Keras' attribute
+        # tracking and cleared after the call, so no traced value outlives the step.
+        object.__setattr__(self, "_current", self._state())
+        penalty_weight = self.hyperparameters[learned.penalty_weight]
+        if penalty_weight:
+            state = {"temperature": self._current["temperature"]} if self.reparam == "cs" else {}
+            self.add_loss(penalty_weight * sum(learned.penalty(parameter.value, ops, **state)
+                                               for parameter in self.parameters))
+        try:
+            outputs = super().call(*args, training=training, **kwargs)
+        finally:
+            object.__setattr__(self, "_current", None)
+        if training and self.steps_seen is not None:
+            self.steps_seen.assign(self.steps_seen.value + 1.0)
+        return outputs
+
+    def _parameter_of(self, mask):
+        if self.str_threshold is not None:
+            return self.str_threshold.value
+        if self.parameters:
+            return self.parameters[self.masks.index(mask)].value
+        return None
 
     def _masked_value(self, value, mask):
         if self.finalized:
             return super()._masked_value(value, mask)
-        threshold = None if self.str_threshold is None else self.str_threshold.value
-        return _reparametrisations.effective(self.reparam, value, mask.value, threshold, ops)
+        state = getattr(self, "_current", None) or self._state()
+        return _reparametrisations.effective(self.reparam, value, mask.value, self._parameter_of(mask), ops, **state)
 
     def effective_weights(self) -> list:
         """The weights the forward pass uses now, as numpy arrays."""
         return [ops.convert_to_numpy(self._masked_value(weight.value, mask))
                 for weight, mask in zip(self.masked_weights(), self.masks)]
 
+    def kept_masks(self) -> list:
+        """Where each masked weight is non-zero in the forward pass now (STR, CS, DST: their own rule), as numpy."""
+        state = self._state()
+        return [ops.convert_to_numpy(_reparametrisations.kept(self.reparam, weight.value, mask.value,
+                                                              self._parameter_of(mask), ops, **state))
+                for weight, mask in zip(self.masked_weights(), self.masks)]
+
     def finalize(self, *, bake: bool = True) -> None:
         """Ends the reparametrisation: with ``bake``, each weight becomes its effective value times the mask
-        (STR: the mask becomes the effective weight's non-zeros); ``bake=False`` only marks it finalized
+        (STR, CS, DST: the mask becomes what their rule keeps); ``bake=False`` only marks it finalized
         (weights restored from a finalized run's save are baked already)."""
         if self.finalized:
             return
         if bake:
-            for weight, mask, value in zip(self.masked_weights(), self.masks, self.effective_weights()):
+            kept = self.kept_masks()
+            for weight, mask, value, keep in zip(self.masked_weights(), self.masks, self.effective_weights(), kept):
                 if self.reparam in _reparametrisations.MASK_FROM_EFFECTIVE:
-                    mask.assign((value != 0).astype(mask.dtype))
-                keep = ops.convert_to_numpy(mask.value).astype(value.dtype)
-                weight.assign(value * keep)
+                    mask.assign(keep.astype(mask.dtype))
+                weight.assign(value * ops.convert_to_numpy(mask.value).astype(value.dtype))
         self.finalized = True
 
     def get_config(self) -> dict:
         return {**super().get_config(), "reparam": self.reparam, "str_init": self.str_init,
-                "str_weight_decay": self.str_weight_decay, "finalized": self.finalized}
+                "str_weight_decay": self.str_weight_decay, "finalized": self.finalized,
+                "hyperparameters": dict(self.hyperparameters), "total_steps": self.total_steps}

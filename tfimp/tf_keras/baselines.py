@@ -97,13 +97,18 @@ class GradualPruning(_during.RampSteps, keras.callbacks.Callback):
       level_every: the ramp's sparsity is updated every ``level_every`` steps
         (piecewise constant in between; the authors' DPF and GMP update it at
         epoch ends); 1 = a continuous ramp.
+      structure: which weights each update prunes together (see
+        :func:`tfimp.prune`): ``"unstructured"`` (default), ``"N:M"`` (the
+        target must be ``1 - N/M``; each level prunes ``round(level * M)`` of
+        every group) or ``"block:RxC"``.
     """
 
     def __init__(self, target_sparsity: float, begin_step: int, end_step: int, frequency: int = 100,
-                 criterion: str = "global", dpf: bool = False, level_every: int = 1):
+                 criterion: str = "global", dpf: bool = False, level_every: int = 1,
+                 structure: str = "unstructured"):
         keras.callbacks.Callback.__init__(self)
         _during.RampSteps.__init__(self, target_sparsity, begin_step, end_step, frequency, criterion, dpf,
-                                   level_every)
+                                   level_every, structure)
 
     def on_train_begin(self, logs=None):
         self._step = int(keras.backend.get_value(self.model.optimizer.iterations))
@@ -123,25 +128,40 @@ class GradualPruning(_during.RampSteps, keras.callbacks.Callback):
     def _finish(self) -> None:
         """Exact target at the end (idempotent)."""
         finalize_reparams(self.model)  # DPF: keep the mask it trained with, zero the rest
-        if _pruning.sparsity(self.model) < self.target_sparsity:
-            _pruning.prune(self.model, self.target_sparsity, self.criterion)
+        options = self.structure_options()
+        if _pruning.sparsity(self.model, **options) < self.target_sparsity:
+            _pruning.prune(self.model, self.target_sparsity, self.criterion, **options)
 
 
 def current_sparsity(model: keras.Model) -> float:
-    """Sparsity the forward pass sees now (STR: zeros of the soft-thresholded kernels)."""
+    """Sparsity the forward pass sees now (STR, CS, DST: the weights their rule does not keep now)."""
     str_wrappers = [w for _, w in _wrapping.wrappers(model) if isinstance(w, tfmot_glue.ReparamPruneLowMagnitude)
                     and w.reparam in _reparametrisations.MASK_FROM_EFFECTIVE]
     if not str_wrappers:
         return _pruning.sparsity(model)
     zeros = total = 0
     for _, wrapper in _wrapping.wrappers(model):
-        kernels = (wrapper.effective_kernels() if wrapper in str_wrappers
+        kernels = (wrapper.kept_masks() if wrapper in str_wrappers
                    else tfmot_glue.masked_values(wrapper))
         for kernel in kernels:
             values = np.asarray(kernel)
             zeros += values.size - int(np.count_nonzero(values))
             total += values.size
     return zeros / total
+
+
+class ResetEmptyThresholds(keras.callbacks.Callback):
+    """DST's reset rule after every step: a pruned weight that keeps at most 1% of its entries
+    (:data:`tfimp.core.reparametrisations.DST_RESET_KEPT`) gets its thresholds set back to 0."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        for _, wrapper in _wrapping.wrappers(self.model):
+            if not isinstance(wrapper, tfmot_glue.ReparamPruneLowMagnitude) or wrapper.reparam != "dst":
+                continue
+            for (weight, _, _), thresholds in zip(_private.pruning_triples(wrapper), wrapper.parameters):
+                limits = thresholds.numpy()
+                if _reparametrisations.needs_reset(np.abs(weight.numpy()), limits):
+                    thresholds.assign(np.zeros_like(limits))
 
 
 class DuringTrainingRun(_driver.DuringTrainingRunDriver, keras.callbacks.Callback):
@@ -163,8 +183,8 @@ class DuringTrainingMethod:
     """How the tf_keras front end runs one method of :data:`tfimp.core.during_training.RULES`.
 
     Attributes:
-      wrapper: ``(runner, begin, end, frequency) -> wrapper factory`` for ``tfimp.wrap`` (``None``: tfimp's
-        policy wrapper).
+      wrapper: ``(runner, begin, end, frequency, steps_per_epoch) -> wrapper factory`` for ``tfimp.wrap``
+        (``None``: tfimp's policy wrapper).
       callbacks: ``(runner, begin, end, frequency, steps_per_epoch) -> callbacks`` that prune during ``fit``.
     """
 
@@ -172,10 +192,11 @@ class DuringTrainingMethod:
     callbacks: Callable[..., list]
 
 
-def _reparametrised(runner: "DuringTraining", begin: int, end: int, frequency: int) -> Callable:
+def _reparametrised(runner: "DuringTraining", begin: int, end: int, frequency: int, steps: int) -> Callable:
     return lambda layer: tfmot_glue.ReparamPruneLowMagnitude(
         layer, reparam=runner.spec.reparametrisation, str_init=runner.str_init,
-        str_weight_decay=runner.str_weight_decay)
+        str_weight_decay=runner.str_weight_decay, hyperparameters=runner.hyperparameters,
+        total_steps=runner.epochs * steps)
 
 
 class UseGradientRule(keras.callbacks.Callback):
@@ -193,10 +214,13 @@ class UseGradientRule(keras.callbacks.Callback):
 def _rule_callbacks(runner: "DuringTraining", begin: int, end: int, frequency: int, steps: int) -> list:
     rule = runner.spec
     update = [UseGradientRule(rule.gradient_rule, runner.target_sparsity)] if rule.gradient_rule else []
+    if rule.reparametrisation == "dst":
+        update.append(ResetEmptyThresholds())
     if rule.pruning is None:
         return update
     return update + [GradualPruning(runner.target_sparsity, begin, end, frequency, rule.fixed_criterion or runner.criterion,
-                           dpf=rule.pruning == "dpf", level_every=steps if rule.level_every_epoch else 1)]
+                           dpf=rule.pruning == "dpf", level_every=steps if rule.level_every_epoch else 1,
+                           structure=runner.structure)]
 
 
 def standard_method(rule: _during.MethodRule) -> DuringTrainingMethod:
@@ -211,7 +235,7 @@ def standard_method(rule: _during.MethodRule) -> DuringTrainingMethod:
 #: :func:`standard_method`. A new baseline is one rule there.
 DURING_TRAINING_METHODS: Registry[DuringTrainingMethod] = Registry("tf_keras during-training wiring")
 DURING_TRAINING_METHODS.register("tfmot_gmp", DuringTrainingMethod(
-    wrapper=lambda runner, begin, end, frequency: tfmot_glue.tfmot_polynomial_wrapper(
+    wrapper=lambda runner, begin, end, frequency, steps: tfmot_glue.tfmot_polynomial_wrapper(
         runner.target_sparsity, begin, end, frequency),
     callbacks=lambda runner, *ramp_and_steps: [tfmot_glue.tfmot_step_callback()]))
 
@@ -246,7 +270,7 @@ class DuringTraining(_runner.DuringTrainingRunner, TfKerasRunner):
     def _prepare(self, model, train, steps, verbose):
         begin, end, frequency = self.ramp(steps)
         with model.distribute_strategy.scope():
-            model = _wrapping.wrap(model, wrapper=self.wiring.wrapper(self, begin, end, frequency))
+            model = _wrapping.wrap(model, wrapper=self.wiring.wrapper(self, begin, end, frequency, steps))
             self._build_on(model, train)
         return model
 
@@ -257,50 +281,8 @@ class DuringTraining(_runner.DuringTrainingRunner, TfKerasRunner):
         return DuringTrainingRun(method, target_sparsity, epochs, steps, **arguments)
 
 
-def calibrate_str(build_model: Callable[[], keras.Model], train, target_sparsity: float, epochs: int, *,
-                  str_init: float = STR_DENSE_START, low: float = 1e-3, high: float = 1.0, tolerance: float = 0.01,
-                  max_runs: int = 8, seed: int = 0, verbose: int = 1, **settings) -> tuple[float, float]:
-    """Finds the decay on STR's thresholds whose run reaches ``target_sparsity``, by bisection on short runs.
-
-    STR's sparsity is set by where its thresholds start and by the decay
-    that pulls them up during training; its authors tune them per target.
-    tfimp starts the thresholds nearly at zero (``str_init``) and bisects the
-    decay ``str_weight_decay`` on a log scale in ``[low, high]``: the reached
-    sparsity grows with it, and the thresholds rise while the loss gradient
-    holds back each layer's own threshold, as in STR's design. (A threshold
-    set high from the start instead empties the layers whose weights are
-    small, a 3136x32 dense layer first, and the network is stuck at chance:
-    measured in the equal-budget benchmark.) Stops when the reached sparsity
-    is within ``tolerance`` of the target or after ``max_runs`` runs and
-    returns the best ``(str_weight_decay, reached sparsity)``. Use the budget
-    of the real run: the thresholds move during all of it.
-
-    Example:
-      >>> decay, reached = tfimp.baselines.calibrate_str(build, (x, y), 0.9, epochs=8)
-      >>> tfimp.DuringTraining("str", 0.9, 8, str_init=tfimp.baselines.STR_DENSE_START,
-      ...                      str_weight_decay=decay).run(build(), (x, y))
-
-    Args:
-      build_model: returns a fresh, unwrapped model (called once per run).
-      train: the training data, as for :meth:`DuringTraining.run`.
-      target_sparsity: the sparsity to aim at, in (0, 1).
-      epochs: the budget of each calibration run.
-      str_init: the thresholds' starting parameter in every run.
-      low, high: the bracket of ``str_weight_decay`` (> 0).
-      tolerance: stop when the reached sparsity is this close to the target.
-      max_runs: at most this many runs.
-      seed: the random seed of every run.
-      verbose: 1 prints one line per run.
-      **settings: passed to :class:`DuringTraining` (optimizer and data settings).
-
-    Raises:
-      ValueError: a bad target or bracket.
-    """
-    def run_rows(decay: float) -> list:
-        keras.backend.clear_session()
-        keras.utils.set_random_seed(seed)
-        return DuringTraining("str", target_sparsity, epochs, str_init=str_init, str_weight_decay=decay, seed=seed,
-                              **settings).run(build_model(), train, verbose=0)
-
-    return _during.bisect_str_decay(run_rows, target_sparsity, low=low, high=high, tolerance=tolerance,
-                                    max_runs=max_runs, verbose=verbose)
+#: :meth:`tfimp.core.runner.DuringTrainingRunner.calibrate` of this front end: STR's, CS's or DST's hyper-parameter
+#: bisected until a run reaches the target.
+calibrate = DuringTraining.calibrate
+#: STR's calibration (:meth:`tfimp.core.runner.DuringTrainingRunner.calibrate_str`).
+calibrate_str = DuringTraining.calibrate_str

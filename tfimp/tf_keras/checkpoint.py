@@ -44,7 +44,8 @@ def write_cycle(workdir: str, model: keras.Model, row: dict) -> str:
         if wrapping.is_graph_model(model):  # subclassed: load_cycle needs the user's model object
             atomic_write_text(os.path.join(directory, _workdir.CYCLE_MODEL), model.to_json())
         try:
-            atomic_write_text(os.path.join(directory, _workdir.CYCLE_REPORT), _report.model_report(model).to_json())
+            atomic_write_text(os.path.join(directory, _workdir.CYCLE_REPORT),
+                              _report.model_report(model, row.get("structure", "unstructured")).to_json())
         except ValueError:  # a layer whose output size is unknown: no FLOP count possible
             pass
 

@@ -33,11 +33,12 @@ class TfKerasOps(_driver.FrameworkOps):
     def prunable_shapes(self, model):
         return [tuple(k.shape) for k in wrapping.prunable_kernels(model)]
 
-    def prune(self, model, target, criterion, min_kept_per_layer):
-        return _pruning.prune(model, target, criterion=criterion, min_kept_per_layer=min_kept_per_layer)
+    def prune(self, model, target, criterion, min_kept_per_layer, structure="unstructured"):
+        return _pruning.prune(model, target, criterion=criterion, min_kept_per_layer=min_kept_per_layer,
+                           structure=structure)
 
-    def sparsity(self, model):
-        return _pruning.sparsity(model) if wrapping.wrappers(model) else 0.0
+    def sparsity(self, model, structure="unstructured"):
+        return _pruning.sparsity(model, structure=structure) if wrapping.wrappers(model) else 0.0
 
     def reestimate_batchnorm(self, model, data):
         if isinstance(data, tuple) and len(data) == 2:  # an (x, y) pair: the training arrays, in batches

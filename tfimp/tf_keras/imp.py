@@ -90,6 +90,11 @@ class TfKerasRunner(_runner.Runner):
     def _scope(self, model):
         return model.distribute_strategy.scope()
 
+    @staticmethod
+    def _fresh_session(seed: int) -> None:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+
     def _chance_guard_callback(self):
         return _guards.ChanceGuard()
 

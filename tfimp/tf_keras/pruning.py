@@ -21,6 +21,7 @@ import numpy as np
 from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
 from tfimp.core import notices as _notices
+from tfimp.core import structures as _structures
 from tfimp.tf_keras import tfmot_glue, wrapping
 from tfimp.tf_keras._backend import keras
 
@@ -48,7 +49,8 @@ def _kernels_or_raise(model) -> list[tfmot_glue.PrunableKernel]:
 
 
 def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, allow_revival: bool = False,
-          zero_pruned: bool = True, min_kept_per_layer: int | float | None = None) -> dict[str, float]:
+          zero_pruned: bool = True, min_kept_per_layer: int | float | None = None,
+          structure: str = "unstructured") -> dict[str, float]:
     """Prunes a wrapped model to an overall ``sparsity`` with ``criterion``.
 
     Sets the masks of all wrapped kernels and zeroes the pruned weights at
@@ -78,24 +80,35 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
         weights a capped layer cannot lose are taken, lowest score first,
         from the other layers. Off by default (the paper's plain criterion).
         Weights pruned before stay pruned, even below the minimum.
+      structure: which weights are pruned together (:mod:`tfimp.core.structures`):
+        ``"unstructured"`` (default: every weight on its own), ``"N:M"``
+        (e.g. ``"2:4"``: at most N nonzero weights in every group of M along
+        each kernel's input axis; ``sparsity`` prunes ``round(sparsity * M)``
+        of every group and may not exceed ``1 - N/M``) or ``"block:RxC"``
+        (whole R x C blocks of each kernel's 2-D view, ranked by mean |w|
+        with ``criterion``; ``sparsity`` and the counts are in blocks).
 
     Without the guard, a step that empties a layer warns, naming it.
 
     Returns:
-      Each wrapped kernel's sparsity, by layer name.
+      Each wrapped kernel's sparsity, by layer name (counted in the
+      structure's unit: blocks for ``block:RxC``).
 
     Raises:
-      ValueError: sparsity outside [0, 1); unknown criterion; the model is not
-        wrapped or has nothing to prune; the target is below the sparsity
-        already reached; the criterion cannot reach the target.
+      ValueError: sparsity outside [0, 1); unknown criterion or structure; the
+        model is not wrapped or has nothing to prune; the target is below the
+        sparsity already reached; the criterion or the structure cannot reach
+        the target.
       TypeError: ``model`` is not a tf_keras model.
     """
     sparsity = _masking.validate_sparsity(sparsity)
     _criteria.get(criterion)
+    _structures.get(structure)
     kernels = _kernels_or_raise(model)
     weights = [k.weight.numpy() for k in kernels]
     step = _masking.select_masks([k.name for k in kernels], weights, [k.mask.numpy() for k in kernels], sparsity,
-                                 criterion, allow_revival=allow_revival, min_kept_per_layer=min_kept_per_layer)
+                                 criterion, allow_revival=allow_revival, min_kept_per_layer=min_kept_per_layer,
+                                 structure=structure)
     for kernel, weight, keep in zip(kernels, weights, step.keep):
         kernel.mask.assign(keep.astype(kernel.mask.dtype.as_numpy_dtype, copy=False))
         if zero_pruned:
@@ -120,21 +133,22 @@ def _zero_counting_arrays(model: keras.Model) -> list[tuple[str, np.ndarray]]:
     return arrays
 
 
-def layer_sparsity(model: keras.Model) -> dict[str, float]:
+def layer_sparsity(model: keras.Model, structure: str = "unstructured") -> dict[str, float]:
     """Sparsity of each prunable kernel, by layer name (the layers' own names, joined by "/" when nested).
 
     For a wrapped model: the fraction of masked-out weights of each wrapped
     weight. For a stripped or unwrapped model: the fraction of exact zeros in
-    each weight of a kind tfimp prunes (``tfimp.coverage.KINDS``).
+    each weight of a kind tfimp prunes (``tfimp.coverage.KINDS``). With a
+    ``structure``, counted in its unit (see :func:`sparsity`).
     """
-    return {name: 1.0 - float(np.count_nonzero(a)) / a.size for name, a in _zero_counting_arrays(model)}
+    return _structures.layer_sparsities(_zero_counting_arrays(model), structure)
 
 
 #: What :func:`sparsity` can count over.
 SPARSITY_SCOPES = ("prunable", "all")
 
 
-def sparsity(model: keras.Model, over: str = "prunable") -> float:
+def sparsity(model: keras.Model, over: str = "prunable", structure: str = "unstructured") -> float:
     """Overall sparsity of ``model``.
 
     Args:
@@ -144,12 +158,18 @@ def sparsity(model: keras.Model, over: str = "prunable") -> float:
         ``"all"``: the fraction of exact zeros over all of the model's
         trainable parameters (biases, normalisation and every weight left
         dense included; tfimp's masks are not parameters).
+      structure: count in a structure's unit (:mod:`tfimp.core.structures`,
+        over the prunable weights): ``"block:RxC"``, the fraction of whole
+        zero blocks; ``"N:M"``, the fraction of weights an N:M kernel skips
+        (zeros up to M - N in each group: 0.5 for an exact 2:4 model).
 
     Raises:
-      ValueError: an unknown ``over``; nothing to count.
+      ValueError: an unknown ``over`` or ``structure``; a structure with
+        ``over="all"``; nothing to count.
     """
     if over not in SPARSITY_SCOPES:
         raise ValueError(f"over must be one of {SPARSITY_SCOPES}, got {over!r}")
+    form = _structures.for_sparsity(over, structure)
     if over == "all":
         wrapping.check_tf_keras_model(model)
         masks = {id(k.weight): k.mask.numpy() for k in wrapping.prunable_kernels(model)}
@@ -158,4 +178,6 @@ def sparsity(model: keras.Model, over: str = "prunable") -> float:
             raise ValueError(f"model {model.name!r} has no trainable parameters")
         return zeros / total
     arrays = [a for _, a in _zero_counting_arrays(model)]
+    if form.structured:
+        return _structures.unit_sparsity(form, arrays)
     return float(1.0 - sum(np.count_nonzero(a) for a in arrays) / sum(a.size for a in arrays))

@@ -29,11 +29,14 @@ def _output_positions(layer: keras.layers.Layer, traced: Optional[dict] = None) 
     return _core_report.positions_of(shape, layer.name)
 
 
-def model_report(model: keras.Model) -> ModelReport:
+def model_report(model: keras.Model, structure: str = "unstructured") -> ModelReport:
     """Counts parameters, sparsity and MACs of every prunable weight of ``model`` (wrapped or not).
 
     Rows are the weights of the kinds tfimp prunes (``tfimp.coverage``),
-    wrapped or not (see :func:`tfimp.core.report.build`).
+    wrapped or not (see :func:`tfimp.core.report.build`). With a
+    ``structure`` (``"2:4"``, ``"block:1x4"``: :mod:`tfimp.core.structures`)
+    each row also counts its sparsity in that structure's unit, and the
+    table shows it as a column.
 
     Raises:
       ValueError: the model is not built, or a convolution's output size is unknown.
@@ -47,7 +50,7 @@ def model_report(model: keras.Model) -> ModelReport:
     counted = [_core_report.CountedWeight(
         weight.name, weight.kind, weight.variable.numpy(), None if weight.mask is None else weight.mask.numpy(),
         lambda outer=weight.outer: _output_positions(outer, traced)) for weight in found]
-    return _core_report.build(counted, int(sum(np.prod(v.shape) for v in model.trainable_weights)))
+    return _core_report.build(counted, int(sum(np.prod(v.shape) for v in model.trainable_weights)), structure)
 
 
 def _has_output_shape(layer: keras.layers.Layer) -> bool:
@@ -91,9 +94,9 @@ def _trace_output_shapes(model: keras.Model, outer_layers: list) -> dict:
     return shapes
 
 
-def print_report(model: keras.Model, path: Optional[str] = None) -> ModelReport:
+def print_report(model: keras.Model, path: Optional[str] = None, structure: str = "unstructured") -> ModelReport:
     """Prints :func:`model_report`'s table and, with ``path``, writes its JSON there."""
-    report = model_report(model)
+    report = model_report(model, structure)
     print(report.table(), flush=True)
     if path:
         _storage.atomic_write_text(path, report.to_json())

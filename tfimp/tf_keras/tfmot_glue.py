@@ -236,7 +236,8 @@ class PolicyPruneLowMagnitude(PruneLowMagnitude):
 class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
     """A wrapper whose forward pass uses a transform of the *dense* kernel.
 
-    Used by the pruning-during-training baselines that keep dense weights:
+    Used by the pruning-during-training baselines that keep dense weights
+    (definitions in :mod:`tfimp.core.reparametrisations`):
 
     * ``dpf`` (Lin et al. 2020, arXiv:2006.07253): the forward pass uses
       ``kernel * mask``; the gradient reaches the dense kernel unchanged
@@ -246,35 +247,54 @@ class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
       ``sign(w) * relu(|w| - sigmoid(s))`` with one learnable ``s`` per layer,
       initialised to ``str_init``; ``str_weight_decay`` adds L2 on ``s``
       (its authors set both per target sparsity).
+    * ``cs`` (Savarese et al. 2020): ``w * sigmoid(beta * s) / sigmoid(cs_init)``,
+      one learnable score per weight, ``beta`` rising from 1 to
+      ``cs_beta_final`` over ``total_steps`` training steps (counted by the
+      wrapper), ``cs_lambda * sum(sigmoid(beta * s))`` added to the loss.
+    * ``dst`` (Liu et al. 2020): ``w * step(|w| - t)``, one learnable threshold
+      per output unit, a surrogate gradient through the step,
+      ``dst_alpha * sum(exp(-t))`` added to the loss.
 
     :meth:`finalize` turns the wrapper into a plain policy wrapper with exact
-    masks and zeroed weights (``reparam`` becomes ``"none"``).
+    masks and zeroed weights (``reparam`` becomes ``"none"``); its learnable
+    parameters stay (``former`` names whose), so its saved weights load back.
     """
 
     #: ``reparam`` values: :data:`tfimp.tf_keras.reparametrisations.REPARAMETRISATIONS` and ``"none"``.
     REPARAMS = _reparametrisations.known()
 
     def __init__(self, layer: keras.layers.Layer, reparam: str = "dpf", str_init: float = -5.0,
-                 str_weight_decay: float = 0.0, keeps_threshold: bool = False, **kwargs):
+                 str_weight_decay: float = 0.0, keeps_threshold: bool = False, hyperparameters: dict | None = None,
+                 total_steps: int = 1, former: str = "", **kwargs):
         if reparam not in _reparametrisations.known():
             raise ValueError(f"reparam must be one of {_reparametrisations.known()}, got {reparam!r}")
+        if int(total_steps) < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         super().__init__(layer, **kwargs)
         self.reparam = reparam
+        self.former = former or reparam
         self.str_init = float(str_init)
         self.str_weight_decay = float(str_weight_decay)
         #: A finalized STR wrapper still holds its threshold variable (its saved weights include it).
         self.keeps_threshold = bool(keeps_threshold)
+        self.hyperparameters = (_during.method_hyperparameters(self.former, hyperparameters)
+                                if self.former in _during.HYPERPARAMETERS else {})
+        self.total_steps = int(total_steps)
         self.str_threshold = None
+        self.parameters: list = []  # CS's scores or DST's thresholds, one per pruned weight
+        self.steps_seen = None
 
     def build(self, input_shape):
         if self.reparam == "none":
             super().build(input_shape)
             if self.keeps_threshold:
                 self._add_threshold()
+            self._add_parameters()
             return
         PruneLowMagnitude.build(self, input_shape)  # masks, but no mask constraint: weights stay dense
         if self.reparam in _reparametrisations.WITH_THRESHOLD:
             self._add_threshold()
+        self._add_parameters()
 
     def _add_threshold(self) -> None:
         self.str_threshold = self.add_weight(
@@ -282,53 +302,101 @@ class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
             # Extra coupled L2 on s (gradient str_weight_decay * s), on top of the optimizer's own decay.
             regularizer=keras.regularizers.L2(self.str_weight_decay / 2) if self.str_weight_decay else None)
 
+    def _add_parameters(self) -> None:
+        learned = _reparametrisations.PARAMETERS.get(self.former)
+        if learned is None or self.parameters:
+            return
+        initial = learned.initial if not isinstance(learned.initial, str) else self.hyperparameters[learned.initial]
+        if self.former == "cs":
+            self.steps_seen = self.add_weight("cs_steps_seen", shape=(), initializer="zeros", trainable=False,
+                                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        weight_of_penalty = self.hyperparameters[learned.penalty_weight]
+
+        def penalty(parameter):  # a regularizer: tf_keras evaluates it with the loss at every step
+            if self.reparam == "none":  # finalized: the parameter no longer acts
+                return tf.constant(0.0)
+            extra = {"temperature": self._state()["temperature"]} if self.former == "cs" else {}
+            return weight_of_penalty * learned.penalty(parameter, _reparametrisations.TF_OPS, **extra)
+
+        self.parameters = [self.add_weight(f"{learned.name}_{index}", shape=learned.shape(tuple(weight.shape)),
+                                           initializer=keras.initializers.Constant(float(initial)), trainable=True,
+                                           regularizer=penalty if weight_of_penalty else None)
+                           for index, (weight, _, _) in enumerate(_private.pruning_triples(self))]
+
+    def _extra(self) -> list:
+        return ([self.str_threshold] if self.str_threshold is not None else []) + list(self.parameters)
+
     @property
     def trainable_weights(self):
-        extra = [self.str_threshold] if self.str_threshold is not None and self.trainable else []
+        extra = self._extra() if self.trainable else []
         return self.layer.trainable_weights + extra
 
     @property
     def non_trainable_weights(self):
         own = [w for w in self._non_trainable_weights]
-        if self.str_threshold is not None and not self.trainable:
-            own.append(self.str_threshold)
+        if not self.trainable:
+            own.extend(self._extra())
         return self.layer.non_trainable_weights + own
 
-    def effective_kernels(self) -> list:
-        """The kernels the forward pass uses now."""
-        return [self._effective(weight, mask) for weight, mask, _ in _private.pruning_triples(self)]
+    def _state(self) -> dict:
+        if self.reparam != "cs":
+            return {}
+        return {"temperature": _reparametrisations.temperature(self.steps_seen, self.total_steps,
+                                                               self.hyperparameters["cs_beta_final"]),
+                "initial": self.hyperparameters["cs_init"]}
 
-    def _effective(self, weight, mask):
-        return _reparametrisations.effective(self.reparam, weight, mask, self.str_threshold)
+    def _parameter(self, index: int):
+        if self.str_threshold is not None:
+            return self.str_threshold
+        return self.parameters[index] if self.parameters else None
+
+    def effective_kernels(self, state: dict | None = None) -> list:
+        """The kernels the forward pass uses now."""
+        state = self._state() if state is None else state
+        return [_reparametrisations.effective(self.reparam, weight, mask, self._parameter(index), **state)
+                for index, (weight, mask, _) in enumerate(_private.pruning_triples(self))]
+
+    def kept_masks(self) -> list:
+        """Where each pruned weight is non-zero in the forward pass now (STR, CS, DST: their own rule)."""
+        state = self._state()
+        return [_reparametrisations.kept(self.reparam, weight, mask, self._parameter(index), **state)
+                for index, (weight, mask, _) in enumerate(_private.pruning_triples(self))]
 
     def call(self, *args, training=None, **kwargs):
         if self.reparam == "none":
             return super().call(*args, training=training, **kwargs)
+        state = self._state()
         owners = [_owner_and_attribute(self.layer, path) for path in self.weight_paths]
         originals = [getattr(owner, name) for owner, name in owners]
         try:
-            for (owner, name), effective in zip(owners, self.effective_kernels()):
+            for (owner, name), effective in zip(owners, self.effective_kernels(state)):
                 object.__setattr__(owner, name, effective)  # bypass Keras tracking for the swap
-            return _call_inner(self.layer, args, kwargs, training)
+            outputs = _call_inner(self.layer, args, kwargs, training)
         finally:
             for (owner, name), variable in zip(owners, originals):
                 object.__setattr__(owner, name, variable)
+        if self.steps_seen is not None and training is True:
+            self.steps_seen.assign_add(1.0)
+        return outputs
 
     def finalize(self) -> None:
         """Bakes the transform into the weights and masks; afterwards a plain policy wrapper."""
         if self.reparam == "none":
             return
-        for (weight, mask, _), effective in zip(_private.pruning_triples(self), self.effective_kernels()):
+        kept = self.kept_masks()
+        for (weight, mask, _), effective, keep in zip(_private.pruning_triples(self), self.effective_kernels(), kept):
             value = tf.convert_to_tensor(effective)
             if self.reparam in _reparametrisations.MASK_FROM_EFFECTIVE:
-                mask.assign(tf.cast(tf.not_equal(value, 0), mask.dtype))
+                mask.assign(tf.cast(keep, mask.dtype))
             weight.assign(value * tf.cast(mask, value.dtype))
             install_mask_constraint(weight, mask)
         self.reparam = "none"
 
     def get_config(self) -> dict:
         return {**super().get_config(), "reparam": self.reparam, "str_init": self.str_init,
-                "str_weight_decay": self.str_weight_decay, "keeps_threshold": self.str_threshold is not None}
+                "str_weight_decay": self.str_weight_decay, "keeps_threshold": self.str_threshold is not None,
+                "hyperparameters": dict(self.hyperparameters), "total_steps": self.total_steps,
+                "former": self.former}
 
 
 def tfmot_polynomial_wrapper(target_sparsity: float, begin_step: int, end_step: int, frequency: int):
