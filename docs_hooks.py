@@ -267,7 +267,8 @@ def before_after(data: dict, name: str) -> str:
 
 #: The implementations of benchmarks/torch_methods_reference.py, in the order its tables list them.
 IMPLEMENTATION_LABELS = {"torch": "PyTorch reference", "torch64": "PyTorch reference, float64",
-                         "tf_keras": "tfimp, tf_keras", "jax": "tfimp, Keras 3 + JAX"}
+                         "torch_l2": "PyTorch reference, authors' extra L2", "tf_keras": "tfimp, tf_keras",
+                         "jax": "tfimp, Keras 3 + JAX"}
 
 
 def torch_methods(data: dict, name: str) -> str:

@@ -64,6 +64,7 @@ def test_tfimp_skips_the_methods_its_rules_do_not_have():
     run, skipped = reference.available_methods("tf_keras", list(reference.METHODS))
     assert run == [m for m in reference.METHODS if m in RULES] and set(run) | set(skipped) == set(reference.METHODS)
     assert reference.available_methods("torch", list(reference.METHODS)) == (list(reference.METHODS), [])
+    assert reference.available_methods("torch_l2", ["lc", "cs", "dst"]) == (["cs", "dst"], ["lc"])
 
 
 def _side(out, side, accuracy, kept_first):
