@@ -533,8 +533,8 @@ def git_revision() -> str:
     try:
         found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                                timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "tfimp", "benchmarks"],
+                               cwd=REPO, capture_output=True, text=True, timeout=30).stdout.strip()  # not docs/ outputs
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return f"{found}-dirty" if dirty else found
