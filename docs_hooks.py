@@ -6,8 +6,9 @@ Two markers may appear in any page under docs/:
     becomes a Markdown table built from ``docs/FILE`` at build time. Without a
     view, FILE holds ``columns`` and ``rows`` (the tables in docs/tables/);
     a view (``fidelity``, ``methods-a``, ``methods-b``, ``methods-b98``,
-    ``methods-c``, ``methods-str``, ``speed``) computes the table from a
-    benchmark's raw JSON, as the benchmark script writes it.
+    ``methods-c``, ``methods-str``, ``methods-own``, ``speed``,
+    ``before-after``, ``torch-methods``) computes the table from a benchmark's raw JSON, as
+    the benchmark script writes it.
 
 ``<!-- tfimp-source: FILE; command=...; revision=... -->``
     becomes one sentence naming the file, the command that produced it and
@@ -264,6 +265,41 @@ def before_after(data: dict, name: str) -> str:
                            "test accuracy after (same as before?)"], rows)
 
 
+#: The implementations of benchmarks/torch_methods_reference.py, in the order its tables list them.
+IMPLEMENTATION_LABELS = {"torch": "PyTorch reference", "torch64": "PyTorch reference, float64",
+                         "torch_l2": "PyTorch reference, authors' extra L2", "tf_keras": "tfimp, tf_keras",
+                         "jax": "tfimp, Keras 3 + JAX"}
+
+
+def torch_methods(data: dict, name: str) -> str:
+    """Each method of the PyTorch-reference protocol: every implementation's test accuracy per seed, sparsity and
+    per-layer sparsity, and how far it ended from the PyTorch reference of the same seeds (means over the seeds)."""
+    layers = need(data, "layers", name)
+    results = need(data, "results", name)
+    summary = {(s["side"], s["method"]): s for s in need(data, "summary", name)}
+    sides = sorted(dict.fromkeys(r["side"] for r in results),
+                   key=lambda side: list(IMPLEMENTATION_LABELS).index(side) if side in IMPLEMENTATION_LABELS else 99)
+    rows = []
+    for method in dict.fromkeys(r["method"] for r in results):
+        for side in sides:
+            runs = [r for r in results if (r["method"], r["side"]) == (method, side)]
+            if not runs:
+                continue
+            against = summary.get((side, method))
+            rows.append([method.upper(), IMPLEMENTATION_LABELS.get(side, side),
+                         " / ".join(fixed(100 * r["test_accuracy"]) for r in runs),
+                         percent(statistics.mean(r["sparsity"] for r in runs), 2),
+                         " / ".join(percent(statistics.mean(r["layer_sparsity"][layer] for r in runs), 1)
+                                    for layer in layers),
+                         fixed(against["mean_accuracy_difference"], sign=True) if against else "(reference)",
+                         fixed(against["mean_kept_differences"], 0) if against else "",
+                         f"{against['mean_kernel_relative_difference']:.1e}".replace("-", MINUS) if against else ""])
+    seeds = " / ".join(str(s) for s in dict.fromkeys(r["seed"] for r in results))
+    return markdown_table(["method", "implementation", f"test accuracy (%), seeds {seeds}", "sparsity",
+                           "per layer (" + " / ".join(layers) + ")", "accuracy − PyTorch (points)",
+                           "weights kept by only one", "final kernels apart (relative)"], rows)
+
+
 def generic(data: dict, name: str) -> str:
     """A table kept as ``columns`` and ``rows`` of cells (docs/tables/)."""
     return markdown_table(need(data, "columns", name), need(data, "rows", name))
@@ -271,7 +307,7 @@ def generic(data: dict, name: str) -> str:
 
 VIEWS = {"fidelity": fidelity, "methods-a": methods_a, "methods-b": methods_b, "methods-b98": methods_b98,
          "methods-c": methods_c, "methods-str": methods_str, "methods-own": methods_own, "speed": speed,
-         "before-after": before_after, "": generic}
+         "before-after": before_after, "torch-methods": torch_methods, "": generic}
 
 
 # -- markers ---------------------------------------------------------------------------------------------------------

@@ -86,3 +86,21 @@ def test_the_readme_summary_holds_for_the_fidelity_figures():
     for name in ("fidelity_fashion_mnist.json", "fidelity_fashion_mnist_keras3_jax.json"):
         summary = json.loads((ROOT / "docs" / name).read_text(encoding="utf-8"))["summary"]
         assert max(abs(row["difference"]) for row in summary) <= 0.3, name
+
+
+def test_the_torch_methods_view_lists_the_reference_first_and_each_side_against_it():
+    def run(side, accuracy):
+        return {"side": side, "method": "lc", "seed": 0, "test_accuracy": accuracy, "sparsity": 0.9,
+                "layer_sparsity": {"fc1": 0.95, "fc2": 0.5}}
+
+    data = {"layers": ["fc1", "fc2"], "results": [run("tf_keras", 0.801), run("torch", 0.8)],
+            "summary": [{"side": "tf_keras", "method": "lc", "mean_accuracy_difference": 0.1,
+                         "mean_kept_differences": 12.0, "mean_kernel_relative_difference": 2.5e-8}]}
+    lines = HOOKS.torch_methods(data, "x.json").splitlines()
+    assert len(lines) == 4 and "seeds 0" in lines[0] and "fc1 / fc2" in lines[0]
+    assert lines[2] == "| LC | PyTorch reference | 80.00 | 90.00% | 95.0% / 50.0% | (reference) |  |  |"
+    assert lines[3] == "| LC | tfimp, tf_keras | 80.10 | 90.00% | 95.0% / 50.0% | +0.10 | 12 | 2.5e\u221208 |"
+    consistent = json.loads((ROOT / "docs" / "fidelity_methods_steps.json").read_text(encoding="utf-8"))
+    for row in consistent["summary"]:  # the 20-step check: LC and GSM step for step on every front end
+        if row["method"] in ("lc", "gsm") and row["side"] != "torch64":
+            assert row["mean_kept_differences"] == 0 and row["mean_kernel_relative_difference"] < 1e-6, row
