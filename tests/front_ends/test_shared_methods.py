@@ -123,7 +123,8 @@ def test_cs_gates_each_weight_by_its_score_at_the_scheduled_temperature_and_keep
     (wrapper,) = front_end.reparam_wrappers(model)
     (scores,) = wrapper.parameters
     np.testing.assert_array_equal(front_end.numpy(scores), np.full((6, 3), 0.5, "float32"))  # started at cs_init
-    scores.assign(np.linspace(-1.0, 1.0, 18).reshape(6, 3).astype("float32"))
+    # Asymmetric about 0, so that the penalty's sum depends on the temperature.
+    scores.assign(np.linspace(-1.0, 2.0, 18).reshape(6, 3).astype("float32"))
     (weight,) = [front_end.numpy(w) for w in wrapper.masked_weights()] if hasattr(wrapper, "masked_weights") else [
         wrapper.layer.kernel.numpy()]
     s = front_end.numpy(scores)

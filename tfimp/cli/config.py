@@ -58,9 +58,9 @@ def base() -> ml_collections.ConfigDict:
     config.str_init = -5.0                # STR: initial threshold parameter, threshold = sigmoid(str_init)
     config.str_weight_decay = 0.0         # STR: extra L2 on the threshold parameters
     config.cs_init = 0.0                  # CS: the scores' start s_init (gates sigmoid(beta s) / sigmoid(s_init) start at 1)
-    config.cs_lambda = 1e-8               # CS: penalty lambda * sum(sigmoid(beta s)); more means sparser
+    config.cs_lambda = 5e-6               # CS: penalty lambda * sum(sigmoid(beta s)); more means sparser
     config.cs_beta_final = 200.0          # CS: the temperature at the end (beta = beta_final ** (t / T))
-    config.dst_alpha = 5e-6               # DST: penalty alpha * sum(exp(-t)) on the thresholds; more means sparser
+    config.dst_alpha = 1.5e-3             # DST: penalty alpha * sum(exp(-t)) on the thresholds; more means sparser
     config.calibrate = 0                  # STR/CS/DST: bisect the penalty over N full runs to hit the target; 0 = off
     # Optimisation
     config.learning_rate = 0.1

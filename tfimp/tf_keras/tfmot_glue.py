@@ -282,7 +282,7 @@ class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
         self.total_steps = int(total_steps)
         self.str_threshold = None
         self.parameters: list = []  # CS's scores or DST's thresholds, one per pruned weight
-        self.steps_seen = None
+        self.steps_seen = self.temperature_used = None
 
     def build(self, input_shape):
         if self.reparam == "none":
@@ -310,12 +310,17 @@ class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
         if self.former == "cs":
             self.steps_seen = self.add_weight("cs_steps_seen", shape=(), initializer="zeros", trainable=False,
                                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            # The temperature the last forward pass used: tf_keras evaluates the regularizer after the pass, when
+            # the step counter has already moved on.
+            self.temperature_used = self.add_weight("cs_temperature_used", shape=(), initializer="ones",
+                                                    trainable=False,
+                                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         weight_of_penalty = self.hyperparameters[learned.penalty_weight]
 
         def penalty(parameter):  # a regularizer: tf_keras evaluates it with the loss at every step
             if self.reparam == "none":  # finalized: the parameter no longer acts
                 return tf.constant(0.0)
-            extra = {"temperature": self._state()["temperature"]} if self.former == "cs" else {}
+            extra = {"temperature": tf.identity(self.temperature_used)} if self.former == "cs" else {}
             return weight_of_penalty * learned.penalty(parameter, _reparametrisations.TF_OPS, **extra)
 
         self.parameters = [self.add_weight(f"{learned.name}_{index}", shape=learned.shape(tuple(weight.shape)),
@@ -375,8 +380,10 @@ class ReparamPruneLowMagnitude(PolicyPruneLowMagnitude):
         finally:
             for (owner, name), variable in zip(owners, originals):
                 object.__setattr__(owner, name, variable)
-        if self.steps_seen is not None and training is True:
-            self.steps_seen.assign_add(1.0)
+        if self.steps_seen is not None:
+            self.temperature_used.assign(state["temperature"])
+            if training is True:
+                self.steps_seen.assign_add(1.0)
         return outputs
 
     def finalize(self) -> None:
