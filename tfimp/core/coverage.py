@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from tfimp.core import upstream
 from tfimp.core import notices
+from tfimp.core import reparametrisations
 
 _log = logging.getLogger("tfimp")
 
@@ -223,9 +224,16 @@ def count_parameters(variables: Sequence) -> int:
     return int(sum(math.prod(int(d) for d in v.shape) for v in variables))
 
 
+#: Variables a reparametrisation adds beside a masked weight (CS's scores): state of the method, not weights.
+_METHOD_PARAMETERS = tuple(parameter.name for parameter in reparametrisations.PARAMETERS.values())
+
+
 def _is_matrix(variable) -> bool:
-    """A kernel, table or other weight of rank >= 2 (GRU's bias has rank 2 but is a bias)."""
-    return len(variable.shape) >= 2 and not variable.name.split("/")[-1].startswith("bias")
+    """A kernel, table or other weight of rank >= 2 (GRU's bias has rank 2 but is a bias; CS's scores are the
+    method's, not the model's)."""
+    name = variable.name.split("/")[-1]
+    return len(variable.shape) >= 2 and not name.startswith("bias") and not any(
+        part in name for part in _METHOD_PARAMETERS)
 
 
 def tally(layers: Iterable[tuple[str, Sequence]], masked_ids: set[int], total_parameters: int,
