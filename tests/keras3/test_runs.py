@@ -40,6 +40,22 @@ def test_epoch_order_depends_only_on_the_seed_and_the_epoch():
     assert not np.array_equal(_batches(other_seed)[0][1], seen[0][0][1])
 
 
+def test_a_runner_trains_each_epoch_on_that_epochs_order():
+    class Recorded(tfimp.data.EpochOrdered):
+        fetched: list = []
+
+        def __getitem__(self, index):
+            Recorded.fetched.append(self.epoch)
+            return super().__getitem__(index)
+
+    x, y = h.classification_data(64)
+    data = Recorded(x, y, batch_size=16, seed=0)
+    tfimp.Dense(2, learning_rate=0.05, chance_guard=False).run(h.small_cnn(), data, verbose=0)
+    training = Recorded.fetched[-8:]  # 2 epochs of 4 batches (Keras reads a batch to build the model first)
+    # Keras 3's fit ends an epoch of its data once before training; without EpochOrdered.follow this read [1, 2].
+    assert training == [0] * 4 + [1] * 4
+
+
 def test_idx_files_load_without_tensorflow_with_the_seeded_split(tmp_path):
     arrays = idx_files.make_idx_dataset(str(tmp_path), n_train=100, n_test=30)
     data = tfimp.data.load("fashion_mnist", data_dir=str(tmp_path), batch_size=16, validation_fraction=0.2,

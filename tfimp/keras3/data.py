@@ -79,6 +79,25 @@ class EpochOrdered(keras.utils.PyDataset):
     def on_epoch_end(self):
         self.epoch += 1
 
+    def follow(self) -> keras.callbacks.Callback:
+        """A callback that sets :attr:`epoch` to ``fit``'s epoch as each epoch begins.
+
+        Keras 3's ``fit`` (every backend, 3.15) ends an epoch of its data once
+        before training starts (``epoch_iterator.reset()``), which would shift
+        every epoch's order by one; the tfimp runners pass this callback, and a
+        ``fit`` of your own should too.
+        """
+        return _FollowEpochs(self)
+
+
+class _FollowEpochs(keras.callbacks.Callback):
+    def __init__(self, data: EpochOrdered):
+        super().__init__()
+        self.data = data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.data.epoch = int(epoch)  # before the epoch's first batch is read: its order is this epoch's
+
 
 @dataclasses.dataclass
 class Data:

@@ -84,9 +84,12 @@ class Keras3Runner(_runner.Runner):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def _fit(self, model, data, **arguments):
+        callbacks = arguments["callbacks"]
+        if isinstance(data, _data.EpochOrdered):
+            callbacks = [data.follow(), *callbacks]  # each epoch in its own order (see EpochOrdered.follow)
         model.fit(data, epochs=arguments["epochs"], initial_epoch=arguments["initial_epoch"],
                   steps_per_epoch=arguments["steps_per_epoch"], validation_data=arguments["validation"],
-                  callbacks=arguments["callbacks"], verbose=arguments["verbose"], shuffle=False)
+                  callbacks=callbacks, verbose=arguments["verbose"], shuffle=False)
 
     def _chance_guard_callback(self):
         return _callbacks.ChanceGuard()
