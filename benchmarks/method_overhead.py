@@ -6,8 +6,9 @@ and random 28x28 inputs, batch 128, in this one process and front end. A
 run's step time is the median over its epochs after the first (the first
 traces and compiles) of the epoch's wall time over its steps, so it counts
 everything a method adds inside the epoch: mask updates between steps (GMP,
-DPF, DNW), the reparametrised forward pass (DPF, STR, DNW), the in-step
-top-k of the gradient rules (LC, GSM). The runs are interleaved over
+DPF, DNW), the reparametrised forward pass (DPF, STR, DNW, CS, DST), the
+in-step top-k of the gradient rules (LC, GSM), DST's reset check after
+every step. The runs are interleaved over
 ``--rounds`` rounds; each method's ratio is the median over rounds of its
 step time over the dense run's in the same round.
 
@@ -28,7 +29,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-METHODS = ("dense", "gmp", "dpf", "str", "dnw", "lc", "gsm")
+METHODS = ("dense", "gmp", "dpf", "str", "dnw", "lc", "gsm", "cs", "dst")
 
 
 def main() -> None:
