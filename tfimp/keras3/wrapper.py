@@ -194,8 +194,8 @@ class ReparamMaskedLayer(MaskedLayer):
     def _parameter_of(self, mask):
         if self.str_threshold is not None:
             return self.str_threshold.value
-        if self.parameters:
-            return self.parameters[self.masks.index(mask)].value
+        if self.parameters:  # by identity: == on Keras variables compares their values
+            return next(p for m, p in zip(self.masks, self.parameters) if m is mask).value
         return None
 
     def _masked_value(self, value, mask):
