@@ -233,7 +233,7 @@ def test_optimizer_allr_and_str_keys_reach_the_runners():
     ("dst_alpha", -1e-3, "config.dst_alpha=-0.001 is out of range"),
     ("calibrate", 4, "config.calibrate=4 applies to ['cs', 'dst', 'str'], which reach their own sparsity; method 'imp'"),
     ("structure", "2:5:4", "config.structure='2:5:4': unknown structure '2:5:4'; the forms are 'unstructured', "
-                           "'N:M' (e.g. '2:4', 1 <= N < M) or 'block:RxC' (e.g. 'block:1x4')"),
+                           "'N:M' (e.g. '2:4', 1 <= N < M), 'block:RxC' (e.g. 'block:1x4') or 'channels'"),
     ("structure", "block:4", "config.structure='block:4': structure 'block:4': a block structure is written "
                              "'block:RxC'"),
     ("structure", "2:4", "config.structure='2:4' with config.target_sparsity=0.9: structure '2:4' prunes to "
