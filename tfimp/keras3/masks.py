@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from tfimp.keras3 import _private
+from tfimp.keras3 import channels as _channels
 from tfimp.core import coverage as _core_coverage
 from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
@@ -389,8 +390,8 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
     forward pass gives pruned weights a zero gradient, so with zero state
     no step moves them again. ``zero_pruned=False`` (DPF, whose pruned
     weights keep learning) leaves both the weights and the slots as they are.
-    ``structure``: ``"unstructured"`` (default), ``"N:M"`` or ``"block:RxC"``
-    (:mod:`tfimp.core.structures`; see ``tfimp.prune``).
+    ``structure``: ``"unstructured"`` (default), ``"N:M"``, ``"block:RxC"`` or
+    ``"channels"`` (:mod:`tfimp.core.structures`; see ``tfimp.prune``).
     """
     sparsity = _masking.validate_sparsity(sparsity)
     _criteria.get(criterion)
@@ -410,6 +411,8 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
         if optimizer is not None and zero_pruned:  # DPF (zero_pruned=False): pruned weights keep their momentum
             for slot in _private.slot_variables(optimizer, kernel.weight):
                 slot.assign(keras.ops.convert_to_numpy(slot.value) * keep.astype(slot.dtype))
+    if zero_pruned and isinstance(_structures.get(structure), _structures.Channels):
+        _channels.zero_dead_channels(model, kernels, step.keep)
     if step.emptied:
         _notices.warn(_masking.collapse_message(model.name, sparsity, criterion, step.emptied))
     return step.layer_sparsities

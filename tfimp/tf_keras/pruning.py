@@ -22,6 +22,7 @@ from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
 from tfimp.core import notices as _notices
 from tfimp.core import structures as _structures
+from tfimp.tf_keras import channels as _channels
 from tfimp.tf_keras import tfmot_glue, wrapping
 from tfimp.tf_keras._backend import keras
 
@@ -86,7 +87,10 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
         each kernel's input axis; ``sparsity`` prunes ``round(sparsity * M)``
         of every group and may not exceed ``1 - N/M``) or ``"block:RxC"``
         (whole R x C blocks of each kernel's 2-D view, ranked by mean |w|
-        with ``criterion``; ``sparsity`` and the counts are in blocks).
+        with ``criterion``; ``sparsity`` and the counts are in blocks) or
+        ``"channels"`` (whole output channels ranked by L2 norm;
+        ``"channels:l1"``: L1; counted in channels; a pruned channel's bias and
+        the gamma and beta of a BatchNormalization reading it are zeroed too).
 
     Without the guard, a step that empties a layer warns, naming it.
 
@@ -113,6 +117,8 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
         kernel.mask.assign(keep.astype(kernel.mask.dtype.as_numpy_dtype, copy=False))
         if zero_pruned:
             kernel.weight.assign(np.multiply(weight, keep, out=keep))
+    if zero_pruned and isinstance(_structures.get(structure), _structures.Channels):
+        _channels.zero_dead_channels(model, kernels, [k.mask.numpy() for k in kernels])
     if step.emptied:
         _notices.warn(_masking.collapse_message(model.name, sparsity, criterion, step.emptied))
     return step.layer_sparsities
