@@ -94,3 +94,21 @@ def test_prune_then_slim_keeps_the_predictions_and_loses_the_pruned_weights(fron
     # at least the pruned filters of conv3 and fc go, and fc's inputs that read conv3's pruned channels
     fc_kept = (6 - dead["conv3"].sum()) * (4 - dead["fc"].sum())
     assert after <= before - dead["conv3"].sum() * 9 * 8 - (6 * 4 - fc_kept)
+
+
+def test_gmp_prunes_whole_channels_during_training_and_the_result_slims(front_end):
+    keras = front_end.keras
+    x = _inputs(96)
+    y = x.reshape(96, -1)[:, :4].argmax(1).astype("int32")
+    keras.utils.set_random_seed(0)
+    runner = tfimp.DuringTraining("gmp", 0.5, 2, criterion="uniform", structure="channels", frequency=1, batch_size=32,
+                                  learning_rate=0.05, chance_guard=False)
+    rows = runner.run(_residual_cnn(keras), (x, y), verbose=0)
+    dead = [_dead(mask) for _, mask in front_end.kernels(runner.model)]
+    assert [int(d.sum()) for d in dead] == [4, 4, 3, 2]
+    assert rows[-1]["structure"] == "channels" and rows[-1]["unit_sparsity"] == 0.5
+    plain = tfimp.strip(runner.model)
+    slim = tfimp.slim(runner.model)  # checks its predictions against the model's itself; here on our inputs too
+    np.testing.assert_allclose(front_end.numpy(slim(x[:8], training=False)),
+                               front_end.numpy(plain(x[:8], training=False)), rtol=1e-4, atol=1e-5)
+    assert slim.count_params() < plain.count_params()
