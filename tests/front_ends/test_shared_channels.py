@@ -59,8 +59,8 @@ def test_channels_are_whole_exact_and_output_zero(front_end, structure):
     assert {name: int(d.sum()) for name, d in dead.items()} == {"conv1": 4, "conv2": 4, "conv3": 3, "fc": 2}
     for name, channels in dead.items():
         np.testing.assert_array_equal(plain.get_layer(name).get_weights()[1][channels], 0)  # the bias
-    # bn3 reads conv3 alone; bn1's channels join conv2's through the Add: zeroed where both filters are pruned
-    for bn, channels in (("bn3", dead["conv3"]), ("bn1", dead["conv1"] & dead["conv2"])):
+    # bn1 reads conv1, bn3 reads conv3; after the Add (conv1's channels + conv2's) zero where both are pruned
+    for bn, channels in (("bn3", dead["conv3"]), ("bn1", dead["conv1"])):
         gamma, beta = plain.get_layer(bn).get_weights()[:2]
         np.testing.assert_array_equal(gamma == 0, channels)
         np.testing.assert_array_equal(beta == 0, channels)

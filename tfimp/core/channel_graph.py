@@ -4,9 +4,9 @@ A pruned output channel (every weight of its filter zero) outputs exactly
 zero once its bias is zero too; a BatchNormalization that reads it then
 outputs ``beta - gamma * mean / sqrt(variance + eps)``, so its ``gamma`` and
 ``beta`` are zeroed as well. Which BatchNormalization channels those are is
-read from the graph with :func:`tfimp.core.slimming.group_channels`: a
-BatchNormalization channel is zeroed when every filter making its channel
-group is pruned (channels joined by Add with a live channel stay).
+followed forward through the graph (:func:`dead_batch_norm_channels`): a
+BatchNormalization channel is zeroed where it reads only pruned filters
+(after an Add, only where every filter feeding it is pruned).
 
 The front ends read their model into :class:`Node` records (framework-free).
 Layers this module does not know are boundaries: their output channels are
@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from tfimp.core.slim_layers import Inbound
-from tfimp.core.slimming import CONCAT, FRESH, REPEAT, SAME, SOURCE, Op, group_channels
+from tfimp.core.slimming import CONCAT, FRESH, REPEAT, SAME, SOURCE, Op, topological_order
 
 #: Layers whose outputs are new channels made by their own filters.
 FILTER_LAYERS = frozenset({"Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
@@ -86,7 +86,12 @@ def channel_ops(nodes: Sequence[Node]) -> list[Op]:
 
 
 def dead_batch_norm_channels(nodes: Sequence[Node], dead: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """BatchNormalization name -> its channels to zero: those whose every making filter is pruned.
+    """BatchNormalization name -> its channels to zero: those that read only pruned filters.
+
+    Followed forward through the graph: a pruned filter's channel holds a
+    constant (zero once its bias is); a channel-wise layer keeps it constant;
+    a merge (Add ...) only where all its inputs are; a BatchNormalization
+    reading such a channel is zeroed there, so its output is zero too.
 
     Args:
       nodes: the model's layers (see :class:`Node`).
@@ -97,25 +102,28 @@ def dead_batch_norm_channels(nodes: Sequence[Node], dead: Mapping[str, np.ndarra
       Only the BatchNormalization layers with at least one such channel.
 
     Raises:
-      ValueError: a graph the grouping cannot read (a channel-wise merge of tensors of different widths, a cycle).
+      ValueError: a graph that cannot be read (an input no layer makes, a cycle, mismatched channel counts).
     """
-    groups = group_channels(channel_ops(nodes))
-    alive_group = np.zeros(groups.count, dtype=bool)
-    for op in groups.ops:
-        if op.mapping == SOURCE:
-            alive_group[groups.of[op.name]] = True
-        elif op.mapping == FRESH:
-            made_dead = np.asarray(dead.get(op.name, np.zeros(groups.channels[op.name], dtype=bool)), dtype=bool)
-            if made_dead.shape != (groups.channels[op.name],):
-                made_dead = np.zeros(groups.channels[op.name], dtype=bool)
-            alive_group[groups.of[op.name][~made_dead]] = True
-    zeroed = {}
-    for node in nodes:
-        if node.class_name == "BatchNormalization" and _op(node).mapping == SAME:
-            channels = ~alive_group[groups.of[node.name]]
-            if channels.any():
-                zeroed[node.name] = channels
-    return zeroed
+    by_name = {node.name: node for node in nodes}
+    constant: dict[str, np.ndarray] = {}
+    for op in topological_order(channel_ops(nodes)):
+        width = by_name[op.name].channels
+        inputs = [constant[name] for name in op.inputs]
+        if op.mapping == SAME:
+            value = np.logical_and.reduce(inputs) if len(inputs) > 1 else inputs[0]
+        elif op.mapping == CONCAT:
+            value = np.concatenate(inputs)
+        elif op.mapping == REPEAT:
+            value = np.repeat(inputs[0], op.factor)
+        elif op.mapping == FRESH and op.name in dead:
+            value = np.asarray(dead[op.name], dtype=bool)
+        else:
+            value = np.zeros(width, dtype=bool)
+        if value.shape != (width,):
+            raise ValueError(f"layer {op.name!r}: {value.shape[0]} channels read, {width} expected")
+        constant[op.name] = value
+    return {node.name: constant[node.name] for node in nodes
+            if node.class_name == "BatchNormalization" and _op(node).mapping == SAME and constant[node.name].any()}
 
 
 def dead_columns(keep: np.ndarray) -> np.ndarray:
