@@ -323,3 +323,22 @@ def test_channels_refuse_masks_of_another_structure():
     unstructured = masking.select_masks(["a", "b"], weights, _ones(weights), 0.5)
     with pytest.raises(ValueError, match="prunes parts of output channels"):
         masking.select_masks(["a", "b"], weights, unstructured.keep, 0.6, structure="channels")
+
+
+def test_joined_channels_are_scored_together_and_pruned_whole():
+    rng = np.random.default_rng(3)
+    weights = [rng.normal(size=(9, 6)).astype("float32"), rng.normal(size=(4, 6)).astype("float32"),
+               rng.normal(size=(6, 5)).astype("float32")]
+    groups = [np.arange(6), np.arange(6), None]  # the two first kernels' channels meet in an Add
+    step = masking.select_masks(["a", "b", "c"], weights, _ones(weights), 0.5, structure="channels",
+                                unit_groups=groups)
+    dead = [_dead_columns(k) for k in step.keep]
+    np.testing.assert_array_equal(dead[0], dead[1])  # together
+    norms = [np.linalg.norm(w, axis=0) for w in weights]
+    joint = np.sqrt(norms[0] ** 2 + norms[1] ** 2)
+    scores = np.concatenate([joint[dead[0]], norms[2][dead[2]]])  # what went scores below what stayed
+    assert scores.max() <= np.concatenate([joint[~dead[0]], norms[2][~dead[2]]]).min()
+    assert 9 - 1 <= sum(d.sum() for d in dead) <= 9  # round(0.5 * 17) channels, short by less than a group
+    later = masking.select_masks(["a", "b", "c"], weights, step.keep, 0.7, structure="channels", unit_groups=groups)
+    assert all(np.all(new <= old) for new, old in zip(later.keep, step.keep))
+    np.testing.assert_array_equal(_dead_columns(later.keep[0]), _dead_columns(later.keep[1]))

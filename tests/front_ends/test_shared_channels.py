@@ -112,3 +112,23 @@ def test_gmp_prunes_whole_channels_during_training_and_the_result_slims(front_en
     np.testing.assert_allclose(front_end.numpy(slim(x[:8], training=False)),
                                front_end.numpy(plain(x[:8], training=False)), rtol=1e-4, atol=1e-5)
     assert slim.count_params() < plain.count_params()
+
+
+def test_channels_joined_by_an_add_are_pruned_together_and_slim_removes_them(front_end):
+    keras = front_end.keras
+    keras.utils.set_random_seed(0)
+    model = tfimp.wrap(_residual_cnn(keras))
+    model(_inputs(2))
+    tfimp.prune(model, 0.4, "global", structure="channels", min_kept_per_layer=0.5)  # no layer emptied
+    plain = tfimp.strip(model)
+    dead = {name: _dead(plain.get_layer(name).get_weights()[0]) for name in ("conv1", "conv2", "conv3", "fc")}
+    np.testing.assert_array_equal(dead["conv1"], dead["conv2"])  # the Add ties conv1's channels to conv2's
+    assert dead["conv1"].any() and not dead["conv1"].all()
+    assert 10 - 1 <= sum(int(d.sum()) for d in dead.values()) <= 10  # round(0.4 * 26), short by less than a group
+    slim = tfimp.slim(model)
+    kept = int((~dead["conv1"]).sum())
+    assert slim.get_layer("conv1").get_weights()[0].shape[-1] == kept  # every pruned pair removed
+    assert slim.get_layer("conv2").get_weights()[0].shape[-2:] == (kept, kept)
+    x = _inputs()
+    np.testing.assert_allclose(front_end.numpy(slim(x, training=False)), front_end.numpy(plain(x, training=False)),
+                               rtol=1e-5, atol=1e-5)

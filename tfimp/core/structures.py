@@ -35,7 +35,10 @@ the families:
   share of the prunable kernels' output channels that are pruned, not of
   their weights). The front ends also zero a pruned channel's bias and the
   gamma and beta of a BatchNormalization that follows it, so the channel
-  outputs exactly zero, and :func:`tfimp.slim` can remove it.
+  outputs exactly zero, and :func:`tfimp.slim` can remove it. Channels
+  an Add ties across kernels are scored together and pruned whole under
+  ``global`` and ``lamp`` (``unit_groups`` of
+  :func:`tfimp.core.masking.select_masks`).
 
 Sparsity in a structure's unit (:meth:`Structure.count`): the fraction of
 pruned weights (unstructured), of zero blocks (``block``), or of the

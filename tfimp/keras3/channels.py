@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import keras
 import numpy as np
 
@@ -12,19 +10,16 @@ from tfimp.keras3 import _private
 from tfimp.keras3.wrapper import MaskedLayer
 
 
-def zero_dead_channels(model: keras.Model, kernels: Sequence, keeps: Sequence[np.ndarray]) -> None:
-    """Zeroes the bias of every pruned output channel, and the gamma and beta of BatchNormalization reading it.
-
-    So a pruned channel outputs exactly zero (the same rules as on tf_keras:
-    ``tfimp.tf_keras.channels``); where the graph cannot be read (a subclassed
-    model), only the biases are zeroed.
-    """
-    nodes = (lambda: _graph.read_nodes(model.get_config(), isinstance(model, keras.Sequential), inbound,
-                                       _describe(model))) if _private.is_functional(model) else None
-    _graph.zero_dead_channels(kernels, keeps, nodes=nodes, get_layer=model.get_layer, zero=_zero)
+def nodes(model: keras.Model):
+    """Reads the model's graph for :mod:`tfimp.core.channel_graph` (None for a subclassed model)."""
+    if not _private.is_functional(model):
+        return None
+    return lambda: _graph.read_nodes(model.get_config(), isinstance(model, keras.Sequential), inbound,
+                                     _describe(model))
 
 
-def _zero(variable, channels: np.ndarray) -> None:
+def zero(variable, channels: np.ndarray) -> None:
+    """Zeroes ``variable``'s last axis at ``channels``."""
     value = np.array(keras.ops.convert_to_numpy(variable.value))
     value[..., channels] = 0
     variable.assign(value)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 
 from tfimp.core import channel_graph as _graph
@@ -12,19 +10,16 @@ from tfimp.tf_keras import wrapping
 from tfimp.tf_keras._backend import keras
 
 
-def zero_dead_channels(model: keras.Model, kernels: Sequence, keeps: Sequence[np.ndarray]) -> None:
-    """Zeroes the bias of every pruned output channel, and the gamma and beta of BatchNormalization reading it.
-
-    So a pruned channel outputs exactly zero. The BatchNormalization layers are
-    found on the model's graph (Sequential or functional, top level); where it
-    cannot be read, only the biases are zeroed.
-    """
-    nodes = (lambda: _graph.read_nodes(model.get_config(), isinstance(model, keras.Sequential), _slimming._inbound,
-                                       _describe(model))) if wrapping.is_graph_model(model) else None
-    _graph.zero_dead_channels(kernels, keeps, nodes=nodes, get_layer=model.get_layer, zero=_zero)
+def nodes(model: keras.Model):
+    """Reads the model's graph for :mod:`tfimp.core.channel_graph` (None for a subclassed model)."""
+    if not wrapping.is_graph_model(model):
+        return None
+    return lambda: _graph.read_nodes(model.get_config(), isinstance(model, keras.Sequential), _slimming._inbound,
+                                     _describe(model))
 
 
-def _zero(variable, channels: np.ndarray) -> None:
+def zero(variable, channels: np.ndarray) -> None:
+    """Zeroes ``variable``'s last axis at ``channels``."""
     value = variable.numpy()
     value[..., channels] = 0
     variable.assign(value)

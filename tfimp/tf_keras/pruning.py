@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfimp.core import channel_graph as _channel_graph
 from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
 from tfimp.core import notices as _notices
@@ -110,15 +111,19 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
     _structures.get(structure)
     kernels = _kernels_or_raise(model)
     weights = [k.weight.numpy() for k in kernels]
+    channels = isinstance(_structures.get(structure), _structures.Channels)
+    joined = _channel_graph.joined_channels(kernels, _channels.nodes(model)) if channels else None
     step = _masking.select_masks([k.name for k in kernels], weights, [k.mask.numpy() for k in kernels], sparsity,
                                  criterion, allow_revival=allow_revival, min_kept_per_layer=min_kept_per_layer,
-                                 structure=structure)
+                                 structure=structure, unit_groups=joined)
     for kernel, weight, keep in zip(kernels, weights, step.keep):
         kernel.mask.assign(keep.astype(kernel.mask.dtype.as_numpy_dtype, copy=False))
         if zero_pruned:
             kernel.weight.assign(np.multiply(weight, keep, out=keep))
-    if zero_pruned and isinstance(_structures.get(structure), _structures.Channels):
-        _channels.zero_dead_channels(model, kernels, [k.mask.numpy() for k in kernels])
+    if zero_pruned and channels:
+        _channel_graph.zero_dead_channels(kernels, [k.mask.numpy() for k in kernels],
+                                          nodes=_channels.nodes(model), get_layer=model.get_layer,
+                                          zero=_channels.zero)
     if step.emptied:
         _notices.warn(_masking.collapse_message(model.name, sparsity, criterion, step.emptied))
     return step.layer_sparsities
