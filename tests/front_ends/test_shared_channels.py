@@ -66,7 +66,7 @@ def test_channels_are_whole_exact_and_output_zero(front_end, structure):
         np.testing.assert_array_equal(beta == 0, channels)
     copy = keras.models.clone_model(plain)  # layers of their own: the stripped model's may be shared
     copy.set_weights(plain.get_weights())
-    probe = keras.Model(copy.inputs, [copy.get_layer("bn3").output, copy.get_layer("add").output])
+    probe = keras.Model(copy.inputs[0], [copy.get_layer("bn3").output, copy.get_layer("add").output])
     bn3, add = [front_end.numpy(out) for out in probe(_inputs(), training=False)]
     assert np.all(bn3[..., dead["conv3"]] == 0) and np.all(bn3[..., ~dead["conv3"]] != 0)
     assert np.all(add[..., dead["conv1"] & dead["conv2"]] == 0)
