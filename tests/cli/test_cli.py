@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import tfimp
@@ -233,7 +234,7 @@ def test_optimizer_allr_and_str_keys_reach_the_runners():
     ("dst_alpha", -1e-3, "config.dst_alpha=-0.001 is out of range"),
     ("calibrate", 4, "config.calibrate=4 applies to ['cs', 'dst', 'str'], which reach their own sparsity; method 'imp'"),
     ("structure", "2:5:4", "config.structure='2:5:4': unknown structure '2:5:4'; the forms are 'unstructured', "
-                           "'N:M' (e.g. '2:4', 1 <= N < M) or 'block:RxC' (e.g. 'block:1x4')"),
+                           "'N:M' (e.g. '2:4', 1 <= N < M), 'block:RxC' (e.g. 'block:1x4') or 'channels'"),
     ("structure", "block:4", "config.structure='block:4': structure 'block:4': a block structure is written "
                              "'block:RxC'"),
     ("structure", "2:4", "config.structure='2:4' with config.target_sparsity=0.9: structure '2:4' prunes to "
@@ -388,3 +389,23 @@ def test_refusals_before_any_work_touch_nothing_of_the_users(tmp_path, fashion_d
     rows = main.run(_config(**tiny, min_kept_per_layer=1), str(run))  # the corrected rerun needs no --overwrite
     assert [r["cycle"] for r in rows] == [0, 1, 2]
     assert [r["cycle"] for r in json.load(open(run / "results.json"))["rows"]] == [0, 1, 2]
+
+
+def test_a_channels_run_also_exports_its_slimmed_model_with_its_size(tmp_path, fashion_dir):
+    config = _config(data_dir=fashion_dir, train_subset=256, test_subset=64, batch_size=64, dense_epochs=1, cycles=1,
+                     retrain_epochs=1, verbose=0, structure="channels", target_sparsity=0.5, export_formats="keras",
+                     criterion="uniform")
+    workdir = str(tmp_path / "run")
+    main.run(config, workdir)
+    with open(os.path.join(workdir, "export", "sizes.json")) as handle:
+        sizes = {row["format"]: row for row in json.load(handle)}
+    assert list(sizes) == ["keras", "keras_slim"]
+    slim_row = sizes["keras_slim"]
+    assert slim_row["path"] == os.path.join(workdir, "export", "model_slim.keras")
+    assert slim_row["max_abs_error"] <= slim_row["tolerance"]
+    slimmed = keras.models.load_model(slim_row["path"])
+    stripped = keras.models.load_model(os.path.join(workdir, "model_stripped.keras"))
+    assert slim_row["parameters"] == slimmed.count_params() < stripped.count_params() == slim_row["dense_parameters"]
+    assert slim_row["bytes"] == os.path.getsize(slim_row["path"]) < sizes["keras"]["bytes"]
+    x = np.random.default_rng(0).normal(size=(4, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(slimmed.predict_on_batch(x), stripped.predict_on_batch(x), rtol=1e-4, atol=1e-4)

@@ -26,7 +26,8 @@ def _ones(weights):
 @pytest.mark.parametrize("name, canonical, kind", [
     ("unstructured", "unstructured", structures.Unstructured), ("2:4", "2:4", structures.NOfM),
     (" 1:8 ", "1:8", structures.NOfM), ("block:1x4", "block:1x4", structures.Blocks),
-    ("block:16x1", "block:16x1", structures.Blocks)])
+    ("block:16x1", "block:16x1", structures.Blocks), ("channels", "channels", structures.Channels),
+    ("channels:l2", "channels", structures.Channels), ("channels:L1", "channels:l1", structures.Channels)])
 def test_names_parse_to_their_structure(name, canonical, kind):
     form = structures.get(name)
     assert isinstance(form, kind) and form.name == canonical == structures.name_of(name)
@@ -39,10 +40,12 @@ def test_names_parse_to_their_structure(name, canonical, kind):
     ("0:4", "structure '0:4': N:M structure: N must be an integer >= 1, got 0"),
     ("block:0x4", "structure 'block:0x4': block rows must be an integer >= 1, got 0"),
     ("block:4", "a block structure is written 'block:RxC' with integers R, C >= 1, e.g. 'block:1x4'; got 'block:4'"),
-    ("blocks:1x4", "unknown structure 'blocks:1x4'; the forms are 'unstructured', 'N:M' (e.g. '2:4', 1 <= N < M) "
-                   "or 'block:RxC' (e.g. 'block:1x4')"),
+    ("blocks:1x4", "unknown structure 'blocks:1x4'; the forms are 'unstructured', 'N:M' (e.g. '2:4', 1 <= N < M), "
+                   "'block:RxC' (e.g. 'block:1x4') or 'channels' ('channels:l1' scores by L1 norm)"),
     ("2:4:8", "unknown structure '2:4:8'"),
     ("unstructured:1", "structure 'unstructured' takes no argument"),
+    ("channels:l3", "structure 'channels:l3': a channels structure is written 'channels' (L2 norm), 'channels:l2' "
+                    "or 'channels:l1'; got 'channels:l3'"),
 ])
 def test_a_bad_name_is_named_with_the_forms_there_are(name, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -267,3 +270,75 @@ def test_counts_in_units_on_stripped_zeros():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert structures.layer_sparsities([("k", kernel)], "unstructured") == {"k": 0.5}
+
+
+# -- channels ------------------------------------------------------------------------------------------------
+
+
+def _dead_columns(keep):
+    columns = np.reshape(keep, (-1, np.shape(keep)[-1]))
+    dead, alive = (columns == 0).all(axis=0), (columns != 0).all(axis=0)
+    assert np.all(dead | alive)  # whole channels only
+    return dead
+
+
+@pytest.mark.parametrize("norm", ["l2", "l1"])
+@pytest.mark.parametrize("criterion", ["global", "uniform"])
+def test_channels_prune_whole_columns_of_lowest_norm_exactly(norm, criterion):
+    weights = _kernels(shapes=((3, 3, 4, 10), (40, 6)))
+    name = f"channels:{norm}"
+    step = masking.select_masks(["conv", "fc"], weights, _ones(weights), 0.5, criterion, structure=name)
+    dead = [_dead_columns(k) for k in step.keep]
+    order = {"l2": 2, "l1": 1}[norm]
+    norms = [np.linalg.norm(w.reshape(-1, w.shape[-1]), ord=order, axis=0) for w in weights]
+    if criterion == "global":
+        assert sum(d.sum() for d in dead) == 8  # round(0.5 * 16) channels, over both kernels
+        pruned = np.concatenate([n[d] for n, d in zip(norms, dead)])
+        kept = np.concatenate([n[~d] for n, d in zip(norms, dead)])
+        assert pruned.max() <= kept.min()
+    else:
+        assert [d.sum() for d in dead] == [5, 3]
+        for n, d in zip(norms, dead):
+            assert n[d].max() <= n[~d].min()
+    assert structures.unit_sparsity(name, step.keep) == 0.5
+    assert step.layer_sparsities == {"conv": dead[0].mean(), "fc": dead[1].mean()}
+    later = masking.select_masks(["conv", "fc"], weights, step.keep, 0.75, criterion, structure=name)
+    assert all(np.all(new <= old) for new, old in zip(later.keep, step.keep))  # never revived
+    later_dead = [_dead_columns(k).sum() for k in later.keep]
+    assert (sum(later_dead) == 12) if criterion == "global" else (later_dead == [8, 5])  # 7.5 and 4.5 round up
+
+
+def test_l1_and_l2_channel_scores_can_disagree():
+    column_a = np.array([1.0, 1.0, 1.0, 1.0])  # L1 4, L2 2
+    column_b = np.array([3.0, 0.0, 0.0, 0.0])  # L1 3, L2 3
+    weight = np.stack([column_a, column_b], axis=1).astype("float32")
+    l2 = masking.select_masks(["fc"], [weight], _ones([weight]), 0.5, structure="channels")
+    l1 = masking.select_masks(["fc"], [weight], _ones([weight]), 0.5, structure="channels:l1")
+    np.testing.assert_array_equal(_dead_columns(l2.keep[0]), [True, False])
+    np.testing.assert_array_equal(_dead_columns(l1.keep[0]), [False, True])
+
+
+def test_channels_refuse_masks_of_another_structure():
+    weights = _kernels()
+    unstructured = masking.select_masks(["a", "b"], weights, _ones(weights), 0.5)
+    with pytest.raises(ValueError, match="prunes parts of output channels"):
+        masking.select_masks(["a", "b"], weights, unstructured.keep, 0.6, structure="channels")
+
+
+def test_joined_channels_are_scored_together_and_pruned_whole():
+    rng = np.random.default_rng(3)
+    weights = [rng.normal(size=(9, 6)).astype("float32"), rng.normal(size=(4, 6)).astype("float32"),
+               rng.normal(size=(6, 5)).astype("float32")]
+    groups = [np.arange(6), np.arange(6), None]  # the two first kernels' channels meet in an Add
+    step = masking.select_masks(["a", "b", "c"], weights, _ones(weights), 0.5, structure="channels",
+                                unit_groups=groups)
+    dead = [_dead_columns(k) for k in step.keep]
+    np.testing.assert_array_equal(dead[0], dead[1])  # together
+    norms = [np.linalg.norm(w, axis=0) for w in weights]
+    joint = np.sqrt(norms[0] ** 2 + norms[1] ** 2)
+    scores = np.concatenate([joint[dead[0]], norms[2][dead[2]]])  # what went scores below what stayed
+    assert scores.max() <= np.concatenate([joint[~dead[0]], norms[2][~dead[2]]]).min()
+    assert 9 - 1 <= sum(d.sum() for d in dead) <= 9  # round(0.5 * 17) channels, short by less than a group
+    later = masking.select_masks(["a", "b", "c"], weights, step.keep, 0.7, structure="channels", unit_groups=groups)
+    assert all(np.all(new <= old) for new, old in zip(later.keep, step.keep))
+    np.testing.assert_array_equal(_dead_columns(later.keep[0]), _dead_columns(later.keep[1]))

@@ -229,3 +229,19 @@ def test_refusals_before_any_work_on_keras3_touch_nothing_of_the_users(tmp_path)
     assert tfimp.core.workdir.cycles(run) == [] and not tfimp.core.workdir.has_progress(run)
     rows = main.run(_config(tmp_path / "idx", min_kept_per_layer=1), run)
     assert [row["cycle"] for row in rows] == [0, 1, 2]
+
+
+def test_a_channels_run_on_keras3_also_exports_its_slimmed_model_with_its_size(tmp_path):
+    idx_files.make_idx_dataset(str(tmp_path / "idx"), n_train=256, n_test=64)
+    workdir = str(tmp_path / "run")
+    main.run(_config(tmp_path / "idx", cycles=1, structure="channels:l1", target_sparsity=0.5, criterion="uniform"),
+             workdir)
+    with open(os.path.join(workdir, "export", "sizes.json")) as handle:
+        (row,) = json.load(handle)  # export_formats="": the slimmed model alone
+    assert row["format"] == "keras_slim" and row["max_abs_error"] <= row["tolerance"]
+    slimmed = keras.saving.load_model(os.path.join(workdir, "export", "model_slim.keras"))
+    stripped = keras.saving.load_model(os.path.join(workdir, "model_stripped.keras"))
+    assert row["parameters"] == slimmed.count_params() < stripped.count_params() == row["dense_parameters"]
+    assert row["bytes"] == os.path.getsize(row["path"])
+    x = np.random.default_rng(0).normal(size=(4, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(slimmed.predict_on_batch(x), stripped.predict_on_batch(x), rtol=1e-4, atol=1e-4)

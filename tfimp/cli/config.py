@@ -48,7 +48,7 @@ def base() -> ml_collections.ConfigDict:
     config.allr_norm_drop = "since_dense"  # ALLR's d: since_dense (authors' later code) or this_cycle
     config.recalibrate_bn = True          # re-estimate BatchNorm statistics after each pruning (authors' runs)
     config.min_kept_per_layer = 0.0       # guard against layer collapse: keep >= N weights (>= 1) or a fraction (< 1); 0 = off
-    config.structure = "unstructured"     # pruned together: unstructured, N:M (2:4; target 1 - N/M), block:RxC (block:1x4)
+    config.structure = "unstructured"     # unstructured, N:M (2:4; target 1 - N/M), block:RxC (block:1x4), channels(:l1)
     # Pruning during training (gmp, tfmot_gmp, dpf, str, dnw, lc, gsm, cs, dst)
     # The cubic ramp starts at this fraction of the budget and reaches target_sparsity at the end fraction;
     # unset = the method's default (GMP 0.1 to 0.75; DPF 0 to one epoch before the end; DNW the target from step 0).

@@ -41,7 +41,7 @@ import numpy as np
 
 from tfimp.cli import config as tfimp_config
 from tfimp.core import architectures, plots
-from tfimp.cli import methods
+from tfimp.cli import methods, slim_export
 from tfimp.core import exports as _exports
 from tfimp.core import storage as _storage
 from tfimp.core import workdir as _workdir
@@ -198,6 +198,11 @@ def _write_outputs(config, model: keras.Model, rows: list[dict], workdir: str, d
             say(f"[tfimp] the default export formats this backend cannot write are left out: {'; '.join(left_out)}",
                 flush=True)
         files = export.export(model, _workdir.path(workdir, _workdir.EXPORT), formats=formats, **_export_data(dataset))
+    else:
+        files = []
+    if masks.wrappers(model) and masks.sparsity(model) > 0 and slim_export.wanted(config):
+        files = [*files, slim_export.write(model, workdir, _check_batch(dataset.test), files)]
+    if files:
         table = _exports.write_sizes(workdir, files)
         say(f"[tfimp] exports (each loaded in a fresh process and checked against the Keras model; test accuracy "
             f"of each file, through its own runtime, and of the float model):\n{table}", flush=True)

@@ -17,7 +17,7 @@ extras.require("tensorboard", "the tfimp command line's TensorBoard logs")
 import tfimp  # noqa: E402  (after the check above, which names the missing extra)
 from tfimp.core import architectures, plots  # noqa: E402
 from tfimp.tf_keras import checkpoint, data, export, models, report  # noqa: E402
-from tfimp.cli import methods  # noqa: E402
+from tfimp.cli import methods, slim_export  # noqa: E402
 from tfimp.cli import config as tfimp_config  # noqa: E402
 from tfimp.tf_keras._backend import keras  # noqa: E402
 from tfimp.core import exports  # noqa: E402
@@ -106,6 +106,7 @@ def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: b
     plots.accuracy_vs_sparsity(rows, tfimp.workdir.path(out, tfimp.workdir.PLOT),
                                title=f"{config.method} {config.model} on {config.dataset}")
     pruned = bool(tfimp.wrapping.wrappers(runner.model)) and tfimp.sparsity(runner.model) > 0
+    files = []
     if pruned and config.export_formats:
         check = next(iter(dataset.test))[0].numpy()
         calibration, _ = exports.take_examples(dataset.train, exports.REPRESENTATIVE_EXAMPLES)
@@ -113,6 +114,9 @@ def _train_and_export(config, runner, model, dataset, workdir: str, overwrite: b
                               formats=config.export_formats.split(","), check_inputs=check,
                               representative_data=calibration,
                               test_data=exports.take_examples(dataset.test, max_bytes=exports.EVALUATION_BYTES))
+    if pruned and slim_export.wanted(config):
+        files = [*files, slim_export.write(runner.model, out, next(iter(dataset.test))[0].numpy()[:8], files)]
+    if files:
         table = exports.write_sizes(out, files)
         say(f"[tfimp] exports (checked against the Keras model; test accuracy of each file, through its own "
             f"runtime, and of the float model):\n{table}", flush=True)

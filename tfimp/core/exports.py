@@ -102,6 +102,36 @@ class ExportedFile:
     test_accuracy: Optional[float] = None
     float_accuracy: Optional[float] = None
     test_examples: int = 0
+    parameters: Optional[int] = None  # the slimmed model's (:data:`SLIM_FORMAT`), and the model's before it
+    dense_parameters: Optional[int] = None
+
+
+#: The format of the slimmed model's row (``export/model_slim.keras``, a ``structure="channels"`` run's).
+SLIM_FORMAT = "keras_slim"
+#: Its tolerance: the largest output difference ``tfimp.slim`` accepts, relative to the outputs' largest magnitude.
+SLIM_TOLERANCE = 1e-4
+
+
+def slim_row(path: str, local: str, parameters: int, dense_parameters: int, expected: np.ndarray,
+             got: np.ndarray, files: Sequence[ExportedFile]) -> ExportedFile:
+    """The slimmed model's row of ``export/sizes.json``: its file ``path`` (written at ``local``), parameters and
+    size beside the model's before slimming (the ``keras`` export's size, where there is one).
+
+    Raises:
+      ExportMismatchError: its outputs on the check batch (``got``) differ from the pruned model's (``expected``)
+        by more than :data:`SLIM_TOLERANCE` of their largest magnitude.
+    """
+    expected, got = np.asarray(expected, dtype=np.float64), np.asarray(got, dtype=np.float64)
+    error = float(np.max(np.abs(expected - got))) if expected.size else 0.0
+    allowed = SLIM_TOLERANCE * max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
+    if error > allowed:
+        raise ExportMismatchError(f"the slimmed model {path} differs from the pruned model by {error:.3g} "
+                                  f"(> {allowed:.3g}) on the check batch")
+    raw, compressed = file_size(local)
+    keras_file = next((f for f in files if f.format == "keras"), None)
+    return ExportedFile(SLIM_FORMAT, path, raw, compressed, keras_file.bytes if keras_file else 0,
+                        keras_file.gzip_bytes if keras_file else 0, error, allowed, None,
+                        parameters=parameters, dense_parameters=dense_parameters)
 
 
 def parse_formats(formats, known: Sequence[str], key: str = "formats") -> list[str]:

@@ -179,7 +179,8 @@ class MaskStep:
 
 def select_masks(names: Sequence[str], weights: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                  sparsity: float, criterion: str = "global", *, allow_revival: bool = False,
-                 min_kept_per_layer: int | float | None = None, structure="unstructured") -> MaskStep:
+                 min_kept_per_layer: int | float | None = None, structure="unstructured",
+                 unit_groups: Sequence[np.ndarray | None] | None = None) -> MaskStep:
     """The masks that prune ``weights`` (with current ``masks``) to ``sparsity`` by ``criterion``.
 
     Args:
@@ -194,6 +195,13 @@ def select_masks(names: Sequence[str], weights: Sequence[np.ndarray], masks: Seq
         ``"N:M"``, ``"block:RxC"``). A pooled structure (blocks) runs the
         criterion and the exact selection below over each kernel's units,
         and counts in units; N:M selects inside every group.
+      unit_groups: per weight, None or an integer group id per unit (-1: on
+        its own): units of one id, across weights, are pruned together
+        (``channels`` joined by an Add). Their scores are combined (L2: the
+        root of the sum of squares; ``channels:l1``: the sum) and a group is
+        pruned whole, so the count may fall short of the target by less than
+        a group. Only for criteria that rank all units together (``global``,
+        ``lamp``); layer-wise criteria ignore it.
 
     Raises:
       ValueError: the target is below what is already pruned; the guard or
@@ -226,6 +234,9 @@ def select_masks(names: Sequence[str], weights: Sequence[np.ndarray], masks: Seq
     selection = criterion_fn(effective, sparsity)
     _check_selection(selection, names, shapes, sizes, criterion)
     ranked = [_rank_pruned_first(s, u, n) for s, u, n in zip(selection.scores, units, already)]
+    joined = unit_groups is not None and selection.layer_counts is None and any(g is not None for g in unit_groups)
+    if joined:
+        ranked = _joined_scores(ranked, unit_groups, getattr(form, "norm", "l2"))
     kept_minimum = min_kept_counts(sizes, min_kept_per_layer)
     if selection.layer_counts is None and kept_minimum is not None:
         caps = [max(size - keep, done) for size, keep, done in zip(sizes, kept_minimum, already)]
@@ -245,6 +256,8 @@ def select_masks(names: Sequence[str], weights: Sequence[np.ndarray], masks: Seq
                     "Keep one criterion for all pruning steps of a model."
                 )
         pruned = [select_lowest([r], count)[0] for r, count in zip(ranked, selection.layer_counts)]
+    if joined:
+        pruned = _whole_groups(pruned, unit_groups)
     return _mask_step(names, weights, [form.expand(p, np.shape(w)) for p, w in zip(pruned, weights)], pruned,
                       already)
 
@@ -303,6 +316,54 @@ def collapse_message(model_name: str, sparsity: float, criterion: str, emptied: 
 def emptied_layers(layer_sparsities: dict[str, float]) -> list[str]:
     """The names whose sparsity is 1 in a pruning result (layers with no weight left)."""
     return [name for name, value in layer_sparsities.items() if value >= 1.0]
+
+
+def _group_ids(ranked, unit_groups) -> np.ndarray:
+    return np.concatenate([np.full(np.size(r), -1, np.int64) if g is None else np.asarray(g, np.int64).ravel()
+                           for r, g in zip(ranked, unit_groups)])
+
+
+def _joined_scores(ranked, unit_groups, norm: str) -> list[np.ndarray]:
+    """Every grouped unit's score replaced by its group's (L2 or L1 combination; -inf if any member is pruned)."""
+    ids = _group_ids(ranked, unit_groups)
+    flat = np.concatenate([np.asarray(r, np.float64).ravel() for r in ranked])
+    members = ids >= 0
+    if not members.any():
+        return ranked
+    labels, inverse = np.unique(ids[members], return_inverse=True)
+    values = flat[members]
+    if norm == "l1":
+        combined = np.bincount(inverse, weights=np.abs(values), minlength=labels.size)
+    else:
+        combined = np.sqrt(np.bincount(inverse, weights=np.square(np.where(np.isfinite(values), values, 0.0)),
+                                       minlength=labels.size))
+    combined[np.bincount(inverse, weights=np.isneginf(values), minlength=labels.size) > 0] = -np.inf
+    flat = flat.copy()
+    flat[members] = combined[inverse]
+    out, start = [], 0
+    for r in ranked:
+        out.append(flat[start:start + np.size(r)].reshape(np.shape(r)))
+        start += np.size(r)
+    return out
+
+
+def _whole_groups(pruned, unit_groups) -> list[np.ndarray]:
+    """A selection without partly selected groups: their selected members are kept (the count may fall short)."""
+    ids = _group_ids(pruned, unit_groups)
+    flat = np.concatenate([np.asarray(p, bool).ravel() for p in pruned])
+    members = ids >= 0
+    if members.any():
+        labels, inverse = np.unique(ids[members], return_inverse=True)
+        counts = np.bincount(inverse, minlength=labels.size)
+        chosen = np.bincount(inverse, weights=flat[members], minlength=labels.size)
+        whole = flat[members] & (chosen == counts)[inverse]
+        flat = flat.copy()
+        flat[members] = whole
+    out, start = [], 0
+    for p in pruned:
+        out.append(flat[start:start + np.size(p)].reshape(np.shape(p)))
+        start += np.size(p)
+    return out
 
 
 def _rank_pruned_first(scores, mask: np.ndarray, pruned: int) -> np.ndarray:

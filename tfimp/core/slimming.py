@@ -31,8 +31,9 @@ keeps at least one channel, and the rest go.
 What a channel holds is followed by :class:`Signal` (per channel: constant
 over every input of the network, and which constant), through each op's own
 rule (:func:`propagate`); :mod:`tfimp.core.slim_layers` has the rules of
-Keras layers. The later ``channels`` pruning structure reuses
-:func:`group_channels` alone: the groups are what it scores and removes.
+Keras layers. The ``channels`` pruning structure reads the same ops
+(:mod:`tfimp.core.channel_graph`) to find the BatchNormalization channels a
+pruned filter reaches.
 """
 
 from __future__ import annotations

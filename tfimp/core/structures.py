@@ -28,6 +28,17 @@ the families:
   small). The criterion ranks the blocks as it ranks weights, exactly (one
   global ranking, or its per-layer counts in blocks), and sparsity is
   counted in blocks.
+* ``"channels"`` (or ``"channels:l2"``; ``"channels:l1"``): whole output
+  channels (units) of each kernel: the columns of its 2-D view, scored by
+  their L2 norm (``channels:l1``: L1 norm). The criterion ranks the columns
+  as it ranks weights, exactly, and sparsity is counted in channels (the
+  share of the prunable kernels' output channels that are pruned, not of
+  their weights). The front ends also zero a pruned channel's bias and the
+  gamma and beta of a BatchNormalization that follows it, so the channel
+  outputs exactly zero, and :func:`tfimp.slim` can remove it. Channels
+  an Add ties across kernels are scored together and pruned whole under
+  ``global`` and ``lamp`` (``unit_groups`` of
+  :func:`tfimp.core.masking.select_masks`).
 
 Sparsity in a structure's unit (:meth:`Structure.count`): the fraction of
 pruned weights (unstructured), of zero blocks (``block``), or of the
@@ -194,6 +205,59 @@ class Blocks(PooledStructure):
 
 
 @dataclasses.dataclass(frozen=True, eq=True)
+class Channels(PooledStructure):
+    """Whole output channels: the columns of each kernel's 2-D view, scored by their L2 (or L1) norm."""
+
+    norm: str = "l2"
+
+    def __post_init__(self):
+        if self.norm not in _NORMS:
+            raise ValueError(f"a channels structure scores channels by norm 'l2' or 'l1', got {self.norm!r}")
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "channels" if self.norm == "l2" else f"channels:{self.norm}"
+
+    @property
+    def unit(self) -> str:  # type: ignore[override]
+        return "channels"
+
+    def unit_shape(self, shape):
+        return (_two_d(shape)[1],)
+
+    @staticmethod
+    def _columns(array: np.ndarray) -> np.ndarray:
+        return np.reshape(np.asarray(array), _two_d(np.shape(array)))
+
+    def pool(self, values):
+        columns = self._columns(np.abs(np.asarray(values, dtype=np.float64)))
+        if self.norm == "l1":
+            return columns.sum(axis=0)
+        return np.sqrt(np.square(columns).sum(axis=0))
+
+    def alive_units(self, mask, name):
+        alive = (self._columns(mask) != 0).sum(axis=0)
+        rows = _two_d(np.shape(mask))[0]
+        if np.any((alive != 0) & (alive != rows)):
+            raise ValueError(
+                f"the mask of {name!r} prunes parts of output channels (pruned before with another structure?); "
+                f"structure {self.name!r} prunes whole channels and never revives a weight: keep one structure "
+                "for all pruning steps of a model")
+        return alive != 0
+
+    def expand(self, units, shape):
+        shape = tuple(int(d) for d in shape)
+        return np.broadcast_to(np.asarray(units), _two_d(shape)).reshape(shape).copy()
+
+    def count(self, alive):
+        alive_columns = (self._columns(alive) != 0).any(axis=0)
+        return int(alive_columns.size - np.count_nonzero(alive_columns)), int(alive_columns.size)
+
+
+_NORMS = ("l2", "l1")
+
+
+@dataclasses.dataclass(frozen=True, eq=True)
 class NOfM(Structure):
     """At most ``n`` nonzero weights in every group of ``m`` consecutive weights along the input axis (-2)."""
 
@@ -258,7 +322,8 @@ STRUCTURES: Registry[Parser] = Registry("structure")
 
 _N_OF_M = re.compile(r"(\d+):(\d+)")
 _BLOCK = re.compile(r"(\d+)x(\d+)")
-_FORMS = "'unstructured', 'N:M' (e.g. '2:4', 1 <= N < M) or 'block:RxC' (e.g. 'block:1x4')"
+_FORMS = ("'unstructured', 'N:M' (e.g. '2:4', 1 <= N < M), 'block:RxC' (e.g. 'block:1x4') or 'channels' "
+          "('channels:l1' scores by L1 norm)")
 
 
 def _no_argument(name: str, structure: Structure) -> Parser:
@@ -286,8 +351,17 @@ def _parse_blocks(argument: Optional[str]) -> Structure:
 
 
 STRUCTURES.register(UNSTRUCTURED, _no_argument(UNSTRUCTURED, Unstructured()))
+def _parse_channels(argument: Optional[str]) -> Structure:
+    norm = (argument or "l2").strip().lower()
+    if norm not in _NORMS:
+        raise ValueError(f"a channels structure is written 'channels' (L2 norm), 'channels:l2' or 'channels:l1'; "
+                         f"got 'channels:{argument}'")
+    return Channels(norm)
+
+
 STRUCTURES.register("n:m", _parse_n_of_m)
 STRUCTURES.register("block", _parse_blocks)
+STRUCTURES.register("channels", _parse_channels)
 
 
 def get(structure) -> Structure:
@@ -308,7 +382,7 @@ def get(structure) -> Structure:
         argument = rest if ":" in text else None
     if family not in STRUCTURES:
         raise ValueError(f"unknown structure {structure!r}; the forms are {_FORMS}"
-                         + (f"; families registered: {STRUCTURES.known()}" if len(STRUCTURES) > 3 else ""))
+                         + (f"; families registered: {STRUCTURES.known()}" if len(STRUCTURES) > 4 else ""))
     try:
         return STRUCTURES.get(family)(argument)
     except ValueError as error:

@@ -93,6 +93,7 @@ TENSORBOARD_CYCLES = os.path.join("tensorboard", "cycles")
 EXPORT = "export"
 EXPORT_SIZES_TXT = os.path.join("export", "sizes.txt")
 EXPORT_SIZES_JSON = os.path.join("export", "sizes.json")
+EXPORT_SLIM_MODEL = os.path.join("export", "model_slim.keras")  # a channels run's model after tfimp.slim
 STRIPPED_MODEL = "model_stripped.keras"
 CALIBRATION = "calibration.json"  # the CLI's calibrated STR/CS/DST hyper-parameter and its search (--config.calibrate)
 STR_CALIBRATION = "str_calibration.json"  # what an older tfimp wrote for STR alone (removed with its run)

@@ -17,7 +17,9 @@ import keras
 import numpy as np
 
 from tfimp.keras3 import _private
+from tfimp.keras3 import channels as _channels
 from tfimp.core import coverage as _core_coverage
+from tfimp.core import channel_graph as _channel_graph
 from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
 from tfimp.core import notices as _notices
@@ -389,19 +391,20 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
     forward pass gives pruned weights a zero gradient, so with zero state
     no step moves them again. ``zero_pruned=False`` (DPF, whose pruned
     weights keep learning) leaves both the weights and the slots as they are.
-    ``structure``: ``"unstructured"`` (default), ``"N:M"`` or ``"block:RxC"``
-    (:mod:`tfimp.core.structures`; see ``tfimp.prune``).
+    ``structure``: ``"unstructured"`` (default), ``"N:M"``, ``"block:RxC"`` or
+    ``"channels"`` (:mod:`tfimp.core.structures`; see ``tfimp.prune``).
     """
     sparsity = _masking.validate_sparsity(sparsity)
     _criteria.get(criterion)
-    _structures.get(structure)
+    channels = isinstance(_structures.get(structure), _structures.Channels)
     kernels = _kernels_or_raise(model)
     _sync_training_state(model)
+    joined = _channel_graph.joined_channels(kernels, _channels.nodes(model)) if channels else None
     weights = [keras.ops.convert_to_numpy(k.weight.value) for k in kernels]
     step = _masking.select_masks([k.name for k in kernels], weights,
                                  [keras.ops.convert_to_numpy(k.mask.value) for k in kernels], sparsity, criterion,
                                  allow_revival=allow_revival, min_kept_per_layer=min_kept_per_layer,
-                                 structure=structure)
+                                 structure=structure, unit_groups=joined)
     optimizer = _built_optimizer(model)
     for kernel, weight, keep in zip(kernels, weights, step.keep):
         kernel.mask.assign(keep)
@@ -410,6 +413,9 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
         if optimizer is not None and zero_pruned:  # DPF (zero_pruned=False): pruned weights keep their momentum
             for slot in _private.slot_variables(optimizer, kernel.weight):
                 slot.assign(keras.ops.convert_to_numpy(slot.value) * keep.astype(slot.dtype))
+    if zero_pruned and channels:
+        _channel_graph.zero_dead_channels(kernels, step.keep, nodes=_channels.nodes(model),
+                                          get_layer=model.get_layer, zero=_channels.zero)
     if step.emptied:
         _notices.warn(_masking.collapse_message(model.name, sparsity, criterion, step.emptied))
     return step.layer_sparsities

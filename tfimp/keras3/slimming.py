@@ -18,6 +18,7 @@ from tfimp.core import slim_layers as _slim_layers
 from tfimp.core.slimming import SlimReport
 from tfimp.keras3 import _private
 from tfimp.keras3 import masks as _masks
+from tfimp.keras3.channels import inbound as _inbound
 
 
 def slim(model: keras.Model, *, check: bool = True, verbose: int = 0) -> keras.Model:
@@ -56,23 +57,6 @@ def slim_with_report(model: keras.Model, *, check: bool = True, verbose: int = 0
                                    layer_data=_layer_data(model), evaluate=_evaluator(model), build=_builder(model),
                                    predict=_predict if check else None,
                                    input_shapes=[tuple(t.shape) for t in model.inputs], verbose=verbose)
-
-
-def _histories(value) -> list:
-    """The ``keras_history`` of every Keras tensor in a node's serialized arguments."""
-    if isinstance(value, dict):
-        if value.get("class_name") == "__keras_tensor__":
-            return [value["config"]["keras_history"]]
-        return [h for item in value.values() for h in _histories(item)]
-    if isinstance(value, (list, tuple)):
-        return [h for item in value for h in _histories(item)]
-    return []
-
-
-def _inbound(entry: dict) -> list[tuple[list[list], list[str]]]:
-    """Keras 3's ``inbound_nodes``: per call, ``{"args": [...], "kwargs": {...}}`` holding serialized tensors."""
-    return [(_histories(node.get("args", [])), [key for key, value in node.get("kwargs", {}).items() if _histories(value)])
-            for node in entry.get("inbound_nodes") or []]
 
 
 def _layer_data(model: keras.Model):

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfimp.core import channel_graph as _channel_graph
 from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
 from tfimp.core import notices as _notices
 from tfimp.core import structures as _structures
+from tfimp.tf_keras import channels as _channels
 from tfimp.tf_keras import tfmot_glue, wrapping
 from tfimp.tf_keras._backend import keras
 
@@ -86,7 +88,10 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
         each kernel's input axis; ``sparsity`` prunes ``round(sparsity * M)``
         of every group and may not exceed ``1 - N/M``) or ``"block:RxC"``
         (whole R x C blocks of each kernel's 2-D view, ranked by mean |w|
-        with ``criterion``; ``sparsity`` and the counts are in blocks).
+        with ``criterion``; ``sparsity`` and the counts are in blocks) or
+        ``"channels"`` (whole output channels ranked by L2 norm;
+        ``"channels:l1"``: L1; counted in channels; a pruned channel's bias and
+        the gamma and beta of a BatchNormalization reading it are zeroed too).
 
     Without the guard, a step that empties a layer warns, naming it.
 
@@ -106,13 +111,19 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
     _structures.get(structure)
     kernels = _kernels_or_raise(model)
     weights = [k.weight.numpy() for k in kernels]
+    channels = isinstance(_structures.get(structure), _structures.Channels)
+    joined = _channel_graph.joined_channels(kernels, _channels.nodes(model)) if channels else None
     step = _masking.select_masks([k.name for k in kernels], weights, [k.mask.numpy() for k in kernels], sparsity,
                                  criterion, allow_revival=allow_revival, min_kept_per_layer=min_kept_per_layer,
-                                 structure=structure)
+                                 structure=structure, unit_groups=joined)
     for kernel, weight, keep in zip(kernels, weights, step.keep):
         kernel.mask.assign(keep.astype(kernel.mask.dtype.as_numpy_dtype, copy=False))
         if zero_pruned:
             kernel.weight.assign(np.multiply(weight, keep, out=keep))
+    if zero_pruned and channels:
+        _channel_graph.zero_dead_channels(kernels, [k.mask.numpy() for k in kernels],
+                                          nodes=_channels.nodes(model), get_layer=model.get_layer,
+                                          zero=_channels.zero)
     if step.emptied:
         _notices.warn(_masking.collapse_message(model.name, sparsity, criterion, step.emptied))
     return step.layer_sparsities

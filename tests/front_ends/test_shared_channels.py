@@ -1,0 +1,134 @@
+"""The ``channels`` structure on both front ends: whole output channels pruned, their bias and BatchNormalization
+zeroed, and ``tfimp.slim`` removing them with the predictions unchanged."""
+
+import numpy as np
+import pytest
+
+import tfimp
+
+
+def _residual_cnn(keras):
+    """conv1 -> bn1 -> relu, + conv2 (Add), conv3 -> bn3 -> global pooling -> fc."""
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(8, 3, name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(name="relu1")(x)
+    y = keras.layers.Conv2D(8, 1, name="conv2")(x)
+    x = keras.layers.Add(name="add")([x, y])
+    x = keras.layers.Conv2D(6, 3, name="conv3")(x)
+    x = keras.layers.BatchNormalization(name="bn3")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(4, name="fc")(x)
+    model = keras.Model(inputs, outputs, name="residual")
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if layer.weights and not layer.name.startswith("conv"):
+            layer.set_weights([rng.uniform(0.5, 1.5, size=w.shape).astype("float32") for w in layer.get_weights()])
+        elif layer.weights:
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.uniform(0.5, 1.5, size=bias.shape).astype("float32")])
+    return model
+
+
+def _inputs(n=8):
+    return np.random.default_rng(1).normal(size=(n, 6, 6, 3)).astype("float32")
+
+
+def _dead(kernel):
+    columns = np.reshape(kernel, (-1, np.shape(kernel)[-1]))
+    dead, alive = (columns == 0).all(axis=0), (columns != 0).any(axis=0)
+    assert np.all(dead != alive)
+    return dead
+
+
+def _weights(model, name):
+    return {w.name.split("/")[-1].split(":")[0]: np.asarray(w.numpy() if hasattr(w, "numpy") else w)
+            for w in model.get_layer(name).weights}
+
+
+@pytest.mark.parametrize("structure", ["channels", "channels:l1"])
+def test_channels_are_whole_exact_and_output_zero(front_end, structure):
+    keras = front_end.keras
+    model = tfimp.wrap(_residual_cnn(keras))
+    model(_inputs(2))
+    per_layer = tfimp.prune(model, 0.5, "uniform", structure=structure)
+    assert per_layer == {"conv1": 0.5, "conv2": 0.5, "conv3": 0.5, "fc": 0.5}
+    assert tfimp.sparsity(model, structure="channels") == 0.5
+    plain = tfimp.strip(model)
+    dead = {name: _dead(plain.get_layer(name).get_weights()[0]) for name in ("conv1", "conv2", "conv3", "fc")}
+    assert {name: int(d.sum()) for name, d in dead.items()} == {"conv1": 4, "conv2": 4, "conv3": 3, "fc": 2}
+    for name, channels in dead.items():
+        np.testing.assert_array_equal(plain.get_layer(name).get_weights()[1][channels], 0)  # the bias
+    # bn1 reads conv1, bn3 reads conv3; after the Add (conv1's channels + conv2's) zero where both are pruned
+    for bn, channels in (("bn3", dead["conv3"]), ("bn1", dead["conv1"])):
+        gamma, beta = plain.get_layer(bn).get_weights()[:2]
+        np.testing.assert_array_equal(gamma == 0, channels)
+        np.testing.assert_array_equal(beta == 0, channels)
+    copy = keras.models.clone_model(plain)  # layers of their own: the stripped model's may be shared
+    copy.set_weights(plain.get_weights())
+    probe = keras.Model(copy.inputs[0], [copy.get_layer("bn3").output, copy.get_layer("add").output])
+    bn3, add = [front_end.numpy(out) for out in probe(_inputs(), training=False)]
+    assert np.all(bn3[..., dead["conv3"]] == 0) and np.all(bn3[..., ~dead["conv3"]] != 0)
+    assert np.all(add[..., dead["conv1"] & dead["conv2"]] == 0)
+
+
+def test_prune_then_slim_keeps_the_predictions_and_loses_the_pruned_weights(front_end):
+    keras = front_end.keras
+    model = tfimp.wrap(_residual_cnn(keras))
+    model(_inputs(2))
+    tfimp.prune(model, 0.5, "uniform", structure="channels")
+    plain = tfimp.strip(model)
+    slim = tfimp.slim(model)
+    x = _inputs()
+    np.testing.assert_allclose(front_end.numpy(slim(x, training=False)), front_end.numpy(plain(x, training=False)),
+                               rtol=1e-5, atol=1e-5)
+    dead = {name: _dead(plain.get_layer(name).get_weights()[0]) for name in ("conv1", "conv2", "conv3", "fc")}
+    joined = dead["conv1"] & dead["conv2"]  # the Add's channels go only where both filters are pruned
+    kept = {"conv1": (3, (~joined).sum()), "conv2": ((~joined).sum(), (~joined).sum()),
+            "conv3": ((~joined).sum(), (~dead["conv3"]).sum()), "fc": ((~dead["conv3"]).sum(), 4)}
+    spatial = {"conv1": 9, "conv2": 1, "conv3": 9, "fc": 1}
+    for name, (inputs, outputs) in kept.items():
+        assert slim.get_layer(name).get_weights()[0].size == spatial[name] * inputs * outputs, name
+    before = sum(plain.get_layer(name).get_weights()[0].size for name in kept)
+    after = sum(slim.get_layer(name).get_weights()[0].size for name in kept)
+    # at least the pruned filters of conv3 and fc go, and fc's inputs that read conv3's pruned channels
+    fc_kept = (6 - dead["conv3"].sum()) * (4 - dead["fc"].sum())
+    assert after <= before - dead["conv3"].sum() * 9 * 8 - (6 * 4 - fc_kept)
+
+
+def test_gmp_prunes_whole_channels_during_training_and_the_result_slims(front_end):
+    keras = front_end.keras
+    x = _inputs(96)
+    y = x.reshape(96, -1)[:, :4].argmax(1).astype("int32")
+    keras.utils.set_random_seed(0)
+    runner = tfimp.DuringTraining("gmp", 0.5, 2, criterion="uniform", structure="channels", frequency=1, batch_size=32,
+                                  learning_rate=0.05, chance_guard=False)
+    rows = runner.run(_residual_cnn(keras), (x, y), verbose=0)
+    dead = [_dead(mask) for _, mask in front_end.kernels(runner.model)]
+    assert [int(d.sum()) for d in dead] == [4, 4, 3, 2]
+    assert rows[-1]["structure"] == "channels" and rows[-1]["unit_sparsity"] == 0.5
+    plain = tfimp.strip(runner.model)
+    slim = tfimp.slim(runner.model)  # checks its predictions against the model's itself; here on our inputs too
+    np.testing.assert_allclose(front_end.numpy(slim(x[:8], training=False)),
+                               front_end.numpy(plain(x[:8], training=False)), rtol=1e-4, atol=1e-5)
+    assert slim.count_params() < plain.count_params()
+
+
+def test_channels_joined_by_an_add_are_pruned_together_and_slim_removes_them(front_end):
+    keras = front_end.keras
+    keras.utils.set_random_seed(0)
+    model = tfimp.wrap(_residual_cnn(keras))
+    model(_inputs(2))
+    tfimp.prune(model, 0.4, "global", structure="channels", min_kept_per_layer=0.5)  # no layer emptied
+    plain = tfimp.strip(model)
+    dead = {name: _dead(plain.get_layer(name).get_weights()[0]) for name in ("conv1", "conv2", "conv3", "fc")}
+    np.testing.assert_array_equal(dead["conv1"], dead["conv2"])  # the Add ties conv1's channels to conv2's
+    assert dead["conv1"].any() and not dead["conv1"].all()
+    assert 10 - 1 <= sum(int(d.sum()) for d in dead.values()) <= 10  # round(0.4 * 26), short by less than a group
+    slim = tfimp.slim(model)
+    kept = int((~dead["conv1"]).sum())
+    assert slim.get_layer("conv1").get_weights()[0].shape[-1] == kept  # every pruned pair removed
+    assert slim.get_layer("conv2").get_weights()[0].shape[-2:] == (kept, kept)
+    x = _inputs()
+    np.testing.assert_allclose(front_end.numpy(slim(x, training=False)), front_end.numpy(plain(x, training=False)),
+                               rtol=1e-5, atol=1e-5)

@@ -1,0 +1,244 @@
+"""The ``channels`` structure's view of a model's graph: which BatchNormalization channels a pruned channel reaches.
+
+A pruned output channel (every weight of its filter zero) outputs exactly
+zero once its bias is zero too; a BatchNormalization that reads it then
+outputs ``beta - gamma * mean / sqrt(variance + eps)``, so its ``gamma`` and
+``beta`` are zeroed as well. Which BatchNormalization channels those are is
+followed forward through the graph (:func:`dead_batch_norm_channels`): a
+BatchNormalization channel is zeroed where it reads only pruned filters
+(after an Add, only where every filter feeding it is pruned).
+
+The front ends read their model into :class:`Node` records (framework-free).
+Layers this module does not know are boundaries: their output channels are
+treated as fresh and alive, so nothing is ever zeroed through them.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from tfimp.core.slim_layers import Inbound
+from tfimp.core.slimming import CONCAT, FRESH, REPEAT, SAME, SOURCE, Op, group_channels, topological_order
+
+#: Layers whose outputs are new channels made by their own filters.
+FILTER_LAYERS = frozenset({"Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+                           "Conv3DTranspose", "SeparableConv1D", "SeparableConv2D", "EinsumDense"})
+#: Layers that act channel by channel and keep a zero channel zero (or, BatchNormalization, are what is zeroed).
+CHANNEL_WISE = frozenset({"BatchNormalization", "ReLU", "LeakyReLU", "ELU", "Dropout", "SpatialDropout1D",
+                          "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout",
+                          "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
+                          "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+                          "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+                          "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
+                          "Cropping3D", "Add", "Subtract", "Maximum", "Minimum", "Average", "Multiply",
+                          "Identity", "Activation", "Rescaling"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """One layer of a model as the channels structure reads it.
+
+    Attributes:
+      name: the layer's name in the model (a wrapper's own name for a wrapped layer).
+      class_name: the class of the layer (of the wrapped layer, for a wrapper).
+      config: the layer's config (the wrapped layer's).
+      inputs: the names of the layers it takes, in order (none for an input).
+      channels: its output's channel count (the last axis).
+      rank: its output's rank, batch axis included (to read a BatchNormalization's axis).
+    """
+
+    name: str
+    class_name: str
+    config: dict
+    inputs: tuple[str, ...]
+    channels: int
+    rank: int = 0
+
+
+def _last_axis(node: Node) -> bool:
+    axis = node.config.get("axis", -1)
+    if isinstance(axis, (list, tuple)):
+        if len(axis) != 1:
+            return False
+        axis = axis[0]
+    return axis in (-1, node.rank - 1)
+
+
+def _op(node: Node) -> Op:
+    if not node.inputs:
+        return Op(node.name, (), SOURCE, node.channels)
+    if node.class_name == "Concatenate" and _last_axis(node):
+        return Op(node.name, node.inputs, CONCAT)
+    if node.class_name == "DepthwiseConv2D" and len(node.inputs) == 1:
+        return Op(node.name, node.inputs, REPEAT, factor=int(node.config.get("depth_multiplier", 1)))
+    if node.class_name in CHANNEL_WISE and (node.class_name != "BatchNormalization" or _last_axis(node)):
+        return Op(node.name, node.inputs, SAME)
+    return Op(node.name, node.inputs, FRESH, node.channels)
+
+
+def channel_ops(nodes: Sequence[Node]) -> list[Op]:
+    """The ops :func:`~tfimp.core.slimming.group_channels` joins, one per node (unknown layers are fresh)."""
+    return [_op(node) for node in nodes]
+
+
+def dead_batch_norm_channels(nodes: Sequence[Node], dead: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """BatchNormalization name -> its channels to zero: those that read only pruned filters.
+
+    Followed forward through the graph: a pruned filter's channel holds a
+    constant (zero once its bias is); a channel-wise layer keeps it constant;
+    a merge (Add ...) only where all its inputs are; a BatchNormalization
+    reading such a channel is zeroed there, so its output is zero too.
+
+    Args:
+      nodes: the model's layers (see :class:`Node`).
+      dead: layer name -> boolean per output channel, True where its filter is
+        entirely pruned (the filter layers not named are alive).
+
+    Returns:
+      Only the BatchNormalization layers with at least one such channel.
+
+    Raises:
+      ValueError: a graph that cannot be read (an input no layer makes, a cycle, mismatched channel counts).
+    """
+    by_name = {node.name: node for node in nodes}
+    constant: dict[str, np.ndarray] = {}
+    for op in topological_order(channel_ops(nodes)):
+        width = by_name[op.name].channels
+        inputs = [constant[name] for name in op.inputs]
+        if op.mapping == SAME:
+            value = np.logical_and.reduce(inputs) if len(inputs) > 1 else inputs[0]
+        elif op.mapping == CONCAT:
+            value = np.concatenate(inputs)
+        elif op.mapping == REPEAT:
+            value = np.repeat(inputs[0], op.factor)
+        elif op.mapping == FRESH and op.name in dead:
+            value = np.asarray(dead[op.name], dtype=bool)
+        else:
+            value = np.zeros(width, dtype=bool)
+        if value.shape != (width,):
+            raise ValueError(f"layer {op.name!r}: {value.shape[0]} channels read, {width} expected")
+        constant[op.name] = value
+    return {node.name: constant[node.name] for node in nodes
+            if node.class_name == "BatchNormalization" and _op(node).mapping == SAME and constant[node.name].any()}
+
+
+def dead_columns(keep: np.ndarray) -> np.ndarray:
+    """Which output channels (columns of the kernel's 2-D view) a kernel mask prunes entirely."""
+    keep = np.asarray(keep)
+    return ~(keep.reshape(-1, keep.shape[-1]) != 0).any(axis=0) if keep.ndim else np.zeros(1, dtype=bool)
+
+
+#: A layer's name -> (its class name, its config, its output shape): the wrapped layer's for a wrapper.
+Describe = Callable[[str], tuple[str, dict, tuple]]
+
+
+def read_nodes(config: dict, sequential: bool, inbound: Inbound, describe: Describe) -> list[Node]:
+    """A Sequential or functional model's config read into :class:`Node` records.
+
+    Args:
+      config: the model's ``get_config()``.
+      sequential: whether each layer takes the one before it.
+      inbound: the front end's parser of a config entry's ``inbound_nodes`` (see
+        :data:`tfimp.core.slim_layers.Inbound`).
+      describe: see :data:`Describe` (not asked for input layers).
+
+    Raises:
+      ValueError: a layer called more than once (shared).
+    """
+    nodes, previous = [], None
+    for entry in config["layers"]:
+        name = entry.get("name") or entry["config"]["name"]
+        if entry["class_name"] == "InputLayer":
+            shape = tuple(entry["config"].get("batch_shape") or entry["config"]["batch_input_shape"])
+            nodes.append(Node(name, "InputLayer", entry["config"], (), int(shape[-1] or 1), len(shape)))
+        else:
+            if sequential:
+                inputs = (previous,)
+            else:
+                calls = inbound(entry)
+                if len(calls) != 1:
+                    raise ValueError(f"layer {name!r} is called {len(calls)} times")
+                inputs = tuple(history[0] for history in calls[0][0])
+            class_name, layer_config, shape = describe(name)
+            nodes.append(Node(name, class_name, layer_config, inputs, int(shape[-1] or 1), len(shape)))
+        previous = name
+    return nodes
+
+
+#: The layers whose kernel's last axis is their output channels and whose bias has one entry per output channel.
+OUTPUT_LAST = frozenset({"Dense", "Conv1D", "Conv2D", "Conv3D"})
+
+
+def dead_filters(kernels: Sequence[tuple[str, str, int, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Layer name -> its pruned output channels, from ``(layer name, class name, masks of the layer, keep)``.
+
+    Only layers of :data:`OUTPUT_LAST` with a single masked kernel count (a
+    transposed convolution's last axis is its input; an LSTM has several kernels).
+    """
+    return {name: dead_columns(keep) for name, class_name, masks, keep in kernels
+            if class_name in OUTPUT_LAST and masks == 1}
+
+
+def zero_dead_channels(kernels: Sequence, keeps: Sequence[np.ndarray], *, nodes: Callable[[], list[Node]] | None,
+                       get_layer: Callable[[str], object], zero: Callable[[object, np.ndarray], None]) -> None:
+    """Zeroes the bias of every pruned output channel, and the gamma and beta of BatchNormalization reading it.
+
+    So a pruned channel outputs exactly zero. ``kernels``: a front end's
+    prunable kernels (each with its ``wrapper``, whose ``layer`` is the wrapped
+    layer); ``keeps``: their masks. ``nodes`` reads the model's graph (None, or
+    a ``ValueError`` from it: the graph cannot be read, and only the biases are
+    zeroed); ``get_layer`` finds a layer by name; ``zero(variable, channels)``
+    zeroes a variable's last axis at ``channels``.
+    """
+    masks = collections.Counter(id(kernel.wrapper) for kernel in kernels)
+    dead = dead_filters([(kernel.wrapper.name, type(kernel.wrapper.layer).__name__, masks[id(kernel.wrapper)], keep)
+                         for kernel, keep in zip(kernels, keeps)])
+    for kernel in kernels:
+        channels = dead.get(kernel.wrapper.name)
+        if channels is not None and getattr(kernel.wrapper.layer, "use_bias", False):
+            zero(kernel.wrapper.layer.bias, channels)
+    if nodes is None:
+        return
+    try:
+        zeroed = dead_batch_norm_channels(nodes(), dead)
+    except (ValueError, KeyError, AttributeError, TypeError):
+        return
+    for name, channels in zeroed.items():
+        layer = get_layer(name)
+        for variable in (getattr(layer, "gamma", None), getattr(layer, "beta", None)):
+            if variable is not None:
+                zero(variable, channels)
+
+
+def _eligible(kernels: Sequence) -> list[bool]:
+    """Which kernels :func:`dead_filters` reads (one kernel of an :data:`OUTPUT_LAST` layer)."""
+    masks = collections.Counter(id(kernel.wrapper) for kernel in kernels)
+    return [type(kernel.wrapper.layer).__name__ in OUTPUT_LAST and masks[id(kernel.wrapper)] == 1
+            for kernel in kernels]
+
+
+def joined_channels(kernels: Sequence, nodes: Callable[[], list[Node]] | None) -> list[np.ndarray | None] | None:
+    """Per kernel, a group id per output channel (-1: on its own) joining the channels that an Add or another
+    merge ties across kernels, for :func:`tfimp.core.masking.select_masks`'s ``unit_groups``.
+
+    ``kernels`` and ``nodes`` as in :func:`zero_dead_channels`. None where the
+    graph cannot be read or joins nothing.
+    """
+    if nodes is None:
+        return None
+    try:
+        groups = group_channels(channel_ops(nodes()))
+    except (ValueError, KeyError, AttributeError, TypeError):
+        return None
+    ids = [np.asarray(groups.of[kernel.wrapper.name]) if ok and kernel.wrapper.name in groups.of else None
+           for kernel, ok in zip(kernels, _eligible(kernels))]
+    found = [i for i in ids if i is not None]
+    if not found:
+        return None
+    producers = np.bincount(np.concatenate(found), minlength=groups.count)
+    joined = [None if i is None else np.where(producers[i] > 1, i, -1) for i in ids]
+    return joined if any(j is not None and (j >= 0).any() for j in joined) else None
