@@ -14,6 +14,7 @@ registry, ``tfimp.models`` (:class:`ModelRegistry`).
 | vgg16_bn | VGG-16 with BatchNorm for 32x32 inputs | 14.7M |
 | resnet50 | ResNet-50 for ImageNet (keras.applications, random weights) | 25.6M |
 | small_cnn | two conv blocks + two dense layers for 28x28 grey images | 0.12M |
+| lenet_300_100 | the fully connected LeNet-300-100 (LeCun et al. 1998) for 28x28 grey images | 0.27M |
 
 Each registered builder is ``fn(num_classes, input_shape) -> Model`` and
 outputs logits. Weight decay is applied by the optimizer
@@ -183,6 +184,21 @@ def small_cnn(keras, *, num_classes: int = 10, input_shape=(28, 28, 1), fc1_batc
     return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="small_cnn")
 
 
+def lenet_300_100(keras, *, num_classes: int = 10, input_shape=(28, 28, 1)):
+    """LeNet-300-100 (LeCun et al. 1998): 784-300-100-classes, ReLU, no BatchNorm (~0.27M).
+
+    The pruning literature's classic fully connected network. A step costs a
+    fraction of ``small_cnn``'s on a CPU, so budgets of a hundred epochs and
+    more (where weight decay alone has had time to shrink what LC and GSM
+    leave untrained) fit a CPU.
+    """
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(300, activation="relu", name="fc1")(x)
+    x = keras.layers.Dense(100, activation="relu", name="fc2")(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="lenet_300_100")
+
+
 #: ``name -> (builder(keras, *, num_classes, input_shape), the input shape it is designed for)``.
 BUILT_IN: dict[str, tuple[Callable, tuple[int, ...]]] = {
     **{f"resnet{depth}": (functools.partial(cifar_resnet, depth=depth), (32, 32, 3)) for depth in (20, 32, 44, 56, 110)},
@@ -191,6 +207,7 @@ BUILT_IN: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "vgg16_bn": (vgg16_bn_cifar, (32, 32, 3)),
     "resnet50": (resnet50_imagenet, (224, 224, 3)),
     "small_cnn": (small_cnn, (28, 28, 1)),
+    "lenet_300_100": (lenet_300_100, (28, 28, 1)),
 }
 
 

@@ -29,6 +29,7 @@ wide_resnet = architectures.bind(architectures.wide_resnet, keras)
 vgg16_bn_cifar = architectures.bind(architectures.vgg16_bn_cifar, keras)
 resnet50_imagenet = architectures.bind(architectures.resnet50_imagenet, keras)
 small_cnn = architectures.bind(architectures.small_cnn, keras)
+lenet_300_100 = architectures.bind(architectures.lenet_300_100, keras)
 
 
 #: keras-cv ResNetV2 configurations (its presets' architectures, written out: presets download their config).
