@@ -30,8 +30,6 @@ from tfimp.core.registry import Registry
 REPARAMETRISATIONS: Registry[Callable] = Registry("reparametrisation")
 #: The reparametrisation of a finalized wrapper: the plain masked kernel.
 NONE = "none"
-#: Reparametrisations whose finished mask is not the mask they ran with but :func:`kept` (STR, CS, DST).
-MASK_FROM_EFFECTIVE = {"str", "cs", "dst"}
 #: Reparametrisations with one learnable threshold per layer.
 WITH_THRESHOLD = {"str"}
 
@@ -125,19 +123,31 @@ def temperature(step, total_steps: int, final: float, ops):
     return ops.exp(progress * math.log(final))
 
 
-def kept(name: str, weight, mask, threshold, ops, **state):
-    """Where the finished (or current) kernel of reparametrisation ``name`` is non-zero, as a 0/1 tensor.
+def _str_kept(weight, mask, threshold, ops, **state):
+    return ops.cast(effective("str", weight, mask, threshold, ops, **state) != 0, weight.dtype)
 
-    STR: the soft-thresholded kernel's non-zeros; CS: the scores above 0;
-    DST: the weights above their unit's threshold; the others: the mask.
-    """
-    if name == "str":
-        return ops.cast(effective(name, weight, mask, threshold, ops) != 0, weight.dtype)
-    if name == "cs":
-        return ops.cast(ops.cast(threshold, weight.dtype) > 0, weight.dtype)
-    if name == "dst":
-        return ops.cast(ops.abs(weight) - ops.cast(threshold, weight.dtype) > 0, weight.dtype)
-    return ops.cast(mask, weight.dtype)
+
+def _cs_kept(weight, mask, scores, ops, **state):
+    return ops.cast(ops.cast(scores, weight.dtype) > 0, weight.dtype)
+
+
+def _dst_kept(weight, mask, thresholds, ops, **state):
+    return ops.cast(ops.abs(weight) - ops.cast(thresholds, weight.dtype) > 0, weight.dtype)
+
+
+#: Reparametrisation -> its rule for the finished mask, ``fn(weight, mask, parameter, ops, **state)`` (a 0/1
+#: tensor), for those whose mask is not the mask variable: STR keeps the soft-thresholded kernel's non-zeros, CS
+#: the scores above 0, DST the weights above their unit's threshold. A new method with its own rule adds an entry.
+KEPT = {"str": _str_kept, "cs": _cs_kept, "dst": _dst_kept}
+#: Reparametrisations whose finished mask is not the mask they ran with but :func:`kept` (STR, CS, DST).
+MASK_FROM_EFFECTIVE = frozenset(KEPT)
+
+
+def kept(name: str, weight, mask, threshold, ops, **state):
+    """Where the finished (or current) kernel of reparametrisation ``name`` is non-zero, as a 0/1 tensor: its
+    :data:`KEPT` rule, else the mask."""
+    rule = KEPT.get(name)
+    return ops.cast(mask, weight.dtype) if rule is None else rule(weight, mask, threshold, ops, **state)
 
 
 def known() -> tuple[str, ...]:
