@@ -62,12 +62,20 @@ class MaskedLayer(keras.layers.Wrapper):
         return [resolve(self.layer, path) for path in self.weight_paths]
 
     def call(self, *args, training=None, **kwargs):
+        return self._forward(self._step_state(), args, training, kwargs)
+
+    def _step_state(self) -> dict:
+        """What every masked weight's transform reads in this forward pass, read once per call (plain masks: none)."""
+        return {}
+
+    def _forward(self, state: dict, args, training, kwargs):
+        """The wrapped layer's forward pass with every masked weight replaced by ``_masked_value(.., state)``."""
         masks = {id(weight): mask for weight, mask in zip(self.masked_weights(), self.masks)}
         mapping = []
         for variable in self.layer.variables:
             value = variable.value  # the enclosing scope's value during a stateless (JAX) step
             if id(variable) in masks:
-                value = self._masked_value(value, masks[id(variable)])
+                value = self._masked_value(value, masks[id(variable)], state)
             mapping.append((variable, value))
         if training is not None and self._passes_training:
             kwargs["training"] = training
@@ -82,8 +90,8 @@ class MaskedLayer(keras.layers.Wrapper):
         return outputs
 
     @staticmethod
-    def _masked_value(value, mask):
-        """The value the wrapped layer computes with: ``value * mask``."""
+    def _masked_value(value, mask, state=None):
+        """The value the wrapped layer computes with: ``value * mask`` (``state``: unused here)."""
         # The cast only where the dtypes differ: in eager PyTorch every op is paid for at every step.
         same = mask.dtype == keras.backend.standardize_dtype(value.dtype)  # autocast may have changed it
         return ops.multiply(value, mask.value if same else ops.cast(mask.value, value.dtype))
@@ -175,18 +183,15 @@ class ReparamMaskedLayer(MaskedLayer):
         learned = self.learned
         if learned is None or self.finalized:
             return super().call(*args, training=training, **kwargs)
-        # Read once per step (every weight and the penalty use this temperature); set around Keras' attribute
-        # tracking and cleared after the call, so no traced value outlives the step.
-        object.__setattr__(self, "_current", self._state())
+        # Read once per step: every weight and the penalty use this temperature (CS), the one the authors' code
+        # uses for both, before the step counter moves.
+        state = self._step_state()
         penalty_weight = self.hyperparameters[learned.penalty_weight]
         if penalty_weight:
-            state = {"temperature": self._current["temperature"]} if self.reparam == "cs" else {}
-            self.add_loss(penalty_weight * sum(learned.penalty(parameter.value, ops, **state)
+            penalty_state = {"temperature": state["temperature"]} if self.reparam == "cs" else {}
+            self.add_loss(penalty_weight * sum(learned.penalty(parameter.value, ops, **penalty_state)
                                                for parameter in self.parameters))
-        try:
-            outputs = super().call(*args, training=training, **kwargs)
-        finally:
-            object.__setattr__(self, "_current", None)
+        outputs = self._forward(state, args, training, kwargs)
         if training and self.steps_seen is not None:
             self.steps_seen.assign(self.steps_seen.value + 1.0)
         return outputs
@@ -198,10 +203,13 @@ class ReparamMaskedLayer(MaskedLayer):
             return next(p for m, p in zip(self.masks, self.parameters) if m is mask).value
         return None
 
-    def _masked_value(self, value, mask):
+    def _step_state(self) -> dict:
+        return {} if self.finalized else self._state()
+
+    def _masked_value(self, value, mask, state=None):
         if self.finalized:
             return super()._masked_value(value, mask)
-        state = getattr(self, "_current", None) or self._state()
+        state = self._state() if state is None else state
         return _reparametrisations.effective(self.reparam, value, mask.value, self._parameter_of(mask), ops, **state)
 
     def effective_weights(self) -> list:
