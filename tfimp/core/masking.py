@@ -207,8 +207,9 @@ def select_masks(names: Sequence[str], weights: Sequence[np.ndarray], masks: Seq
         root of the sum of squares; ``channels:l1``: the sum) and a group is
         pruned whole, so the count may fall short of the target by less than
         a group. Only for criteria that rank all units together (``global``,
-        ``lamp``); layer-wise criteria ignore it. Under ``channels`` without
-        ``channel_costs``, the joined channels cost their own filters.
+        ``lamp``); layer-wise criteria ignore it. Under ``channels`` the
+        groups of ``channel_costs`` join instead where it is given; without
+        it, the joined channels cost their own filters.
       channel_costs: under ``channels``, what each channel costs in weights
         (:func:`tfimp.core.channel_weights.channel_costs`, from the model's
         graph); None: each channel costs its own filter. Under ``channels``
@@ -399,7 +400,8 @@ def _channels_in_order(costs, scores, dead, prunable, caps, target: int, sparsit
     flat = np.concatenate([np.asarray(s, np.float64).ravel() for s in scores])
     candidate = np.concatenate([p & ~d for p, d in zip(prunable, dead)])
     order = np.flatnonzero(candidate)[np.argsort(flat[candidate], kind="stable")]
-    counted = np.array([int(d.sum()) for d in dead], np.int64)
+    counted = [int(d.sum()) for d in dead]
+    spatial, alive_in, alive_out = costs.spatial.tolist(), alive_in.tolist(), alive_out.tolist()
     taken: set[int] = set()
     for k, c in zip(kernel[order].tolist(), column[order].tolist()):
         group = int(costs.out_groups[k][c])
@@ -409,22 +411,19 @@ def _channels_in_order(costs, scores, dead, prunable, caps, target: int, sparsit
         new = [(m, cols[~pruned[m][cols]]) for m, cols in members]
         if any(counted[m] + cols.size > caps[m] for m, cols in new):
             continue
-        before = costs.spatial * alive_in * alive_out
-        touched = set()
+        # the kernels this channel (group) touches: each keeps spatial * alive_in * alive_out weights
+        shrunk = {m: cols.size for m, cols in (members if group >= 0 else new)}
+        read = dict(readers.get(group, ())) if group >= 0 else {}
+        for m in set(shrunk) | set(read):
+            kept = spatial[m] * alive_in[m] * alive_out[m]
+            alive_out[m] -= shrunk.get(m, 0)
+            alive_in[m] -= read.get(m, 0)
+            removed += kept - spatial[m] * alive_in[m] * alive_out[m]
         for m, cols in new:
             pruned[m][cols] = True
             counted[m] += cols.size
-            touched.add(m)
-        for m, cols in (members if group >= 0 else new):
-            alive_out[m] -= cols.size
         if group >= 0:
             taken.add(group)
-            for m, count in readers.get(group, ()):
-                alive_in[m] -= count
-                touched.add(m)
-        touched_list = sorted(touched)
-        removed += int((before[touched_list] - costs.spatial[touched_list] * alive_in[touched_list]
-                        * alive_out[touched_list]).sum())
         if removed >= target:
             return pruned
     why = "every layer keeps a channel, and the model's outputs all theirs" if min_kept_per_layer is None else \
