@@ -520,9 +520,13 @@ class BudgetedMethod:
         return self.budget.ramp(steps_per_epoch)
 
     def check_result(self, final_row: dict, verbose: int) -> None:
-        """Warns (and prints, when ``verbose``) if the run ended farther than :data:`TARGET_TOLERANCE` from its target."""
-        message = short_of_target(self.method, float(final_row["sparsity"]), self.target_sparsity, self.spec,
-                                  self.calibration)
+        """Warns (and prints, when ``verbose``) if the run ended farther than :data:`TARGET_TOLERANCE` from its target.
+
+        A structured run's target is in its structure's unit, so its row's ``unit_sparsity`` is compared.
+        """
+        reached = final_row.get("unit_sparsity")
+        reached = final_row["sparsity"] if reached is None else reached
+        message = short_of_target(self.method, float(reached), self.target_sparsity, self.spec, self.calibration)
         if message is None:
             return
         notices.warn(message)

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tfimp.core import channel_weights as _channel_weights
 from tfimp.core import criteria as _criteria
 from tfimp.core import notices as _notices
 from tfimp.core import structures as _structures
@@ -95,7 +96,9 @@ def check_reachable(shapes: Sequence[tuple[int, ...]], target_sparsity: float, c
 
     The guard caps criteria that rank all weights together (``global``,
     ``lamp``); layer-wise allocations set their own counts and ignore it.
-    Under a pooled structure (blocks) everything is counted in its units.
+    Under a pooled structure (blocks) everything is counted in its units;
+    ``channels`` is checked by the pruning step (a channel's cost depends on
+    the model's graph).
 
     Raises:
       ValueError: the target cannot be reached; the message names both values and what is allowed.
@@ -104,6 +107,8 @@ def check_reachable(shapes: Sequence[tuple[int, ...]], target_sparsity: float, c
     if isinstance(form, _structures.NOfM):
         _check_n_of_m_reachable(form, shapes, target_sparsity, min_kept_per_layer)
         return
+    if isinstance(form, _structures.Channels):
+        return  # what a channel costs depends on the graph: the pruning step itself says when it cannot reach
     shapes = [form.unit_shape(shape) for shape in shapes]
     sizes = [math.prod(shape) for shape in shapes]
     kept = min_kept_counts(sizes, min_kept_per_layer)
@@ -180,7 +185,8 @@ class MaskStep:
 def select_masks(names: Sequence[str], weights: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                  sparsity: float, criterion: str = "global", *, allow_revival: bool = False,
                  min_kept_per_layer: int | float | None = None, structure="unstructured",
-                 unit_groups: Sequence[np.ndarray | None] | None = None) -> MaskStep:
+                 unit_groups: Sequence[np.ndarray | None] | None = None,
+                 channel_costs: _channel_weights.ChannelCosts | None = None) -> MaskStep:
     """The masks that prune ``weights`` (with current ``masks``) to ``sparsity`` by ``criterion``.
 
     Args:
@@ -201,7 +207,15 @@ def select_masks(names: Sequence[str], weights: Sequence[np.ndarray], masks: Seq
         root of the sum of squares; ``channels:l1``: the sum) and a group is
         pruned whole, so the count may fall short of the target by less than
         a group. Only for criteria that rank all units together (``global``,
-        ``lamp``); layer-wise criteria ignore it.
+        ``lamp``); layer-wise criteria ignore it. Under ``channels`` the
+        groups of ``channel_costs`` join instead where it is given; without
+        it, the joined channels cost their own filters.
+      channel_costs: under ``channels``, what each channel costs in weights
+        (:func:`tfimp.core.channel_weights.channel_costs`, from the model's
+        graph); None: each channel costs its own filter. Under ``channels``
+        the sparsity is the share of the weights the slimmed model no longer
+        has (see :func:`_select_channels`), and the step's layer sparsities
+        are each kernel's share of removed weights.
 
     Raises:
       ValueError: the target is below what is already pruned; the guard or
@@ -215,6 +229,10 @@ def select_masks(names: Sequence[str], weights: Sequence[np.ndarray], masks: Seq
     masks = [np.ones_like(w) if allow_revival else np.asarray(m) for w, m in zip(weights, masks)]
     if isinstance(form, _structures.NOfM):
         return _select_in_groups(form, names, weights, masks, sparsity, criterion, criterion_fn, min_kept_per_layer)
+    if isinstance(form, _structures.Channels):
+        costs = channel_costs or _channel_weights.own_costs([np.shape(w) for w in weights], unit_groups)
+        return _select_channels(form, names, weights, masks, sparsity, criterion, criterion_fn, costs,
+                                min_kept_per_layer)
     # A pooled structure: every step below runs over units (for unstructured pruning, the weights themselves).
     unit = form.unit
     units = [form.alive_units(m, name) for m, name in zip(masks, names)]
@@ -303,6 +321,155 @@ def _select_in_groups(form, names, weights, masks, sparsity: float, criterion: s
         ranked = _rank_pruned_first(score, mask, already[-1])
         pruned.append(form.ungroup(select_lowest_in_rows(form.groups(ranked), per_group), shape))
     return _mask_step(names, weights, pruned, pruned, already)
+
+
+def _select_channels(form, names, weights, masks, sparsity: float, criterion: str, criterion_fn, costs,
+                     min_kept_per_layer) -> MaskStep:
+    """``channels``: whole output channels pruned until the slimmed model has lost ``round(sparsity * total)``
+    of the prunable weights, counted by ``costs`` (:mod:`tfimp.core.channel_weights`).
+
+    ``global`` and ``lamp`` take the alive channels (a joined group whole)
+    in ascending order of score (ties: model order) and stop at the first
+    prefix that removes enough weights, counted exactly as each channel
+    goes. A layer-wise criterion keeps its allocation as each layer's share
+    of channels, all shares scaled by one factor, the smallest (found by
+    bisection) whose channels remove enough. Channels slimming cannot
+    remove (``costs.blocked``: a model output's) are not pruned, nor a
+    kernel's last channel (slimming keeps one: no layer collapse); pruned
+    channels stay pruned.
+    """
+    units = [form.alive_units(m, name) for m, name in zip(masks, names)]
+    dead = [~u.astype(bool) for u in units]
+    already = [int(d.sum()) for d in dead]
+    sizes = costs.sizes
+    total = int(sizes.sum())
+    target = _criteria.round_count(sparsity, total)
+    done = int(costs.removed(dead).sum())
+    if target < done:
+        raise ValueError(f"cannot prune to sparsity {sparsity}: the slimmed model would already lack {done} of the "
+                         f"{total} prunable weights ({done / total:.4f}), and IMP never revives pruned weights")
+    effective = [form.pool(w * m.astype(w.dtype, copy=False)) for w, m in zip(weights, masks)]
+    selection = criterion_fn(effective, sparsity)
+    shapes = [tuple(np.shape(u)) for u in units]
+    _check_selection(selection, names, shapes, [u.size for u in units], criterion)
+    ranked = [np.asarray(_rank_pruned_first(s, u, n), np.float64).ravel()
+              for s, u, n in zip(selection.scores, units, already)]
+    prunable = costs.prunable()
+    if selection.layer_counts is None:
+        kept = min_kept_counts([u.size for u in units], min_kept_per_layer) or [0] * len(units)
+        caps = [max(u.size - max(keep, 1), n) for u, keep, n in zip(units, kept, already)]
+        pruned = _channels_in_order(costs, _joined_scores(ranked, costs.out_groups, form.norm), dead, prunable, caps,
+                                    target, sparsity, min_kept_per_layer)
+    else:
+        pruned = _channels_scaled(costs, ranked, dead, prunable, selection.layer_counts, target, sparsity, criterion)
+    removed = costs.removed(pruned)
+    keep = [np.logical_not(form.expand(p, np.shape(w))).astype(np.asarray(w).dtype) for p, w in zip(pruned, weights)]
+    layer_sparsities = {name: float(r) / float(s) if s else 0.0 for name, r, s in zip(names, removed, sizes)}
+    emptied = [name for name, p, n in zip(names, pruned, already) if n < p.size == np.count_nonzero(p)]
+    return MaskStep(keep, layer_sparsities, emptied)
+
+
+def _unreachable(sparsity: float, removable: int, total: int, why: str) -> ValueError:
+    return ValueError(f"structure 'channels' cannot reach sparsity {sparsity}: pruning every channel it may "
+                      f"({why}) removes {removable} of the {total} prunable weights ({removable / total:.4f}); "
+                      "lower the target")
+
+
+def _channels_in_order(costs, scores, dead, prunable, caps, target: int, sparsity: float,
+                       min_kept_per_layer) -> list[np.ndarray]:
+    """Alive prunable channels (a group whole) lowest score first, counting removed weights as each goes."""
+    pruned = [d.copy() for d in dead]
+    ins, outs = costs.removed_channels(pruned)
+    alive_in = costs.inputs - np.array([int(i.sum()) for i in ins], np.int64)
+    alive_out = costs.outputs - np.array([int(o.sum()) for o in outs], np.int64)
+    removed = int((costs.sizes - costs.spatial * alive_in * alive_out).sum())
+    if removed >= target:
+        return pruned
+    readers: dict[int, list[tuple[int, int]]] = {}
+    makers: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for index, groups in enumerate(costs.in_groups):
+        if groups is not None:
+            ids, counts = np.unique(groups, return_counts=True)
+            for group, count in zip(ids.tolist(), counts.tolist()):
+                readers.setdefault(group, []).append((index, count))
+    for index, groups in enumerate(costs.out_groups):
+        for group in np.unique(groups[groups >= 0]).tolist():
+            makers.setdefault(group, []).append((index, np.flatnonzero(groups == group)))
+    kernel = np.concatenate([np.full(np.size(s), i) for i, s in enumerate(scores)])
+    column = np.concatenate([np.arange(np.size(s)) for s in scores])
+    flat = np.concatenate([np.asarray(s, np.float64).ravel() for s in scores])
+    candidate = np.concatenate([p & ~d for p, d in zip(prunable, dead)])
+    order = np.flatnonzero(candidate)[np.argsort(flat[candidate], kind="stable")]
+    counted = [int(d.sum()) for d in dead]
+    spatial, alive_in, alive_out = costs.spatial.tolist(), alive_in.tolist(), alive_out.tolist()
+    taken: set[int] = set()
+    for k, c in zip(kernel[order].tolist(), column[order].tolist()):
+        group = int(costs.out_groups[k][c])
+        if group in taken or pruned[k][c]:
+            continue
+        members = [(k, np.array([c]))] if group < 0 else makers[group]
+        new = [(m, cols[~pruned[m][cols]]) for m, cols in members]
+        if any(counted[m] + cols.size > caps[m] for m, cols in new):
+            continue
+        # the kernels this channel (group) touches: each keeps spatial * alive_in * alive_out weights
+        shrunk = {m: cols.size for m, cols in (members if group >= 0 else new)}
+        read = dict(readers.get(group, ())) if group >= 0 else {}
+        for m in set(shrunk) | set(read):
+            kept = spatial[m] * alive_in[m] * alive_out[m]
+            alive_out[m] -= shrunk.get(m, 0)
+            alive_in[m] -= read.get(m, 0)
+            removed += kept - spatial[m] * alive_in[m] * alive_out[m]
+        for m, cols in new:
+            pruned[m][cols] = True
+            counted[m] += cols.size
+        if group >= 0:
+            taken.add(group)
+        if removed >= target:
+            return pruned
+    why = "every layer keeps a channel, and the model's outputs all theirs" if min_kept_per_layer is None else \
+        f"min_kept_per_layer={min_kept_per_layer!r}"
+    raise _unreachable(sparsity, removed, int(costs.sizes.sum()), why)
+
+
+def _channels_scaled(costs, ranked, dead, prunable, layer_counts, target: int, sparsity: float,
+                     criterion: str) -> list[np.ndarray]:
+    """Each kernel's allotted share of channels times one factor: the smallest factor removing ``target`` weights."""
+    orders, limits, shares = [], [], []
+    for scores, d, p, count in zip(ranked, dead, prunable, layer_counts):
+        blocked = ~p & ~d
+        orders.append(np.lexsort((np.arange(scores.size), np.where(blocked, np.inf, scores))))
+        limits.append(max(min(int(scores.size - blocked.sum()), scores.size - 1), int(d.sum())))
+        shares.append(count / scores.size if scores.size else 0.0)
+    already = [int(d.sum()) for d in dead]
+
+    def chosen(factor: float) -> list[np.ndarray]:
+        out = []
+        for order, limit, share, n, d in zip(orders, limits, shares, already, dead):
+            count = min(limit, max(n, _criteria.round_count(min(factor * share, 1.0), d.size)))
+            p = np.zeros(d.size, bool)
+            p[order[:count]] = True
+            out.append(p)
+        return out
+
+    def removed(factor: float) -> int:
+        return int(costs.removed(chosen(factor)).sum())
+
+    positive = [s for s in shares if s > 0]
+    high = 1.0 / min(positive) if positive else 0.0
+    if removed(high) < target:
+        raise _unreachable(sparsity, removed(high), int(costs.sizes.sum()),
+                           f"criterion {criterion!r} prunes only the layers it allots channels to, every layer keeps a "
+                           "channel, and the model's outputs all theirs")
+    low = 0.0
+    if removed(low) >= target:
+        return chosen(low)
+    for _ in range(60):
+        middle = (low + high) / 2
+        if removed(middle) >= target:
+            high = middle
+        else:
+            low = middle
+    return chosen(high)
 
 
 def collapse_message(model_name: str, sparsity: float, criterion: str, emptied: Sequence[str]) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -176,14 +176,18 @@ def _layer_dict(layer: LayerReport) -> dict:
     return values
 
 
-def build(weights: Iterable[CountedWeight], total_parameters: int, structure: str = "unstructured") -> ModelReport:
+def build(weights: Iterable[CountedWeight], total_parameters: int, structure: str = "unstructured",
+          channel_counts: Optional[Mapping[str, tuple[int, int]]] = None) -> ModelReport:
     """The report of a model whose prunable weights are ``weights`` (in model order).
 
     Embedding tables cost no MACs; attention and recurrent kernels are
     counted once per output position (an RNN that returns only its last
     state counts one step: a lower bound). With a ``structure``
     (:mod:`tfimp.core.structures`), each layer also counts its units and
-    how many of them are pruned.
+    how many of them are pruned. Under ``channels`` a layer's units are its
+    weights and its pruned units those the slimmed model no longer has:
+    ``channel_counts`` (name -> (removed, weights), from the model's graph)
+    where given, else the weights of its pruned filters (``Channels.count``).
 
     Raises:
       ValueError: a convolution's output size is unknown.
@@ -203,7 +207,10 @@ def build(weights: Iterable[CountedWeight], total_parameters: int, structure: st
         values = weight.values
         alive = values if weight.mask is None else values * (weight.mask != 0)
         nonzero = int(np.count_nonzero(alive))
-        pruned_units, units = form.count(alive) if form.structured else (None, None)
+        if channel_counts is not None and weight.name in channel_counts:
+            pruned_units, units = channel_counts[weight.name]
+        else:
+            pruned_units, units = form.count(alive) if form.structured else (None, None)
         layers.append(LayerReport(weight.name, tuple(int(d) for d in values.shape), int(values.size), nonzero,
                                   positions, int(values.size) * positions, nonzero * positions, weight.kind,
                                   weight.mask is not None, units, pruned_units))

@@ -31,17 +31,19 @@ the families:
 * ``"channels"`` (or ``"channels:l2"``; ``"channels:l1"``): whole output
   channels (units) of each kernel: the columns of its 2-D view, scored by
   their L2 norm (``channels:l1``: L1 norm). The criterion ranks the columns
-  as it ranks weights, exactly, and sparsity is counted in channels (the
-  share of the prunable kernels' output channels that are pruned, not of
-  their weights). The front ends also zero a pruned channel's bias and the
+  as it ranks weights, and sparsity is the share of the prunable weights
+  that the slimmed model (:func:`tfimp.slim`) no longer has: a removed
+  channel takes its filter and the weights of the next prunable layers that
+  read it (:mod:`tfimp.core.channel_weights`; without the model's graph, its
+  filter only). The front ends also zero a pruned channel's bias and the
   gamma and beta of a BatchNormalization that follows it, so the channel
   outputs exactly zero, and :func:`tfimp.slim` can remove it. Channels
   an Add ties across kernels are scored together and pruned whole under
-  ``global`` and ``lamp`` (``unit_groups`` of
-  :func:`tfimp.core.masking.select_masks`).
+  ``global`` and ``lamp``.
 
 Sparsity in a structure's unit (:meth:`Structure.count`): the fraction of
-pruned weights (unstructured), of zero blocks (``block``), or of the
+pruned weights (unstructured), of zero blocks (``block``), of the weights
+of pruned filters (``channels``, one kernel without its graph), or of the
 weights an N:M kernel can skip: in each group, zeros up to ``M - N``
 count, so an exact 2:4 kernel counts 0.5 and a 3:4 one 0.25 against 2:4.
 
@@ -250,8 +252,11 @@ class Channels(PooledStructure):
         return np.broadcast_to(np.asarray(units), _two_d(shape)).reshape(shape).copy()
 
     def count(self, alive):
-        alive_columns = (self._columns(alive) != 0).any(axis=0)
-        return int(alive_columns.size - np.count_nonzero(alive_columns)), int(alive_columns.size)
+        """``(weights of the pruned channels' filters, weights)``: what a channel costs without the model's graph
+        (:mod:`tfimp.core.channel_weights` counts the weights that read it too)."""
+        columns = self._columns(alive)
+        dead = columns.shape[1] - int(np.count_nonzero((columns != 0).any(axis=0)))
+        return dead * columns.shape[0], int(columns.size)
 
 
 _NORMS = ("l2", "l1")

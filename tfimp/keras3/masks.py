@@ -20,6 +20,7 @@ from tfimp.keras3 import _private
 from tfimp.keras3 import channels as _channels
 from tfimp.core import coverage as _core_coverage
 from tfimp.core import channel_graph as _channel_graph
+from tfimp.core import channel_weights as _channel_weights
 from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
 from tfimp.core import notices as _notices
@@ -399,12 +400,13 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
     channels = isinstance(_structures.get(structure), _structures.Channels)
     kernels = _kernels_or_raise(model)
     _sync_training_state(model)
-    joined = _channel_graph.joined_channels(kernels, _channels.nodes(model)) if channels else None
+    costs = _channel_weights.costs_of(_channel_weights.kernel_entries(kernels), _channels.nodes(model)) \
+        if channels else None
     weights = [keras.ops.convert_to_numpy(k.weight.value) for k in kernels]
     step = _masking.select_masks([k.name for k in kernels], weights,
                                  [keras.ops.convert_to_numpy(k.mask.value) for k in kernels], sparsity, criterion,
                                  allow_revival=allow_revival, min_kept_per_layer=min_kept_per_layer,
-                                 structure=structure, unit_groups=joined)
+                                 structure=structure, channel_costs=costs)
     optimizer = _built_optimizer(model)
     for kernel, weight, keep in zip(kernels, weights, step.keep):
         kernel.mask.assign(keep)
@@ -451,13 +453,32 @@ def _zero_counting_arrays(model: keras.Model) -> list[tuple[str, np.ndarray]]:
 
 def layer_sparsity(model: keras.Model, structure: str = "unstructured") -> dict[str, float]:
     """Sparsity of each prunable weight, by layer name (see ``tfimp.layer_sparsity``; ``structure``: counted in
-    its unit)."""
+    its unit; ``channels``: the share of each kernel's weights the slimmed model no longer has)."""
+    if isinstance(_structures.get(structure), _structures.Channels):
+        return {name: removed / size if size else 0.0 for name, (removed, size) in channel_counts(model).items()}
     return _structures.layer_sparsities(_zero_counting_arrays(model), structure)
+
+
+def channel_counts(model: keras.Model) -> dict[str, tuple[int, int]]:
+    """Per prunable kernel, (weights the slimmed model no longer has, weights): ``structure="channels"``'s count."""
+    check_keras3_model(model)
+    _sync_training_state(model)
+    kernels = prunable_kernels(model)
+    if kernels:
+        entries = [(k.name, keras.ops.convert_to_numpy(k.mask.value), layer, class_name)
+                   for k, (layer, class_name, _) in zip(kernels, _channel_weights.kernel_entries(kernels))]
+    else:
+        entries = [(name, keras.ops.convert_to_numpy(variable.value), layer.name, type(layer).__name__)
+                   for name, variable, _, layer in covered_weight_records(model)]
+    if not entries:
+        raise ValueError(f"model {model.name!r} has no weight of a kind tfimp prunes (see tfimp.coverage)")
+    return _channel_weights.count(entries, _channels.nodes(model))
 
 
 def sparsity(model: keras.Model, over: str = "prunable", structure: str = "unstructured") -> float:
     """Overall sparsity of a Keras 3 ``model`` (see ``tfimp.sparsity``: ``over="prunable"`` or ``"all"``;
-    ``structure``: over the prunable weights, counted in that structure's unit)."""
+    ``structure``: over the prunable weights, counted in that structure's unit; ``channels``: the share of
+    them the slimmed model no longer has)."""
     if over not in SPARSITY_SCOPES:
         raise ValueError(f"over must be one of {SPARSITY_SCOPES}, got {over!r}")
     form = _structures.for_sparsity(over, structure)
@@ -469,6 +490,9 @@ def sparsity(model: keras.Model, over: str = "prunable", structure: str = "unstr
         if not total:
             raise ValueError(f"model {model.name!r} has no trainable parameters")
         return zeros / total
+    if isinstance(form, _structures.Channels):
+        counts = list(channel_counts(model).values())
+        return sum(r for r, _ in counts) / sum(size for _, size in counts)
     arrays = [a for _, a in _zero_counting_arrays(model)]
     if form.structured:
         return _structures.unit_sparsity(form, arrays)

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from tfimp.core import report as _core_report
+from tfimp.core import structures as _structures
 from tfimp.core.report import LayerReport, ModelReport  # noqa: F401  (public names)
 from tfimp.keras3 import layer_specs
 from tfimp.keras3 import masks as _masks
@@ -53,7 +54,9 @@ def model_report(model: keras.Model, structure: str = "unstructured") -> ModelRe
     for name, variable, kind, layer in _masks.covered_weight_records(model):
         counted.append(_core_report.CountedWeight(name, kind, _numpy(variable), None,
                                                   lambda outer=layer: _output_positions(outer)))
-    return _core_report.build(counted, int(sum(np.prod(v.shape) for v in model.trainable_weights)), structure)
+    counts = _masks.channel_counts(model) if counted and isinstance(_structures.get(structure), _structures.Channels) else None
+    return _core_report.build(counted, int(sum(np.prod(v.shape) for v in model.trainable_weights)), structure,
+                              counts)
 
 
 class CycleReporter(_core_report.CycleReporter):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfimp.core import channel_graph as _channel_graph
+from tfimp.core import channel_weights as _channel_weights
 from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
 from tfimp.core import notices as _notices
@@ -90,14 +91,17 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
         (whole R x C blocks of each kernel's 2-D view, ranked by mean |w|
         with ``criterion``; ``sparsity`` and the counts are in blocks) or
         ``"channels"`` (whole output channels ranked by L2 norm;
-        ``"channels:l1"``: L1; counted in channels; a pruned channel's bias and
+        ``"channels:l1"``: L1; ``sparsity`` is the share of the prunable
+        weights that :func:`tfimp.slim` removes: a channel takes its filter
+        and the next layers' weights that read it; a pruned channel's bias and
         the gamma and beta of a BatchNormalization reading it are zeroed too).
 
     Without the guard, a step that empties a layer warns, naming it.
 
     Returns:
       Each wrapped kernel's sparsity, by layer name (counted in the
-      structure's unit: blocks for ``block:RxC``).
+      structure's unit: blocks for ``block:RxC``; for ``channels``, the share
+      of the kernel's weights the slimmed model no longer has).
 
     Raises:
       ValueError: sparsity outside [0, 1); unknown criterion or structure; the
@@ -112,10 +116,10 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
     kernels = _kernels_or_raise(model)
     weights = [k.weight.numpy() for k in kernels]
     channels = isinstance(_structures.get(structure), _structures.Channels)
-    joined = _channel_graph.joined_channels(kernels, _channels.nodes(model)) if channels else None
+    costs = _channel_weights.costs_of(_channel_weights.kernel_entries(kernels), _channels.nodes(model)) if channels else None
     step = _masking.select_masks([k.name for k in kernels], weights, [k.mask.numpy() for k in kernels], sparsity,
                                  criterion, allow_revival=allow_revival, min_kept_per_layer=min_kept_per_layer,
-                                 structure=structure, unit_groups=joined)
+                                 structure=structure, channel_costs=costs)
     for kernel, weight, keep in zip(kernels, weights, step.keep):
         kernel.mask.assign(keep.astype(kernel.mask.dtype.as_numpy_dtype, copy=False))
         if zero_pruned:
@@ -150,9 +154,27 @@ def layer_sparsity(model: keras.Model, structure: str = "unstructured") -> dict[
     For a wrapped model: the fraction of masked-out weights of each wrapped
     weight. For a stripped or unwrapped model: the fraction of exact zeros in
     each weight of a kind tfimp prunes (``tfimp.coverage.KINDS``). With a
-    ``structure``, counted in its unit (see :func:`sparsity`).
+    ``structure``, counted in its unit (see :func:`sparsity`); ``channels``:
+    the share of each kernel's weights the slimmed model no longer has.
     """
+    if isinstance(_structures.get(structure), _structures.Channels):
+        return {name: removed / size if size else 0.0 for name, (removed, size) in channel_counts(model).items()}
     return _structures.layer_sparsities(_zero_counting_arrays(model), structure)
+
+
+def channel_counts(model: keras.Model) -> dict[str, tuple[int, int]]:
+    """Per prunable kernel, (weights the slimmed model no longer has, weights): ``structure="channels"``'s count."""
+    wrapping.check_tf_keras_model(model)
+    kernels = wrapping.prunable_kernels(model)
+    if kernels:
+        entries = [(k.name, k.mask.numpy(), layer, class_name)
+                   for k, (layer, class_name, _) in zip(kernels, _channel_weights.kernel_entries(kernels))]
+    else:
+        entries = [(w.name, w.variable.numpy(), w.outer.name, type(w.layer).__name__)
+                   for w in wrapping.covered_weights(model)]
+    if not entries:
+        raise ValueError(f"model {model.name!r} has no weight of a kind tfimp prunes (see tfimp.coverage)")
+    return _channel_weights.count(entries, _channels.nodes(model))
 
 
 #: What :func:`sparsity` can count over.
@@ -188,6 +210,9 @@ def sparsity(model: keras.Model, over: str = "prunable", structure: str = "unstr
         if not total:
             raise ValueError(f"model {model.name!r} has no trainable parameters")
         return zeros / total
+    if isinstance(form, _structures.Channels):
+        counts = list(channel_counts(model).values())
+        return sum(r for r, _ in counts) / sum(s for _, s in counts)
     arrays = [a for _, a in _zero_counting_arrays(model)]
     if form.structured:
         return _structures.unit_sparsity(form, arrays)

@@ -10,7 +10,9 @@ from typing import Optional
 
 import numpy as np
 
+from tfimp.core import structures as _structures
 from tfimp.tf_keras import _private, wrapping
+from tfimp.tf_keras import pruning as _pruning
 from tfimp.core import report as _core_report
 from tfimp.tfdata.tensorboard import ScalarWriter
 from tfimp.core import storage as _storage
@@ -50,7 +52,9 @@ def model_report(model: keras.Model, structure: str = "unstructured") -> ModelRe
     counted = [_core_report.CountedWeight(
         weight.name, weight.kind, weight.variable.numpy(), None if weight.mask is None else weight.mask.numpy(),
         lambda outer=weight.outer: _output_positions(outer, traced)) for weight in found]
-    return _core_report.build(counted, int(sum(np.prod(v.shape) for v in model.trainable_weights)), structure)
+    counts = _pruning.channel_counts(model) if counted and isinstance(_structures.get(structure), _structures.Channels) else None
+    return _core_report.build(counted, int(sum(np.prod(v.shape) for v in model.trainable_weights)), structure,
+                              counts)
 
 
 def _has_output_shape(layer: keras.layers.Layer) -> bool:
