@@ -116,15 +116,31 @@ def _layer_sparsity(workdir: str, rows: list[dict]) -> dict:
 class Runner:
     """Runs configs through the CLI and collects one result dict per run."""
 
-    def __init__(self, args):
-        self.args = args
+    def __init__(self, args, front: str = ""):
+        self.args, self.front = args, front
         self.results: list[dict] = []
+        #: Runs the CLI refused (e.g. a criterion that cannot reach the target on this model), with its reason.
+        self.skipped: list[dict] = []
 
-    def run(self, group: str, method: str, target, seed: int, config, **facts) -> dict:
+    def save(self) -> None:
+        """Writes ``methods.json`` as it stands: after every run, so a long grid stopped midway keeps its runs."""
+        write_json(os.path.join(self.args.out, "methods.json"),
+                   {"front_end": self.front, "args": vars(self.args), "results": self.results,
+                    "skipped": self.skipped})
+
+    def run(self, group: str, method: str, target, seed: int, config, **facts) -> dict | None:
+        """One run through the CLI; None (recorded in ``skipped``, the grid goes on) where the CLI refuses it."""
         workdir = os.path.join(self.args.out, "runs", f"{group}_{method}_{target}_{seed}")
         tfimp.use_keras(self.args.keras).backend.clear_session()
         start = time.perf_counter()
-        rows = main.run(config, workdir, overwrite=True)
+        try:
+            rows = main.run(config, workdir, overwrite=True)
+        except ValueError as refusal:  # the CLI checks before any training: nothing of the grid is lost
+            self.skipped.append({"group": group, "method": method, "target": target, "seed": seed,
+                                 "reason": str(refusal)})
+            print(f"[bench] ({group}) {method:16s} {str(target):>8s} seed {seed}: skipped: {refusal}", flush=True)
+            self.save()
+            return None
         wall = time.perf_counter() - start
         final = rows[-1]
         result = {"group": group, "method": method, "target": target, "seed": seed, "sparsity": final["sparsity"],
@@ -132,6 +148,7 @@ class Runner:
                   "epochs": sum(r["epochs"] for r in rows), "layer_sparsity": _layer_sparsity(workdir, rows),
                   **facts}
         self.results.append(result)
+        self.save()
         print(f"[bench] ({group}) {method:16s} {str(target):>8s} seed {seed}: sparsity {final['sparsity']:.4f} "
               f"test acc {final['test_accuracy']:.4f} ({wall:.0f} s)", flush=True)
         return result
@@ -149,7 +166,15 @@ def calibrate(args, method: str, target: float, seed: int) -> tuple[float, float
                                      weight_decay=args.weight_decay, batch_size=args.batch_size)
 
 
-def run_grid(args) -> list[dict]:
+def write_json(path: str, content: dict) -> None:
+    """Writes ``content`` to ``path`` through a temporary file and a rename: a reader never sees half a file."""
+    partial = f"{path}.partial"
+    with open(partial, "w", encoding="utf-8") as handle:
+        json.dump(content, handle, indent=2)
+    os.replace(partial, path)
+
+
+def run_grid(args, runner: "Runner") -> list[dict]:
     methods = args.methods.split(",")
     known = list(dict.fromkeys(DEFAULT_METHODS.split(",") + list(IMP_SCHEDULES)))
     unknown = [m for m in methods if m not in known]
@@ -159,7 +184,6 @@ def run_grid(args) -> list[dict]:
     if any(g not in GROUPS for g in groups):
         raise ValueError(f"unknown group in {groups}; known: {list(GROUPS)}")
     sparsities, seeds = args.sparsities, [int(s) for s in args.seeds.split(",")]
-    runner = Runner(args)
     if "a" in groups:
         for method in methods:
             for sparsity in [0.0] if method == "dense" else sparsities:
@@ -191,6 +215,9 @@ def run_grid(args) -> list[dict]:
                     config.update(**calibration.settings, **{calibration.hyperparameter: value})
                     runs.append(runner.run("own", method, target, seed, config, hyperparameter=calibration.hyperparameter,
                                            value=value))
+                runs = [r for r in runs if r is not None]
+                if not runs:
+                    continue
                 at = round(statistics.mean(r["sparsity"] for r in runs), 4)
                 if not 0.0 < at < 1.0:
                     print(f"[bench] {method} reached {at}: no IMP run at that sparsity", flush=True)
@@ -362,16 +389,18 @@ def main_cli() -> None:
         parser.error(f"--epochs must exceed imp_cycles * imp_retrain_epochs "
                      f"({args.imp_cycles * args.imp_retrain_epochs}) to leave a dense phase")
     os.makedirs(args.out, exist_ok=True)
+    runner = Runner(args, front)
     try:
-        results = run_grid(args)
+        results = run_grid(args, runner)
     except ValueError as error:
         parser.error(str(error))
-    with open(os.path.join(args.out, "methods.json"), "w", encoding="utf-8") as handle:
-        json.dump({"front_end": front, "args": vars(args), "results": results}, handle, indent=2)
+    runner.save()
     plot(results, os.path.join(args.out, "accuracy_vs_sparsity.png"))
     print(f"\nmean ± std over seeds {args.seeds}; {front}; {args.model} on {args.dataset} "
           f"(train_subset {args.train_subset or 'all'}); budget {args.epochs} epochs\n")
     print(summarise(results))
+    for skip in runner.skipped:
+        print(f"skipped: ({skip['group']}) {skip['method']} at {skip['target']} seed {skip['seed']}: {skip['reason']}")
     print(f"\nwrote {args.out}/methods.json and {args.out}/accuracy_vs_sparsity.png")
 
 

@@ -67,6 +67,33 @@ def test_methods_benchmark_rejects_bad_grids(tmp_path, monkeypatch, capsys):
         assert exit_.value.code != 0 and message in capsys.readouterr().err
 
 
+def test_methods_benchmark_records_a_refused_run_and_goes_on(tmp_path, monkeypatch, capsys):
+    """A run the CLI refuses (here: a criterion that cannot reach the target on the model) is recorded with its
+    reason and the grid goes on; methods.json is written after every run. In this process, main.run stubbed."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import bench_methods
+
+    def fake_run(config, workdir, overwrite):
+        if config.criterion == "uniform_plus":
+            raise ValueError("uniform_plus cannot reach sparsity 0.95 on this model")
+        written = json.load(open(tmp_path / "methods.json")) if (tmp_path / "methods.json").exists() else None
+        calls.append(written)
+        return [{"sparsity": 0.95, "test_accuracy": 0.5, "epochs": 4, "cycle": 1}]
+
+    calls = []
+    monkeypatch.setattr(bench_methods.main, "run", fake_run)
+    monkeypatch.setattr(bench_methods, "_layer_sparsity", lambda workdir, rows: {"fc": 0.95})
+    monkeypatch.setattr(sys, "argv", ["bench_methods.py", "--groups", "b", "--criteria", "uniform_plus,erk",
+                                      "--sparsities", "0.95", "--seeds", "0", "--epochs", "4", "--out", str(tmp_path)])
+    bench_methods.main_cli()
+    written = json.load(open(tmp_path / "methods.json"))
+    assert [r["method"] for r in written["results"]] == ["imp_slr_erk"]
+    assert written["skipped"] == [{"group": "b", "method": "imp_slr_uniform_plus", "target": 0.95, "seed": 0,
+                                   "reason": "uniform_plus cannot reach sparsity 0.95 on this model"}]
+    assert calls[0]["skipped"] == written["skipped"] and calls[0]["results"] == []  # saved before the next run
+    assert "skipped: (b) imp_slr_uniform_plus at 0.95 seed 0" in capsys.readouterr().out
+
+
 def test_the_dpf_diagnosis_traces_each_run_epoch_by_epoch(fashion_dir):
     dpf_trace.check_two_epochs_of_512(
         _bench("diagnose_dpf.py", "--data_dir", fashion_dir, "--seeds", "0", "--epochs", "2", "--train_subset", "512"))
