@@ -1,32 +1,43 @@
 """What gets faster where: dense vs 90% unstructured vs 2:4 vs channel-slimmed, per runtime, on the CPU.
 
-For ``small_cnn`` (trained on Fashion-MNIST) and MobileNetV2 (keras.applications,
-alpha 0.35, ``weights=None``, random weights: its sizes and latencies only, no
-accuracy) it builds four variants in a tf_keras process:
+For ``small_cnn`` and MobileNetV2 (keras.applications, alpha 0.35,
+``weights=None``), both trained on Fashion-MNIST, it builds four variants in
+a tf_keras process:
 
 - ``dense``: small_cnn trained ``--epochs`` on ``--train_examples`` examples;
-  MobileNetV2 as initialised.
+  MobileNetV2 trained from scratch ``--mobilenet_epochs`` on the same
+  examples, resized to ``--mobilenet_size`` squared, the grey channel
+  repeated to three.
 - ``unstructured_90``: the dense model wrapped, ``tfimp.prune(model, 0.9)``
-  (global magnitude, one shot; ``uniform``, each layer to 90%, for the
-  random MobileNetV2, where global empties whole layers), fine-tuned
-  ``--finetune_epochs`` with the masks held, stripped.
+  in one shot (global magnitude for small_cnn; ``--mobilenet_criterion``,
+  ``uniform`` by default, for MobileNetV2: global magnitude at 90% empties
+  its late depthwise layers, ``Conv_1`` and the classifier even after
+  training), fine-tuned ``--finetune_epochs`` on ``--finetune_examples``
+  with the masks held, stripped.
 - ``2:4``: the same with ``structure="2:4"`` (sparsity 0.5; a kernel whose
   input axis is not a multiple of 4 stays dense).
-- ``channels_slimmed``: every convolution or dense layer whose output goes
-  straight into a BatchNormalization loses its ``--channel_fraction``
-  lowest-L2-norm output channels (filter zeroed, BatchNormalization gamma
-  and beta zeroed), done here with numpy, as tests/slim_models.py does (the
-  ``structure="channels"`` pruning does not exist yet); then ``tfimp.slim``
-  removes those no other layer needs, and the slimmed model is fine-tuned
-  as the others.
+- ``channels_slimmed``: the dense model wrapped (convolutions and dense
+  layers; not the output layer, whose channels are the classes, nor
+  depthwise kernels, which the channels structure reads as a single
+  channel: they lose the channels of the convolution feeding them when the
+  model is slimmed), ``tfimp.prune(model, --channel_sparsity, "uniform",
+  structure="channels")`` (each layer loses the same share; a global
+  ranking of channel norms empties small_cnn's conv1, whose filters hold 9
+  weights against conv2's 288), fine-tuned as above, pruned once more at
+  the same target (it selects nothing new and zeroes again the biases and
+  BatchNorm betas that fine-tuning moved), stripped and slimmed by
+  ``tfimp.slim``. Its record holds the parameters before and after
+  slimming, each counted on the model.
 
-After every training (dense or fine-tuning) BatchNorm's moving statistics
-are re-estimated on 2,048 training examples (``tfimp.batchnorm.reestimate``):
-a short run leaves them behind the weights.
+After every training (dense or fine-tuning), and after slimming,
+BatchNorm's moving statistics are re-estimated on 2,048 training examples
+(``tfimp.batchnorm.reestimate``): a short run leaves them behind the
+weights. Every variant's test accuracy is measured on ``--test_examples``.
 
 Each variant is saved as ``.keras`` and ``.tflite`` (TFLiteConverter with
 ``EXPERIMENTAL_SPARSITY``, as ``tfimp.export`` writes it) and, where tf2onnx
-converts it, ``.onnx``. The latencies of one forward pass on random normal
+converts it, ``.onnx`` (``--runtimes`` and ``--variants`` narrow a run: a
+file no named runtime reads is not written). The latencies of one forward pass on random normal
 inputs are then measured in separate processes, one per front end:
 
 - ``keras_tf_keras``: ``predict_on_batch`` of the ``.keras`` file in tf_keras.
@@ -51,6 +62,9 @@ docs_hooks.py.
 
     nice -n 10 python benchmarks/deploy.py --files_dir bench_out/deploy_files --out docs/tables/deploy.json
     python benchmarks/deploy.py --quick --out /tmp/deploy/deploy.json           (tiny sizes, 2 repeats)
+
+The full run trains MobileNetV2 at 96x96 for 3 epochs: most of its build
+stage (see ``build_s`` in each record).
 """
 
 from __future__ import annotations
@@ -75,9 +89,17 @@ RUNTIMES = ("keras_tf_keras", "keras_jax", "tflite_xnnpack", "tflite_xnnpack_lat
 RUNTIME_LABELS = {"keras_tf_keras": "tf_keras predict_on_batch", "keras_jax": "Keras 3 + JAX predict_on_batch",
                   "tflite_xnnpack": "TFLite (XNNPack default)", "tflite_xnnpack_latest": "TFLite (XNNPack latest)",
                   "tflite_builtin": "TFLite (no delegate)", "onnxruntime": "ONNX Runtime"}
-CHANNELS_NOTE = ("channels_slimmed: lowest-L2 output channels zeroed with numpy (filter, BatchNormalization gamma and "
-                 "beta) in the benchmark itself, as tests/slim_models.py does (no structure='channels' pruning yet), "
-                 "then tfimp.slim")
+SETTINGS = ("train_examples", "finetune_examples", "test_examples", "epochs", "finetune_epochs", "channel_sparsity",
+            "mobilenet_size", "mobilenet_epochs", "mobilenet_criterion", "models", "variants", "runtimes", "batches",
+            "repeats", "warmup")
+#: The criterion of the channels_slimmed variant: each layer loses the same share of its channels. Global ranking of
+#: channel L2 norms across layers empties small_cnn's conv1 (9 weights a filter against conv2's 288 and fc1's 3,136).
+CHANNELS_CRITERION = "uniform"
+CHANNELS_NOTE = (f"channels_slimmed: tfimp.prune(structure='channels', criterion {CHANNELS_CRITERION!r}) on the "
+                 "convolutions and "
+                 "dense layers but the output layer (depthwise kernels unwrapped), fine-tuned with the masks held, "
+                 "then tfimp.slim; its parameters are the slimmed model's, the pruned model's are in the pruning "
+                 "column")
 
 
 def file_name(model: str, variant: str, suffix: str) -> str:
@@ -98,36 +120,9 @@ def git_revision() -> str:
 # -- build (a tf_keras process) --------------------------------------------------------------------------------------
 
 
-def zero_channels_by_norm(keras, model, fraction: float) -> dict[str, int]:
-    """Zeroes the ``fraction`` lowest-L2 output channels of every Conv2D/Dense layer that feeds a BatchNormalization
-    directly (its filter, and the BatchNormalization's gamma and beta: the channel then holds zero); returns
-    layer -> channels zeroed."""
-    producers = {}
-    for entry in model.get_config()["layers"]:
-        if entry["class_name"] == "BatchNormalization" and entry["inbound_nodes"]:
-            producers[entry["config"]["name"]] = entry["inbound_nodes"][0][0][0]
-    zeroed = {}
-    for bn_name, name in producers.items():
-        layer = model.get_layer(name)
-        if type(layer).__name__ not in ("Conv2D", "Dense"):
-            continue
-        weights = layer.get_weights()
-        kernel = weights[0]
-        norms = np.sqrt((kernel.reshape(-1, kernel.shape[-1]) ** 2).sum(axis=0))
-        count = int(round(fraction * kernel.shape[-1]))
-        if count == 0 or count >= kernel.shape[-1]:
-            continue
-        channels = np.argsort(norms, kind="stable")[:count]
-        kernel[..., channels] = 0.0
-        if len(weights) > 1:
-            weights[1][channels] = 0.0
-        layer.set_weights(weights)
-        bn = model.get_layer(bn_name)
-        gamma, beta, mean, variance = bn.get_weights()
-        gamma[channels], beta[channels] = 0.0, 0.0
-        bn.set_weights([gamma, beta, mean, variance])
-        zeroed[name] = count
-    return zeroed
+def output_layers(model) -> list[str]:
+    """The names of the layers that make ``model``'s outputs (their channels are the classes: never pruned)."""
+    return [tensor._keras_history.layer.name for tensor in model.outputs]  # noqa: SLF001 - tf_keras' public history
 
 
 def build(args) -> None:
@@ -151,75 +146,106 @@ def build(args) -> None:
     x_test, y_test = x_test[:args.test_examples].astype("float32") / 255.0, y_test[:args.test_examples].astype("int64")
     tune = slice(0, args.finetune_examples)
 
+    def batches(x, y, shape, batch_size, shuffle=False):
+        """``(x, y)`` in batches, each image resized to ``shape`` and its grey channel repeated to fill it."""
+        data = tf.data.Dataset.from_tensor_slices((x, y) if y is not None else x)
+        if shuffle:
+            data = data.shuffle(len(x), seed=0, reshuffle_each_iteration=True)
+        data = data.batch(batch_size)
+        if tuple(shape) != tuple(x.shape[1:]):
+            def prepare(images):
+                return tf.tile(tf.image.resize(images, shape[:2]), [1, 1, 1, shape[2] // images.shape[-1]])
+
+            data = data.map(lambda *batch: (prepare(batch[0]), *batch[1:]) if y is not None else prepare(batch[0]))
+        return data.prefetch(1)
+
     def compiled(model):
         model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"])
         return model
 
-    def fit(model, epochs, part=slice(None)):
+    def reestimate(model, shape):
+        # A short run leaves BatchNorm's moving statistics behind the weights (momentum 0.99): re-estimated on
+        # 2,048 training examples after every training, dense or fine-tuning alike, and after slimming.
+        tfimp.batchnorm.reestimate(model, batches(x_train[:2048], None, shape, 128))
+
+    def fit(model, epochs, shape, part=slice(None)):
         if epochs:
-            model.fit(x_train[part], y_train[part], batch_size=128, epochs=epochs, verbose=0)
-            # A short run leaves BatchNorm's moving statistics behind the weights (momentum 0.99): re-estimated on
-            # 2,048 training examples after every training, dense or fine-tuning alike.
-            tfimp.batchnorm.reestimate(model, tf.data.Dataset.from_tensor_slices(x_train[:2048]).batch(128))
+            model.fit(batches(x_train[part], y_train[part], shape, 128, shuffle=True), epochs=epochs, verbose=0)
+            reestimate(model, shape)
 
     records = []
     for name in args.models:
-        trained = name == "small_cnn"
-        if trained:
-            shape = (28, 28, 1)
+        if name == "small_cnn":
+            shape, epochs = (28, 28, 1), args.epochs
             dense = compiled(tfimp.wrap(tfimp.models.build("small_cnn", num_classes=10, input_shape=shape)))
-            fit(dense, args.epochs)
-            dense = tfimp.strip(dense)
         else:
-            shape = (args.mobilenet_size, args.mobilenet_size, 3)
-            dense = keras.applications.MobileNetV2(input_shape=shape, alpha=0.35, weights=None, classes=10,
-                                                   classifier_activation=None)
+            shape, epochs = (args.mobilenet_size, args.mobilenet_size, 3), args.mobilenet_epochs
+            dense = compiled(keras.applications.MobileNetV2(input_shape=shape, alpha=0.35, weights=None, classes=10,
+                                                            classifier_activation=None))
+        started = time.time()
+        fit(dense, epochs, shape)
+        dense = tfimp.strip(dense) if name == "small_cnn" else dense
+        print(f"[deploy] trained {name} dense: {time.time() - started:.0f} s", flush=True)
         dense_path = os.path.join(files, file_name(name, "dense", ".keras"))
         dense.save(dense_path)
-        for variant in VARIANTS:
-            notes = ""
+        for variant in args.variants:
+            started = time.time()
+            record = {"model": name, "variant": variant, "trained": True, "input_shape": list(shape)}
             if variant == "dense":
                 model = dense
-            elif variant == "channels_slimmed":
-                plain = keras.models.load_model(dense_path, compile=False)
-                zeroed = zero_channels_by_norm(keras, plain, args.channel_fraction)
-                model = tfimp.slim(plain)
-                notes = f"channels zeroed in {len(zeroed)} layers before slimming"
-                if trained:
-                    fit(compiled(model), args.finetune_epochs, tune)
             else:
-                wrapped = tfimp.wrap(keras.models.load_model(dense_path, compile=False))
-                structure = "2:4" if variant == "2:4" else "unstructured"
-                # Global magnitude on random weights empties whole layers (Glorot's scale falls with the fan-in):
-                # the untrained MobileNetV2 is pruned layer by layer, each to the same sparsity.
-                criterion = "global" if trained else "uniform"
-                tfimp.prune(wrapped, 0.5 if variant == "2:4" else 0.9, criterion, structure=structure)
-                notes = f"criterion {criterion}"
-                if trained:
-                    fit(compiled(wrapped), args.finetune_epochs, tune)
-                model = tfimp.strip(wrapped)
-            record = {"model": name, "variant": variant, "trained": trained, "input_shape": list(shape),
-                      "parameters": int(model.count_params()),
-                      "zeros": int(sum(int(np.sum(w == 0)) for w in model.get_weights())), "notes": notes}
+                criterion = CHANNELS_CRITERION if variant == "channels_slimmed" else (
+                    args.mobilenet_criterion if name == "mobilenetv2" else "global")
+                record["criterion"] = criterion
+                plain = keras.models.load_model(dense_path, compile=False)
+                if variant == "channels_slimmed":
+                    # Whole output channels of the convolutions and dense layers but the output layer (its channels
+                    # are the classes). Depthwise kernels stay unwrapped: the channels structure reads a depthwise
+                    # kernel (h, w, C, 1) as one channel; its channels go with the convolution that feeds it.
+                    wrapped = tfimp.wrap(plain, kinds=("conv", "dense"), exclude=output_layers(plain))
+                    target, structure = args.channel_sparsity, "channels"
+                else:
+                    wrapped = tfimp.wrap(plain)
+                    target, structure = (0.5, "2:4") if variant == "2:4" else (0.9, "unstructured")
+                reached = tfimp.prune(wrapped, target, criterion, structure=structure)
+                record["emptied_layers"] = sorted(layer for layer, value in reached.items() if value >= 1.0)
+                fit(compiled(wrapped), args.finetune_epochs, shape, tune)
+                if variant == "channels_slimmed":
+                    # Fine-tuning moves the zeroed biases and BatchNorm betas of pruned channels again (only kernels
+                    # are masked); a channel holding a constant before a padded convolution cannot be removed. One
+                    # more pruning step at the same target selects nothing new and zeroes them again.
+                    tfimp.prune(wrapped, target, criterion, structure=structure)
+                    record["channel_sparsity"] = float(tfimp.sparsity(wrapped, structure="channels"))
+                    record["parameters_before_slim"] = int(tfimp.strip(wrapped).count_params())
+                    model = tfimp.slim(wrapped)
+                    reestimate(model, shape)
+                else:
+                    model = tfimp.strip(wrapped)
+            record["parameters"] = int(model.count_params())
+            record["zeros"] = int(sum(int(np.sum(w == 0)) for w in model.get_weights()))
             keras_path = os.path.join(files, file_name(name, variant, ".keras"))
             if variant != "dense":
                 model.save(keras_path)
             np.savez(os.path.splitext(keras_path)[0] + ".npz", *model.get_weights())  # for Keras 3 (keras3_model)
-            converter = tf.lite.TFLiteConverter.from_keras_model(model)
-            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-            tflite_path = os.path.join(files, file_name(name, variant, ".tflite"))
-            with open(tflite_path, "wb") as handle:
-                handle.write(converter.convert())
             record["keras_bytes"], record["keras_gzip"] = file_size(keras_path)
-            record["tflite_bytes"], record["tflite_gzip"] = file_size(tflite_path)
-            record["onnx"] = write_onnx(tf, model, shape, os.path.join(files, file_name(name, variant, ".onnx")))
-            record["test_accuracy"] = None
-            if trained:
-                compiled(model)
-                record["test_accuracy"] = float(model.evaluate(x_test, y_test, batch_size=256, verbose=0)[1])
-            print(f"[deploy] built {name} {variant}: {record['parameters']:,} parameters, {record['zeros']:,} zeros",
-                  flush=True)
+            record["tflite_bytes"] = record["tflite_gzip"] = None
+            if any("tflite" in runtime for runtime in args.runtimes):
+                converter = tf.lite.TFLiteConverter.from_keras_model(model)
+                converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+                tflite_path = os.path.join(files, file_name(name, variant, ".tflite"))
+                with open(tflite_path, "wb") as handle:
+                    handle.write(converter.convert())
+                record["tflite_bytes"], record["tflite_gzip"] = file_size(tflite_path)
+            record["onnx"] = {"skipped": "onnxruntime not among --runtimes"}
+            if "onnxruntime" in args.runtimes:
+                record["onnx"] = write_onnx(tf, model, shape, os.path.join(files, file_name(name, variant, ".onnx")))
+            compiled(model)
+            record["test_accuracy"] = float(model.evaluate(batches(x_test, y_test, shape, 256), verbose=0)[1])
+            record["build_s"] = round(time.time() - started, 1)
+            print(f"[deploy] built {name} {variant}: {record['parameters']:,} parameters, {record['zeros']:,} zeros, "
+                  f"test accuracy {record['test_accuracy']:.4f}, {record['build_s']:.0f} s"
+                  + (f", emptied {record['emptied_layers']}" if record.get("emptied_layers") else ""), flush=True)
             records.append(record)
     with open(os.path.join(args.work, "build.json"), "w", encoding="utf-8") as handle:
         json.dump({"data": source, "records": records}, handle, indent=1)
@@ -267,6 +293,7 @@ def measure(args) -> None:
         records = json.load(handle)["records"]
     files = os.path.join(args.work, "files")
     runtimes, runners, skipped = runtime_factories(args.stage)
+    runtimes = [runtime for runtime in runtimes if runtime in args.runtimes]
     results = []
     for model_name in args.models:
         ours = [r for r in records if r["model"] == model_name]
@@ -399,21 +426,37 @@ def cell_ratio(seconds: float | None, dense: float | None) -> str:
     return f"{seconds / dense:.2f} ({1e3 * seconds:.2f} ms)"
 
 
-def tables(records: list[dict], latencies: list[dict], runtimes: list[str], batches: list[int], models: list[str]):
-    size_columns = ["model", "variant", "parameters", "zero parameters", "`.keras` bytes / gzip", "`.tflite` bytes / gzip",
-                    "test accuracy"]
+def pruning(record: dict) -> str:
+    """How a variant was pruned, as measured: its criterion, and for the slimmed one its channel sparsity and the
+    parameters before slimming."""
+    if record["variant"] == "dense":
+        return ""
+    text = record["criterion"]
+    if "parameters_before_slim" in record:
+        text += (f", channel sparsity {100 * record['channel_sparsity']:.1f}%, "
+                 f"{record['parameters_before_slim']:,} parameters before slimming")
+    if record.get("emptied_layers"):
+        text += f", emptied {', '.join(record['emptied_layers'])}"
+    return text
+
+
+def tables(records: list[dict], latencies: list[dict], runtimes: list[str], batches: list[int], models: list[str],
+           variants: list[str]):
+    size_columns = ["model", "variant", "pruning", "parameters", "zero parameters", "`.keras` bytes / gzip",
+                    "`.tflite` bytes / gzip", "test accuracy"]
     size_rows = []
     for r in records:
-        accuracy = f"{100 * r['test_accuracy']:.2f}%" if r["test_accuracy"] is not None else "untrained"
-        size_rows.append([r["model"], r["variant"], f"{r['parameters']:,}", f"{r['zeros']:,}",
-                          f"{r['keras_bytes']:,} / {r['keras_gzip']:,}", f"{r['tflite_bytes']:,} / {r['tflite_gzip']:,}",
+        accuracy = f"{100 * r['test_accuracy']:.2f}%" if r.get("test_accuracy") is not None else "n/a"
+        size_rows.append([r["model"], r["variant"], pruning(r), f"{r['parameters']:,}", f"{r['zeros']:,}",
+                          f"{r['keras_bytes']:,} / {r['keras_gzip']:,}",
+                          f"{r['tflite_bytes']:,} / {r['tflite_gzip']:,}" if r["tflite_bytes"] else "not written",
                           accuracy])
     median = {(x["model"], x["variant"], x["runtime"], x["batch"]): x["median_s"] for x in latencies}
     columns = ["model", "variant", "batch"] + [RUNTIME_LABELS[r] for r in runtimes]
     rows = []
     for model in models:
         for batch in batches:
-            for variant in VARIANTS:
+            for variant in variants:
                 rows.append([model, variant, str(batch)]
                             + [cell_ratio(median.get((model, variant, rt, batch)), median.get((model, "dense", rt, batch)))
                                for rt in runtimes])
@@ -436,9 +479,18 @@ def main() -> None:
     parser.add_argument("--test_examples", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--finetune_epochs", type=int, default=1)
-    parser.add_argument("--channel_fraction", type=float, default=0.5)
+    parser.add_argument("--channel_sparsity", type=float, default=0.5,
+                        help="the target of tfimp.prune(structure='channels') for channels_slimmed")
+    parser.add_argument("--channel_fraction", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mobilenet_size", type=int, default=96)
+    parser.add_argument("--mobilenet_epochs", type=int, default=3)
+    parser.add_argument("--mobilenet_criterion", default="uniform",
+                        help="the criterion of MobileNetV2's unstructured_90 and 2:4 variants (small_cnn: global)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"any of {', '.join(MODELS)}")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"any of {', '.join(VARIANTS)} (dense is always built: the others start from it)")
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES),
+                        help=f"any of {', '.join(RUNTIMES)} (files no runtime reads are not written)")
     parser.add_argument("--batches", default="1,64")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--warmup", type=int, default=3)
@@ -446,14 +498,22 @@ def main() -> None:
     parser.add_argument("--stage", default="", help=argparse.SUPPRESS)
     parser.add_argument("--work", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.channel_fraction is not None:
+        parser.error(f"--channel_fraction={args.channel_fraction} is gone: the channels are pruned by tfimp now; "
+                     "pass --channel_sparsity (the target of tfimp.prune(structure='channels'))")
     if args.quick:
         args.train_examples, args.finetune_examples, args.test_examples = 256, 128, 200
-        args.epochs, args.finetune_epochs, args.mobilenet_size = 1, 1, 32
+        args.epochs, args.finetune_epochs, args.mobilenet_size, args.mobilenet_epochs = 1, 1, 32, 1
         args.batches, args.repeats, args.warmup = "1,4", 2, 1
-    args.models = [m for m in args.models.split(",") if m]
-    unknown = sorted(set(args.models) - set(MODELS))
-    if unknown or not args.models:
-        parser.error(f"--models: unknown {unknown or 'empty'}; known: {', '.join(MODELS)}")
+    for flag, known in (("models", MODELS), ("variants", VARIANTS), ("runtimes", RUNTIMES)):
+        given = [m for m in getattr(args, flag).split(",") if m] if isinstance(getattr(args, flag), str) else getattr(
+            args, flag)
+        unknown = sorted(set(given) - set(known))
+        if unknown or not given:
+            parser.error(f"--{flag}: unknown {unknown or 'empty'}; known: {', '.join(known)}")
+        setattr(args, flag, [k for k in known if k in given])
+    if "dense" not in args.variants:
+        args.variants.insert(0, "dense")
     args.batches = [int(b) for b in str(args.batches).split(",")] if isinstance(args.batches, str) else args.batches
     if args.stage == "build":
         return build(args)
@@ -464,9 +524,11 @@ def main() -> None:
     args.work = os.path.abspath(args.files_dir) if args.files_dir else os.path.splitext(out)[0] + "_files"
     os.makedirs(args.work, exist_ok=True)
     argv = [a for a in sys.argv[1:]] + ["--work", args.work]
-    stages = ["keras_tf_keras", "keras_jax", "lite"]
+    stages = [stage for stage in ("keras_tf_keras", "keras_jax") if stage in args.runtimes]
+    if set(args.runtimes) - set(stages):
+        stages.append("lite")
     skipped = {}
-    if importlib.util.find_spec("jax") is None:
+    if "keras_jax" in stages and importlib.util.find_spec("jax") is None:
         stages.remove("keras_jax")
         skipped["keras_jax"] = "jax is not installed (pip install -e '.[jax]'): Keras 3 + JAX not measured"
     for stage in ["build", *stages]:
@@ -481,18 +543,18 @@ def main() -> None:
         skipped.update(part["skipped"])
         found_versions.update(part["versions"])
     runtimes = [r for r in RUNTIMES if any(x["runtime"] == r for x in latencies)]
-    (size_columns, size_rows), (columns, rows) = tables(built["records"], latencies, runtimes, args.batches, args.models)
+    (size_columns, size_rows), (columns, rows) = tables(built["records"], latencies, runtimes, args.batches, args.models,
+                                                        args.variants)
     command = "python benchmarks/deploy.py " + " ".join(a for a in sys.argv[1:])
     common = {"command": command.strip(), "revision": git_revision(), "quick": args.quick,
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs seen, one thread per runtime",
               "versions": found_versions, "data": built["data"], "notes": [
-                  CHANNELS_NOTE, "small_cnn trained; MobileNetV2 (alpha 0.35, weights=None) random: sizes and "
-                  "latency only", "latency on random normal inputs; cells: median / dense median in the same run "
-                  "(median in ms)", "XNNPack sparse inference is a delegate flag tf.lite.Interpreter does not "
+                  CHANNELS_NOTE, "MobileNetV2 (alpha 0.35, weights=None) trained from scratch on Fashion-MNIST "
+                  "resized to --mobilenet_size, grey repeated to 3 channels",
+                  "latency on random normal inputs; cells: median / dense median in the same run (median in ms)",
+                  "XNNPack sparse inference is a delegate flag tf.lite.Interpreter does not "
                   "expose; 'XNNPack latest' is experimental_default_delegate_latest_features=True"],
-              "settings": {k: getattr(args, k) for k in ("train_examples", "finetune_examples", "test_examples",
-                                                         "epochs", "finetune_epochs", "channel_fraction",
-                                                         "mobilenet_size", "models", "batches", "repeats", "warmup")}}
+              "settings": {k: getattr(args, k) for k in SETTINGS}}
     sizes_path = os.path.splitext(out)[0] + "_sizes.json"
     with open(out, "w", encoding="utf-8") as handle:
         json.dump({"title": "Latency per runtime, as a ratio to dense in the same run", **common,

@@ -9,9 +9,16 @@ on 8 inputs against the Keras model. ``tflite_int8`` calibrates on 100
 standard normal inputs (the model is untrained; its sizes do not depend on
 the calibration). Writes ``export_sizes.json`` into ``--out``.
 
+``--combine DIR,DIR,...`` reads the ``export_sizes.json`` of each run
+instead (nothing is built) and writes them side by side, one column pair a
+front end, as the docs table ``--table`` (``columns`` and ``rows`` for
+docs_hooks.py). docs/tables/export_sizes.json is written so:
+
     KERAS_BACKEND=jax python benchmarks/export_sizes.py --keras 3 --out bench_out/export_jax
     KERAS_BACKEND=tensorflow python benchmarks/export_sizes.py --keras 3 --out bench_out/export_tf
     python benchmarks/export_sizes.py --out bench_out/export_tf_keras       (tf_keras, through tfmot)
+    python benchmarks/export_sizes.py --combine bench_out/export_jax,bench_out/export_tf,bench_out/export_tf_keras \
+        --table docs/tables/export_sizes.json
 """
 
 from __future__ import annotations
@@ -20,10 +27,76 @@ import argparse
 import dataclasses
 import json
 import os
+import platform
+import subprocess
+import sys
 
 import numpy as np
 
 import tfimp
+
+
+#: The docs table's row label of each format, in the table's order.
+FORMAT_LABELS = {"keras": "`.keras`", "savedmodel": "SavedModel", "tflite": "TFLite",
+                 "tflite_dynamic": "TFLite dynamic range", "tflite_int8": "TFLite full integer (int8)", "onnx": "ONNX"}
+COMMANDS = ("KERAS_BACKEND=jax python benchmarks/export_sizes.py --keras 3 --out bench_out/export_jax; "
+            "KERAS_BACKEND=tensorflow python benchmarks/export_sizes.py --keras 3 --out bench_out/export_tf; "
+            "python benchmarks/export_sizes.py --out bench_out/export_tf_keras; python benchmarks/export_sizes.py "
+            "--combine bench_out/export_jax,bench_out/export_tf,bench_out/export_tf_keras "
+            "--table docs/tables/export_sizes.json")
+
+
+def git_revision() -> str:
+    """The short commit of this checkout, ``-dirty`` when tfimp/ or this script differ from it."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                               timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "tfimp",
+                                os.path.relpath(os.path.abspath(__file__), repo)],
+                               cwd=repo, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return f"{found}-dirty" if dirty else (found or "unknown")
+
+
+def combine(directories: list[str]) -> dict:
+    """The docs table of the runs in ``directories`` (each holding an ``export_sizes.json``), one column pair each."""
+    runs = []
+    for directory in directories:
+        path = os.path.join(directory, "export_sizes.json")
+        if not os.path.isfile(path):
+            raise SystemExit(f"--combine: {path} does not exist; run export_sizes.py --out {directory} first")
+        with open(path, encoding="utf-8") as handle:
+            runs.append(json.load(handle))
+    models = {(run["model"], round(run["sparsity"], 4)) for run in runs}
+    if len(models) != 1:
+        raise SystemExit(f"--combine: the runs prune different models or sparsities ({sorted(models)}); "
+                         "combine runs of one model at one sparsity")
+    (model, sparsity), = models
+    columns = ["format"]
+    for run in runs:
+        columns += [f"{run['front_end']}: bytes / gzip (dense gzip)", "max |err|"]
+    rows = []
+    for fmt, label in FORMAT_LABELS.items():
+        if not any(fmt in run.get("skipped", {}) or any(e["format"] == fmt for e in run["files"]) for run in runs):
+            continue  # no front end knows the format
+        row = [label]
+        for run in runs:
+            found = {entry["format"]: entry for entry in run["files"]}
+            if fmt in found:
+                entry = found[fmt]
+                row += [f"{entry['bytes']:,} / {entry['gzip_bytes']:,} ({entry['dense_gzip_bytes']:,})",
+                        "0" if entry["max_abs_error"] == 0 else f"{entry['max_abs_error']:.1e}"]
+            elif fmt in run.get("skipped", {}):
+                row += [f"not written: {run['skipped'][fmt]}", ""]
+            else:
+                row += [f"({run['front_end']} exports no {label})", ""]
+        rows.append(row)
+    first = runs[0]
+    return {"title": f"Export sizes of {model} pruned to {sparsity:.0%}, each file loaded in a fresh process",
+            "command": COMMANDS, "revision": ", ".join(dict.fromkeys(run.get("revision", "unknown") for run in runs)),
+            "machine": first.get("machine", "unknown"), "columns": columns, "rows": rows}
 
 
 def main() -> None:
@@ -35,7 +108,18 @@ def main() -> None:
     parser.add_argument("--num_classes", type=int, default=10)
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--out", default="bench_out/export_sizes")
+    parser.add_argument("--combine", default="", help="DIR,DIR,...: runs to combine into --table (nothing built)")
+    parser.add_argument("--table", default="", help="with --combine: the docs table to write")
     args = parser.parse_args()
+    if args.combine:
+        if not args.table:
+            parser.error("--combine writes the table named by --table; pass --table PATH")
+        table = combine([d for d in args.combine.split(",") if d])
+        with open(args.table, "w", encoding="utf-8") as handle:
+            json.dump(table, handle, indent=1)
+            handle.write("\n")
+        print(f"[export] wrote {args.table}: {len(table['rows'])} formats, {len(table['columns']) // 2} front ends")
+        return
     keras = tfimp.use_keras(args.keras)  # first: tfimp's names then follow this Keras
     keras.utils.set_random_seed(0)
     shape = tuple(int(d) for d in args.input_shape.split(","))
@@ -59,6 +143,8 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "export_sizes.json"), "w", encoding="utf-8") as handle:
         json.dump({"front_end": front, "model": args.model, "sparsity": tfimp.sparsity(model), "skipped": skipped,
+                   "command": " ".join(["python", *sys.argv]), "revision": git_revision(),
+                   "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
                    "files": [dataclasses.asdict(f) for f in files]}, handle, indent=2)
 
 

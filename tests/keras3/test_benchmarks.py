@@ -60,6 +60,20 @@ def test_the_export_size_benchmark_writes_every_format_this_backend_can(tmp_path
         line = next(row for row in result.stdout.splitlines() if row.split() and row.split()[0] == entry["format"])
         assert f"{entry['bytes']:,d}" in line
     assert written["sparsity"] == pytest.approx(0.8, abs=1e-5)
+    assert written["revision"] and "export_sizes.py" in written["command"]
+
+    # --combine lays runs side by side as the docs table (docs/tables/export_sizes.json); here one run twice.
+    table_path = os.path.join(tmp_path, "table.json")
+    result = _bench("export_sizes.py", "--combine", f"{tmp_path},{tmp_path}", "--table", table_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = json.load(open(table_path))
+    assert table["columns"][1].startswith(written["front_end"]) and len(table["columns"]) == 5
+    assert "pruned to 80%" in table["title"] and "--combine" in table["command"]
+    rows = {row[0]: row for row in table["rows"]}
+    int8 = next(entry for entry in written["files"] if entry["format"] == "tflite_int8")
+    assert rows["TFLite full integer (int8)"][1] == rows["TFLite full integer (int8)"][3] == (
+        f"{int8['bytes']:,} / {int8['gzip_bytes']:,} ({int8['dense_gzip_bytes']:,})")
+    assert all(len(row) == len(table["columns"]) for row in table["rows"])
 
 
 @needs_fashion_mnist

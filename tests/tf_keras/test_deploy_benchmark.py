@@ -8,27 +8,51 @@ import sys
 import numpy as np
 
 import helpers
+from tfimp import keras
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_deploy_benchmark_quick(tmp_path):
+def _deploy(tmp_path, *args):
+    """Runs deploy.py --quick on small idx files; returns (latency table, sizes table, the model files' folder)."""
     data = str(tmp_path / "fashion")
     helpers.make_idx_dataset(data, n_train=300, n_test=60)
     out = str(tmp_path / "deploy" / "deploy.json")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TFIMP_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "deploy.py"), "--quick", "--models",
-                             "small_cnn", "--data_dir", data, "--out", out], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=900)
+    result = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "deploy.py"), "--quick", "--data_dir",
+                             data, "--out", out, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     with open(out, encoding="utf-8") as handle:
         latency = json.load(handle)
     with open(str(tmp_path / "deploy" / "deploy_sizes.json"), encoding="utf-8") as handle:
         sizes = json.load(handle)
-
     for table in (latency, sizes):
         assert table["quick"] is True and "--quick" in table["command"] and table["revision"]
         assert all(len(row) == len(table["columns"]) for row in table["rows"])
+    return latency, sizes, str(tmp_path / "deploy" / "deploy_files" / "files")
+
+
+def _check_slimmed(sizes, files, model):
+    """The slimmed variant: pruned by tfimp (channels), its parameters read back from its file and its table row."""
+    records = {r["variant"]: r for r in sizes["records"] if r["model"] == model}
+    dense, slimmed = records["dense"], records["channels_slimmed"]
+    assert slimmed["criterion"] == "uniform" and slimmed["emptied_layers"] == []
+    assert 0.0 < slimmed["channel_sparsity"] < 1.0
+    # Pruning keeps the architecture; slimming removes the pruned channels.
+    assert slimmed["parameters_before_slim"] == dense["parameters"] > slimmed["parameters"]
+    loaded = keras.models.load_model(os.path.join(files, f"{model}_channels_slimmed.keras"), compile=False)
+    assert loaded.count_params() == slimmed["parameters"]
+    row = next(r for r in sizes["rows"] if r[:2] == [model, "channels_slimmed"])
+    column = sizes["columns"].index("parameters")
+    assert row[column] == f"{slimmed['parameters']:,}"
+    assert f"{slimmed['parameters_before_slim']:,} parameters before slimming" in row[sizes["columns"].index("pruning")]
+    for record in records.values():
+        assert 0.0 <= record["test_accuracy"] <= 1.0
+    return records
+
+
+def test_deploy_benchmark_quick(tmp_path):
+    latency, sizes, files = _deploy(tmp_path, "--models", "small_cnn")
     records = {r["variant"]: r for r in sizes["records"]}
     assert list(records) == ["dense", "unstructured_90", "2:4", "channels_slimmed"]
     dense = records["dense"]
@@ -37,9 +61,13 @@ def test_deploy_benchmark_quick(tmp_path):
     assert records["unstructured_90"]["zeros"] - dense["zeros"] >= round(0.9 * kernels) - 5
     assert abs(records["2:4"]["zeros"] - dense["zeros"] - (kernels - 288) // 2) <= 5
     assert records["unstructured_90"]["parameters"] == records["2:4"]["parameters"] == dense["parameters"]
-    assert records["channels_slimmed"]["parameters"] < 0.5 * dense["parameters"]  # half the channels gone
+    _check_slimmed(sizes, files, "small_cnn")
+    # conv1, conv2 and fc1 lose channels; the logits layer keeps its ten classes.
+    loaded = keras.models.load_model(os.path.join(files, "small_cnn_channels_slimmed.keras"), compile=False)
+    assert [loaded.get_layer(n).get_weights()[0].shape[-1] < s for n, s in (("conv1", 32), ("conv2", 64),
+                                                                              ("fc1", 32))] == [True] * 3
+    assert loaded.get_layer("logits").get_weights()[0].shape[-1] == 10
     for record in records.values():
-        assert 0.0 <= record["test_accuracy"] <= 1.0
         assert record["tflite_bytes"] > 0 and 0 < record["keras_gzip"] < record["keras_bytes"]
     # The sparse TFLite file (EXPERIMENTAL_SPARSITY) stores the 90% model in less than the dense one.
     assert records["unstructured_90"]["tflite_bytes"] < dense["tflite_bytes"]
@@ -56,4 +84,21 @@ def test_deploy_benchmark_quick(tmp_path):
         assert model == "small_cnn" and batch in (1, 4)
         ratio = measured[("tflite_xnnpack", variant, batch)] / measured[("tflite_xnnpack", "dense", batch)]
         np.testing.assert_allclose(float(row[column].split()[0]), ratio, atol=0.006)
-    assert any("channels" in note for note in latency["notes"])
+    assert any("channels" in note and "tfimp.prune" in note for note in latency["notes"])
+
+
+def test_deploy_benchmark_trains_and_slims_mobilenetv2(tmp_path):
+    # MobileNetV2's TFLite conversion is the slow part: one variant, one runtime, which write no TFLite or ONNX file.
+    latency, sizes, files = _deploy(tmp_path, "--models", "mobilenetv2", "--variants", "channels_slimmed",
+                                    "--runtimes", "keras_tf_keras")
+    records = _check_slimmed(sizes, files, "mobilenetv2")
+    assert list(records) == ["dense", "channels_slimmed"]
+    assert all(r["tflite_bytes"] is None and "skipped" in r["onnx"] for r in records.values())
+    assert {(r["runtime"], r["variant"]) for r in latency["results"]} == {
+        ("keras_tf_keras", "dense"), ("keras_tf_keras", "channels_slimmed")}
+    # Depthwise kernels stay unwrapped; they lose the channels of the convolution that feeds them all the same.
+    dense, slimmed = (keras.models.load_model(os.path.join(files, f"mobilenetv2_{variant}.keras"), compile=False)
+                      for variant in ("dense", "channels_slimmed"))
+    depth = [m.get_layer("block_1_depthwise").get_weights()[0].shape[2] for m in (dense, slimmed)]
+    assert depth[1] < depth[0]
+    assert slimmed.get_layer("predictions").get_weights()[0].shape[-1] == 10
