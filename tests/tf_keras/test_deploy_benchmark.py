@@ -86,19 +86,3 @@ def test_deploy_benchmark_quick(tmp_path):
         np.testing.assert_allclose(float(row[column].split()[0]), ratio, atol=0.006)
     assert any("channels" in note and "tfimp.prune" in note for note in latency["notes"])
 
-
-def test_deploy_benchmark_trains_and_slims_mobilenetv2(tmp_path):
-    # MobileNetV2's TFLite conversion is the slow part: one variant, one runtime, which write no TFLite or ONNX file.
-    latency, sizes, files = _deploy(tmp_path, "--models", "mobilenetv2", "--variants", "channels_slimmed",
-                                    "--runtimes", "keras_tf_keras")
-    records = _check_slimmed(sizes, files, "mobilenetv2")
-    assert list(records) == ["dense", "channels_slimmed"]
-    assert all(r["tflite_bytes"] is None and "skipped" in r["onnx"] for r in records.values())
-    assert {(r["runtime"], r["variant"]) for r in latency["results"]} == {
-        ("keras_tf_keras", "dense"), ("keras_tf_keras", "channels_slimmed")}
-    # Depthwise kernels stay unwrapped; they lose the channels of the convolution that feeds them all the same.
-    dense, slimmed = (keras.models.load_model(os.path.join(files, f"mobilenetv2_{variant}.keras"), compile=False)
-                      for variant in ("dense", "channels_slimmed"))
-    depth = [m.get_layer("block_1_depthwise").get_weights()[0].shape[2] for m in (dense, slimmed)]
-    assert depth[1] < depth[0]
-    assert slimmed.get_layer("predictions").get_weights()[0].shape[-1] == 10
