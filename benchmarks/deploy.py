@@ -81,6 +81,7 @@ import time
 import zipfile
 
 import numpy as np
+import provenance  # benchmarks/ is on the path of a script run from it
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("small_cnn", "mobilenetv2")
@@ -106,15 +107,7 @@ def file_name(model: str, variant: str, suffix: str) -> str:
     return f"{model}_{variant.replace(':', 'of')}{suffix}"
 
 
-def git_revision() -> str:
-    try:
-        found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                               timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "tfimp", "benchmarks"],
-                               cwd=REPO, capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return f"{found}-dirty" if dirty else found
+git_revision = provenance.git_revision
 
 
 # -- build (a tf_keras process) --------------------------------------------------------------------------------------

@@ -28,13 +28,13 @@ import dataclasses
 import json
 import os
 import platform
-import subprocess
 import sys
 
 import numpy as np
 
 import tfimp
 
+import provenance  # benchmarks/ is on the path of a script run from it
 
 #: The docs table's row label of each format, in the table's order.
 FORMAT_LABELS = {"keras": "`.keras`", "savedmodel": "SavedModel", "tflite": "TFLite",
@@ -46,18 +46,7 @@ COMMANDS = ("KERAS_BACKEND=jax python benchmarks/export_sizes.py --keras 3 --out
             "--table docs/tables/export_sizes.json")
 
 
-def git_revision() -> str:
-    """The short commit of this checkout, ``-dirty`` when tfimp/ or this script differ from it."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
-                               timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "tfimp",
-                                os.path.relpath(os.path.abspath(__file__), repo)],
-                               cwd=repo, capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return f"{found}-dirty" if dirty else (found or "unknown")
+git_revision = provenance.git_revision
 
 
 def combine(directories: list[str]) -> dict:

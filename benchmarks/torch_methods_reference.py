@@ -52,6 +52,7 @@ import time
 from typing import Optional
 
 import numpy as np
+import provenance  # benchmarks/ is on the path of a script run from it
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -529,15 +530,7 @@ def print_summary(merged: dict) -> None:
                   f"{100 * np.mean([r['sparsity'] for r in runs]):.2f} | {layers} | {' | '.join(versus)} |")
 
 
-def git_revision() -> str:
-    try:
-        found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                               timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "tfimp", "benchmarks"],
-                               cwd=REPO, capture_output=True, text=True, timeout=30).stdout.strip()  # not docs/ outputs
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return f"{found}-dirty" if dirty else found
+git_revision = provenance.git_revision
 
 
 def side_environment(side: str, torch_path: Optional[str]) -> dict:
