@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Callable, Mapping, Sequence
+import functools
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -85,13 +86,89 @@ def channel_ops(nodes: Sequence[Node]) -> list[Op]:
     return [_op(node) for node in nodes]
 
 
-def dead_batch_norm_channels(nodes: Sequence[Node], dead: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """BatchNormalization name -> its channels to zero: those that read only pruned filters.
+@dataclasses.dataclass(frozen=True)
+class VectorOps:
+    """The array functions :func:`dead_channels` needs on boolean channel vectors: numpy's at pruning time,
+    a framework's (``keras.ops``, TensorFlow) inside a training step."""
+
+    all_of: Callable[[list], Any]  #: element-wise AND of a list of vectors
+    concat: Callable[[list], Any]  #: the vectors one after the other
+    repeat: Callable[[Any, int], Any]  #: each element repeated ``factor`` times in place
+    none: Callable[[int], Any]  #: an all-False vector of a width
+
+
+NUMPY_VECTORS = VectorOps(np.logical_and.reduce, np.concatenate, np.repeat, lambda width: np.zeros(width, bool))
+
+
+def _ancestors(ops: Sequence[Op], wanted: Iterable[str]) -> set[str]:
+    inputs = {op.name: op.inputs for op in ops}
+    seen, stack = set(), list(wanted)
+    while stack:
+        name = stack.pop()
+        if name not in seen:
+            seen.add(name)
+            stack.extend(inputs.get(name, ()))
+    return seen
+
+
+def dead_channels(nodes: Sequence[Node], wanted: Iterable[str], dead_of: Callable[[str], Any],
+                  vectors: VectorOps = NUMPY_VECTORS) -> Callable[[], dict[str, Any]]:
+    """A function computing, for each layer of ``wanted``, which of its output channels hold a constant.
 
     Followed forward through the graph: a pruned filter's channel holds a
     constant (zero once its bias is); a channel-wise layer keeps it constant;
-    a merge (Add ...) only where all its inputs are; a BatchNormalization
-    reading such a channel is zeroed there, so its output is zero too.
+    a merge (Add ...) only where all its inputs are; a concatenation and a
+    depthwise convolution carry it to their own channels. The graph is read
+    once, here; each call of the returned function reads only ``dead_of``.
+
+    Args:
+      nodes: the model's layers (see :class:`Node`).
+      wanted: names of the layers whose channels are asked for.
+      dead_of: filter layer name -> boolean per output channel, True where its
+        filter is entirely pruned, or None for a layer that is never pruned.
+      vectors: the array functions (numpy's, or a framework's to run inside a
+        training step).
+
+    Raises:
+      ValueError: a graph that cannot be read (an input no layer makes, a cycle);
+        with numpy, mismatched channel counts.
+    """
+    by_name = {node.name: node for node in nodes}
+    ops = topological_order(channel_ops(nodes))
+    needed = _ancestors(ops, wanted)
+    ops = [op for op in ops if op.name in needed]
+    wanted = list(wanted)
+
+    def compute() -> dict[str, Any]:
+        constant: dict[str, Any] = {}
+        for op in ops:
+            width = by_name[op.name].channels
+            inputs = [constant[name] for name in op.inputs]
+            value = None
+            if op.mapping == SAME:
+                value = vectors.all_of(inputs) if len(inputs) > 1 else inputs[0]
+            elif op.mapping == CONCAT:
+                value = vectors.concat(inputs)
+            elif op.mapping == REPEAT:
+                value = vectors.repeat(inputs[0], op.factor)
+            elif op.mapping == FRESH:
+                value = dead_of(op.name)
+            value = vectors.none(width) if value is None else value
+            if isinstance(value, np.ndarray) and value.shape != (width,):
+                raise ValueError(f"layer {op.name!r}: {value.shape[0]} channels read, {width} expected")
+            constant[op.name] = value
+        return {name: constant[name] for name in wanted}
+
+    return compute
+
+
+def _batch_norms(nodes: Sequence[Node]) -> list[str]:
+    return [node.name for node in nodes if node.class_name == "BatchNormalization" and _op(node).mapping == SAME]
+
+
+def dead_batch_norm_channels(nodes: Sequence[Node], dead: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """BatchNormalization name -> its channels to zero: those that read only pruned filters (see
+    :func:`dead_channels`; a BatchNormalization reading such a channel is zeroed there, so its output is zero).
 
     Args:
       nodes: the model's layers (see :class:`Node`).
@@ -104,26 +181,9 @@ def dead_batch_norm_channels(nodes: Sequence[Node], dead: Mapping[str, np.ndarra
     Raises:
       ValueError: a graph that cannot be read (an input no layer makes, a cycle, mismatched channel counts).
     """
-    by_name = {node.name: node for node in nodes}
-    constant: dict[str, np.ndarray] = {}
-    for op in topological_order(channel_ops(nodes)):
-        width = by_name[op.name].channels
-        inputs = [constant[name] for name in op.inputs]
-        if op.mapping == SAME:
-            value = np.logical_and.reduce(inputs) if len(inputs) > 1 else inputs[0]
-        elif op.mapping == CONCAT:
-            value = np.concatenate(inputs)
-        elif op.mapping == REPEAT:
-            value = np.repeat(inputs[0], op.factor)
-        elif op.mapping == FRESH and op.name in dead:
-            value = np.asarray(dead[op.name], dtype=bool)
-        else:
-            value = np.zeros(width, dtype=bool)
-        if value.shape != (width,):
-            raise ValueError(f"layer {op.name!r}: {value.shape[0]} channels read, {width} expected")
-        constant[op.name] = value
-    return {node.name: constant[node.name] for node in nodes
-            if node.class_name == "BatchNormalization" and _op(node).mapping == SAME and constant[node.name].any()}
+    found = dead_channels(nodes, _batch_norms(nodes),
+                          lambda name: np.asarray(dead[name], dtype=bool) if name in dead else None)()
+    return {name: value for name, value in found.items() if value.any()}
 
 
 def dead_columns(keep: np.ndarray) -> np.ndarray:
@@ -212,6 +272,57 @@ def zero_dead_channels(kernels: Sequence, keeps: Sequence[np.ndarray], *, nodes:
         for variable in (getattr(layer, "gamma", None), getattr(layer, "beta", None)):
             if variable is not None:
                 zero(variable, channels)
+
+
+def holds(kernels: Sequence, nodes: Callable[[], list[Node]] | None, *, get_layer: Callable[[str], object],
+          dead_columns_of: Callable[[object], Any], vectors: VectorOps) -> list[tuple[object, Callable[[], Any]]]:
+    """What holds a pruned channel at zero while the model trains: ``(variable, dead)`` pairs.
+
+    One for the bias of every filter layer :func:`dead_filters` reads, and one
+    for the gamma and the beta of every BatchNormalization that a pruned
+    filter can reach (:func:`dead_channels`). ``dead()`` computes the
+    variable's dead channels (a boolean vector) from the kernels as they are
+    at that moment, so a front end can call it inside its training step,
+    after every optimizer update: nothing needs to change when a later prune
+    kills more channels.
+
+    Args:
+      kernels, nodes, get_layer: as for :func:`zero_dead_channels` (a graph
+        that cannot be read holds the biases only).
+      dead_columns_of: a kernel -> its dead output channels now, with ``vectors``' arrays.
+      vectors: the front end's array functions.
+    """
+    filters = {kernel.wrapper.name: kernel for kernel, ok in zip(kernels, _eligible(kernels)) if ok}
+    found: list[tuple[object, Callable[[], Any]]] = [
+        (kernel.wrapper.layer.bias, functools.partial(dead_columns_of, kernel)) for kernel in filters.values()
+        if getattr(kernel.wrapper.layer, "use_bias", False) and getattr(kernel.wrapper.layer, "bias", None) is not None]
+    if nodes is None or not filters:
+        return found
+    try:
+        read = nodes()
+        widths = {node.name: node.channels for node in read}
+        reached = list(dead_batch_norm_channels(read, {name: np.ones(widths[name], bool) for name in filters}))
+        # One function per BatchNormalization: each reads only the kernels upstream of it.
+        computes = {name: dead_channels(read, [name], lambda producer: dead_columns_of(filters[producer])
+                                        if producer in filters else None, vectors) for name in reached}
+    except (ValueError, KeyError, AttributeError, TypeError):
+        return found
+    for name in reached:
+        layer = get_layer(name)
+        dead = (lambda compute, name: lambda: compute()[name])(computes[name], name)
+        found.extend((variable, dead) for variable in (getattr(layer, "gamma", None), getattr(layer, "beta", None))
+                     if variable is not None)
+    return found
+
+
+def pruned_by_channels(masks: Sequence[np.ndarray]) -> bool:
+    """Whether masks read back from a file were pruned with ``structure="channels"``: every output channel
+    (column of the 2-D view) wholly kept or wholly pruned, and at least one pruned. (An unstructured mask prunes
+    parts of columns long before it empties one.) A model loaded with such masks gets its holds back."""
+    columns = [np.reshape(np.asarray(mask) != 0, (-1, np.shape(mask)[-1])) for mask in masks if np.ndim(mask)]
+    alive = [column.any(axis=0) for column in columns]
+    return (bool(columns) and all((column == kept).all() for column, kept in zip(columns, alive))
+            and any(not kept.all() for kept in alive))
 
 
 def _eligible(kernels: Sequence) -> list[bool]:

@@ -82,6 +82,10 @@ class FrameworkOps:
         """The model's sparsity over its prunable weights, in ``structure``'s unit (0 for a model not wrapped)."""
         raise NotImplementedError
 
+    def hold_channels(self, model) -> None:
+        """Holds the biases and BatchNormalization of pruned channels at zero while ``model`` trains (a
+        ``structure="channels"`` run resumed in a new process: no prune has installed the hold yet)."""
+
     def evaluate(self, model, data) -> dict:
         """``model.evaluate`` of ``data`` (a dataset, a ``PyDataset`` or an ``(x, y)`` pair) as a dict."""
         if isinstance(data, tuple) and len(data) == 2:
@@ -329,6 +333,8 @@ class IMPDriver(_cycles.ResumableProgress, ClaimsWorkdir):
             raise ValueError("IMP needs a wrapped model: call `model = tfimp.wrap(model)` before compile")
         _masking.check_reachable(shapes, self.plan.target_sparsity, self.plan.criterion,
                                  self.plan.min_kept_per_layer, self.plan.structure)
+        if isinstance(_structures.get(self.plan.structure), _structures.Channels):
+            self.ops.hold_channels(self.model)
         self._install_schedule(self.model)
         if (self.verbose and self.plan.recalibrate_bn and self.recalibration_data is None
                 and self.ops.has_batchnorm(self.model)):
@@ -646,6 +652,11 @@ class DuringTrainingRunDriver(EpochRunDriver):
     def _forward_sparsity(self, model) -> float:
         """The sparsity the forward pass sees now (STR: zeros of the soft-thresholded weights)."""
         raise NotImplementedError
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if isinstance(_structures.get(self.structure), _structures.Channels) and self.ops.prunable_shapes(self.model):
+            self.ops.hold_channels(self.model)
 
     def _restored_finished(self, model) -> None:
         self._finalize(model, bake=False)  # the saved weights are baked already

@@ -8,6 +8,7 @@ import numpy as np
 from tfimp.core import driver as _driver
 from tfimp.keras3 import _private
 from tfimp.keras3 import batchnorm as _batchnorm
+from tfimp.keras3 import channels as _channels
 from tfimp.keras3 import checkpoint as _checkpoint
 from tfimp.keras3 import lr as _lr
 from tfimp.keras3 import masks as _masks
@@ -38,6 +39,9 @@ class Keras3Ops(_driver.FrameworkOps):
     def prune(self, model, target, criterion, min_kept_per_layer, structure="unstructured"):
         return _masks.prune(model, target, criterion=criterion, min_kept_per_layer=min_kept_per_layer,
                            structure=structure)
+
+    def hold_channels(self, model):
+        _channels.hold(model, _masks.prunable_kernels(model))
 
     def sparsity(self, model, structure="unstructured"):
         return _masks.sparsity(model, structure=structure) if _masks.wrappers(model) else 0.0

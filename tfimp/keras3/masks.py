@@ -418,6 +418,7 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
     if zero_pruned and channels:
         _channel_graph.zero_dead_channels(kernels, step.keep, nodes=_channels.nodes(model),
                                           get_layer=model.get_layer, zero=_channels.zero)
+        _channels.hold(model, kernels)
     if step.emptied:
         _notices.warn(_masking.collapse_message(model.name, sparsity, criterion, step.emptied))
     return step.layer_sparsities
@@ -520,6 +521,7 @@ def strip(model: keras.Model) -> keras.Model:
     for kernel in prunable_kernels(model):
         kernel.weight.assign(keras.ops.convert_to_numpy(kernel.weight.value)
                              * keras.ops.convert_to_numpy(kernel.mask.value))
+    _channels.release(model)  # the plain model trains freely, as its kernels do
     if _private.is_functional(model):
         stripped = _strip_graph(model)
     else:
@@ -579,6 +581,10 @@ def load_model(path: str, *, compile: bool = True, safe_mode: bool = True,
     """
     # A compiled model's file names tfimp's optimizer and schedules: their classes register on import.
     from tfimp.keras3 import lr, optimizers  # noqa: F401, PLC0415
-    return keras.saving.load_model(path, compile=compile, safe_mode=safe_mode, custom_objects={
+    model = keras.saving.load_model(path, compile=compile, safe_mode=safe_mode, custom_objects={
         "tfimp>MaskedLayer": MaskedLayer, "tfimp>ReparamMaskedLayer": ReparamMaskedLayer,
         **(extra_custom_objects or {})})
+    kernels = prunable_kernels(model) if isinstance(model, keras.Model) else []
+    if _channel_graph.pruned_by_channels([keras.ops.convert_to_numpy(k.mask.value) for k in kernels]):
+        _channels.hold(model, kernels)  # the biases and BatchNormalization of its pruned channels stay zero
+    return model

@@ -15,9 +15,9 @@ from tfimp.core.plan import Plan
 from tfimp.tf_keras.baselines import DuringTraining
 from tfimp.tf_keras.checkpoint import load_cycle
 from tfimp.tf_keras.imp import IMP, Dense
-from tfimp.tf_keras.pruning import layer_sparsity, prune, sparsity
+from tfimp.tf_keras.pruning import layer_sparsity, load_model, prune, sparsity
 from tfimp.tf_keras.slimming import slim
-from tfimp.tf_keras.wrapping import load_model, strip, wrap
+from tfimp.tf_keras.wrapping import strip, wrap
 
 __all__ = ["Dense", "DuringTraining", "IMP", "Plan", "keras", "layer_sparsity", "load_cycle", "load_model", "prune",
            "slim", "sparsity", "strip", "tf", "wrap"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from tfimp.core import driver as _driver
 from tfimp.tf_keras import _private
 from tfimp.tf_keras import batchnorm as _batchnorm
+from tfimp.tf_keras import channels as _channels
 from tfimp.tf_keras import checkpoint as _checkpoint
 from tfimp.tf_keras import distribute as _distribute
 from tfimp.tf_keras import lr as _lr
@@ -36,6 +37,9 @@ class TfKerasOps(_driver.FrameworkOps):
     def prune(self, model, target, criterion, min_kept_per_layer, structure="unstructured"):
         return _pruning.prune(model, target, criterion=criterion, min_kept_per_layer=min_kept_per_layer,
                            structure=structure)
+
+    def hold_channels(self, model):
+        _channels.hold(model)
 
     def sparsity(self, model, structure="unstructured"):
         return _pruning.sparsity(model, structure=structure) if wrapping.wrappers(model) else 0.0

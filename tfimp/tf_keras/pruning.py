@@ -128,12 +128,23 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
         _channel_graph.zero_dead_channels(kernels, [k.mask.numpy() for k in kernels],
                                           nodes=_channels.nodes(model), get_layer=model.get_layer,
                                           zero=_channels.zero)
+        _channels.hold(model)
     if step.emptied:
         _notices.warn(_masking.collapse_message(model.name, sparsity, criterion, step.emptied))
     return step.layer_sparsities
 
 
 emptied_layers = _masking.emptied_layers
+
+
+def load_model(path: str, **options) -> keras.Model:
+    """:func:`tfimp.tf_keras.wrapping.load_model`; a model pruned with ``structure="channels"`` (every mask keeps
+    or prunes whole output channels) gets back the hold of its pruned channels' biases and BatchNormalization
+    (:func:`tfimp.tf_keras.channels.hold`), so training it on keeps them zero."""
+    model = wrapping.load_model(path, **options)
+    if _channel_graph.pruned_by_channels([k.mask.numpy() for k in wrapping.prunable_kernels(model)]):
+        _channels.hold(model)
+    return model
 
 
 def _zero_counting_arrays(model: keras.Model) -> list[tuple[str, np.ndarray]]:

@@ -74,6 +74,40 @@ class KeepPrunedConstraint:
         return value * tf.cast(self._mask, value.dtype)
 
 
+class HoldChannelsConstraint:
+    """Variable constraint ``v -> constraint(v) * (not dead())`` on a bias or a BatchNormalization's gamma or beta
+    (``structure="channels"``; see :mod:`tfimp.tf_keras.channels`)."""
+
+    def __init__(self, dead: Callable, inner: Callable | None):
+        self._dead = dead
+        self._inner = inner
+
+    def __call__(self, value):
+        value = self._inner(value) if self._inner is not None else value
+        return value * tf.cast(tf.logical_not(self._dead()), value.dtype)
+
+
+def hold_channels(variable, dead: Callable) -> bool:
+    """Installs :class:`HoldChannelsConstraint` on ``variable`` (replacing an earlier one); True if it had none."""
+    new = False
+    for component in variable_components(variable):
+        inner = component.constraint
+        if isinstance(inner, HoldChannelsConstraint):
+            inner = inner._inner
+        else:
+            new = True
+        set_constraint(component, HoldChannelsConstraint(dead, inner))
+    return new
+
+
+def release_channels(variables) -> None:
+    """Removes :class:`HoldChannelsConstraint` from ``variables`` (their own constraints, if any, come back)."""
+    for variable in variables:
+        for component in variable_components(variable):
+            if isinstance(component.constraint, HoldChannelsConstraint):
+                set_constraint(component, component.constraint._inner)
+
+
 def variable_components(variable) -> Iterator[tf.Variable]:
     """The concrete resource variables behind a (mirrored, autocast) variable."""
     if _private.is_autocast_variable(variable):

@@ -22,8 +22,8 @@ from tfimp.core import front_end as _front_end
 from tfimp.core import masking as _masking
 from tfimp.tf_keras._backend import keras, tf
 from tfimp.tf_keras.tfmot_glue import (Exclude, KeepPrunedConstraint, NeverPrune, PolicyPruneLowMagnitude, PrunableKernel,
-                              PruneLowMagnitude, ReparamPruneLowMagnitude, install_mask_constraint, set_constraint,
-                              variable_components)
+                              PruneLowMagnitude, ReparamPruneLowMagnitude, install_mask_constraint, release_channels,
+                              set_constraint, variable_components)
 
 _log = logging.getLogger(__name__)
 
@@ -384,6 +384,7 @@ def strip(model: keras.Model) -> keras.Model:
     apply_masks(kernels)
     for kernel in kernels:
         _remove_mask_constraint(kernel.weight)
+    release_channels(model.weights)  # the bias and BatchNormalization holds of structure='channels'
     if _is_graph_model(model):
         stripped = _strip_graph(model)
     else:
