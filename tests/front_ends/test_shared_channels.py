@@ -215,10 +215,53 @@ def test_pruned_channels_bias_and_batch_norm_stay_zero_while_training_and_after_
     model(_inputs(2))
     _fit(front_end, model)  # a train function traced before the prune: the hold must reach it
     tfimp.prune(model, 0.5, "uniform", structure="channels")
-    _fit(front_end, model, epochs=2)
+    _fit(front_end, model)
     path = str(tmp_path / "wrapped.keras")
     model.save(path)
     _assert_pruned_channels_zero(front_end, tfimp.strip(model))
     loaded = tfimp.load_model(path)
     _fit(front_end, loaded)  # trained on after loading, without another prune
     _assert_pruned_channels_zero(front_end, tfimp.strip(loaded))
+
+
+def _depthwise_cnn(keras):
+    """conv1 -> depthwise -> bn -> relu -> conv2 -> pooling -> fc."""
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.Conv2D(6, 1, name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(4, name="fc")(x)
+    model = keras.Model(inputs, outputs, name="depthwise_cnn")
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # biases and BatchNormalization away from zero, so a pruned channel is seen
+        if layer.weights:
+            layer.set_weights([w if i == 0 and layer.name != "bn" else rng.uniform(0.5, 1.5, size=w.shape)
+                               .astype("float32") for i, w in enumerate(layer.get_weights())])
+    return model
+
+
+def test_a_depthwise_channel_goes_with_the_channel_it_reads_and_slim_removes_both(front_end):
+    keras = front_end.keras
+    model = tfimp.wrap(_depthwise_cnn(keras))
+    model(_inputs(2))
+    tfimp.prune(model, 0.5, "uniform", structure="channels")
+    _fit(front_end, model)
+    plain = tfimp.strip(model)
+    dead = _dead(plain.get_layer("conv1").get_weights()[0])
+    assert 0 < dead.sum() < 8
+    depthwise, depthwise_bias = plain.get_layer("depthwise").get_weights()
+    np.testing.assert_array_equal((depthwise == 0).all(axis=(0, 1, 3)), dead)  # its slices of the pruned channels
+    np.testing.assert_array_equal(depthwise_bias == 0, dead)
+    gamma, beta = plain.get_layer("bn").get_weights()[:2]
+    np.testing.assert_array_equal(gamma == 0, dead)
+    np.testing.assert_array_equal(beta == 0, dead)
+    slim = tfimp.slim(model)
+    assert slim.get_layer("depthwise").get_weights()[0].shape[-2] == 8 - dead.sum()
+    assert slim.get_layer("conv2").get_weights()[0].shape[-2] == 8 - dead.sum()
+    x = _inputs()
+    expected = front_end.numpy(plain(x, training=False))
+    np.testing.assert_allclose(front_end.numpy(slim(x, training=False)), expected, rtol=1e-4,
+                               atol=1e-4 * np.abs(expected).max())

@@ -28,6 +28,8 @@ from tfimp.core.slimming import CONCAT, FRESH, REPEAT, SAME, SOURCE, Op, group_c
 #: Layers whose outputs are new channels made by their own filters.
 FILTER_LAYERS = frozenset({"Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
                            "Conv3DTranspose", "SeparableConv1D", "SeparableConv2D", "EinsumDense"})
+#: Layers whose output channels ``c * depth_multiplier ...`` each read input channel ``c`` alone.
+DEPTHWISE = frozenset({"DepthwiseConv1D", "DepthwiseConv2D"})
 #: Layers that act channel by channel and keep a zero channel zero (or, BatchNormalization, are what is zeroed).
 CHANNEL_WISE = frozenset({"BatchNormalization", "ReLU", "LeakyReLU", "ELU", "Dropout", "SpatialDropout1D",
                           "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout",
@@ -74,7 +76,7 @@ def _op(node: Node) -> Op:
         return Op(node.name, (), SOURCE, node.channels)
     if node.class_name == "Concatenate" and _last_axis(node):
         return Op(node.name, node.inputs, CONCAT)
-    if node.class_name == "DepthwiseConv2D" and len(node.inputs) == 1:
+    if node.class_name in DEPTHWISE and len(node.inputs) == 1:
         return Op(node.name, node.inputs, REPEAT, factor=int(node.config.get("depth_multiplier", 1)))
     if node.class_name in CHANNEL_WISE and (node.class_name != "BatchNormalization" or _last_axis(node)):
         return Op(node.name, node.inputs, SAME)
@@ -264,14 +266,28 @@ def zero_dead_channels(kernels: Sequence, keeps: Sequence[np.ndarray], *, nodes:
     if nodes is None:
         return
     try:
-        zeroed = dead_batch_norm_channels(nodes(), dead)
+        read = nodes()
+        zeroed = dead_channels(read, _followers(read), lambda name: np.asarray(dead[name], dtype=bool)
+                               if name in dead else None)()
     except (ValueError, KeyError, AttributeError, TypeError):
         return
     for name, channels in zeroed.items():
-        layer = get_layer(name)
-        for variable in (getattr(layer, "gamma", None), getattr(layer, "beta", None)):
-            if variable is not None:
+        if channels.any():
+            for variable in _follower_variables(get_layer(name)):
                 zero(variable, channels)
+
+
+def _followers(nodes: Sequence[Node]) -> list[str]:
+    """The layers whose variables are zeroed where they read a pruned channel: BatchNormalization (gamma, beta)
+    and depthwise convolutions (their bias; their kernel is masked, see :func:`depthwise_keeps`)."""
+    return [*_batch_norms(nodes), *(node.name for node in nodes if _op(node).mapping == REPEAT)]
+
+
+def _follower_variables(layer) -> list:
+    if hasattr(layer, "gamma") or hasattr(layer, "beta"):
+        return [v for v in (getattr(layer, "gamma", None), getattr(layer, "beta", None)) if v is not None]
+    inner = getattr(layer, "layer", layer)  # a depthwise convolution in its pruning wrapper
+    return [inner.bias] if getattr(inner, "use_bias", False) and getattr(inner, "bias", None) is not None else []
 
 
 def holds(kernels: Sequence, nodes: Callable[[], list[Node]] | None, *, get_layer: Callable[[str], object],
@@ -279,8 +295,9 @@ def holds(kernels: Sequence, nodes: Callable[[], list[Node]] | None, *, get_laye
     """What holds a pruned channel at zero while the model trains: ``(variable, dead)`` pairs.
 
     One for the bias of every filter layer :func:`dead_filters` reads, and one
-    for the gamma and the beta of every BatchNormalization that a pruned
-    filter can reach (:func:`dead_channels`). ``dead()`` computes the
+    for the gamma and the beta of every BatchNormalization and the bias of
+    every depthwise convolution that a pruned filter can reach
+    (:func:`dead_channels`). ``dead()`` computes the
     variable's dead channels (a boolean vector) from the kernels as they are
     at that moment, so a front end can call it inside its training step,
     after every optimizer update: nothing needs to change when a later prune
@@ -301,17 +318,16 @@ def holds(kernels: Sequence, nodes: Callable[[], list[Node]] | None, *, get_laye
     try:
         read = nodes()
         widths = {node.name: node.channels for node in read}
-        reached = list(dead_batch_norm_channels(read, {name: np.ones(widths[name], bool) for name in filters}))
-        # One function per BatchNormalization: each reads only the kernels upstream of it.
+        every = {name: np.ones(widths[name], bool) for name in filters}
+        reached = [name for name, value in dead_channels(read, _followers(read), every.get)().items() if value.any()]
+        # One function per layer: each reads only the kernels upstream of it.
         computes = {name: dead_channels(read, [name], lambda producer: dead_columns_of(filters[producer])
                                         if producer in filters else None, vectors) for name in reached}
     except (ValueError, KeyError, AttributeError, TypeError):
         return found
     for name in reached:
-        layer = get_layer(name)
         dead = (lambda compute, name: lambda: compute()[name])(computes[name], name)
-        found.extend((variable, dead) for variable in (getattr(layer, "gamma", None), getattr(layer, "beta", None))
-                     if variable is not None)
+        found.extend((variable, dead) for variable in _follower_variables(get_layer(name)))
     return found
 
 
@@ -323,6 +339,51 @@ def pruned_by_channels(masks: Sequence[np.ndarray]) -> bool:
     alive = [column.any(axis=0) for column in columns]
     return (bool(columns) and all((column == kept).all() for column, kept in zip(columns, alive))
             and any(not kept.all() for kept in alive))
+
+
+def depthwise_kernels(kernels: Sequence) -> list[bool]:
+    """Which kernels are depthwise (a DepthwiseConv's kernel, a SeparableConv's depthwise kernel): their channels are
+    not channels of their own but those of the tensor they read, so the ``channels`` structure does not select them:
+    :func:`depthwise_keeps` masks them after the channels they read."""
+    def depthwise(kernel) -> bool:
+        layer = kernel.wrapper.layer
+        name = type(layer).__name__
+        return name in DEPTHWISE or (name.startswith("SeparableConv") and
+                                     kernel.weight is getattr(layer, "depthwise_kernel", None))
+
+    return [depthwise(kernel) for kernel in kernels]
+
+
+def depthwise_keeps(kernels: Sequence, keeps: Sequence[np.ndarray | None], masks: Sequence[np.ndarray],
+                    nodes: Callable[[], list[Node]] | None) -> list[np.ndarray]:
+    """The masks of the depthwise kernels (:func:`depthwise_kernels`; None in ``keeps``) from the others' masks.
+
+    A depthwise kernel's slice ``[..., c, :]`` is masked where input channel
+    ``c`` reads only pruned filters: that channel is dead, and the depthwise
+    channels it makes with it (so :func:`tfimp.core.slimming.group_channels`,
+    which joins them with the producer's, removes them together). The others'
+    entries are returned as given; a depthwise kernel keeps what its current
+    mask (``masks``) pruned, and all of it where the graph cannot be read.
+    """
+    wanted = {index: kernel.wrapper.name for index, (kernel, keep) in enumerate(zip(kernels, keeps)) if keep is None}
+    keeps = [np.array(mask) if keep is None else keep for keep, mask in zip(keeps, masks)]
+    if not wanted or nodes is None:
+        return keeps
+    counts = collections.Counter(id(kernel.wrapper) for kernel in kernels)
+    dead = dead_filters([(kernel.wrapper.name, type(kernel.wrapper.layer).__name__, counts[id(kernel.wrapper)], keep)
+                         for index, (kernel, keep) in enumerate(zip(kernels, keeps)) if index not in wanted])
+    try:
+        read = nodes()
+        inputs = {node.name: node.inputs for node in read}
+        sources = {index: inputs[name][0] for index, name in wanted.items() if len(inputs[name]) == 1}
+        found = dead_channels(read, sorted(set(sources.values())),
+                              lambda name: np.asarray(dead[name], dtype=bool) if name in dead else None)()
+    except (ValueError, KeyError, AttributeError, TypeError, IndexError):
+        return keeps
+    for index, source in sources.items():
+        if found[source].shape == (keeps[index].shape[-2],):
+            keeps[index][..., found[source], :] = 0
+    return keeps
 
 
 def _eligible(kernels: Sequence) -> list[bool]:

@@ -20,6 +20,7 @@ from tfimp.keras3 import _private
 from tfimp.keras3 import channels as _channels
 from tfimp.core import coverage as _core_coverage
 from tfimp.core import channel_graph as _channel_graph
+from tfimp.core import channel_selection as _channel_selection
 from tfimp.core import channel_weights as _channel_weights
 from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
@@ -400,13 +401,13 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
     channels = isinstance(_structures.get(structure), _structures.Channels)
     kernels = _kernels_or_raise(model)
     _sync_training_state(model)
-    costs = _channel_weights.costs_of(_channel_weights.kernel_entries(kernels), _channels.nodes(model)) \
-        if channels else None
     weights = [keras.ops.convert_to_numpy(k.weight.value) for k in kernels]
-    step = _masking.select_masks([k.name for k in kernels], weights,
-                                 [keras.ops.convert_to_numpy(k.mask.value) for k in kernels], sparsity, criterion,
-                                 allow_revival=allow_revival, min_kept_per_layer=min_kept_per_layer,
-                                 structure=structure, channel_costs=costs)
+    masks = [keras.ops.convert_to_numpy(k.mask.value) for k in kernels]
+    options = {"allow_revival": allow_revival, "min_kept_per_layer": min_kept_per_layer}
+    step = (_channel_selection.select_channels(kernels, weights, masks, _channels.nodes(model), sparsity, criterion,
+                                               structure, **options) if channels else
+            _masking.select_masks([k.name for k in kernels], weights, masks, sparsity, criterion, structure=structure,
+                                  **options))
     optimizer = _built_optimizer(model)
     for kernel, weight, keep in zip(kernels, weights, step.keep):
         kernel.mask.assign(keep)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfimp.core import channel_graph as _channel_graph
+from tfimp.core import channel_selection as _channel_selection
 from tfimp.core import channel_weights as _channel_weights
 from tfimp.core import criteria as _criteria
 from tfimp.core import masking as _masking
@@ -116,10 +117,12 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
     kernels = _kernels_or_raise(model)
     weights = [k.weight.numpy() for k in kernels]
     channels = isinstance(_structures.get(structure), _structures.Channels)
-    costs = _channel_weights.costs_of(_channel_weights.kernel_entries(kernels), _channels.nodes(model)) if channels else None
-    step = _masking.select_masks([k.name for k in kernels], weights, [k.mask.numpy() for k in kernels], sparsity,
-                                 criterion, allow_revival=allow_revival, min_kept_per_layer=min_kept_per_layer,
-                                 structure=structure, channel_costs=costs)
+    masks = [k.mask.numpy() for k in kernels]
+    options = {"allow_revival": allow_revival, "min_kept_per_layer": min_kept_per_layer}
+    step = (_channel_selection.select_channels(kernels, weights, masks, _channels.nodes(model), sparsity, criterion,
+                                               structure, **options) if channels else
+            _masking.select_masks([k.name for k in kernels], weights, masks, sparsity, criterion, structure=structure,
+                                  **options))
     for kernel, weight, keep in zip(kernels, weights, step.keep):
         kernel.mask.assign(keep.astype(kernel.mask.dtype.as_numpy_dtype, copy=False))
         if zero_pruned:
