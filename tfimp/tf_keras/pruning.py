@@ -95,7 +95,9 @@ def prune(model: keras.Model, sparsity: float, criterion: str = "global", *, all
         ``"channels:l1"``: L1; ``sparsity`` is the share of the prunable
         weights that :func:`tfimp.slim` removes: a channel takes its filter
         and the next layers' weights that read it; a pruned channel's bias and
-        the gamma and beta of a BatchNormalization reading it are zeroed too).
+        the gamma and beta of a BatchNormalization reading it are zeroed too,
+        and held at zero after every optimizer step; a depthwise kernel is
+        masked where it reads a pruned channel, see :mod:`tfimp.tf_keras.channels`).
 
     Without the guard, a step that empties a layer warns, naming it.
 
