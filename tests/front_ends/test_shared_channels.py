@@ -3,6 +3,7 @@ zeroed, and ``tfimp.slim`` removing them with the predictions unchanged."""
 
 import numpy as np
 import pytest
+from front_end_files import StopAfter as _StopAfter
 
 import tfimp
 
@@ -265,3 +266,20 @@ def test_a_depthwise_channel_goes_with_the_channel_it_reads_and_slim_removes_bot
     expected = front_end.numpy(plain(x, training=False))
     np.testing.assert_allclose(front_end.numpy(slim(x, training=False)), expected, rtol=1e-4,
                                atol=1e-4 * np.abs(expected).max())
+
+
+def test_a_resumed_channels_run_holds_its_pruned_channels_without_pruning_again(front_end, tmp_path):
+    x = _inputs(32)
+    y = x.reshape(32, -1)[:, :4].argmax(1).astype("int32")
+
+    def run(callbacks=()):
+        front_end.keras.utils.set_random_seed(0)
+        runner = tfimp.IMP(target_sparsity=0.5, cycles=1, dense_epochs=1, retrain_epochs=2, criterion="uniform",
+                           structure="channels", batch_size=8, learning_rate=0.1, chance_guard=False)
+        runner.run(_residual_cnn(front_end.keras), (x, y), workdir=str(tmp_path / "run"), verbose=0,
+                   callbacks=list(callbacks))
+        return runner.model
+
+    with pytest.raises(KeyboardInterrupt):
+        run([_StopAfter(front_end.keras, 1)])  # stopped after the first retraining epoch, the prune behind it
+    _assert_pruned_channels_zero(front_end, tfimp.strip(run()))  # a new model, restored, trains a retraining epoch

@@ -147,7 +147,8 @@ def load_model(path: str, **options) -> keras.Model:
     or prunes whole output channels) gets back the hold of its pruned channels' biases and BatchNormalization
     (:func:`tfimp.tf_keras.channels.hold`), so training it on keeps them zero."""
     model = wrapping.load_model(path, **options)
-    if _channel_graph.pruned_by_channels([k.mask.numpy() for k in wrapping.prunable_kernels(model)]):
+    kernels = wrapping.prunable_kernels(model) if isinstance(model, keras.Model) else []
+    if _channel_graph.pruned_by_channels([k.mask.numpy() for k in kernels]):
         _channels.hold(model)
     return model
 
