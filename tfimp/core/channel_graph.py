@@ -1,12 +1,20 @@
-"""The ``channels`` structure's view of a model's graph: which BatchNormalization channels a pruned channel reaches.
+"""The ``channels`` structure's view of a model's graph: which channels a pruned filter reaches, and what is zeroed.
 
 A pruned output channel (every weight of its filter zero) outputs exactly
 zero once its bias is zero too; a BatchNormalization that reads it then
 outputs ``beta - gamma * mean / sqrt(variance + eps)``, so its ``gamma`` and
 ``beta`` are zeroed as well. Which BatchNormalization channels those are is
-followed forward through the graph (:func:`dead_batch_norm_channels`): a
+followed forward through the graph (:func:`dead_channels`): a
 BatchNormalization channel is zeroed where it reads only pruned filters
-(after an Add, only where every filter feeding it is pruned).
+(after an Add, only where every filter feeding it is pruned). A depthwise
+convolution has no channels of its own: its kernel is masked where it reads
+a pruned channel (:func:`depthwise_keeps`), and its bias zeroed there.
+
+Zeroed once is not enough: training moves a bias, ``gamma`` or ``beta``
+again. :func:`holds` lists what the front ends hold at zero after every
+optimizer step, each with a function that finds its dead channels from the
+kernels at that moment (the same propagation, in the front end's array
+functions: :class:`VectorOps`).
 
 The front ends read their model into :class:`Node` records (framework-free).
 Layers this module does not know are boundaries: their output channels are
