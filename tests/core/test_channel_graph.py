@@ -4,7 +4,7 @@ import types
 
 import numpy as np
 
-from tfimp.core import channel_graph
+from tfimp.core import channel_graph, channel_selection
 from tfimp.core.channel_graph import Node
 
 
@@ -60,20 +60,20 @@ def test_read_nodes_follows_a_sequential_and_a_functional_config():
 def _kernel(name, kind, shape):
     """A front end's prunable kernel as the graph functions read it: its wrapper's name and wrapped layer's class."""
     wrapper = types.SimpleNamespace(name=name, layer=type(kind, (), {})())
-    return types.SimpleNamespace(name=f"{name}/kernel", wrapper=wrapper, weight=None, shape=shape)
+    return types.SimpleNamespace(name=f"{name}/kernel", wrapper=wrapper, weight=np.zeros(shape), shape=shape)
 
 
 def _multiply_and_depthwise():
-    """input -> conv1 -+-> multiply -> depthwise -> bn;  input -> conv2 -+;  input -> conv3"""
+    """input -> conv1 -+-> multiply -> depthwise -> bn -> conv3;  input -> conv2 -+"""
     nodes = [Node("input", "InputLayer", {}, (), 2, 4),
              Node("conv1", "Conv2D", {}, ("input",), 4, 4),
              Node("conv2", "Conv2D", {}, ("input",), 4, 4),
              Node("multiply", "Multiply", {}, ("conv1", "conv2"), 4, 4),
              Node("depthwise", "DepthwiseConv2D", {"depth_multiplier": 2}, ("multiply",), 8, 4),
              Node("bn", "BatchNormalization", {"axis": -1}, ("depthwise",), 8, 4),
-             Node("conv3", "Conv2D", {}, ("input",), 4, 4)]
+             Node("conv3", "Conv2D", {}, ("bn",), 3, 4)]
     kernels = [_kernel("conv1", "Conv2D", (1, 1, 2, 4)), _kernel("conv2", "Conv2D", (1, 1, 2, 4)),
-               _kernel("depthwise", "DepthwiseConv2D", (3, 3, 4, 2)), _kernel("conv3", "Conv2D", (1, 1, 2, 4))]
+               _kernel("depthwise", "DepthwiseConv2D", (3, 3, 4, 2)), _kernel("conv3", "Conv2D", (1, 1, 8, 3))]
     return nodes, kernels
 
 
@@ -81,20 +81,23 @@ def test_channels_joined_by_a_multiply_are_pruned_together_and_a_depthwise_kerne
     nodes, kernels = _multiply_and_depthwise()
     rng = np.random.default_rng(0)
     weights = [rng.normal(size=k.shape).astype(np.float32) for k in kernels]
-    weights[0][..., 1] *= 0.01  # conv1's channel 1 is weak, conv2's is not: the pair goes or stays together
-    weights[3] *= 10  # conv3 strong: nothing of it goes
+    weights[2] *= 0.001  # the depthwise kernel's own columns are weakest of all, and still not ranked
     masks = [np.ones(k.shape, np.float32) for k in kernels]
-    step = channel_graph.select_channels(kernels, weights, masks, lambda: nodes, 0.25, "global", "channels")
+    step = channel_selection.select_channels(kernels, weights, masks, lambda: nodes, 0.25, "global", "channels")
     dead = [(keep.reshape(-1, keep.shape[-1]) == 0).all(axis=0) for keep in step.keep]
     np.testing.assert_array_equal(dead[0], dead[1])  # the Multiply ties conv1's channels to conv2's
-    assert dead[0].sum() == 1 and not dead[3].any()  # one pair: 3 of the 12 ranked channels, short by less than a pair
-    np.testing.assert_array_equal((step.keep[2] == 0).all(axis=(0, 1, 3)), dead[0])  # the depthwise slices
-    assert np.all((step.keep[2] == 0).any(axis=(0, 1, 3)) == dead[0])  # and nothing else of it
-    assert step.layer_sparsities["depthwise/kernel"] == 0.25
+    assert dead[0].sum() == 1 and not dead[3].any()  # one pair (a quarter of 8 + 8 + 72 + 24 weights); conv3
+    # makes the model's output: kept
+    sliced = (step.keep[2] == 0).all(axis=(0, 1, 3))
+    np.testing.assert_array_equal(sliced, dead[0])  # the depthwise kernel: its slices of the pruned channels
+    np.testing.assert_array_equal((step.keep[2] == 0).any(axis=(0, 1, 3)), dead[0])  # and nothing else of it
+    assert step.layer_sparsities["depthwise/kernel"] == sliced.mean()  # its weights reading them count as removed
     every = {"conv1": np.ones(4, bool), "conv2": np.ones(4, bool)}
     assert "bn" in channel_graph.dead_batch_norm_channels(nodes, every)  # through the depthwise (repeated)
     np.testing.assert_array_equal(channel_graph.dead_batch_norm_channels(nodes, {"conv1": dead[0], "conv2": dead[1]})
                                   ["bn"], np.repeat(dead[0], 2))
+    later = channel_selection.select_channels(kernels, weights, step.keep, lambda: nodes, 0.5, "global", "channels")
+    assert np.all(later.keep[2] <= step.keep[2])  # a later step starts from the sliced mask: nothing revived
 
 
 def test_masks_read_back_tell_a_channels_pruned_model():
