@@ -23,10 +23,9 @@ a tf_keras process:
   model is slimmed), ``tfimp.prune(model, --channel_sparsity, "uniform",
   structure="channels")`` (each layer loses the same share; a global
   ranking of channel norms empties small_cnn's conv1, whose filters hold 9
-  weights against conv2's 288), fine-tuned as above, pruned once more at
-  the same target (it selects nothing new and zeroes again the biases and
-  BatchNorm betas that fine-tuning moved), stripped and slimmed by
-  ``tfimp.slim``. Its record holds the parameters before and after
+  weights against conv2's 288), fine-tuned as above (the pruned channels'
+  biases and BatchNorm gamma and beta held at zero after every step),
+  stripped and slimmed by ``tfimp.slim``. Its record holds the parameters before and after
   slimming, each counted on the model.
 
 After every training (dense or fine-tuning), and after slimming,
@@ -205,10 +204,8 @@ def build(args) -> None:
                 record["emptied_layers"] = sorted(layer for layer, value in reached.items() if value >= 1.0)
                 fit(compiled(wrapped), args.finetune_epochs, shape, tune)
                 if variant == "channels_slimmed":
-                    # Fine-tuning moves the zeroed biases and BatchNorm betas of pruned channels again (only kernels
-                    # are masked); a channel holding a constant before a padded convolution cannot be removed. One
-                    # more pruning step at the same target selects nothing new and zeroes them again.
-                    tfimp.prune(wrapped, target, criterion, structure=structure)
+                    # The pruned channels' biases and BatchNorm gamma/beta stayed zero while fine-tuning (tfimp.prune
+                    # with channels holds them after every optimizer step), so the channels slim away exactly.
                     record["channel_sparsity"] = float(tfimp.sparsity(wrapped, structure="channels"))
                     record["parameters_before_slim"] = int(tfimp.strip(wrapped).count_params())
                     model = tfimp.slim(wrapped)
