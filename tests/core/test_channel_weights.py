@@ -58,6 +58,13 @@ def test_global_prunes_the_lowest_channels_until_enough_weights_go():
     later = masking.select_masks(["d1", "d2"], weights, step.keep, 0.5, structure="channels", channel_costs=costs)
     assert _pruned_columns(later.keep[0]).tolist() == [False, True, True]
     assert later.layer_sparsities == {"d1": 8 / 12, "d2": 4 / 6}
+    # 0.6 -> 11 of 18: already passed (12 gone; a channel step overshoots by up to a channel's cost): nothing more
+    # goes and nothing comes back, for the global and the layer-wise path alike
+    for criterion in ("global", "uniform"):
+        again = masking.select_masks(["d1", "d2"], weights, later.keep, 0.6, criterion, structure="channels",
+                                     channel_costs=costs)
+        assert [k.tolist() for k in again.keep] == [k.tolist() for k in later.keep], criterion
+        assert again.layer_sparsities == later.layer_sparsities
     # 0.9 -> 16: d1 keeping a channel, at most 12 of the 18 weights go
     with pytest.raises(ValueError, match=r"cannot reach sparsity 0.9.*min_kept_per_layer=1.*removes 12 of the 18"):
         masking.select_masks(["d1", "d2"], weights, later.keep, 0.9, structure="channels", channel_costs=costs,

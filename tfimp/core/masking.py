@@ -345,9 +345,11 @@ def _select_channels(form, names, weights, masks, sparsity: float, criterion: st
     total = int(sizes.sum())
     target = _criteria.round_count(sparsity, total)
     done = int(costs.removed(dead).sum())
-    if target < done:
-        raise ValueError(f"cannot prune to sparsity {sparsity}: the slimmed model would already lack {done} of the "
-                         f"{total} prunable weights ({done / total:.4f}), and IMP never revives pruned weights")
+    if target <= done:
+        # A channel step overshoots its target by up to one channel's cost, so a later step (IMP's next cycle, a
+        # prune to the same target after fine-tuning) may ask for less than is already gone: nothing more goes,
+        # and nothing comes back.
+        return _channel_step(costs, [d.copy() for d in dead], weights, names, sizes, already, form)
     effective = [form.pool(w * m.astype(w.dtype, copy=False)) for w, m in zip(weights, masks)]
     selection = criterion_fn(effective, sparsity)
     shapes = [tuple(np.shape(u)) for u in units]
@@ -362,6 +364,11 @@ def _select_channels(form, names, weights, masks, sparsity: float, criterion: st
                                     target, sparsity, min_kept_per_layer)
     else:
         pruned = _channels_scaled(costs, ranked, dead, prunable, selection.layer_counts, target, sparsity, criterion)
+    return _channel_step(costs, pruned, weights, names, sizes, already, form)
+
+
+def _channel_step(costs, pruned, weights, names, sizes, already, form) -> MaskStep:
+    """The :class:`MaskStep` of a channels selection: ``pruned`` (per kernel, its pruned channels) as masks."""
     removed = costs.removed(pruned)
     keep = [np.logical_not(form.expand(p, np.shape(w))).astype(np.asarray(w).dtype) for p, w in zip(pruned, weights)]
     layer_sparsities = {name: float(r) / float(s) if s else 0.0 for name, r, s in zip(names, removed, sizes)}
