@@ -193,8 +193,8 @@ def build(args) -> None:
                 plain = keras.models.load_model(dense_path, compile=False)
                 if variant == "channels_slimmed":
                     # Whole output channels of the convolutions and dense layers but the output layer (its channels
-                    # are the classes). Depthwise kernels stay unwrapped: the channels structure reads a depthwise
-                    # kernel (h, w, C, 1) as one channel; its channels go with the convolution that feeds it.
+                    # are the classes). Depthwise kernels stay unwrapped: slimming removes their channels with those
+                    # of the convolution that feeds them.
                     wrapped = tfimp.wrap(plain, kinds=("conv", "dense"), exclude=output_layers(plain))
                     target, structure = args.channel_sparsity, "channels"
                 else:
