@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from tfimp.core.slim_layers import Inbound
-from tfimp.core.slimming import CONCAT, FRESH, REPEAT, SAME, SOURCE, Op, group_channels, topological_order
+from tfimp.core.slimming import CONCAT, FRESH, REPEAT, SAME, SOURCE, Op, topological_order
 
 #: Layers whose outputs are new channels made by their own filters.
 FILTER_LAYERS = frozenset({"Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
@@ -399,26 +399,3 @@ def _eligible(kernels: Sequence) -> list[bool]:
     masks = collections.Counter(id(kernel.wrapper) for kernel in kernels)
     return [type(kernel.wrapper.layer).__name__ in OUTPUT_LAST and masks[id(kernel.wrapper)] == 1
             for kernel in kernels]
-
-
-def joined_channels(kernels: Sequence, nodes: Callable[[], list[Node]] | None) -> list[np.ndarray | None] | None:
-    """Per kernel, a group id per output channel (-1: on its own) joining the channels that an Add or another
-    merge ties across kernels, for :func:`tfimp.core.masking.select_masks`'s ``unit_groups``.
-
-    ``kernels`` and ``nodes`` as in :func:`zero_dead_channels`. None where the
-    graph cannot be read or joins nothing.
-    """
-    if nodes is None:
-        return None
-    try:
-        groups = group_channels(channel_ops(nodes()))
-    except (ValueError, KeyError, AttributeError, TypeError):
-        return None
-    ids = [np.asarray(groups.of[kernel.wrapper.name]) if ok and kernel.wrapper.name in groups.of else None
-           for kernel, ok in zip(kernels, _eligible(kernels))]
-    found = [i for i in ids if i is not None]
-    if not found:
-        return None
-    producers = np.bincount(np.concatenate(found), minlength=groups.count)
-    joined = [None if i is None else np.where(producers[i] > 1, i, -1) for i in ids]
-    return joined if any(j is not None and (j >= 0).any() for j in joined) else None
