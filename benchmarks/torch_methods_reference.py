@@ -413,7 +413,8 @@ def available_methods(side: str, methods: list[str]) -> tuple[list[str], list[st
 
 
 def run_side(side: str, methods: list[str], seeds: list[int], data_dir: str, out: str, *, epochs: int,
-             train_subset: int, test_subset: Optional[int] = None, threads: int = 1, **torch_options) -> dict:
+             train_subset: int, test_subset: Optional[int] = None, threads: int = 1,
+             hyper_overrides: Optional[dict] = None, **torch_options) -> dict:
     """Runs ``methods`` x ``seeds`` on one side; writes ``side_<side>.json`` and ``masks_<side>.npz`` (the final
     masks and kernels, PyTorch's layout) to ``out``."""
     os.makedirs(out, exist_ok=True)
@@ -428,7 +429,7 @@ def run_side(side: str, methods: list[str], seeds: list[int], data_dir: str, out
     results, masks = [], {}
     for seed in seeds:
         for method in run:
-            hyper = HYPER.get(method, {})
+            hyper = {**HYPER.get(method, {}), **(hyper_overrides or {}).get(method, {})}
             if side in TORCH_SIDES:
                 result, kept, final = torch_run(method, seed, data, out, epochs=epochs, hyper=hyper,
                                                 float64=side == "torch64", extra_l2=side == "torch_l2",
@@ -491,7 +492,7 @@ def compare(sides: dict, masks: dict, reference: str = "torch") -> tuple[list[di
     return comparisons, summary
 
 
-def merge(out: str, sides: list[str], command: str, revision: str) -> dict:
+def merge(out: str, sides: list[str], command: str, revision: str, overrides: Optional[dict] = None) -> dict:
     """Reads each side's JSON and masks from ``out`` and writes ``out``/fidelity_methods.json."""
     reports, masks = {}, {}
     for side in sides:
@@ -501,7 +502,8 @@ def merge(out: str, sides: list[str], command: str, revision: str) -> dict:
             masks[side] = {key: saved[key] for key in saved.files}
     comparisons, summary = compare(reports, masks)
     merged = {"command": command, "revision": revision, "protocol": {**PROTOCOL, **next(iter(reports.values()))["data"]},
-              "hyper": HYPER, "layers": [name for name, _, _ in LAYERS],
+              "hyper": {method: {**values, **(overrides or {}).get(method, {})} for method, values in HYPER.items()},
+              "layers": [name for name, _, _ in LAYERS],
               "skipped": {side: r["skipped"] for side, r in reports.items() if r["skipped"]},
               "results": [r for report in reports.values() for r in report["results"]],
               "comparisons": comparisons, "summary": summary}
@@ -561,6 +563,10 @@ def main() -> None:
                         help="LC's and GSM's top-k on the torch side: over the kernels, or all parameters (authors)")
     parser.add_argument("--dnw_final_mask", choices=("recompute", "last_step"), default="recompute",
                         help="DNW's final mask on the torch side: from the final weights (authors) or the last step's")
+    parser.add_argument("--cs_lambda", type=float, default=None,
+                        help=f"CS's lambda instead of the protocol's {HYPER['cs']['cs_lambda']}")
+    parser.add_argument("--dst_alpha", type=float, default=None,
+                        help=f"DST's alpha instead of the protocol's {HYPER['dst']['dst_alpha']}")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per side")
     parser.add_argument("--out", default="bench_out/torch_methods")
     parser.add_argument("--docs_json", default=None, help="also write the merged JSON to docs/ under this name")
@@ -571,6 +577,9 @@ def main() -> None:
     if bad or not methods or not seeds:
         raise SystemExit(f"--methods takes names of {list(METHODS)} and --seeds at least one seed; got {methods}, "
                          f"{seeds}")
+    overrides = {method: {key: value} for method, key, value in (("cs", "cs_lambda", args.cs_lambda),
+                                                                  ("dst", "dst_alpha", args.dst_alpha))
+                 if value is not None}
     if args.side:
         if args.side not in TORCH_SIDES:
             os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
@@ -579,6 +588,7 @@ def main() -> None:
                 import keras  # noqa: F401  (Keras 3 before tfimp: the process's front end)
         run_side(args.side, methods, seeds, args.data_dir, args.out, epochs=args.epochs,
                  train_subset=args.train_subset, test_subset=args.test_subset, threads=args.threads,
+                 hyper_overrides=overrides,
                   **({"rule_scope": args.rule_scope, "dnw_final_mask": args.dnw_final_mask}
                     if args.side in TORCH_SIDES else {}))
         return
@@ -594,7 +604,7 @@ def main() -> None:
                                 env=side_environment(side, args.torch_path), cwd=REPO)
         if result.returncode != 0:
             raise SystemExit(f"the {side} side failed (exit status {result.returncode})")
-    merged = merge(args.out, sides, command, revision)
+    merged = merge(args.out, sides, command, revision, overrides)
     print_summary(merged)
     if args.docs_json:
         with open(os.path.join(REPO, "docs", args.docs_json), "w", encoding="utf-8") as handle:
