@@ -17,8 +17,8 @@
 STR, CS and DST take no target (group ``own``, ``--own_methods``): the
 hyper-parameter that sets their sparsity (STR's decay on its thresholds,
 CS's ``cs_lambda``, DST's ``dst_alpha``) is calibrated per target on the first
-seed (``tfimp.baselines.calibrate``, same budget), each runs with it on every
-seed, and IMP + SLR is run again at exactly the sparsity it reached.
+seed (``tfimp.baselines.calibrate``, same budget) unless ``--own_values`` gives
+it, each runs with it on every seed, and IMP + SLR is run again at exactly the sparsity it reached.
 
 Every run goes through the CLI's ``tfimp.cli.main.run`` (no exports). Prints
 mean ± std of test accuracy over seeds, writes ``methods.json`` (every run,
@@ -206,9 +206,14 @@ def run_grid(args, runner: "Runner") -> list[dict]:
                 raise ValueError(f"unknown --own_methods entry {method!r}; known: {list(OWN)}")
             calibration = during_training.CALIBRATION.get(method)
             for target in sparsities:
-                value, reached = calibrate(args, method, target, seeds[0])
-                print(f"[bench] {method} for {target:.0%}: {calibration.hyperparameter} {value:.4g} (calibration "
-                      f"run reached {reached:.4f})", flush=True)
+                if method in args.own_values:  # the user's value: no calibration
+                    value = args.own_values[method]
+                    print(f"[bench] {method} for {target:.0%}: {calibration.hyperparameter} {value:.4g} (given)",
+                          flush=True)
+                else:
+                    value, reached = calibrate(args, method, target, seeds[0])
+                    print(f"[bench] {method} for {target:.0%}: {calibration.hyperparameter} {value:.4g} (calibration "
+                          f"run reached {reached:.4f})", flush=True)
                 runs = []
                 for seed in seeds:
                     config = method_config(method, target, seed, args)
@@ -352,6 +357,20 @@ def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",")]
 
 
+def _own_values(text: str) -> dict[str, float]:
+    """``str=0.0133,dst=0.00316`` as a dict; a name outside ``OWN`` or a value that is no number is refused."""
+    values = {}
+    for item in (t for t in text.split(",") if t):
+        method, _, value = item.partition("=")
+        if method not in OWN:
+            raise argparse.ArgumentTypeError(f"--own_values: unknown method {method!r} in {item!r}; known: {list(OWN)}")
+        try:
+            values[method] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--own_values: {item!r} is not METHOD=NUMBER") from None
+    return values
+
+
 def main_cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--groups", default=",".join(GROUPS), help="which of a, b, c, own to run")
@@ -369,6 +388,8 @@ def main_cli() -> None:
     parser.add_argument("--own_methods", default=",".join(OWN), help="group own: methods that reach their own sparsity")
     parser.add_argument("--own_tolerance", type=float, default=0.015, help="calibration: within this of the target")
     parser.add_argument("--calibration_runs", type=int, default=7, help="calibration: at most this many runs")
+    parser.add_argument("--own_values", default={}, type=_own_values,
+                        help="group own: METHOD=VALUE,... of the methods' hyper-parameters, used instead of calibrating")
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--model", default="small_cnn")
     parser.add_argument("--data_dir", default="")

@@ -60,7 +60,9 @@ def test_methods_benchmark_rejects_bad_grids(tmp_path, monkeypatch, capsys):
 
     for args, message in ((["--sparsities", "0.9,1.2"], "sparsities must lie in (0, 1)"),
                           (["--methods", "dense,snip", "--seeds", "0", "--train_subset", "64", "--epochs", "4"],
-                           "unknown benchmark method 'snip'")):
+                           "unknown benchmark method 'snip'"),
+                          (["--own_values", "dst=0.003,gmp=0.1"], "--own_values: unknown method 'gmp' in 'gmp=0.1'"),
+                          (["--own_values", "cs=small"], "--own_values: 'cs=small' is not METHOD=NUMBER")):
         monkeypatch.setattr(sys, "argv", ["bench_methods.py", *args, "--out", str(tmp_path)])
         with pytest.raises(SystemExit) as exit_:
             bench_methods.main_cli()
