@@ -202,7 +202,8 @@ def methods_str(data: dict, name: str) -> str:
 
 
 def methods_own(data: dict, name: str) -> str:
-    """STR, CS and DST, each calibrated per target, and IMP + SLR rerun at the sparsity each reached."""
+    """STR, CS and DST, each with its hyper-parameter for a target, and IMP + SLR rerun at the sparsity each
+    reached."""
     runs = _runs(data, name, "own")
     rows = []
     for method in dict.fromkeys(r["method"] for r in runs if not r["method"].startswith("imp_slr_at_")):
@@ -212,11 +213,12 @@ def methods_own(data: dict, name: str) -> str:
             value = decimal.Decimal(repr(own[0]["value"]))
             rows.append([METHOD_LABELS.get(method, method), percent(target),
                          f"{own[0]['hyperparameter']} {float(round(value, 3 - value.adjusted() - 1)):g}",
-                         percent(statistics.mean(r["sparsity"] for r in own), 2),
+                         f"{mean_std([100 * r['sparsity'] for r in own])}%",
                          mean_std([100 * r["test_accuracy"] for r in own]),
                          mean_std([100 * r["test_accuracy"] for r in imp]) if imp else "not run"])
-    return markdown_table(["method", "target", "calibrated", "reached (mean)", "method", "IMP + SLR at that sparsity"],
-                          rows)
+    # IMP + SLR runs at each seed's sparsity (older files: at the seeds' mean).
+    return markdown_table(["method", "target", "hyper-parameter", "reached", "method",
+                           "IMP + SLR at the sparsity reached"], rows)
 
 
 def speed(data: dict, name: str) -> str:

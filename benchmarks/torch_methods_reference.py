@@ -501,11 +501,15 @@ def merge(out: str, sides: list[str], command: str, revision: str, overrides: Op
         with np.load(masks_path(out, side)) as saved:
             masks[side] = {key: saved[key] for key in saved.files}
     comparisons, summary = compare(reports, masks)
-    merged = {"command": command, "revision": revision, "protocol": {**PROTOCOL, **next(iter(reports.values()))["data"]},
+    results = [r for report in reports.values() for r in report["results"]]
+    epochs = sorted({r["epochs"] for r in results})  # --epochs, where it changed the protocol's
+    merged = {"command": command, "revision": revision,
+              "protocol": {**PROTOCOL, **next(iter(reports.values()))["data"],
+                           "epochs": epochs[0] if len(epochs) == 1 else epochs},
               "hyper": {method: {**values, **(overrides or {}).get(method, {})} for method, values in HYPER.items()},
               "layers": [name for name, _, _ in LAYERS],
               "skipped": {side: r["skipped"] for side, r in reports.items() if r["skipped"]},
-              "results": [r for report in reports.values() for r in report["results"]],
+              "results": results,
               "comparisons": comparisons, "summary": summary}
     with open(os.path.join(out, "fidelity_methods.json"), "w", encoding="utf-8") as handle:
         json.dump(merged, handle, indent=1)

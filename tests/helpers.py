@@ -25,7 +25,8 @@ def random_data(n=64, input_shape=(8, 8, 3), classes=5, seed=0):
     return x, y
 
 
-from idx_files import _write_idx, make_idx_dataset  # noqa: E402,F401  (numpy only: shared with tests/keras3)
+# numpy only: shared with tests/keras3
+from idx_files import _write_idx, copy_idx_subset, count_test_examples, make_idx_dataset  # noqa: E402,F401
 
 
 def prunable_total(model) -> int:

@@ -30,3 +30,22 @@ def make_idx_dataset(directory, n_train=60, n_test=20, compress=True, seed=0):
     for name, array in arrays.items():
         _write_idx(os.path.join(directory, name), array, compress)
     return arrays
+
+
+def copy_idx_subset(source, directory, n_train, n_test):
+    """The first ``n_train`` training and ``n_test`` test examples of the idx files in ``source`` (real data, e.g.
+    Debian's Fashion-MNIST), written as gzipped idx files into ``directory``: a test pays for the examples it
+    uses, not for evaluating a 10,000-image test set."""
+    from tfimp.core.datasets import read_idx  # framework-free
+
+    os.makedirs(directory, exist_ok=True)
+    for stem, count in (("train-images-idx3-ubyte", n_train), ("train-labels-idx1-ubyte", n_train),
+                        ("t10k-images-idx3-ubyte", n_test), ("t10k-labels-idx1-ubyte", n_test)):
+        _write_idx(os.path.join(directory, stem), read_idx(os.path.join(source, stem + ".gz"))[:count], True)
+    return directory
+
+
+def count_test_examples(directory):
+    """How many test examples the idx files in ``directory`` hold (read from the labels file's header)."""
+    with gzip.open(os.path.join(directory, "t10k-labels-idx1-ubyte.gz"), "rb") as handle:
+        return struct.unpack(">I", handle.read(8)[4:])[0]

@@ -18,12 +18,6 @@ PRUNABLE = sum(i * o for _, i, o in reference.LAYERS)
 KEPT = PRUNABLE - math.floor(0.9 * PRUNABLE + 0.5)
 
 
-def _data_dir(fashion_dir: str) -> str:
-    from tfimp import data
-
-    return fashion_dir or data.DEBIAN_FASHION_MNIST
-
-
 def test_the_tf_keras_side_is_fed_the_protocols_batch_order():
     x = np.arange(10, dtype=np.float32)[:, None]
     y = np.arange(10, dtype=np.int32)
@@ -37,7 +31,7 @@ def test_the_tf_keras_side_is_fed_the_protocols_batch_order():
 
 def test_the_tfimp_side_runs_lc_and_dnw_a_few_steps(tmp_path, fashion_dir):
     out = str(tmp_path)
-    report = reference.run_side("tf_keras", ["lc", "dnw"], [0], _data_dir(fashion_dir), out, epochs=1,
+    report = reference.run_side("tf_keras", ["lc", "dnw"], [0], fashion_dir, out, epochs=1,
                                 train_subset=256, test_subset=200)
     assert report["data"] == {"train": 256, "test": 200}
     with open(reference.side_path(out, "tf_keras")) as handle:
@@ -79,7 +73,7 @@ def _side(out, side, accuracy, kept_first):
         kernels[name] = mask.astype(np.float32) * 2.0
     sparsity, layers = reference.summarise(masks)
     report = {"side": side, "skipped": [], "data": {"train": 8, "test": 8}, "results": [
-        {"side": side, "method": "lc", "seed": 0, "test_accuracy": accuracy, "sparsity": sparsity,
+        {"side": side, "method": "lc", "seed": 0, "epochs": 7, "test_accuracy": accuracy, "sparsity": sparsity,
          "layer_sparsity": layers}]}
     with open(reference.side_path(out, side), "w") as handle:
         json.dump(report, handle)
@@ -91,10 +85,13 @@ def test_merge_compares_each_side_with_pytorch(tmp_path):
     out = str(tmp_path)
     _side(out, "torch", 0.80, [1, 1, 1, 1])
     _side(out, "tf_keras", 0.79, [1, 1, 0, 1])  # one kept weight fewer in fc1
-    merged = reference.merge(out, ["tf_keras", "torch"], "the command", "abc1234")
+    merged = reference.merge(out, ["tf_keras", "torch"], "the command", "abc1234", {"dst": {"dst_alpha": 0.003}})
     with open(os.path.join(out, "fidelity_methods.json")) as handle:
         assert json.load(handle) == json.loads(json.dumps(merged))
     assert (merged["command"], merged["revision"]) == ("the command", "abc1234")
+    # The budget and hyper-parameters the runs had, not the protocol's defaults.
+    assert merged["protocol"]["epochs"] == 7 and merged["hyper"]["dst"]["dst_alpha"] == 0.003
+    assert merged["hyper"]["cs"] == reference.HYPER["cs"]
     (comparison,) = merged["comparisons"]
     assert (comparison["side"], comparison["method"], comparison["seed"]) == ("tf_keras", "lc", 0)
     assert comparison["accuracy_difference"] == pytest.approx(-1.0)
@@ -111,8 +108,8 @@ def test_the_pytorch_side_follows_tfimp_step_for_step(tmp_path, fashion_dir):
     pytest.importorskip("torch")
     out = str(tmp_path)
     settings = dict(epochs=1, train_subset=256, test_subset=200)
-    reference.run_side("tf_keras", ["lc", "gsm"], [0], _data_dir(fashion_dir), out, **settings)
-    reference.run_side("torch", ["lc", "gsm"], [0], _data_dir(fashion_dir), out, **settings)
+    reference.run_side("tf_keras", ["lc", "gsm"], [0], fashion_dir, out, **settings)
+    reference.run_side("torch", ["lc", "gsm"], [0], fashion_dir, out, **settings)
     merged = reference.merge(out, ["tf_keras", "torch"], "test", "test")
     assert {c["method"] for c in merged["comparisons"]} == {"lc", "gsm"}
     for comparison in merged["comparisons"]:
