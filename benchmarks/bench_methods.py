@@ -275,7 +275,7 @@ def summarise(results: list[dict]) -> str:
     own = [r for r in results if r["group"] == "own"]
     if own:
         out.append(f"\nSTR, CS, DST and IMP + SLR at the sparsity each reached\n"
-                   f"{'method':>7s} {'target':>7s} {'calibrated':>22s} {'reached':>9s} {'method acc':>14s} "
+                   f"{'method':>7s} {'target':>7s} {'hyper-parameter':>22s} {'reached':>9s} {'method acc':>14s} "
                    f"{'IMP+SLR acc':>14s}")
         for method in dict.fromkeys(r["method"] for r in own if not r["method"].startswith("imp_slr_at_")):
             for target in dict.fromkeys(r["target"] for r in own if r["method"] == method):

@@ -96,6 +96,34 @@ def test_methods_benchmark_records_a_refused_run_and_goes_on(tmp_path, monkeypat
     assert "skipped: (b) imp_slr_uniform_plus at 0.95 seed 0" in capsys.readouterr().out
 
 
+def test_a_given_own_value_skips_calibration_and_imp_follows_each_seeds_sparsity(tmp_path, monkeypatch, capsys):
+    """``--own_values``: DST runs with the given alpha on every seed (no calibration run), and IMP + SLR runs per
+    seed at the sparsity that seed's DST run reached. In this process, main.run stubbed."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import bench_methods
+
+    reached = {0: 0.9508, 1: 0.5323}  # what the stubbed DST runs end at (seeds part by tens of points)
+    calls = []
+
+    def fake_run(config, workdir, overwrite):
+        calls.append((config.method, config.seed, config.target_sparsity, config.get("dst_alpha")))
+        sparsity = reached[config.seed] if config.method == "dst" else config.target_sparsity
+        return [{"sparsity": sparsity, "test_accuracy": 0.5, "epochs": 4, "cycle": 1}]
+
+    monkeypatch.setattr(bench_methods.main, "run", fake_run)
+    monkeypatch.setattr(bench_methods, "calibrate", lambda *args: pytest.fail("calibrated a given value"))
+    monkeypatch.setattr(bench_methods, "_layer_sparsity", lambda workdir, rows: {"fc": 0.9})
+    monkeypatch.setattr(sys, "argv", ["bench_methods.py", "--groups", "own", "--own_methods", "dst",
+                                      "--own_values", "dst=0.0031623", "--sparsities", "0.95", "--seeds", "0,1",
+                                      "--epochs", "4", "--out", str(tmp_path)])
+    bench_methods.main_cli()
+    assert [c for c in calls if c[0] == "dst"] == [("dst", 0, 0.95, 0.0031623), ("dst", 1, 0.95, 0.0031623)]
+    assert [(c[1], c[2]) for c in calls if c[0] == "imp"] == [(0, 0.9508), (1, 0.5323)]
+    written = {(r["method"], r["seed"]): r for r in json.load(open(tmp_path / "methods.json"))["results"]}
+    assert written[("imp_slr_at_dst", 1)]["reached"] == 0.5323 and written[("dst", 0)]["value"] == 0.0031623
+    assert "dst for 95%: dst_alpha 0.003162 (given)" in capsys.readouterr().out
+
+
 def test_the_dpf_diagnosis_traces_each_run_epoch_by_epoch(fashion_dir):
     dpf_trace.check_two_epochs_of_512(
         _bench("diagnose_dpf.py", "--data_dir", fashion_dir, "--seeds", "0", "--epochs", "2", "--train_subset", "512"))
