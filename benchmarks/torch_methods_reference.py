@@ -492,8 +492,9 @@ def compare(sides: dict, masks: dict, reference: str = "torch") -> tuple[list[di
     return comparisons, summary
 
 
-def merge(out: str, sides: list[str], command: str, revision: str, overrides: Optional[dict] = None) -> dict:
-    """Reads each side's JSON and masks from ``out`` and writes ``out``/fidelity_methods.json."""
+def merge(out: str, sides: list[str], command: str, revision: str) -> dict:
+    """Reads each side's JSON and masks from ``out`` and writes ``out``/fidelity_methods.json (its ``epochs`` and
+    ``hyper``: what the runs had, read from their results)."""
     reports, masks = {}, {}
     for side in sides:
         with open(side_path(out, side), encoding="utf-8") as handle:
@@ -506,7 +507,8 @@ def merge(out: str, sides: list[str], command: str, revision: str, overrides: Op
     merged = {"command": command, "revision": revision,
               "protocol": {**PROTOCOL, **next(iter(reports.values()))["data"],
                            "epochs": epochs[0] if len(epochs) == 1 else epochs},
-              "hyper": {method: {**values, **(overrides or {}).get(method, {})} for method, values in HYPER.items()},
+              "hyper": {method: next((r["hyper"] for r in results if r["method"] == method), values)
+                        for method, values in HYPER.items()},
               "layers": [name for name, _, _ in LAYERS],
               "skipped": {side: r["skipped"] for side, r in reports.items() if r["skipped"]},
               "results": results,
@@ -608,7 +610,7 @@ def main() -> None:
                                 env=side_environment(side, args.torch_path), cwd=REPO)
         if result.returncode != 0:
             raise SystemExit(f"the {side} side failed (exit status {result.returncode})")
-    merged = merge(args.out, sides, command, revision, overrides)
+    merged = merge(args.out, sides, command, revision)
     print_summary(merged)
     if args.docs_json:
         with open(os.path.join(REPO, "docs", args.docs_json), "w", encoding="utf-8") as handle:

@@ -61,8 +61,8 @@ def test_tfimp_skips_the_methods_its_rules_do_not_have():
     assert reference.available_methods("torch_l2", ["lc", "cs", "dst"]) == (["cs", "dst"], ["lc"])
 
 
-def _side(out, side, accuracy, kept_first):
-    """A side's files: one ``lc`` run of seed 0 whose fc1 keeps ``kept_first`` (of its first four weights)."""
+def _side(out, side, accuracy, kept_first, method="lc", hyper=None):
+    """A side's files: one ``method`` run of seed 0 whose fc1 keeps ``kept_first`` (of its first four weights)."""
     masks, kernels = {}, {}
     for name, inputs, outputs in reference.LAYERS:
         mask = np.zeros((outputs, inputs), np.uint8)
@@ -73,25 +73,22 @@ def _side(out, side, accuracy, kept_first):
         kernels[name] = mask.astype(np.float32) * 2.0
     sparsity, layers = reference.summarise(masks)
     report = {"side": side, "skipped": [], "data": {"train": 8, "test": 8}, "results": [
-        {"side": side, "method": "lc", "seed": 0, "epochs": 7, "test_accuracy": accuracy, "sparsity": sparsity,
-         "layer_sparsity": layers}]}
+        {"side": side, "method": method, "seed": 0, "epochs": 7, "hyper": hyper or {}, "test_accuracy": accuracy,
+         "sparsity": sparsity, "layer_sparsity": layers}]}
     with open(reference.side_path(out, side), "w") as handle:
         json.dump(report, handle)
-    np.savez(reference.masks_path(out, side), **{f"lc/0/{k}": v for k, v in masks.items()},
-             **{f"kernel:lc/0/{k}": v for k, v in kernels.items()})
+    np.savez(reference.masks_path(out, side), **{f"{method}/0/{k}": v for k, v in masks.items()},
+             **{f"kernel:{method}/0/{k}": v for k, v in kernels.items()})
 
 
 def test_merge_compares_each_side_with_pytorch(tmp_path):
     out = str(tmp_path)
     _side(out, "torch", 0.80, [1, 1, 1, 1])
     _side(out, "tf_keras", 0.79, [1, 1, 0, 1])  # one kept weight fewer in fc1
-    merged = reference.merge(out, ["tf_keras", "torch"], "the command", "abc1234", {"dst": {"dst_alpha": 0.003}})
+    merged = reference.merge(out, ["tf_keras", "torch"], "the command", "abc1234")
     with open(os.path.join(out, "fidelity_methods.json")) as handle:
         assert json.load(handle) == json.loads(json.dumps(merged))
     assert (merged["command"], merged["revision"]) == ("the command", "abc1234")
-    # The budget and hyper-parameters the runs had, not the protocol's defaults.
-    assert merged["protocol"]["epochs"] == 7 and merged["hyper"]["dst"]["dst_alpha"] == 0.003
-    assert merged["hyper"]["cs"] == reference.HYPER["cs"]
     (comparison,) = merged["comparisons"]
     assert (comparison["side"], comparison["method"], comparison["seed"]) == ("tf_keras", "lc", 0)
     assert comparison["accuracy_difference"] == pytest.approx(-1.0)
@@ -102,6 +99,16 @@ def test_merge_compares_each_side_with_pytorch(tmp_path):
     assert comparison["layer_differences"]["fc2"] == 0.0
     (summary,) = merged["summary"]
     assert summary["within_tolerance"] is False and summary["seeds"] == [0]
+
+
+def test_merge_records_the_budget_and_hyper_parameters_the_runs_had(tmp_path):
+    """Not the protocol's defaults: what the side files say (a run with --epochs 7 --dst_alpha 0.003)."""
+    out = str(tmp_path)
+    for side in ("torch", "tf_keras"):
+        _side(out, side, 0.80, [1, 1, 1, 1], method="dst", hyper={"dst_alpha": 0.003})
+    merged = reference.merge(out, ["tf_keras", "torch"], "the command", "abc1234")
+    assert merged["protocol"]["epochs"] == 7 and merged["hyper"]["dst"]["dst_alpha"] == 0.003
+    assert merged["hyper"]["cs"] == reference.HYPER["cs"]
 
 
 def test_the_pytorch_side_follows_tfimp_step_for_step(tmp_path, fashion_dir):
